@@ -1,0 +1,96 @@
+"""``adytum measure`` and ``adytum init``: the enclave's identity and the simulation's trust root.
+
+``measure`` prints ``mr_enclave``, ``mr_signer`` and every measured file's SHA-256, so an auditor
+can recompute a worker's measurement from a source checkout. ``init`` creates the development
+root (see :mod:`adytum.attestation.devroot`) and says loudly that it is for simulation only.
+Runs on its own as ``python -m adytum.attestation.cli_measure measure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+
+from adytum.attestation.devroot import DevRootError, init_dev_root
+from adytum.attestation.measurement import measure
+
+__all__ = ["DEFAULT_DEV_ROOT", "add_commands", "main"]
+
+DEFAULT_DEV_ROOT = Path("adytum-data") / "devroot"
+
+WARNING = (
+    "SIMULATION ONLY: this development root signs simulated attestation reports. It proves nothing\n"
+    "about hardware. Requesters must trust it explicitly (root.pem), and never in production."
+)
+
+
+def _measure(args: argparse.Namespace) -> int:
+    try:
+        result = measure(args.module, include_plugins=not args.no_plugins)
+    except (ModuleNotFoundError, ValueError, OSError) as exc:
+        print(f"adytum measure: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"mr_enclave: {result.mr_enclave.hex()}")
+    print(f"mr_signer:  {result.mr_signer.hex()}")
+    print(f"python:     {'.'.join(map(str, result.python_version))}")
+    print(f"files ({len(result.files)}):")
+    for path, digest in result.files:
+        print(f"  {digest}  {path}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    try:
+        root = init_dev_root(args.dir)
+    except (DevRootError, OSError) as exc:
+        print(f"adytum init: {exc}", file=sys.stderr)
+        return 1
+    info: dict[str, Any] = {
+        "directory": str(root.directory),
+        "root_certificate": str(root.directory / "root.pem"),
+        "root_fingerprint_sha256": root.root_certificate.fingerprint(hashes.SHA256()).hex(),
+        "simulated": True,
+        "warning": WARNING,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(WARNING, file=sys.stderr)
+        print(f"development root in {info['directory']}")
+        print(f"trust anchor for simulated evidence: {info['root_certificate']}")
+        print(f"root SHA-256 fingerprint: {info['root_fingerprint_sha256']}")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``measure`` and ``init`` on an argparse subparsers object (``handler=`` each)."""
+    m = subparsers.add_parser("measure", help="print the enclave measurement (mr_enclave, mr_signer, per-file hashes)",
+                              description="Measure the enclave code installed here, as a simulated enclave reports it.")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.add_argument("--module", action="append", default=[], metavar="NAME", help="also measure this module or package (repeatable)")
+    m.add_argument("--no-plugins", action="store_true", help="leave out installed workload plug-ins")
+    m.set_defaults(handler=_measure)
+    i = subparsers.add_parser("init", help="create the development root for SIMULATED attestation",
+                              description=WARNING)
+    i.add_argument("--dir", type=Path, default=DEFAULT_DEV_ROOT, help=f"where to keep it (default {DEFAULT_DEV_ROOT})")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(handler=_init)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adytum")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""`adytum bench`: throughput and latency of verified work orders against a running node.
+
+The yardstick is measured in the same run: the enclave's own processing of a work order (RSA-OAEP
+unwrap, ECDSA verify and sign, AES-GCM, hashing), in-process with no I/O, times the cores. Nothing
+that serves work orders can beat it on this machine, so `ratio` says how much the node adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..client import AsyncClient, Trust, UntrustedWorker, WorkerInfo, build
+from ..crypto import sha256
+from ..enclave.keys import WorkerKeys
+from ..enclave.processor import WorkOrderProcessor
+from ..protocol import EeaError, encode
+from ..workloads import load_workloads
+from . import trust_from_args
+from .output import console, emit_json, fail
+
+
+@dataclass
+class Report:
+    uri: str
+    workload: str
+    orders: int
+    concurrency: int
+    failed: int
+    seconds: float
+    per_second: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    bound_us_per_order: float
+    cores: int
+    bound_per_second: float
+    ratio_to_bound: float
+
+
+def crypto_bound(samples: int, workload: str, data: bytes) -> float:
+    """Microseconds the enclave spends on one work order, measured in-process."""
+    keys = WorkerKeys.generate(sha256(b"bench").hex())
+    proc = WorkOrderProcessor(keys, load_workloads())
+    info = WorkerInfo(keys.worker_id, keys.verifying_key, keys.encryption_key, keys.encryption_key_signature)
+    orders = [encode(build(info, workload, [data]).params) for _ in range(samples)]
+    started = time.perf_counter()
+    for raw in orders:
+        proc.process(raw)
+    return (time.perf_counter() - started) / samples * 1e6
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, concurrency: int,
+                progress: Progress | None) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    failed = 0
+    issued = 0
+    task = progress.add_task("work orders", total=n) if progress else None
+    async with AsyncClient(uri, trust=trust) as client:
+        worker = await client.worker()
+
+        async def requester() -> None:
+            nonlocal issued, failed
+            while issued < n:
+                issued += 1
+                t0 = time.perf_counter()
+                try:
+                    order, result = await client.submit(worker, workload, [data], wait_ms=60_000)
+                    await client.result(order, worker, result=result)
+                    latencies.append(time.perf_counter() - t0)
+                except (EeaError, OSError, ValueError):
+                    failed += 1
+                if progress is not None and task is not None:
+                    progress.advance(task)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(requester() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, failed, elapsed
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    data = args.in_data.encode()
+    if not args.json:
+        console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process)…")
+    bound_us = crypto_bound(args.bound_samples, args.workload, data)
+    cores = os.cpu_count() or 1
+    try:
+        trust = trust_from_args(args)
+        if args.json:
+            latencies, failed, elapsed = asyncio.run(drive(args.uri, trust, args.workload, data, args.n, args.c,
+                                                           None))
+        else:
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console) as progress:
+                latencies, failed, elapsed = asyncio.run(
+                    drive(args.uri, trust, args.workload, data, args.n, args.c, progress))
+    except (OSError, ValueError, EeaError, UntrustedWorker) as exc:
+        return fail(f"cannot drive {args.uri}: {exc}", as_json=args.json)
+    latencies.sort()
+    ok = len(latencies)
+    bound = cores * 1e6 / bound_us
+    rate = ok / elapsed if elapsed else 0.0
+    report = Report(args.uri, args.workload, ok, args.c, failed, round(elapsed, 3), round(rate, 1),
+                    round(percentile(latencies, 50) * 1e3, 2), round(percentile(latencies, 95) * 1e3, 2),
+                    round(percentile(latencies, 99) * 1e3, 2), round(bound_us, 1), cores, round(bound, 1),
+                    round(rate / bound, 3))
+    if args.json:
+        emit_json(asdict(report))
+    else:
+        console.print(f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
+                      f"requesters ({failed} failed)")
+        console.print(f"  throughput  [bold]{rate:,.0f}[/] work orders/s")
+        console.print(f"  latency     p50 {report.p50_ms} ms   p95 {report.p95_ms} ms   p99 {report.p99_ms} ms"
+                      f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)" if latencies else "")
+        console.print(f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
+                      f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]")
+    return 0 if failed == 0 else 1

@@ -1,0 +1,58 @@
+"""`adytum workers`: list workers, or show one with its keys and attestation checked, in words."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..client import Client, Trust, UntrustedWorker, WorkerInfo
+from ..protocol import EeaError
+from . import trust_from_args
+from .output import console, emit_json, fail
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    try:
+        trust = trust_from_args(args)
+    except (OSError, ValueError) as exc:
+        return fail(f"trust root: {exc}", as_json=args.json)
+    try:
+        with Client(args.uri, trust=trust) as client:
+            if args.action == "show":
+                worker_id = args.worker_id or (client.call("WorkerLookUp", {})["ids"] or [None])[0]
+                if worker_id is None:
+                    return fail("no worker is registered", as_json=args.json)
+                record = client.call("WorkerRetrieve", {"workerId": worker_id})
+                return _show(worker_id, record, trust, args.json)
+            found = client.call("WorkerLookUp", {})
+    except EeaError as exc:
+        return fail(exc.message, as_json=args.json, code=exc.code)
+    except OSError as exc:
+        return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
+    if args.json:
+        emit_json(found)
+    else:
+        console.print(f"{found['totalCount']} worker(s) at {args.uri}")
+        for worker_id in found["ids"]:
+            console.print(f"  {worker_id}")
+    return 0
+
+
+def _show(worker_id: str, record: dict, trust: Trust, as_json: bool) -> int:
+    try:
+        info = WorkerInfo.verified(worker_id, record, trust)
+        verdict, problem = info.verdict, ""
+    except UntrustedWorker as exc:
+        verdict, problem = None, str(exc)
+    if as_json:
+        emit_json({"workerId": worker_id, "trusted": verdict is not None, "problem": problem,
+                   "verdict": verdict.to_json() if verdict else None, "record": record})
+        return 0 if verdict else 1
+    console.print(f"worker {worker_id}")
+    console.print(f"  status {record.get('status')}, workloads: {', '.join(record['details'].get('workloads', []))}")
+    if verdict is None:
+        console.print(f"  [bold red]NOT TRUSTED[/]: {problem}", highlight=False)
+        return 1
+    console.print("  [green]trusted[/]: encryption key signed by the verification key; attestation verified and "
+                  "binding both keys and the worker id")
+    console.print(verdict.describe(), markup=False, highlight=False)
+    return 0

@@ -1,0 +1,184 @@
+"""The requester SDK: look up a worker, check its keys, submit, wait, verify and decrypt.
+
+    async with AsyncClient("http://localhost:1947") as c:
+        outputs = await c.run("hello", [b"world"])          # [b"Hello world"], verified
+
+`Client` is the same API without asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from .. import crypto
+from ..protocol import EeaError, Status, encode
+from .workorder import PendingOrder, build, open_result
+from .worker import Trust, WorkerInfo, require_active
+
+_ids = itertools.count(1)
+
+
+class NodeUnreachable(ConnectionError):
+    """The node could not be reached or hung up; the work order may or may not have been accepted."""
+
+
+class _Error(msgspec.Struct):
+    code: int = Status.UNKNOWN_ERROR
+    message: str = ""
+    data: Any = None
+
+
+class _Reply(msgspec.Struct):
+    """A JSON-RPC reply with `result` kept raw, so a work-order result is decoded once, typed."""
+
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: _Error | None = None
+
+
+_reply_decoder = msgspec.json.Decoder(_Reply)
+
+
+def _envelope(method: str, params: Any) -> bytes:
+    return encode({"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params})
+
+
+def _unwrap(body: bytes) -> msgspec.Raw:
+    try:
+        reply = _reply_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise EeaError(Status.UNKNOWN_ERROR, f"server sent no JSON-RPC reply: {body[:200]!r}") from None
+    if reply.error is not None:
+        raise EeaError(reply.error.code, reply.error.message, reply.error.data)
+    return reply.result
+
+
+class AsyncClient:
+    def __init__(self, uri: str = "http://localhost:1947/", *, trust: Trust | None = None,
+                 signer: crypto.SigningKey | None = None, requester_id: str | None = None,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.uri = uri
+        self.trust = trust or Trust()
+        self.signer = signer
+        self.requester_id = requester_id or crypto.random_bytes(32).hex()
+        self._session = session
+        self._own_session = session is None
+        self._workers: dict[str, WorkerInfo] = {}
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+            self._session = None
+
+
+    async def call(self, method: str, params: Any) -> Any:
+        """One JSON-RPC call; the result as plain Python data, or EeaError."""
+        return msgspec.json.decode(await self.call_raw(method, params))
+
+    async def call_raw(self, method: str, params: Any) -> msgspec.Raw:
+        """One JSON-RPC call; the result as raw JSON (params may be a dict or a protocol struct)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        try:
+            async with self._session.post(self.uri, data=_envelope(method, params),
+                                          headers={"Content-Type": "application/json"}) as resp:
+                body = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise NodeUnreachable(f"{self.uri}: {exc}") from exc
+        return _unwrap(body)
+
+    async def worker_ids(self, **filters: Any) -> list[str]:
+        return list((await self.call("WorkerLookUp", filters))["ids"])
+
+    async def worker(self, worker_id: str | None = None) -> WorkerInfo:
+        """The worker (the first one looked up if no id is given), its keys and attestation verified."""
+        if worker_id is None:
+            ids = await self.worker_ids()
+            if not ids:
+                raise EeaError(Status.INVALID_PARAMETER, f"no worker is registered at {self.uri}")
+            worker_id = ids[0]
+        if worker_id not in self._workers:
+            record = await self.call("WorkerRetrieve", {"workerId": worker_id})
+            info = WorkerInfo.verified(worker_id, record, self.trust)
+            require_active(info)
+            self._workers[worker_id] = info
+        return self._workers[worker_id]
+
+    async def submit(self, worker: WorkerInfo, workload: str, inputs: list[bytes], *,
+                     wait_ms: int = 0) -> tuple[PendingOrder, Any]:
+        """Send one order; returns it and the result if the node answered within `wait_ms`."""
+        order = build(worker, workload, inputs, requester_id=self.requester_id, signer=self.signer,
+                      response_timeout_ms=wait_ms)
+        try:
+            return order, await self.call_raw("WorkOrderSubmit", order.params)
+        except EeaError as exc:
+            if exc.code == Status.PENDING:
+                return order, None
+            raise
+
+    async def result(self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0,
+                     result: Any = None) -> list[bytes]:
+        """Wait for the result, then verify and decrypt it."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while result is None:
+            try:
+                result = await self.call_raw("WorkOrderGetResult", {"workOrderId": order.work_order_id})
+            except EeaError as exc:
+                if exc.code != Status.PENDING or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return open_result(order, worker, result)
+
+    async def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
+                  timeout: float = 60.0) -> list[bytes]:
+        worker = await self.worker(worker_id)
+        order, result = await self.submit(worker, workload, inputs, wait_ms=int(timeout * 1000))
+        return await self.result(order, worker, timeout=timeout, result=result)
+
+
+class Client:
+    """The same API without asyncio: an AsyncClient driven by a private event loop."""
+
+    def __init__(self, uri: str = "http://localhost:1947/", *, trust: Trust | None = None,
+                 signer: crypto.SigningKey | None = None, requester_id: str | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id)
+        self.uri = uri
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+        self._loop.close()
+
+    def _run(self, coro: Any) -> Any:
+        return self._loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        """Close the connection; the client reconnects on its next call."""
+        if not self._loop.is_closed():
+            self._run(self._async.close())
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        return self._run(self._async.call(method, params))
+
+    def worker(self, worker_id: str | None = None) -> WorkerInfo:
+        return self._run(self._async.worker(worker_id))
+
+    def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
+            timeout: float = 60.0) -> list[bytes]:
+        return self._run(self._async.run(workload, inputs, worker_id=worker_id, timeout=timeout))

@@ -1,0 +1,111 @@
+"""A worker as a requester sees it: ids and public keys, checked before anything is encrypted to it.
+
+A worker is used only if its encryption key is signed by its verification key and its attestation
+evidence verifies against the roots and measurements the requester trusts, binding both keys and the
+worker id (so a host cannot swap a key after attestation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from cryptography import x509
+
+from .. import crypto
+from ..attestation import AttestationError, Policy, Verdict, verify_worker_evidence
+from ..protocol import EeaError, Status, encryption_key_digest
+
+DEFAULT_MAX_REPORT_AGE = timedelta(days=1)
+
+
+class UntrustedWorker(Exception):
+    """The worker's keys or attestation do not check out: refuse to use it."""
+
+    def __init__(self, message: str, reason: str = "keys") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a requester trusts: attestation roots (for simulated evidence; Intel's anchors are built in
+    for hardware evidence) and the policy evidence must meet. No roots: simulated workers are refused."""
+
+    roots: tuple[x509.Certificate, ...] = ()
+    policy: Policy = field(default_factory=lambda: Policy(max_collateral_age=DEFAULT_MAX_REPORT_AGE))
+
+    @classmethod
+    def from_files(cls, root_files: Iterable[str | Path] = (), *, mr_enclaves: Iterable[str] = (),
+                   allow_debug: bool = False, max_age: timedelta = DEFAULT_MAX_REPORT_AGE) -> "Trust":
+        roots = []
+        for path in root_files:
+            data = Path(path).read_bytes()
+            try:
+                roots.extend(x509.load_pem_x509_certificates(data))
+            except ValueError:
+                raise ValueError(f"{path} holds no PEM certificate") from None
+        return cls(tuple(roots), Policy(mr_enclaves=frozenset(mr_enclaves), allow_debug=allow_debug,
+                                        max_collateral_age=max_age))
+
+    def verify(self, info: "WorkerInfo") -> Verdict:
+        data = info.record.get("details", {}).get("workerTypeData", {})
+        policy = dataclasses.replace(self.policy, at=datetime.now(timezone.utc))
+        try:
+            return verify_worker_evidence(str(data.get("proofDataType") or ""), str(data.get("proofData") or ""),
+                                          verifying_key=info.verifying_key, encryption_key=info.encryption_key,
+                                          worker_id=info.worker_id, policy=policy, trusted_roots=self.roots)
+        except AttestationError as exc:
+            hint = "" if self.roots else (" (no attestation root is trusted: pass --trust-root; a development "
+                                          "node's root is DATA_DIR/devroot/root.pem)")
+            raise UntrustedWorker(f"worker {info.worker_id[:16]}…: attestation refused: {exc}{hint}",
+                                  reason=str(exc.reason)) from exc
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: str
+    verifying_key: str
+    encryption_key: str
+    encryption_key_signature: str
+    status: int = 1
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    verdict: Verdict | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def verified(cls, worker_id: str, record: dict[str, Any], trust: Trust) -> "WorkerInfo":
+        """Parse a `WorkerRetrieve` result and check keys and attestation; UntrustedWorker if anything fails."""
+        info = cls.from_record(worker_id, record)
+        return dataclasses.replace(info, verdict=trust.verify(info))
+
+    @classmethod
+    def from_record(cls, worker_id: str, record: dict[str, Any]) -> "WorkerInfo":
+        """Parse a `WorkerRetrieve` result and check the key signature only (no attestation)."""
+        try:
+            data = record["details"]["workerTypeData"]
+            info = cls(worker_id=worker_id.lower(), verifying_key=data["verificationKey"],
+                       encryption_key=data["encryptionKey"],
+                       encryption_key_signature=data["encryptionKeySignature"],
+                       status=int(record.get("status", 1)), record=record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UntrustedWorker(f"worker record lacks {exc}") from None
+        info.check_keys()
+        return info
+
+    def check_keys(self) -> None:
+        """The encryption key must be signed by the verification key (Avalon §4.8)."""
+        try:
+            crypto.verify_digest(self.verifying_key, encryption_key_digest(self.encryption_key),
+                                 bytes.fromhex(self.encryption_key_signature))
+            crypto.rsa_public_from_pem(self.encryption_key)
+        except (crypto.CryptoError, ValueError) as exc:
+            raise UntrustedWorker(f"worker {self.worker_id[:16]}…: encryption key is not signed by its "
+                                  f"verification key ({exc})") from None
+
+
+def require_active(info: WorkerInfo) -> None:
+    if info.status != 1:
+        raise EeaError(Status.INVALID_PARAMETER, f"worker {info.worker_id} is not active")

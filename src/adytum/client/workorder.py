@@ -1,0 +1,86 @@
+"""Build a work order for a worker, and verify and decrypt what comes back.
+
+Secure by default: a fresh session key per order, a fresh IV for every encryption under it
+(the request hash uses `sessionKeyIv`, each item its own `iv`), OAEP with SHA-256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .. import crypto
+from ..protocol import (DataItem, WorkOrderParams, WorkOrderResult, decode_result, encode, request_hash,
+                        response_hash, workload_hex)
+from .worker import WorkerInfo
+
+
+class VerificationError(Exception):
+    """A result that must not be believed: bad signature, wrong order, or undecryptable output."""
+
+
+@dataclass(frozen=True)
+class PendingOrder:
+    """What the requester keeps (privately) to check and open the result."""
+
+    params: WorkOrderParams
+    session_key: bytes
+    session_iv: bytes
+    request_hash: bytes
+
+    @property
+    def work_order_id(self) -> str:
+        return self.params.work_order_id
+
+
+def build(worker: WorkerInfo, workload: str, inputs: list[bytes], *, requester_id: str | None = None,
+          signer: crypto.SigningKey | None = None, response_timeout_ms: int = 0) -> PendingOrder:
+    key = crypto.random_bytes(crypto.KEY_LEN)
+    session_iv = crypto.random_bytes(crypto.IV_LEN)
+    items = []
+    for index, data in enumerate(inputs):
+        iv = crypto.random_bytes(crypto.IV_LEN)
+        items.append(DataItem(index=index, data=crypto.b64encode(crypto.aes_encrypt(key, iv, data)),
+                              iv=iv.hex()))
+    wrapped = crypto.rsa_encrypt(crypto.rsa_public_from_pem(worker.encryption_key), key)
+    params = WorkOrderParams(
+        work_order_id=crypto.random_bytes(32).hex(), worker_id=worker.worker_id,
+        workload_id=workload_hex(workload),
+        requester_id=requester_id or crypto.random_bytes(32).hex(),
+        encrypted_session_key=wrapped.hex(), requester_nonce=crypto.random_bytes(16).hex(),
+        encrypted_request_hash="", in_data=items, response_timeout_m_secs=response_timeout_ms,
+        session_key_iv=session_iv.hex())
+    digest = request_hash(params)
+    params.encrypted_request_hash = crypto.aes_encrypt(key, session_iv, digest).hex()
+    if signer is not None:
+        params.verifying_key = signer.public_pem()
+        params.requester_signature = crypto.b64encode(signer.sign_digest(digest))
+    return PendingOrder(params, key, session_iv, digest)
+
+
+def open_result(order: PendingOrder, worker: WorkerInfo,
+                result: WorkOrderResult | dict[str, Any] | bytes | msgspec.Raw) -> list[bytes]:
+    """Verify the worker's signature over the result, then decrypt the outputs (by index)."""
+    if isinstance(result, dict):
+        result = encode(result)
+    if not isinstance(result, WorkOrderResult):
+        result = decode_result(result)
+    p = order.params
+    for name in ("work_order_id", "worker_id", "workload_id", "requester_id"):
+        if getattr(result, name).lower() != getattr(p, name).lower():
+            raise VerificationError(f"result {name} does not match the work order")
+    try:
+        crypto.verify_digest(worker.verifying_key, response_hash(result),
+                             crypto.b64decode(result.worker_signature))
+    except crypto.CryptoError as exc:
+        raise VerificationError(f"worker signature does not verify: {exc}") from None
+    outputs = []
+    for item in sorted(result.out_data, key=lambda i: i.index):
+        try:
+            iv = bytes.fromhex(item.iv) if item.iv else order.session_iv
+            outputs.append(crypto.aes_decrypt(order.session_key, iv, crypto.b64decode(item.data)))
+        except (crypto.CryptoError, ValueError) as exc:
+            raise VerificationError(f"outData[{item.index}] does not decrypt: {exc}") from None
+    return outputs

@@ -1,0 +1,229 @@
+"""Cryptographic primitives, each with one safe way to call it.
+
+AES-256-GCM (ciphertext || 16-byte tag, 12-byte IV), RSA-OAEP-3072 (SHA-256 by default; SHA-1 only for
+Avalon compatibility), ECDSA secp256k1 over a 32-byte SHA-256 digest (DER, low-S), SHA-256 and HKDF.
+Private keys are parsed once and kept as objects: parsing an RSA key costs ~110 ms.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from functools import lru_cache
+
+import coincurve
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_LEN = 32
+IV_LEN = 12
+TAG_LEN = 16
+RSA_BITS = 3072
+# Order of the secp256k1 group: signatures with s > n/2 are rewritten to n - s (libsecp256k1 wants low S).
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+class CryptoError(ValueError):
+    """A decryption, signature or key-format check failed."""
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+# --- AES-256-GCM ---------------------------------------------------------------------------------
+
+
+def aes_encrypt(key: bytes, iv: bytes, plaintext: bytes, aad: bytes | None = None) -> bytes:
+    """Return ciphertext || tag. The caller owns IV uniqueness: never reuse an IV under one key."""
+    if len(iv) != IV_LEN:
+        raise CryptoError(f"AES-GCM IV must be {IV_LEN} bytes, got {len(iv)}")
+    return AESGCM(key).encrypt(iv, plaintext, aad)
+
+
+def aes_decrypt(key: bytes, iv: bytes, ciphertext: bytes, aad: bytes | None = None) -> bytes:
+    if len(iv) != IV_LEN:
+        raise CryptoError(f"AES-GCM IV must be {IV_LEN} bytes, got {len(iv)}")
+    if len(key) != KEY_LEN:
+        raise CryptoError(f"AES-256 key must be {KEY_LEN} bytes, got {len(key)}")
+    try:
+        return AESGCM(key).decrypt(iv, ciphertext, aad)
+    except (InvalidTag, ValueError) as exc:
+        raise CryptoError("authenticated decryption failed (wrong key or tampered data)") from exc
+
+
+# --- RSA-OAEP ------------------------------------------------------------------------------------
+
+
+def _oaep(legacy_sha1: bool) -> padding.OAEP:
+    algo = hashes.SHA1() if legacy_sha1 else hashes.SHA256()
+    return padding.OAEP(mgf=padding.MGF1(algorithm=algo), algorithm=algo, label=None)
+
+
+def rsa_generate() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+
+
+@lru_cache(maxsize=256)
+def rsa_public_from_pem(pem: str) -> rsa.RSAPublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except ValueError as exc:
+        raise CryptoError("not a PEM RSA public key") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise CryptoError("encryption key is not an RSA key")
+    return key
+
+
+def rsa_encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes, *, legacy_sha1: bool = False) -> bytes:
+    return public_key.encrypt(plaintext, _oaep(legacy_sha1))
+
+
+def rsa_decrypt(private_key: rsa.RSAPrivateKey, ciphertext: bytes, *, legacy_sha1: bool = False) -> bytes:
+    try:
+        return private_key.decrypt(ciphertext, _oaep(legacy_sha1))
+    except ValueError as exc:
+        raise CryptoError("RSA-OAEP decryption failed (wrong key or tampered session key)") from exc
+
+
+def rsa_private_to_der(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def rsa_private_from_der(der: bytes) -> rsa.RSAPrivateKey:
+    # Our own sealed key: validated when it was generated, so skip the 100 ms re-validation.
+    key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CryptoError("sealed encryption key is not RSA")
+    return key
+
+
+def rsa_private_from_pem(pem: str) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CryptoError("not an RSA private key")
+    return key
+
+
+def rsa_public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    return pub.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+# --- ECDSA secp256k1 -----------------------------------------------------------------------------
+
+
+class SigningKey:
+    """A secp256k1 private key that signs 32-byte digests (DER, low-S, RFC 6979)."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._key = coincurve.PrivateKey(secret) if secret else coincurve.PrivateKey()
+
+    @classmethod
+    def from_pem(cls, pem: str) -> "SigningKey":
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256k1":
+            raise CryptoError("not a secp256k1 private key")
+        return cls(key.private_numbers().private_value.to_bytes(32, "big"))
+
+    @property
+    def secret(self) -> bytes:
+        return self._key.secret
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        if len(digest) != 32:
+            raise CryptoError("ECDSA signs a 32-byte digest")
+        return self._key.sign(digest, hasher=None)
+
+    def public_pem(self) -> str:
+        return verifying_key_pem(self._key.public_key.format(compressed=False))
+
+
+def verifying_key_pem(point: bytes) -> str:
+    """SPKI PEM of a secp256k1 public key given as a SEC1 point (what Avalon clients expect)."""
+    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), point)
+    return pub.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@lru_cache(maxsize=4096)
+def _verifying_key(pem: str) -> coincurve.PublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except ValueError as exc:
+        raise CryptoError("verifying key is not a PEM public key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256k1":
+        raise CryptoError("verifying key is not a secp256k1 key")
+    point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return coincurve.PublicKey(point)
+
+
+def check_verifying_key(pem: str) -> None:
+    """Raise CryptoError unless `pem` is a secp256k1 public key."""
+    _verifying_key(pem)
+
+
+def _low_s_der(signature: bytes) -> bytes:
+    """Re-encode a DER signature with low S; other signers (ecdsa, OpenSSL) emit high S half the time."""
+    try:
+        r, s = decode_dss_signature(signature)
+    except ValueError as exc:
+        raise CryptoError("signature is not DER-encoded ECDSA") from exc
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise CryptoError("signature values out of range")
+    if s > SECP256K1_N // 2:
+        s = SECP256K1_N - s
+    return encode_dss_signature(r, s)
+
+
+def verify_digest(verifying_key_pem_: str, digest: bytes, signature: bytes) -> None:
+    """Raise CryptoError unless `signature` is a valid ECDSA signature of `digest`."""
+    key = _verifying_key(verifying_key_pem_)
+    try:
+        ok = key.verify(_low_s_der(signature), digest, hasher=None)
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("malformed signature") from exc
+    if not ok:
+        raise CryptoError("signature does not verify")
+
+
+# --- HKDF ----------------------------------------------------------------------------------------
+
+
+def hkdf(secret: bytes, info: bytes, length: int = KEY_LEN, salt: bytes | None = None) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(secret)
+
+
+# --- Encodings -----------------------------------------------------------------------------------
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def b64decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CryptoError("invalid base64") from exc
+
+
+def hexdecode(text: str) -> bytes:
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise CryptoError("invalid hex") from exc

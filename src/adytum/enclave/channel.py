@@ -1,0 +1,99 @@
+"""The narrow message channel between host and enclave: length-prefixed msgpack frames.
+
+Only these message types cross it, and none carries a secret in clear. The host may pipeline
+several `Process` frames; the enclave answers each with a `Processed` frame carrying the same seq.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import BinaryIO, Union
+
+import msgspec
+
+MAX_FRAME = 64 * 1024 * 1024
+HEADER = struct.Struct(">I")
+
+
+class Hello(msgspec.Struct, tag="hello"):
+    """Host -> enclave: who are you? (answered with Identity)."""
+
+
+class Process(msgspec.Struct, tag="process"):
+    """Host -> enclave: process these raw WorkOrderSubmit params."""
+
+    seq: int
+    params: bytes
+
+
+class Identity(msgspec.Struct, tag="identity"):
+    """Enclave -> host: the worker's public keys and what the enclave is."""
+
+    worker_id: str
+    verifying_key: str
+    encryption_key: str
+    encryption_key_signature: str
+    encryption_key_nonce: str
+    simulated: bool
+    avalon_compat: bool
+    workloads: list[str]
+    mr_enclave: str
+    mr_signer: str
+    quote: bytes
+
+
+class Processed(msgspec.Struct, tag="processed"):
+    """Enclave -> host: a signed result (JSON bytes), or an EEA error code and message."""
+
+    seq: int
+    result: bytes = b""
+    code: int = 0
+    message: str = ""
+
+
+class Fatal(msgspec.Struct, tag="fatal"):
+    """Enclave -> host: the enclave cannot serve (e.g. sealed keys do not unseal) and will exit."""
+
+    message: str
+
+
+Message = Union[Hello, Process, Identity, Processed, Fatal]
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+class ChannelError(Exception):
+    """The peer sent something that is not a frame of this protocol, or went away."""
+
+
+def pack(msg: Message) -> bytes:
+    body = _encoder.encode(msg)
+    return HEADER.pack(len(body)) + body
+
+
+def unpack(body: bytes) -> Message:
+    try:
+        return _decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ChannelError(f"bad frame: {exc}") from None
+
+
+def frame_length(header: bytes) -> int:
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ChannelError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    return length
+
+
+def read_frame(stream: BinaryIO) -> Message | None:
+    """Blocking read of one frame; None on a clean end of stream."""
+    header = stream.read(HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise ChannelError("truncated frame header")
+    length = frame_length(header)
+    body = stream.read(length)
+    if len(body) < length:
+        raise ChannelError("truncated frame body")
+    return unpack(body)

@@ -1,0 +1,225 @@
+"""Work-order execution inside the enclave.
+
+Order of checks (cheap and signature checks first, so a forged request never costs an RSA decrypt):
+shape -> worker and workload -> replay -> requester signature -> session-key unwrap -> request hash
+-> input decryption -> workload -> output encryption -> response hash and signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .. import crypto
+from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderResult,
+                        decode_params, encode, request_hash, response_hash, workload_name)
+from ..workloads import Context, Workload, WorkloadError
+from .keys import WorkerKeys
+
+log = logging.getLogger("adytum.enclave")
+SESSION_KEY_ITEM = ("", "null")
+PLAINTEXT_ITEM = "-"
+
+
+class ReplayGuard:
+    """Refuses a work-order id or a (requester, nonce) pair seen before.
+
+    Bounded to the most recent `capacity` entries of each kind, in enclave memory: a host that
+    restarts the enclave resets it (durable, rollback-protected replay state needs a monotonic
+    counter, which simulation mode does not have).
+    """
+
+    def __init__(self, capacity: int = 500_000) -> None:
+        self._capacity = capacity
+        self._orders: OrderedDict[str, None] = OrderedDict()
+        self._nonces: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def check(self, p: WorkOrderParams) -> None:
+        if p.work_order_id.lower() in self._orders:
+            raise EeaError(Status.INVALID_PARAMETER,
+                           "replayed work order: this workOrderId was already processed")
+        if (p.requester_id.lower(), p.requester_nonce.lower()) in self._nonces:
+            raise EeaError(Status.INVALID_PARAMETER,
+                           "replayed requester nonce: each work order needs a fresh requesterNonce")
+
+    def record(self, p: WorkOrderParams) -> None:
+        for table, key in ((self._orders, p.work_order_id.lower()),
+                           (self._nonces, (p.requester_id.lower(), p.requester_nonce.lower()))):
+            table[key] = None
+            if len(table) > self._capacity:
+                table.popitem(last=False)
+
+
+@dataclass
+class _Session:
+    key: bytes
+    iv: bytes
+    legacy: bool  # an Avalon client: OAEP-SHA1 and one IV for everything
+
+
+class WorkOrderProcessor:
+    def __init__(self, keys: WorkerKeys, workloads: dict[str, Workload], *,
+                 avalon_compat: bool = False, replay: ReplayGuard | None = None) -> None:
+        self.keys = keys
+        self.workloads = workloads
+        self.avalon_compat = avalon_compat
+        self.replay = replay or ReplayGuard()
+
+    def process(self, raw_params: bytes) -> bytes:
+        """Raw WorkOrderSubmit params in, signed result JSON out; EeaError for any refusal."""
+        p = decode_params(raw_params)
+        if p.worker_id.lower() != self.keys.worker_id:
+            raise EeaError(Status.INVALID_PARAMETER, "work order is addressed to another worker")
+        workload = self._workload(p.workload_id)
+        self.replay.check(p)
+        req_hash = request_hash(p)
+        if p.requester_signature:
+            self._verify_requester(p, req_hash)
+        session = self._unwrap(p)
+        self._check_request_hash(p, session, req_hash)
+        _check_ivs_unique(p, session)
+        inputs = [self._decrypt_item(item, session) for item in sorted(p.in_data, key=_index)]
+        outputs = self._run(workload, p, inputs)
+        result = self._sign(p, [self._encrypt_output(i, data, session) for i, data in enumerate(outputs)])
+        self.replay.record(p)
+        return result
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def _workload(self, workload_id: str) -> Workload:
+        name = workload_name(workload_id)
+        try:
+            return self.workloads[name]
+        except KeyError:
+            raise EeaError(Status.INVALID_WORKLOAD,
+                           f"workload {name[:64]!r} is not served by this worker") from None
+
+    @staticmethod
+    def _verify_requester(p: WorkOrderParams, req_hash: bytes) -> None:
+        if not p.verifying_key:
+            raise EeaError(Status.INVALID_SIGNATURE, "requesterSignature given without verifyingKey")
+        try:
+            crypto.verify_digest(p.verifying_key, req_hash, crypto.b64decode(p.requester_signature))
+        except crypto.CryptoError as exc:
+            raise EeaError(Status.INVALID_SIGNATURE, f"requester signature rejected: {exc}") from None
+
+    def _unwrap(self, p: WorkOrderParams) -> _Session:
+        wrapped = crypto.hexdecode(p.encrypted_session_key)
+        iv = _hex_field(p.session_key_iv, "sessionKeyIv")
+        if len(iv) != crypto.IV_LEN:
+            raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
+        for legacy in ((False, True) if self.avalon_compat else (False,)):
+            try:
+                key = crypto.rsa_decrypt(self.keys.encryption, wrapped, legacy_sha1=legacy)
+            except crypto.CryptoError:
+                continue
+            if len(key) != crypto.KEY_LEN:
+                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes")
+            return _Session(key, iv, legacy)
+        hint = "" if self.avalon_compat else " (OAEP-SHA256 expected; Avalon clients need a worker " \
+                                              "started with --avalon-compat)"
+        raise EeaError(Status.INVALID_PARAMETER,
+                       "encryptedSessionKey does not decrypt with this worker's encryption key" + hint)
+
+    @staticmethod
+    def _check_request_hash(p: WorkOrderParams, s: _Session, req_hash: bytes) -> None:
+        try:
+            sent = crypto.aes_decrypt(s.key, s.iv, _hex_field(p.encrypted_request_hash,
+                                                              "encryptedRequestHash"))
+        except crypto.CryptoError:
+            raise EeaError(Status.INVALID_PARAMETER,
+                           "encryptedRequestHash does not decrypt: the request was tampered with") from None
+        if sent != req_hash:
+            raise EeaError(Status.INVALID_PARAMETER,
+                           "request hash mismatch: the request was tampered with")
+
+    def _decrypt_item(self, item: DataItem, s: _Session) -> bytes:
+        where = f"inData[{item.index}]"
+        try:
+            blob = crypto.b64decode(item.data)
+        except crypto.CryptoError:
+            raise EeaError(Status.INVALID_PARAMETER, f"{where}.data is not base64") from None
+        if item.encrypted_data_encryption_key == PLAINTEXT_ITEM:
+            plain = blob
+        elif item.encrypted_data_encryption_key in SESSION_KEY_ITEM:
+            plain = self._decrypt_session_item(item, blob, s, where)
+        else:
+            raise EeaError(Status.INVALID_PARAMETER, f"{where}: per-item data encryption keys are not "
+                           "supported; encrypt items with the session key")
+        if item.data_hash and hashlib.sha256(plain).hexdigest() != item.data_hash.lower():
+            raise EeaError(Status.INVALID_PARAMETER, f"{where}.dataHash does not match its data")
+        return plain
+
+    @staticmethod
+    def _decrypt_session_item(item: DataItem, blob: bytes, s: _Session, where: str) -> bytes:
+        if item.iv:
+            iv = _hex_field(item.iv, f"{where}.iv")
+            if len(iv) != crypto.IV_LEN:
+                raise EeaError(Status.INVALID_PARAMETER, f"{where}.iv must be 12 bytes of hex")
+        elif s.legacy:
+            iv = s.iv  # Avalon clients reuse the session IV; accepted only in compat mode
+        else:
+            raise EeaError(Status.INVALID_PARAMETER, f"{where}.iv is empty: every item needs its own IV "
+                           "(Avalon clients need a worker started with --avalon-compat)")
+        try:
+            return crypto.aes_decrypt(s.key, iv, blob)
+        except crypto.CryptoError:
+            raise EeaError(Status.INVALID_PARAMETER,
+                           f"{where} does not decrypt: wrong key or tampered data") from None
+
+    # -- execution and result --------------------------------------------------------------------
+
+    def _run(self, workload: Workload, p: WorkOrderParams, inputs: list[bytes]) -> list[bytes]:
+        ctx = Context(requester_id=p.requester_id, work_order_id=p.work_order_id,
+                      worker_id=self.keys.worker_id, random=crypto.random_bytes)
+        try:
+            outputs = workload.execute(ctx, inputs)
+        except WorkloadError as exc:
+            raise EeaError(Status.INVALID_PARAMETER, str(exc)[:500]) from None
+        except Exception as exc:  # a plug-in bug must not take the enclave down
+            log.warning("workload %s raised %s", workload.name, type(exc).__name__)
+            raise EeaError(Status.FAILED, f"workload {workload.name} failed ({type(exc).__name__})") from None
+        if not isinstance(outputs, list) or not all(isinstance(o, bytes) for o in outputs) or not outputs:
+            raise EeaError(Status.FAILED, f"workload {workload.name} returned no list of bytes")
+        return outputs
+
+    @staticmethod
+    def _encrypt_output(index: int, data: bytes, s: _Session) -> DataItem:
+        if s.legacy:  # answer an Avalon client in the only form it can decrypt
+            return DataItem(index=index, data=crypto.b64encode(crypto.aes_encrypt(s.key, s.iv, data)),
+                            encrypted_data_encryption_key="null")
+        iv = crypto.random_bytes(crypto.IV_LEN)
+        return DataItem(index=index, data=crypto.b64encode(crypto.aes_encrypt(s.key, iv, data)),
+                        iv=iv.hex())
+
+    def _sign(self, p: WorkOrderParams, out_data: list[DataItem]) -> bytes:
+        result = WorkOrderResult(work_order_id=p.work_order_id, workload_id=p.workload_id,
+                                 worker_id=p.worker_id, requester_id=p.requester_id,
+                                 worker_nonce=crypto.random_bytes(16).hex(), worker_signature="",
+                                 out_data=out_data)
+        result.worker_signature = crypto.b64encode(self.keys.signing.sign_digest(response_hash(result)))
+        return encode(result)
+
+
+def _check_ivs_unique(p: WorkOrderParams, s: _Session) -> None:
+    """No IV may serve twice under the session key: not two items, and not an item and the request hash."""
+    seen = {s.iv.hex()}
+    for item in p.in_data:
+        if item.iv and item.encrypted_data_encryption_key in SESSION_KEY_ITEM:
+            iv = item.iv.lower().removeprefix("0x")
+            if iv in seen:
+                raise EeaError(Status.INVALID_PARAMETER, f"inData[{item.index}].iv is reused under the session key")
+            seen.add(iv)
+
+
+def _index(item: DataItem) -> int:
+    return item.index
+
+
+def _hex_field(text: str, name: str) -> bytes:
+    try:
+        return crypto.hexdecode(text)
+    except crypto.CryptoError:
+        raise EeaError(Status.INVALID_PARAMETER, f"{name} is not hex") from None

@@ -1,0 +1,97 @@
+"""The enclave's serving loop: frames in on stdin, frames out on stdout, logs on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..attestation.devroot import DevRootError, load_quoting_key
+from ..attestation.measurement import Measurement, measure
+from ..attestation.quote import SimulatedQuoter, report_data_for
+from ..protocol import EeaError, Status
+from ..workloads import load_workloads
+from .channel import ChannelError, Fatal, Hello, Identity, Process, Processed, pack, read_frame
+from .keys import KEYS_FILE, WorkerKeys, load_or_create
+from .processor import WorkOrderProcessor
+from .sealing import Sealer, UnsealError, platform_secret
+
+log = logging.getLogger("adytum.enclave")
+#: The simulated platform: its quoting key plays the role of SGX's quoting enclave.
+PLATFORM_DIR = "devroot"
+
+
+class Enclave:
+    """The enclave's state once started: its measurement, processor and attestation quote."""
+
+    def __init__(self, data_dir: Path, worker_id: str, avalon_compat: bool) -> None:
+        self.measurement: Measurement = measure()
+        sealer = Sealer(platform_secret(data_dir), self.measurement.mr_enclave)
+        try:
+            keys: WorkerKeys = load_or_create(data_dir / "enclave", sealer, worker_id)
+        except UnsealError as exc:
+            raise UnsealError(
+                f"{exc}. This enclave build measures {self.measurement.mr_enclave.hex()}. To keep the worker's "
+                f"identity, have a key manager provision the keys to this build; to start a new identity, move "
+                f"{data_dir / 'enclave' / KEYS_FILE} aside.") from None
+        self.processor = WorkOrderProcessor(keys, load_workloads(), avalon_compat=avalon_compat)
+        quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave, self.measurement.mr_signer)
+        self.quote = quoter.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
+
+    def identity(self) -> Identity:
+        k = self.processor.keys
+        return Identity(worker_id=k.worker_id, verifying_key=k.verifying_key,
+                        encryption_key=k.encryption_key, encryption_key_signature=k.encryption_key_signature,
+                        encryption_key_nonce=k.encryption_key_nonce, simulated=True,
+                        avalon_compat=self.processor.avalon_compat, workloads=sorted(self.processor.workloads),
+                        mr_enclave=self.measurement.mr_enclave.hex(), mr_signer=self.measurement.mr_signer.hex(),
+                        quote=self.quote)
+
+
+def _quoting_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        return load_quoting_key(data_dir / PLATFORM_DIR)
+    except DevRootError as exc:
+        raise ValueError(f"no simulated platform to quote with: {exc}") from None
+
+
+def handle(proc: WorkOrderProcessor, msg: Process) -> Processed:
+    try:
+        return Processed(seq=msg.seq, result=proc.process(msg.params))
+    except EeaError as exc:
+        return Processed(seq=msg.seq, code=exc.code, message=exc.message)
+    except Exception as exc:  # never die on one bad order; never leak internals either
+        log.exception("unexpected error processing a work order")
+        return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR,
+                         message=f"enclave error ({type(exc).__name__})")
+
+
+def serve(data_dir: Path, worker_id: str, avalon_compat: bool,
+          inp: BinaryIO = sys.stdin.buffer, out: BinaryIO = sys.stdout.buffer) -> int:
+    try:
+        enclave = Enclave(data_dir, worker_id, avalon_compat)
+    except (UnsealError, ValueError) as exc:
+        out.write(pack(Fatal(message=str(exc))))
+        out.flush()
+        return 2
+    proc = enclave.processor
+    while True:
+        try:
+            msg = read_frame(inp)
+        except ChannelError as exc:
+            log.error("channel closed: %s", exc)
+            return 1
+        if msg is None:
+            return 0
+        if isinstance(msg, Process):
+            reply = handle(proc, msg)
+        elif isinstance(msg, Hello):
+            reply = enclave.identity()
+        else:
+            log.error("unexpected %s frame from host", type(msg).__name__)
+            return 1
+        out.write(pack(reply))
+        out.flush()

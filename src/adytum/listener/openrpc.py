@@ -1,0 +1,78 @@
+"""The OpenRPC description of the API, served at GET /openrpc.json and by `rpc.discover`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+
+HEX = {"type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]+$"}
+ITEM = {"type": "object", "required": ["index", "data"], "properties": {
+    "index": {"type": "integer", "minimum": 0}, "data": {"type": "string", "contentEncoding": "base64"},
+    "dataHash": {"type": "string"}, "encryptedDataEncryptionKey": {"type": "string"},
+    "iv": {"type": "string", "description": "hex 12-byte AES-GCM IV, unique per item"}}}
+ERRORS = [
+    {"code": 1, "message": "FAILED / UNKNOWN_ERROR"},
+    {"code": 2, "message": "INVALID_PARAMETER_FORMAT_OR_VALUE"},
+    {"code": 3, "message": "ACCESS_DENIED"},
+    {"code": 4, "message": "INVALID_SIGNATURE"},
+    {"code": 5, "message": "PENDING (data.workOrderId, data.state)"},
+    {"code": 8, "message": "BUSY"},
+    {"code": 9, "message": "INVALID_WORKLOAD"},
+]
+
+METHODS: dict[str, dict[str, Any]] = {
+    "WorkOrderSubmit": {
+        "summary": "Submit an encrypted work order; with responseTimeoutMSecs > 0 wait for its result.",
+        "params": {
+            "workOrderId": (HEX, True), "workerId": (HEX, True), "workloadId": (HEX, True),
+            "requesterId": (HEX, True), "encryptedSessionKey": (HEX, True), "sessionKeyIv": (HEX, False),
+            "requesterNonce": (HEX, True), "encryptedRequestHash": (HEX, True),
+            "inData": ({"type": "array", "items": ITEM, "minItems": 1}, True),
+            "outData": ({"type": "array", "items": ITEM}, False),
+            "responseTimeoutMSecs": ({"type": "integer", "minimum": 0}, False),
+            "payloadFormat": ({"type": "string", "enum": ["JSON-RPC"]}, False),
+            "requesterSignature": ({"type": "string", "contentEncoding": "base64"}, False),
+            "verifyingKey": ({"type": "string", "description": "PEM secp256k1 public key"}, False),
+            "resultUri": ({"type": "string"}, False), "notifyUri": ({"type": "string"}, False),
+            "workerEncryptionKey": (HEX, False), "dataEncryptionAlgorithm": ({"type": "string"}, False),
+        },
+        "result": {"type": "object", "description": "the signed work-order result"},
+    },
+    "WorkOrderGetResult": {
+        "summary": "The result of a work order, or code 5 while it is scheduled or processing.",
+        "params": {"workOrderId": (HEX, True)},
+        "result": {"type": "object", "description": "the signed work-order result"},
+    },
+    "WorkerLookUp": {
+        "summary": "Ids of the workers registered here, optionally filtered.",
+        "params": {"workerType": ({"type": "integer", "enum": [1, 2, 3]}, False),
+                   "organizationId": (HEX, False), "applicationTypeId": (HEX, False)},
+        "result": {"type": "object", "properties": {"totalCount": {"type": "integer"},
+                                                    "lookupTag": {"type": "string"},
+                                                    "ids": {"type": "array", "items": HEX}}},
+    },
+    "WorkerRetrieve": {
+        "summary": "A worker's record: type, organization, details with its public keys, and status.",
+        "params": {"workerId": (HEX, True)},
+        "result": {"type": "object"},
+    },
+    "rpc.discover": {"summary": "This document.", "params": {}, "result": {"type": "object"}},
+}
+
+
+def document(served: list[str]) -> dict[str, Any]:
+    methods = []
+    for name in served:
+        spec = METHODS[name]
+        methods.append({
+            "name": name, "summary": spec["summary"], "paramStructure": "by-name",
+            "params": [{"name": p, "required": req, "schema": schema}
+                       for p, (schema, req) in spec["params"].items()],
+            "result": {"name": "result", "schema": spec["result"]},
+            "errors": ERRORS,
+        })
+    return {"openrpc": "1.2.6",
+            "info": {"title": "adytum EEA Off-Chain Trusted Compute API", "version": __version__},
+            "servers": [{"name": "listener", "url": "http://localhost:1947/"}],
+            "methods": methods}

@@ -1,0 +1,168 @@
+"""The host's handle on one enclave process: start it, pipeline work to it, notice when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Process, Processed,
+                               frame_length, pack, unpack)
+
+log = logging.getLogger("adytum.manager")
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+class EnclaveDied(Exception):
+    """The enclave process went away (crash, kill or timeout) with work in flight."""
+
+
+class EnclaveStartError(Exception):
+    """The enclave refused to start (e.g. its sealed keys do not unseal); restarting will not help."""
+
+
+class EnclaveProcess:
+    def __init__(self, name: str, data_dir: Path, worker_id: str, *, avalon_compat: bool = False,
+                 timeout: float = 60.0) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self.worker_id = worker_id
+        self.avalon_compat = avalon_compat
+        self.timeout = timeout
+        self.identity: Identity | None = None
+        self.served = 0
+        self.restarts = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, asyncio.Future[Processed]] = {}
+        self._seq = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._hello: asyncio.Future[Identity] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and self._reader is not None \
+            and not self._reader.done()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> Identity:
+        """Spawn the process and learn its identity; a restarted enclave must present the same keys."""
+        args = [sys.executable, "-m", "adytum.enclave", "--data-dir", str(self.data_dir),
+                "--worker-id", self.worker_id]
+        if self.avalon_compat:
+            args.append("--avalon-compat")
+        self._proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            limit=2**20)
+        self._hello = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
+        self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
+        self._send(Hello())
+        ident = await asyncio.wait_for(self._hello, timeout=120)
+        if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
+            raise EnclaveStartError(f"{self.name} came back with different keys")
+        self.identity = ident
+        log.info("enclave %s started (pid %s)", self.name, self.pid)
+        return ident
+
+    async def ensure_running(self) -> None:
+        """Restart a dead enclave once, however many callers notice at the same time."""
+        async with self._lock:
+            if self.alive:
+                return
+            delay = min(5.0, 0.1 * 2 ** min(self.restarts, 6))
+            self.restarts += 1
+            log.warning("enclave %s is down; restarting in %.1f s", self.name, delay)
+            await asyncio.sleep(delay)
+            await self.start()
+
+    async def process(self, params: bytes) -> Processed:
+        if not self.alive:
+            raise EnclaveDied(f"{self.name} is not running")
+        seq = next(self._seq)
+        fut: asyncio.Future[Processed] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        try:
+            self._send(Process(seq=seq, params=params))
+            reply = await asyncio.wait_for(asyncio.shield(fut), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            log.error("enclave %s exceeded %.0f s on one work order; killing it", self.name, self.timeout)
+            self.kill()
+            raise EnclaveDied(f"{self.name} timed out") from None
+        except (ConnectionError, RuntimeError) as exc:
+            raise EnclaveDied(f"{self.name}: {exc}") from None
+        finally:
+            self._pending.pop(seq, None)
+        self.served += 1
+        return reply
+
+    def kill(self) -> None:
+        if self._proc and self._proc.returncode is None:
+            self._proc.kill()
+
+    async def stop(self) -> None:
+        if self._proc and self._proc.returncode is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                await asyncio.wait_for(self._proc.wait(), timeout=5)
+            except asyncio.TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
+        for task in (self._reader, self._stderr):
+            if task:
+                task.cancel()
+
+    def _send(self, msg: Hello | Process) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        if self._proc.stdin.is_closing():
+            raise ConnectionError("enclave stdin is closed")
+        self._proc.stdin.write(pack(msg))
+
+    async def _read_loop(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        out = self._proc.stdout
+        reason = "exited"
+        try:
+            while True:
+                msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
+                if isinstance(msg, Processed):
+                    fut = self._pending.get(msg.seq)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif isinstance(msg, Identity) and self._hello and not self._hello.done():
+                    self._hello.set_result(msg)
+                elif isinstance(msg, Fatal):
+                    reason = msg.message
+                    if self._hello and not self._hello.done():
+                        self._hello.set_exception(EnclaveStartError(msg.message))
+                    return
+        except (asyncio.IncompleteReadError, ChannelError, ConnectionError) as exc:
+            reason = str(exc) or type(exc).__name__
+        finally:
+            died = EnclaveDied(f"{self.name} {reason}")
+            if self._hello and not self._hello.done():
+                self._hello.set_exception(EnclaveStartError(f"{self.name} exited during start: {reason}"))
+            for fut in list(self._pending.values()):
+                if not fut.done():
+                    fut.set_exception(died)
+            self.kill()
+
+    async def _log_loop(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        async for line in self._proc.stderr:
+            level, _, message = line.decode(errors="replace").rstrip().partition(" ")
+            log.log(logging.getLevelName(level) if level in _LEVELS else logging.INFO, "%s: %s", self.name,
+                    message if level in _LEVELS else f"{level} {message}")

@@ -1,0 +1,258 @@
+"""The enclave manager: registers the worker, dispatches work orders, recovers after a crash.
+
+Work flows one way: the listener commits an order and calls `enqueue`; consumers (a few per enclave,
+so each enclave always has the next order waiting) take it, mark it processing, run it in their
+enclave and commit the response. Nothing polls: an empty queue is awaited. An order whose enclave
+dies goes back to the queue; one that has killed its enclave `max_attempts` times gets an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from ..attestation import (AttestationError, Policy, SimulatedAttestationService, init_dev_root,
+                           verify_worker_evidence)
+from ..attestation.service import PROOF_DATA_TYPE
+from ..crypto import random_bytes, sha256
+from ..enclave.channel import Identity
+from ..enclave.service import PLATFORM_DIR
+from ..protocol import Status
+from ..store import GroupCommit, Store, WorkerRow
+from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
+
+log = logging.getLogger("adytum.manager")
+
+
+def worker_id_from_name(name: str) -> str:
+    """Avalon's convention: the worker id is SHA-256 of its configured name."""
+    return sha256(name.encode()).hex()
+
+
+@dataclass
+class ManagerConfig:
+    data_dir: Path
+    worker_name: str = "adytum-worker-1"
+    enclaves: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pipeline_depth: int = 4
+    avalon_compat: bool = False
+    order_timeout: float = 60.0
+    max_attempts: int = 3
+    organization_id: str = "00" * 32
+    application_type_id: str = "00" * 32
+    #: Enclave measurements this node may register (empty: any build that attests correctly).
+    allowed_mr_enclaves: tuple[str, ...] = ()
+    #: How often the attestation report is renewed, in seconds (requesters refuse stale reports).
+    attestation_refresh: float = 6 * 3600.0
+
+    @property
+    def worker_id(self) -> str:
+        return worker_id_from_name(self.worker_name)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A stored response: code 0 with the result JSON, or an EEA error code with its message."""
+
+    code: int
+    body: bytes
+
+
+class Manager:
+    def __init__(self, config: ManagerConfig, reader: Store, committer: GroupCommit) -> None:
+        self.config = config
+        self.reader = reader
+        self.committer = committer
+        self.enclaves = [EnclaveProcess(f"enclave-{i}", config.data_dir, config.worker_id,
+                                        avalon_compat=config.avalon_compat, timeout=config.order_timeout)
+                         for i in range(max(1, config.enclaves))]
+        self.identity: Identity | None = None
+        self.proof_data = ""
+        self._attestation: SimulatedAttestationService | None = None
+        self._trusted_roots: list[x509.Certificate] = []
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._inflight = 0
+        self._attempts: dict[str, int] = defaultdict(int)
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = defaultdict(list)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.completed = 0
+
+    @property
+    def worker_id(self) -> str:
+        return self.config.worker_id
+
+    @property
+    def pending(self) -> int:
+        """Accepted but not yet answered (queued plus in an enclave)."""
+        return self._queue.qsize() + self._inflight
+
+    async def start(self) -> None:
+        dev_root = init_dev_root(self.config.data_dir / PLATFORM_DIR)
+        log.warning("SIMULATION: enclaves are attested by the development root %s, not by hardware; "
+                    "requesters must trust it explicitly", dev_root.directory / "root.pem")
+        self._attestation = SimulatedAttestationService(dev_root)
+        self._trusted_roots = [dev_root.root_certificate]
+        identities = await asyncio.gather(*(e.start() for e in self.enclaves))
+        self.identity = identities[0]
+        if any(i.verifying_key != self.identity.verifying_key for i in identities):
+            raise EnclaveStartError("enclaves of one worker disagree on its keys")
+        for ident in identities:  # every enclave must attest, not only the one whose report is published
+            self.proof_data = self._attest(ident)
+        await self.committer.run(Store.put_worker, self._worker_row(self.identity))
+        self._tasks.append(asyncio.create_task(self._refresh_attestation(), name="attestation-refresh"))
+        requeued = await self.committer.run(Store.requeue_processing)
+        backlog = self.reader.scheduled(self.worker_id)
+        for item in backlog:
+            self._queue.put_nowait(item)
+        if backlog:
+            log.info("recovered %d work orders (%d were in flight at the last stop)", len(backlog), requeued)
+        for enclave in self.enclaves:
+            for slot in range(self.config.pipeline_depth):
+                self._tasks.append(asyncio.create_task(self._consume(enclave), name=f"{enclave.name}-{slot}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(e.stop() for e in self.enclaves))
+
+    def enqueue(self, work_order_id: str, params: bytes) -> None:
+        """Called once the order is durably stored."""
+        self._queue.put_nowait((work_order_id, params))
+
+    async def wait(self, work_order_id: str, timeout: float) -> Outcome | None:
+        """The outcome, waiting up to `timeout` seconds for it; None if still pending.
+
+        Call it before yielding to the event loop after `enqueue` (as the submit path does): an answer
+        that arrives before the waiter is registered is not seen here (it is in the store)."""
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters[work_order_id].append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(work_order_id)
+            if waiters is not None:
+                if fut in waiters:
+                    waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[work_order_id]
+
+    # -- dispatch ----------------------------------------------------------------------------------
+
+    async def _consume(self, enclave: EnclaveProcess) -> None:
+        while True:
+            work_order_id, params = await self._queue.get()
+            self._inflight += 1
+            try:
+                await self._dispatch(enclave, work_order_id, params)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving; the order stays scheduled for the next start
+                log.exception("dispatch of %s failed", work_order_id)
+            finally:
+                self._inflight -= 1
+
+    async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str, params: bytes) -> None:
+        _ignore(self.committer.submit(Store.mark_processing, work_order_id))
+        try:
+            await enclave.ensure_running()
+            reply = await enclave.process(params)
+        except (EnclaveDied, EnclaveStartError) as exc:
+            self._attempts[work_order_id] += 1
+            if self._attempts[work_order_id] < self.config.max_attempts:
+                log.warning("%s; work order %s goes back to the queue", exc, work_order_id)
+                self._queue.put_nowait((work_order_id, params))
+                return
+            log.error("work order %s failed: its enclave died %d times", work_order_id,
+                      self._attempts[work_order_id])
+            await self._finish(work_order_id, Outcome(
+                Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"))
+            return
+        if reply.code == 0:
+            await self._finish(work_order_id, Outcome(0, reply.result))
+        else:
+            await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()))
+
+    async def _finish(self, work_order_id: str, outcome: Outcome) -> None:
+        stored = await self.committer.run(Store.insert_response, work_order_id, outcome.code, outcome.body)
+        self._attempts.pop(work_order_id, None)
+        if not stored:
+            log.warning("work order %s was already answered; the second answer is dropped", work_order_id)
+            return
+        self.completed += 1
+        for fut in self._waiters.pop(work_order_id, []):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    # -- attestation and registration ------------------------------------------------------------------
+
+    def _attest(self, ident: Identity) -> str:
+        """Have the (simulated) attestation service sign a report on the enclave's quote, and check it
+        as a requester would before publishing it: the node never registers evidence it would refuse."""
+        assert self._attestation is not None, "Manager.start() creates the attestation service"
+        evidence = self._attestation.verify_quote(ident.quote, nonce=random_bytes(16).hex())
+        proof = evidence.to_proof_data()
+        policy = Policy(mr_enclaves=frozenset(self.config.allowed_mr_enclaves))
+        try:
+            verify_worker_evidence(PROOF_DATA_TYPE, proof, verifying_key=ident.verifying_key,
+                                   encryption_key=ident.encryption_key, worker_id=ident.worker_id,
+                                   policy=policy, trusted_roots=self._trusted_roots)
+        except AttestationError as exc:
+            raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from exc
+        return proof
+
+    async def _refresh_attestation(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.attestation_refresh)
+            assert self.identity is not None
+            try:
+                self.proof_data = self._attest(self.identity)
+                await self.committer.run(Store.put_worker, self._worker_row(self.identity))
+                log.info("attestation report renewed")
+            except Exception:
+                log.exception("renewing the attestation report failed; the old one stays until it expires")
+
+    def worker_record(self, ident: Identity) -> dict[str, object]:
+        """The EEA worker record (Avalon's shape, keys as PEM)."""
+        return {
+            "workerType": 1,
+            "organizationId": self.config.organization_id,
+            "applicationTypeId": self.config.application_type_id,
+            "details": {
+                "workOrderSyncUri": "", "workOrderAsyncUri": "", "workOrderPullUri": "",
+                "workOrderNotifyUri": "", "receiptInvocationUri": "", "workOrderInvocationAddress": "",
+                "receiptInvocationAddress": "", "fromAddress": "",
+                "hashingAlgorithm": "SHA-256", "signingAlgorithm": "SECP256K1",
+                "keyEncryptionAlgorithm": "RSA-OAEP-3072", "dataEncryptionAlgorithm": "AES-GCM-256",
+                "workOrderPayloadFormats": "JSON-RPC",
+                "workloads": ident.workloads,
+                "workerTypeData": {
+                    "verificationKey": ident.verifying_key,
+                    "encryptionKey": ident.encryption_key,
+                    "encryptionKeyNonce": ident.encryption_key_nonce,
+                    "encryptionKeySignature": ident.encryption_key_signature,
+                    "extendedMeasurements": [ident.mr_enclave, ident.mr_signer],
+                    "proofDataType": PROOF_DATA_TYPE,
+                    "proofData": self.proof_data,
+                },
+            },
+            "status": 1,
+        }
+
+    def _worker_row(self, ident: Identity) -> WorkerRow:
+        return WorkerRow(self.worker_id, 1, self.config.organization_id, self.config.application_type_id,
+                         1, json.dumps(self.worker_record(ident)))
+
+
+def _ignore(fut: "asyncio.Future[object]") -> None:
+    """A fire-and-forget transition: its failure is logged by the store, not raised here."""
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -1,0 +1,53 @@
+"""EEA v1.1 status codes and the one exception that carries them to a client."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class Status(IntEnum):
+    """Work-order status / error codes (EEA v1.1 §6, as Avalon numbers them)."""
+
+    SUCCESS = 0
+    FAILED = 1
+    INVALID_PARAMETER = 2
+    ACCESS_DENIED = 3
+    INVALID_SIGNATURE = 4
+    PENDING = 5
+    SCHEDULED = 6
+    PROCESSING = 7
+    BUSY = 8
+    INVALID_WORKLOAD = 9
+    UNKNOWN_ERROR = 10
+
+
+class RegistryStatus(IntEnum):
+    """Registry method codes: same numbers up to 4, then lookup/mode specifics."""
+
+    SUCCESS = 0
+    UNKNOWN_ERROR = 1
+    INVALID_PARAMETER = 2
+    ACCESS_DENIED = 3
+    INVALID_SIGNATURE = 4
+    NO_MORE_LOOKUP_RESULTS = 5
+    UNSUPPORTED_MODE = 6
+
+
+class EeaError(Exception):
+    """An error a client is meant to see: an EEA code, a clear message and optional data."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+    def __repr__(self) -> str:
+        return f"EeaError({self.code}, {self.message!r})"

@@ -1,0 +1,139 @@
+"""EEA v1.1 wire messages as typed, strictly validated structs.
+
+Field names are the spec's camelCase; decoding rejects unknown fields, wrong types and malformed
+hex, so everything past `decode_*` can trust shapes (not contents: signatures and hashes are checked
+in the enclave).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .errors import EeaError, Status
+
+HEX = r"^(0[xX])?[0-9a-fA-F]+$"
+Hex = Annotated[str, Meta(pattern=HEX, max_length=256)]
+LongHex = Annotated[str, Meta(pattern=HEX, max_length=4096)]
+OptHex = Annotated[str, Meta(pattern=r"^((0[xX])?[0-9a-fA-F]*)$", max_length=4096)]
+Index = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+MAX_ITEMS = 256
+
+
+class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=False):
+    """One inData/outData item. `data` is base64; an empty or "null" key means the session key."""
+
+    index: Index
+    data: str
+    data_hash: str = ""
+    encrypted_data_encryption_key: str = ""
+    iv: str = ""
+
+
+class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey`)."""
+
+    work_order_id: Hex
+    worker_id: Hex
+    workload_id: Hex
+    requester_id: Hex
+    encrypted_session_key: LongHex
+    requester_nonce: Hex
+    encrypted_request_hash: Hex
+    in_data: Annotated[list[DataItem], Meta(min_length=1, max_length=MAX_ITEMS)]
+    response_timeout_m_secs: Annotated[int, Meta(ge=0, le=3_600_000)] = 0
+    payload_format: str = "JSON-RPC"
+    result_uri: str = ""
+    notify_uri: str = ""
+    worker_encryption_key: OptHex = ""
+    data_encryption_algorithm: str = "AES-GCM-256"
+    session_key_iv: OptHex = ""
+    requester_signature: str = ""
+    verifying_key: str = ""
+    out_data: Annotated[list[DataItem], Meta(max_length=MAX_ITEMS)] = []
+
+
+class WorkOrderResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """The signed `result` of a work order (EEA v1.1 §6.1.3)."""
+
+    work_order_id: str
+    workload_id: str
+    worker_id: str
+    requester_id: str
+    worker_nonce: str
+    worker_signature: str
+    out_data: list[DataItem]
+    ext_verification_key: str = ""
+    ext_verification_key_signature: str = ""
+
+
+class RpcRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON-RPC 2.0 request; `params` stays raw so the enclave sees the requester's exact bytes."""
+
+    jsonrpc: Literal["2.0"]
+    method: Annotated[str, Meta(max_length=64)]
+    id: int | str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_params_decoder = msgspec.json.Decoder(WorkOrderParams)
+_result_decoder = msgspec.json.Decoder(WorkOrderResult)
+_rpc_decoder = msgspec.json.Decoder(RpcRequest)
+encode = msgspec.json.encode
+
+
+def _explain(exc: msgspec.ValidationError | msgspec.DecodeError, what: str) -> EeaError:
+    return EeaError(Status.INVALID_PARAMETER, f"invalid {what}: {exc}")
+
+
+def decode_rpc(body: bytes) -> RpcRequest:
+    try:
+        return _rpc_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, "JSON-RPC envelope") from None
+    except msgspec.DecodeError as exc:
+        raise EeaError(Status.INVALID_PARAMETER, f"request is not valid JSON: {exc}",
+                       {"jsonrpcCode": -32700}) from None
+
+
+def decode_params(raw: bytes) -> WorkOrderParams:
+    try:
+        params = _params_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _explain(exc, "WorkOrderSubmit params") from None
+    indexes = [item.index for item in params.in_data]
+    if len(set(indexes)) != len(indexes):
+        raise EeaError(Status.INVALID_PARAMETER, "inData indexes must be unique")
+    if params.payload_format.lower() != "json-rpc":
+        raise EeaError(Status.INVALID_PARAMETER,
+                       f"payloadFormat {params.payload_format!r} is not supported (use JSON-RPC)")
+    if params.data_encryption_algorithm.upper() != "AES-GCM-256":
+        raise EeaError(Status.INVALID_PARAMETER,
+                       f"dataEncryptionAlgorithm {params.data_encryption_algorithm!r} is not supported")
+    return params
+
+
+def decode_result(raw: bytes | str) -> WorkOrderResult:
+    try:
+        return _result_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _explain(exc, "work-order result") from None
+
+
+def to_builtins(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
+
+
+def workload_hex(name: str) -> str:
+    """On the wire a workload id is the hex of its UTF-8 name (Avalon's convention)."""
+    return name.encode().hex()
+
+
+def workload_name(workload_id: str) -> str:
+    text = workload_id[2:] if workload_id[:2] in ("0x", "0X") else workload_id
+    try:
+        return bytes.fromhex(text).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise EeaError(Status.INVALID_WORKLOAD, "workloadId is not the hex of a UTF-8 name") from None

@@ -1,0 +1,54 @@
+"""One schema for SQLite and PostgreSQL; only the few type words differ."""
+
+from __future__ import annotations
+
+DIALECTS = {
+    "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
+    "postgres": {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"},
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id            TEXT PRIMARY KEY,
+    worker_type          INTEGER NOT NULL,
+    organization_id      TEXT NOT NULL,
+    application_type_id  TEXT NOT NULL,
+    status               INTEGER NOT NULL,
+    record               TEXT NOT NULL,
+    updated_at           {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS work_orders (
+    work_order_id    TEXT PRIMARY KEY,
+    worker_id        TEXT NOT NULL,
+    requester_id     TEXT NOT NULL,
+    requester_nonce  TEXT NOT NULL,
+    params           {blob} NOT NULL,
+    submitted_at     {real} NOT NULL,
+    UNIQUE (requester_id, requester_nonce)
+);
+CREATE TABLE IF NOT EXISTS schedule (
+    seq            {serial},
+    work_order_id  TEXT NOT NULL UNIQUE REFERENCES work_orders (work_order_id),
+    worker_id      TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('scheduled', 'processing')),
+    claimed_at     {real}
+);
+CREATE INDEX IF NOT EXISTS schedule_worker_state ON schedule (worker_id, state, seq);
+CREATE TABLE IF NOT EXISTS responses (
+    work_order_id  TEXT PRIMARY KEY REFERENCES work_orders (work_order_id),
+    code           INTEGER NOT NULL,
+    body           {blob} NOT NULL,
+    completed_at   {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    work_order_id  TEXT PRIMARY KEY REFERENCES work_orders (work_order_id),
+    status         INTEGER NOT NULL,
+    receipt        TEXT NOT NULL,
+    created_at     {real} NOT NULL
+);
+"""
+
+
+def schema(dialect: str) -> list[str]:
+    text = _SCHEMA.format(**DIALECTS[dialect])
+    return [stmt.strip() for stmt in text.split(";") if stmt.strip()]

@@ -1,0 +1,178 @@
+"""The embedded store: SQLite in WAL mode, one file, durable commits.
+
+`Store` is synchronous and owned by one thread. Each method is one state transition; the caller
+(`GroupCommit`) wraps it in a transaction, so a transition is either wholly stored or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .schema import schema
+
+
+class Duplicate(Exception):
+    """A work order with this id, or this requester nonce, was already accepted."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    work_order_id: str
+    worker_id: str
+    requester_id: str
+    requester_nonce: str
+    params: bytes
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    worker_id: str
+    worker_type: int
+    organization_id: str
+    application_type_id: str
+    status: int
+    record: str
+
+
+class Store:
+    def __init__(self, path: Path | str, *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA foreign_keys=ON")
+
+    def create_schema(self) -> None:
+        with self.transaction():
+            for stmt in schema("sqlite"):
+                self.db.execute(stmt)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions ------------------------------------------------------------------------------
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+    def savepoint(self, name: str) -> "_Savepoint":
+        return _Savepoint(self.db, name)
+
+    # -- work-order transitions (each called inside a transaction) ---------------------------------
+
+    def insert_order(self, o: NewOrder) -> None:
+        """Accepted: the request and its schedule entry, together."""
+        now = time.time()
+        try:
+            self.db.execute("INSERT INTO work_orders (work_order_id, worker_id, requester_id, "
+                            "requester_nonce, params, submitted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (o.work_order_id, o.worker_id, o.requester_id, o.requester_nonce, o.params, now))
+        except sqlite3.IntegrityError:
+            known = self.db.execute("SELECT 1 FROM work_orders WHERE work_order_id = ?",
+                                    (o.work_order_id,)).fetchone()
+            raise Duplicate("workOrderId" if known else "requesterNonce") from None
+        self.db.execute("INSERT INTO schedule (work_order_id, worker_id, state) VALUES (?, ?, 'scheduled')",
+                        (o.work_order_id, o.worker_id))
+
+    def mark_processing(self, work_order_id: str) -> None:
+        self.db.execute("UPDATE schedule SET state = 'processing', claimed_at = ? "
+                        "WHERE work_order_id = ? AND state = 'scheduled'", (time.time(), work_order_id))
+
+    def insert_response(self, work_order_id: str, code: int, body: bytes) -> bool:
+        """Done: the response in, the schedule entry out. False if it was answered already."""
+        cur = self.db.execute("DELETE FROM schedule WHERE work_order_id = ?", (work_order_id,))
+        if cur.rowcount == 0:
+            return False
+        self.db.execute("INSERT INTO responses (work_order_id, code, body, completed_at) VALUES (?, ?, ?, ?)",
+                        (work_order_id, code, body, time.time()))
+        return True
+
+    def requeue_processing(self) -> int:
+        """After a crash: whatever was being processed is scheduled again."""
+        return self.db.execute("UPDATE schedule SET state = 'scheduled', claimed_at = NULL "
+                               "WHERE state = 'processing'").rowcount
+
+    def put_worker(self, w: WorkerRow) -> None:
+        self.db.execute("INSERT INTO workers (worker_id, worker_type, organization_id, application_type_id, "
+                        "status, record, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (worker_id) DO UPDATE SET worker_type = excluded.worker_type, "
+                        "organization_id = excluded.organization_id, "
+                        "application_type_id = excluded.application_type_id, status = excluded.status, "
+                        "record = excluded.record, updated_at = excluded.updated_at",
+                        (w.worker_id, w.worker_type, w.organization_id, w.application_type_id, w.status,
+                         w.record, time.time()))
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def response(self, work_order_id: str) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT code, body FROM responses WHERE work_order_id = ?",
+                              (work_order_id,)).fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    def state(self, work_order_id: str) -> str | None:
+        """'scheduled', 'processing', 'done', or None if the id is unknown."""
+        row = self.db.execute("SELECT state FROM schedule WHERE work_order_id = ?", (work_order_id,)).fetchone()
+        if row:
+            return str(row[0])
+        row = self.db.execute("SELECT 1 FROM responses WHERE work_order_id = ?", (work_order_id,)).fetchone()
+        return "done" if row else None
+
+    def scheduled(self, worker_id: str) -> list[tuple[str, bytes]]:
+        rows = self.db.execute("SELECT s.work_order_id, o.params FROM schedule s "
+                               "JOIN work_orders o ON o.work_order_id = s.work_order_id "
+                               "WHERE s.worker_id = ? ORDER BY s.seq", (worker_id,)).fetchall()
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        out = {"scheduled": 0, "processing": 0}
+        for state, n in self.db.execute("SELECT state, COUNT(*) FROM schedule GROUP BY state"):
+            out[state] = n
+        out["done"] = int(self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        return out
+
+    def worker(self, worker_id: str) -> WorkerRow | None:
+        row = self.db.execute("SELECT worker_id, worker_type, organization_id, application_type_id, status, "
+                              "record FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+        return WorkerRow(*row) if row else None
+
+    def workers(self, filters: dict[str, Any]) -> list[str]:
+        where, args = [], []
+        for column, value in filters.items():
+            where.append(f"{column} = ?")
+            args.append(value)
+        sql = "SELECT worker_id FROM workers" + (" WHERE " + " AND ".join(where) if where else "")
+        return [r[0] for r in self.db.execute(sql + " ORDER BY worker_id", args)]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class _Savepoint:
+    def __init__(self, db: sqlite3.Connection, name: str) -> None:
+        self.db, self.name = db, name
+
+    def __enter__(self) -> None:
+        self.db.execute(f"SAVEPOINT {self.name}")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.db.execute(f"ROLLBACK TO {self.name}")
+        self.db.execute(f"RELEASE {self.name}")

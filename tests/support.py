@@ -1,0 +1,66 @@
+"""Test support: a real node (enclave processes, SQLite file, HTTP) on an event loop in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from adytum.client import Trust
+from adytum.node import Node, NodeConfig
+
+
+class RunningNode:
+    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+        self.node, self.loop = node, loop
+
+    @property
+    def url(self) -> str:
+        return self.node.url
+
+    @property
+    def root_pem(self) -> Path:
+        """The node's development attestation root: what a requester must trust explicitly."""
+        return self.node.config.data_dir / "devroot" / "root.pem"
+
+    @property
+    def trust(self) -> Trust:
+        return Trust.from_files([self.root_pem])
+
+    def call(self, coro_fn, *args):  # run something on the node's loop
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(60)
+
+
+@contextmanager
+def running_node(data_dir: Path, **options) -> Iterator[RunningNode]:
+    options.setdefault("enclaves", 1)
+    node = Node(NodeConfig(data_dir=data_dir, port=0, **options))
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop: list[asyncio.Event] = []
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        try:
+            await node.start()
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        await stop[0].wait()
+        await node.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(120)
+    if failure:
+        raise failure[0]
+    try:
+        yield RunningNode(node, loop)
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(60)

@@ -1,0 +1,86 @@
+"""The `adytum` command as a user runs it: real subprocesses against a real node."""
+
+import json
+import subprocess
+import sys
+
+
+def adytum(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adytum", *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_help_teaches():
+    out = adytum("--help")
+    assert out.returncode == 0 and "quick start" in out.stdout and "adytum up" in out.stdout
+    for command in ("up", "submit", "workers", "bench", "demo"):
+        sub = adytum(command, "--help")
+        assert sub.returncode == 0 and "usage: adytum " + command in sub.stdout
+
+
+def test_submit_prints_the_verified_output(node):
+    out = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "CLI", "--trust-root", str(node.root_pem))
+    assert out.returncode == 0 and out.stdout.strip() == "Hello CLI"
+    out = adytum("submit", "--uri", node.url, "--workload", "fib", "--in-data", "10", "--in-data", "20", "--json",
+                 "--sign", "--trust-root", str(node.root_pem))
+    assert out.returncode == 0
+    assert json.loads(out.stdout) == {"ok": True, "verified": True, "workload": "fib", "outputs": ["55", "6765"]}
+
+
+def test_submit_errors_are_clear(node):
+    root = ("--trust-root", str(node.root_pem))
+    out = adytum("submit", "--uri", node.url, "--workload", "fib", "--in-data", "x", "--json", *root)
+    assert out.returncode == 1 and json.loads(out.stdout)["code"] == 2
+    out = adytum("submit", "--uri", node.url, "--workload", "nope", "--in-data", "x", *root)
+    assert out.returncode == 1 and "EEA code 9" in out.stderr and "Traceback" not in out.stderr
+    out = adytum("submit", "--uri", "http://127.0.0.1:9/", "--workload", "hello", "--in-data", "x")
+    assert out.returncode == 1 and "cannot reach" in out.stderr
+
+
+def test_workers(node):
+    listed = json.loads(adytum("workers", "--uri", node.url, "--json").stdout)
+    assert listed["totalCount"] == 1
+    shown = adytum("workers", "show", listed["ids"][0], "--uri", node.url, "--trust-root", str(node.root_pem))
+    assert shown.returncode == 0 and "simulated" in shown.stdout and "trusted" in shown.stdout
+    untrusted = adytum("workers", "show", "--uri", node.url)
+    assert untrusted.returncode == 1 and "NOT TRUSTED" in untrusted.stdout and "--trust-root" in untrusted.stdout
+
+
+def test_bench_reports_throughput_and_ratio(node):
+    out = adytum("bench", "--uri", node.url, "-n", "60", "-c", "4", "--bound-samples", "20", "--json",
+                 "--trust-root", str(node.root_pem))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["orders"] == 60 and report["failed"] == 0
+    assert report["per_second"] > 0 and report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+    assert 0 < report["ratio_to_bound"]
+
+
+def test_demo_runs_every_builtin_workload(tmp_path):
+    out = adytum("demo", "--data-dir", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    results = {r["workload"]: r["output"] for r in json.loads(out.stdout)["results"]}
+    assert results == {"hello": "Hello world", "echo-result": "RESULT: adytum", "fib": "354224848179261915075"}
+
+
+def test_attestation_verify_through_the_main_command(sgx_vectors):
+    d = sgx_vectors / "dcap" / "phala_sgx_v3_2023"
+    args = ("attestation", "verify", str(d / "quote.bin"), "--collateral", str(d), "--at", "2023-12-01T00:00:00Z")
+    refused = adytum(*args)
+    assert refused.returncode == 1 and "tcb-status" in refused.stdout + refused.stderr
+    accepted = adytum(*args, "--accept", "ConfigurationAndSWHardeningNeeded", "--json")
+    assert accepted.returncode == 0
+    assert json.loads(accepted.stdout)["verdict"]["tcb_status"] == "ConfigurationAndSWHardeningNeeded"
+
+
+def test_measure_matches_what_the_running_enclave_attests(node):
+    measured = json.loads(adytum("measure", "--json").stdout)
+    shown = json.loads(adytum("workers", "show", "--uri", node.url, "--json", "--trust-root", str(node.root_pem)).stdout)
+    assert shown["trusted"] and shown["verdict"]["mr_enclave"] == measured["mr_enclave"]
+    assert shown["record"]["details"]["workerTypeData"]["extendedMeasurements"][0] == measured["mr_enclave"]
+    pinned = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "pinned",
+                    "--trust-root", str(node.root_pem), "--allow-mrenclave", measured["mr_enclave"])
+    assert pinned.returncode == 0 and pinned.stdout.strip() == "Hello pinned"
+    wrong = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "x",
+                   "--trust-root", str(node.root_pem), "--allow-mrenclave", "00" * 32)
+    assert wrong.returncode == 1 and "measurement" in wrong.stderr

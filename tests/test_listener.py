@@ -1,0 +1,216 @@
+"""The JSON-RPC listener over real HTTP against a real node: good paths and every kind of bad input."""
+
+import http.client
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adytum import crypto
+from adytum.client import Client, build, open_result
+from adytum.protocol import Status, to_builtins
+
+from support import running_node
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/", body, {"Content-Type": content_type})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, json.loads(data)
+
+
+def rpc(url: str, method: str, params, rpc_id=1) -> dict:
+    return post(url, json.dumps({"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params}).encode())[1]
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    with Client(node.url, trust=node.trust) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def worker(client):
+    return client.worker()
+
+
+def test_lookup_and_retrieve(node, client):
+    found = rpc(node.url, "WorkerLookUp", {})["result"]
+    assert found["totalCount"] == 1
+    assert rpc(node.url, "WorkerLookUp", {"workerType": 1})["result"]["ids"] == found["ids"]
+    assert rpc(node.url, "WorkerLookUp", {"workerType": 2})["result"]["ids"] == []
+    record = rpc(node.url, "WorkerRetrieve", {"workerId": found["ids"][0]})["result"]
+    assert record["status"] == 1 and "BEGIN PUBLIC KEY" in record["details"]["workerTypeData"]["encryptionKey"]
+    assert record["details"]["workerTypeData"]["proofDataType"] == "SIMULATED-IAS"
+    assert rpc(node.url, "WorkerRetrieve", {"workerId": "ab" * 32})["error"]["code"] == 2
+
+
+def test_sync_submit_returns_the_verified_result(client):
+    assert client.run("hello", [b"world"]) == [b"Hello world"]
+    assert client.run("echo-result", [b"a", b"b"]) == [b"RESULT: a", b"RESULT: b"]
+
+
+def test_async_submit_then_get_result(node, client, worker):
+    order = build(worker, "fib", [b"50"])
+    reply = rpc(node.url, "WorkOrderSubmit", to_builtins(order.params), rpc_id=7)
+    assert reply["id"] == 7 and reply["error"]["code"] == Status.PENDING
+    assert reply["error"]["data"]["workOrderId"] == order.work_order_id
+    result = None
+    for _ in range(200):
+        reply = rpc(node.url, "WorkOrderGetResult", {"workOrderId": order.work_order_id})
+        if "result" in reply:
+            result = reply["result"]
+            break
+        assert reply["error"]["code"] == Status.PENDING
+        time.sleep(0.02)
+    assert open_result(order, worker, result) == [b"12586269025"]
+    # the result stays readable: nothing evicts it
+    again = rpc(node.url, "WorkOrderGetResult", {"workOrderId": order.work_order_id.upper()})
+    assert again["result"] == result
+
+
+def test_errors_from_the_enclave_are_stored_and_returned(node, worker):
+    order = build(worker, "fib", [b"not a number"])
+    params = to_builtins(order.params)
+    params["responseTimeoutMSecs"] = 10_000
+    reply = rpc(node.url, "WorkOrderSubmit", params)
+    assert reply["error"]["code"] == Status.INVALID_PARAMETER and "fib" in reply["error"]["message"]
+    stored = rpc(node.url, "WorkOrderGetResult", {"workOrderId": order.work_order_id})
+    assert stored["error"] == reply["error"]
+
+
+def test_duplicate_work_order_id_and_nonce_refused(node, worker):
+    order = build(worker, "hello", [b"x"], response_timeout_ms=10_000)
+    assert "result" in rpc(node.url, "WorkOrderSubmit", to_builtins(order.params))
+    again = rpc(node.url, "WorkOrderSubmit", to_builtins(order.params))
+    assert again["error"]["code"] == 2 and "workOrderId" in again["error"]["message"]
+    other = build(worker, "hello", [b"x"], requester_id=order.params.requester_id)
+    p = to_builtins(other.params)
+    p["requesterNonce"] = order.params.requester_nonce
+    reply = rpc(node.url, "WorkOrderSubmit", p)
+    assert reply["error"]["code"] == 2 and "requesterNonce" in reply["error"]["message"]
+
+
+def test_tampered_and_unknown(node, worker):
+    p = to_builtins(build(worker, "hello", [b"x"], response_timeout_ms=10_000).params)
+    p["encryptedRequestHash"] = "00" * 48
+    assert "tampered" in rpc(node.url, "WorkOrderSubmit", p)["error"]["message"]
+    p = to_builtins(build(worker, "nope", [b"x"], response_timeout_ms=10_000).params)
+    assert rpc(node.url, "WorkOrderSubmit", p)["error"]["code"] == Status.INVALID_WORKLOAD
+    p = to_builtins(build(worker, "hello", [b"x"], response_timeout_ms=10_000, signer=crypto.SigningKey()).params)
+    p["verifyingKey"] = crypto.SigningKey().public_pem()
+    assert rpc(node.url, "WorkOrderSubmit", p)["error"]["code"] == Status.INVALID_SIGNATURE
+    p = to_builtins(build(worker, "hello", [b"x"]).params)
+    p["workerId"] = "ab" * 32
+    err = rpc(node.url, "WorkOrderSubmit", p)["error"]
+    assert err["code"] == 2 and "not registered" in err["message"]
+    assert rpc(node.url, "WorkOrderGetResult", {"workOrderId": "ab" * 32})["error"]["code"] == 2
+
+
+@pytest.mark.parametrize("body,expect", [
+    (b"{not json", "not valid JSON"),
+    (b"[]", "envelope"),
+    (b'{"jsonrpc":"1.0","id":1,"method":"WorkerLookUp","params":{}}', "envelope"),
+    (b'{"jsonrpc":"2.0","id":1,"params":{}}', "envelope"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{},"extra":1}', "envelope"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"NoSuchMethod","params":{}}', "not supported"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"xyz"}}', "params"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":12}}', "params"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"workerType":"one"}}', "params"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderSubmit","params":{}}', "params"),
+    (b"\xff\xfe\x00", "not valid JSON"),
+])
+def test_malformed_requests_get_code_2(node, body, expect):
+    status, reply = post(node.url, body)
+    assert status == 200 and reply["error"]["code"] == 2 and expect in reply["error"]["message"]
+
+
+def test_oversized_request_refused(tmp_path):
+    with running_node(tmp_path, max_body=64 * 1024) as small:
+        status, reply = post(small.url, b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"x":"'
+                             + b"a" * 100_000 + b'"}}')
+        assert reply["error"]["code"] == 2 and "limit" in reply["error"]["message"]
+        assert rpc(small.url, "WorkerLookUp", {})["result"]["totalCount"] == 1  # still serving
+
+
+def test_truncated_body_does_not_hurt_the_node(node):
+    parts = urlsplit(node.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+                  b'{"jsonrpc":"2.0","id":1,"meth')
+        s.shutdown(socket.SHUT_WR)
+        s.recv(65536)  # whatever the server says (or nothing), it must not die
+    assert rpc(node.url, "WorkerLookUp", {})["result"]["totalCount"] == 1
+
+
+def test_get_metrics_and_openrpc(node, client):
+    client.run("hello", [b"metrics"])
+    parts = urlsplit(node.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    assert 'adytum_rpc_requests_total{code="0",method="WorkOrderSubmit"}' in text
+    assert "adytum_work_orders_completed_total" in text and 'adytum_enclave_up{enclave="enclave-0"} 1.0' in text
+    conn.request("GET", "/openrpc.json")
+    doc = json.loads(conn.getresponse().read())
+    assert doc["openrpc"].startswith("1.") and "WorkOrderSubmit" in {m["name"] for m in doc["methods"]}
+    conn.request("GET", "/")
+    assert json.loads(conn.getresponse().read())["error"]["code"] == 2
+    conn.close()
+    assert rpc(node.url, "rpc.discover", {})["result"]["openrpc"] == doc["openrpc"]
+
+
+def test_busy_when_the_queue_is_full_and_nothing_is_lost(tmp_path):
+    with running_node(tmp_path, max_pending=3) as busy_node, Client(busy_node.url, trust=busy_node.trust) as c:
+        worker = c.worker()
+        orders = [build(worker, "fib", [b"100000"]) for _ in range(40)]
+        replies: list[dict] = [None] * len(orders)  # type: ignore[list-item]
+
+        def send(i: int) -> None:
+            replies[i] = rpc(busy_node.url, "WorkOrderSubmit", to_builtins(orders[i].params))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(orders))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = [r["error"]["code"] for r in replies]
+        assert set(codes) <= {Status.PENDING, Status.BUSY} and Status.BUSY in codes
+        accepted = [o for o, code in zip(orders, codes) if code == Status.PENDING]
+        assert accepted
+        for order in accepted:
+            reply = None
+            for _ in range(500):
+                reply = rpc(busy_node.url, "WorkOrderGetResult", {"workOrderId": order.work_order_id})
+                if "result" in reply:
+                    break
+                time.sleep(0.02)
+            assert open_result(order, worker, reply["result"])[0].startswith(b"2597406934")
+
+
+body_strategy = st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda m, p, i: json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p}).encode(),
+              st.sampled_from(["WorkOrderSubmit", "WorkOrderGetResult", "WorkerLookUp", "WorkerRetrieve", "x"]),
+              st.dictionaries(st.sampled_from(["workOrderId", "workerId", "workerType", "inData", "params"]),
+                              st.one_of(st.text(max_size=20), st.integers(), st.none(), st.lists(st.integers())),
+                              max_size=4),
+              st.one_of(st.integers(), st.text(max_size=5), st.none())))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body_strategy)
+def test_fuzz_listener_always_answers_with_an_eea_code(node, body):
+    status, reply = post(node.url, body)
+    assert status == 200 and reply["jsonrpc"] == "2.0"
+    if "error" in reply:
+        assert reply["error"]["code"] in (2, 5) and reply["error"]["message"]
