@@ -2,6 +2,8 @@
 
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -170,24 +172,18 @@ def test_get_metrics_and_openrpc(node, client):
 
 
 def test_busy_when_the_queue_is_full_and_nothing_is_lost(tmp_path):
+    """A stopped (SIGSTOP) enclave makes the backlog deterministic: the fourth order meets a full queue."""
     with running_node(tmp_path, max_pending=3) as busy_node, Client(busy_node.url, trust=busy_node.trust) as c:
         worker = c.worker()
-        orders = [build(worker, "fib", [b"100000"]) for _ in range(40)]
-        replies: list[dict] = [None] * len(orders)  # type: ignore[list-item]
-
-        def send(i: int) -> None:
-            replies[i] = rpc(busy_node.url, "WorkOrderSubmit", to_builtins(orders[i].params))
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(orders))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        codes = [r["error"]["code"] for r in replies]
-        assert set(codes) <= {Status.PENDING, Status.BUSY} and Status.BUSY in codes
-        accepted = [o for o, code in zip(orders, codes) if code == Status.PENDING]
-        assert accepted
-        for order in accepted:
+        orders = [build(worker, "fib", [b"100000"]) for _ in range(6)]
+        pid = busy_node.node.manager.enclaves[0].pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            codes = [rpc(busy_node.url, "WorkOrderSubmit", to_builtins(o.params))["error"]["code"] for o in orders]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert codes == [Status.PENDING] * 3 + [Status.BUSY] * 3
+        for order in orders[:3]:
             reply = None
             for _ in range(500):
                 reply = rpc(busy_node.url, "WorkOrderGetResult", {"workOrderId": order.work_order_id})
@@ -195,6 +191,8 @@ def test_busy_when_the_queue_is_full_and_nothing_is_lost(tmp_path):
                     break
                 time.sleep(0.02)
             assert open_result(order, worker, reply["result"])[0].startswith(b"2597406934")
+        refused = rpc(busy_node.url, "WorkOrderGetResult", {"workOrderId": orders[3].work_order_id})
+        assert refused["error"]["code"] == Status.INVALID_PARAMETER  # a BUSY order was never stored
 
 
 body_strategy = st.one_of(

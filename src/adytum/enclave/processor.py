@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import crypto
 from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderResult,
                         decode_params, encode, request_hash, response_hash, workload_name)
-from ..workloads import Context, Workload, WorkloadError
+from ..workloads import Context, MemoryState, Workload, WorkloadError
 from .keys import WorkerKeys
 
 log = logging.getLogger("adytum.enclave")
@@ -173,7 +173,8 @@ class WorkOrderProcessor:
 
     def _run(self, workload: Workload, p: WorkOrderParams, inputs: list[bytes]) -> list[bytes]:
         ctx = Context(requester_id=p.requester_id, work_order_id=p.work_order_id,
-                      worker_id=self.keys.worker_id, random=crypto.random_bytes)
+                      worker_id=self.keys.worker_id, random=crypto.random_bytes,
+                      state=MemoryState(), requester_state=MemoryState())
         try:
             outputs = workload.execute(ctx, inputs)
         except WorkloadError as exc:

@@ -11,14 +11,69 @@ class WorkloadError(Exception):
     private input in it."""
 
 
+MAX_STATE_NAME = 256
+MAX_STATE_VALUE = 1 << 20
+
+
+class State:
+    """Key/value state of one scope, encrypted inside the enclave before the host stores it.
+
+    Reads see this order's own writes. Writes take effect only if `execute` returns: an order that
+    raises leaves state as it was. Two orders racing on one item never lose an update (the later
+    one is run again on the new value), so `execute` must not depend on anything but its inputs,
+    its state and `ctx.random`.
+    """
+
+    def get(self, name: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put(self, name: str, value: bytes) -> None:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+
+def check_state_item(name: str, value: bytes | None = None) -> None:
+    if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_STATE_NAME:
+        raise WorkloadError(f"state item names are 1 to {MAX_STATE_NAME} bytes of text")
+    if value is not None and (not isinstance(value, bytes) or len(value) > MAX_STATE_VALUE):
+        raise WorkloadError(f"state values are bytes, at most {MAX_STATE_VALUE:,} of them")
+
+
+class MemoryState(State):
+    """State in a dict: for workload unit tests and tools; the enclave gives workloads encrypted state."""
+
+    def __init__(self, items: dict[str, bytes] | None = None) -> None:
+        self.items = dict(items or {})
+
+    def get(self, name: str) -> bytes | None:
+        check_state_item(name)
+        return self.items.get(name)
+
+    def put(self, name: str, value: bytes) -> None:
+        check_state_item(name, value)
+        self.items[name] = value
+
+    def delete(self, name: str) -> None:
+        check_state_item(name)
+        self.items.pop(name, None)
+
+
 @dataclass(frozen=True)
 class Context:
-    """What a workload may know of its surroundings, and nothing of the host."""
+    """What a workload may know of its surroundings, and nothing of the host.
+
+    `state` is shared by every requester of this workload; `requester_state` is this requester's
+    alone (no other requester's order can read or change it).
+    """
 
     requester_id: str
     work_order_id: str
     worker_id: str
     random: Callable[[int], bytes]
+    state: State
+    requester_state: State
 
 
 class Workload:
