@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 from urllib.parse import urlsplit
 

@@ -150,6 +150,11 @@ class SigningKey:
     def public_pem(self) -> str:
         return verifying_key_pem(self._key.public_key.format(compressed=False))
 
+    def private_pem(self) -> str:
+        key = ec.derive_private_key(int.from_bytes(self.secret, "big"), ec.SECP256K1())
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+
 
 def verifying_key_pem(point: bytes) -> str:
     """SPKI PEM of a secp256k1 public key given as a SEC1 point (what Avalon clients expect)."""

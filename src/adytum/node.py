@@ -9,7 +9,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import operator
 from .listener import Api, Listener
+from .listener.registry import Registry
 from .manager import Manager, ManagerConfig
 from .store import GroupCommit, Store
 
@@ -49,7 +51,9 @@ class Node:
         self.reader = Store(db, durable=config.durable)
         self.committer = GroupCommit(writer)
         self.manager = Manager(config.manager, self.reader, self.committer)
-        self.api = Api(self.reader, self.committer, self.manager, max_pending=config.max_pending)
+        operator.ensure_key(config.data_dir)
+        registry = Registry(self.reader, self.committer, self.manager, operator.load_public(config.data_dir))
+        self.api = Api(self.reader, self.committer, self.manager, registry, max_pending=config.max_pending)
         self.listener = Listener(self.api, max_body=config.max_body)
         self._runner: web.AppRunner | None = None
 

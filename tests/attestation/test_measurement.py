@@ -181,16 +181,19 @@ def test_measure_command_reports_an_unknown_module() -> None:
 
 def test_init_command_creates_the_root_and_says_it_is_simulated(tmp_path: Path) -> None:
     target = tmp_path / "root"
-    out = _run("init", "--dir", str(target))
+    out = _run("init", "--dir", str(target), "--data-dir", str(tmp_path / "data"))
     assert out.returncode == 0, out.stderr
+    operator_key = tmp_path / "data" / "operator" / "operator-key.pem"
+    assert stat.S_IMODE(os.stat(operator_key).st_mode) == 0o600 and str(operator_key) in out.stdout
     assert "SIMULATION ONLY" in out.stderr and str(target / "root.pem") in out.stdout
     assert stat.S_IMODE(os.stat(target / "root.key").st_mode) == 0o600
     root_pem = (target / "root.pem").read_bytes()
-    again = _run("init", "--dir", str(target), "--json")
+    again = _run("init", "--dir", str(target), "--data-dir", str(tmp_path / "data"), "--json")
     assert again.returncode == 0, again.stderr
     info = json.loads(again.stdout)
     assert info["simulated"] is True and "SIMULATION ONLY" in info["warning"]
     assert (target / "root.pem").read_bytes() == root_pem  # idempotent: keys kept
+    assert info["operator_key"] == str(operator_key)
 
 
 def test_handlers_are_set_for_the_main_cli() -> None:

@@ -48,8 +48,10 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from adytum import operator  # host-side, like this command
     try:
-        root = init_dev_root(args.dir)
+        root = init_dev_root(args.dir or args.data_dir / "devroot")
+        operator_key = operator.ensure_key(args.data_dir)
     except (DevRootError, OSError) as exc:
         print(f"adytum init: {exc}", file=sys.stderr)
         return 1
@@ -59,6 +61,7 @@ def _init(args: argparse.Namespace) -> int:
         "root_fingerprint_sha256": root.root_certificate.fingerprint(hashes.SHA256()).hex(),
         "simulated": True,
         "warning": WARNING,
+        "operator_key": str(operator_key),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -67,6 +70,7 @@ def _init(args: argparse.Namespace) -> int:
         print(f"development root in {info['directory']}")
         print(f"trust anchor for simulated evidence: {info['root_certificate']}")
         print(f"root SHA-256 fingerprint: {info['root_fingerprint_sha256']}")
+        print(f"operator key (signs registry changes; keep it private): {operator_key}")
     return 0
 
 
@@ -78,9 +82,12 @@ def add_commands(subparsers: Any) -> None:
     m.add_argument("--module", action="append", default=[], metavar="NAME", help="also measure this module or package (repeatable)")
     m.add_argument("--no-plugins", action="store_true", help="leave out installed workload plug-ins")
     m.set_defaults(handler=_measure)
-    i = subparsers.add_parser("init", help="create the development root for SIMULATED attestation",
+    i = subparsers.add_parser("init", help="create the development root for SIMULATED attestation and the operator key",
                               description=WARNING)
-    i.add_argument("--dir", type=Path, default=DEFAULT_DEV_ROOT, help=f"where to keep it (default {DEFAULT_DEV_ROOT})")
+    i.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_ROOT.parent,
+                   help=f"the node's data directory: the root goes in DATA_DIR/devroot and the operator key "
+                        f"in DATA_DIR/operator (default {DEFAULT_DEV_ROOT.parent})")
+    i.add_argument("--dir", type=Path, default=None, help="keep the development root here instead")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(handler=_init)
 

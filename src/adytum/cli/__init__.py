@@ -126,10 +126,15 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, default=None, help="keep the node's data here (default: temporary)")
     demo.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from .worker import add_command as add_worker
+    add_worker(sub, _add_uri)
+
     from ..attestation.cli import add_commands as add_verify
     from ..attestation.cli_measure import add_commands as add_measure
     add_verify(sub)
     add_measure(sub)
+    from .workloads import add_command as add_workloads
+    add_workloads(sub)
     return root
 
 
@@ -152,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from .bench import run_bench
         return run_bench(args)
+    if args.command == "worker":
+        from .worker import run_worker
+        return run_worker(args)
     if args.command == "demo":
         from .demo import run_demo
         return run_demo(args)

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from .. import crypto
-from ..protocol import EeaError, Status, encode
+from .. import crypto, operator
+from ..protocol import EeaError, Status, encode, encryption_key_get_digest
 from .workorder import PendingOrder, build, open_result
-from .worker import Trust, WorkerInfo, require_active
+from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
 
 _ids = itertools.count(1)
 
@@ -81,7 +81,6 @@ class AsyncClient:
             await self._session.close()
             self._session = None
 
-
     async def call(self, method: str, params: Any) -> Any:
         """One JSON-RPC call; the result as plain Python data, or EeaError."""
         return msgspec.json.decode(await self.call_raw(method, params))
@@ -114,6 +113,26 @@ class AsyncClient:
             require_active(info)
             self._workers[worker_id] = info
         return self._workers[worker_id]
+
+    def forget(self, worker_id: str) -> None:
+        """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""
+        self._workers.pop(worker_id, None)
+
+    async def encryption_key(self, worker: WorkerInfo) -> tuple[str, str]:
+        """EncryptionKeyGet: the worker's current encryption key and its nonce, accepted only if the
+        worker's attested signing key signed them (Avalon returned an unsigned hash here)."""
+        reply = await self.call("EncryptionKeyGet", {"workerId": worker.worker_id})
+        try:
+            key, nonce, tag = reply["encryptionKey"], reply["encryptionKeyNonce"], reply.get("tag", "")
+            digest = encryption_key_get_digest(worker.worker_id, key, nonce, tag)
+            crypto.verify_digest(worker.verifying_key, digest, crypto.b64decode(reply["signature"]))
+        except (KeyError, TypeError, crypto.CryptoError) as exc:
+            raise UntrustedWorker(f"EncryptionKeyGet answer is not signed by the worker: {exc}") from None
+        return key, nonce
+
+    async def operator_call(self, method: str, params: dict[str, Any], key: crypto.SigningKey) -> Any:
+        """A registry change signed with the operator key (see `adytum.operator`)."""
+        return await self.call(method, operator.sign(method, params, key))
 
     async def submit(self, worker: WorkerInfo, workload: str, inputs: list[bytes], *,
                      wait_ms: int = 0) -> tuple[PendingOrder, Any]:
@@ -178,6 +197,15 @@ class Client:
 
     def worker(self, worker_id: str | None = None) -> WorkerInfo:
         return self._run(self._async.worker(worker_id))
+
+    def forget(self, worker_id: str) -> None:
+        self._async.forget(worker_id)
+
+    def encryption_key(self, worker: WorkerInfo) -> tuple[str, str]:
+        return self._run(self._async.encryption_key(worker))
+
+    def operator_call(self, method: str, params: dict[str, Any], key: crypto.SigningKey) -> Any:
+        return self._run(self._async.operator_call(method, params, key))
 
     def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
             timeout: float = 60.0) -> list[bytes]:

@@ -18,6 +18,20 @@ HEADER = struct.Struct(">I")
 class Hello(msgspec.Struct, tag="hello"):
     """Host -> enclave: who are you? (answered with Identity)."""
 
+    seq: int = 0
+
+
+class RotateKey(msgspec.Struct, tag="rotate-key"):
+    """Host -> enclave: make and seal a new encryption key, keep the previous one (answered with Identity)."""
+
+    seq: int
+
+
+class ReloadKeys(msgspec.Struct, tag="reload-keys"):
+    """Host -> enclave: a sibling rotated the keys; unseal them again (answered with Identity)."""
+
+    seq: int
+
 
 class Process(msgspec.Struct, tag="process"):
     """Host -> enclave: process these raw WorkOrderSubmit params."""
@@ -27,7 +41,7 @@ class Process(msgspec.Struct, tag="process"):
 
 
 class Identity(msgspec.Struct, tag="identity"):
-    """Enclave -> host: the worker's public keys and what the enclave is."""
+    """Enclave -> host: the worker's public keys and what the enclave is, with the seq of the request."""
 
     worker_id: str
     verifying_key: str
@@ -40,6 +54,8 @@ class Identity(msgspec.Struct, tag="identity"):
     mr_enclave: str
     mr_signer: str
     quote: bytes
+    key_get_signature: str = ""
+    seq: int = 0
 
 
 class Processed(msgspec.Struct, tag="processed"):
@@ -57,7 +73,7 @@ class Fatal(msgspec.Struct, tag="fatal"):
     message: str
 
 
-Message = Union[Hello, Process, Identity, Processed, Fatal]
+Message = Union[Hello, RotateKey, ReloadKeys, Process, Identity, Processed, Fatal]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 

@@ -1,4 +1,8 @@
-"""The worker's keys: made inside the enclave once, sealed, and reused across restarts."""
+"""The worker's keys: made inside the enclave once, sealed, and reused across restarts.
+
+Rotation replaces the encryption key and keeps the one before it, so that work orders already
+encrypted to the previous key still complete. The signing key (the worker's identity) never changes.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import crypto
-from ..protocol import encryption_key_digest
 from ..files import write_atomic
+from ..protocol import encryption_key_digest, encryption_key_get_digest
 from .sealing import Sealer
 
 KEYS_FILE = "worker-keys.sealed"
@@ -21,6 +25,7 @@ class _SealedKeys(msgspec.Struct):
     signing_secret: bytes
     rsa_der: bytes
     encryption_key_nonce: str
+    previous_rsa_der: bytes = b""
 
 
 @dataclass
@@ -29,31 +34,47 @@ class WorkerKeys:
     signing: crypto.SigningKey
     encryption: rsa.RSAPrivateKey
     encryption_key_nonce: str
+    previous_encryption: rsa.RSAPrivateKey | None = None
     verifying_key: str = ""
     encryption_key: str = ""
-    encryption_key_signature: str = ""
+    encryption_key_signature: str = ""  # hex, over SHA-256 of the PEM (the worker record's field)
+    key_get_signature: str = ""  # base64, over the EncryptionKeyGet digest with an empty tag
 
     def __post_init__(self) -> None:
         self.verifying_key = self.signing.public_pem()
         self.encryption_key = crypto.rsa_public_pem(self.encryption)
         self.encryption_key_signature = self.signing.sign_digest(
             encryption_key_digest(self.encryption_key)).hex()
+        self.key_get_signature = crypto.b64encode(self.signing.sign_digest(encryption_key_get_digest(
+            self.worker_id, self.encryption_key, self.encryption_key_nonce)))
+
+    @property
+    def decryption_keys(self) -> tuple[rsa.RSAPrivateKey, ...]:
+        """The current encryption key first, then the one it replaced."""
+        return (self.encryption,) if self.previous_encryption is None else \
+            (self.encryption, self.previous_encryption)
 
     @classmethod
     def generate(cls, worker_id: str) -> "WorkerKeys":
-        return cls(worker_id, crypto.SigningKey(), crypto.rsa_generate(),
-                   crypto.random_bytes(16).hex())
+        return cls(worker_id, crypto.SigningKey(), crypto.rsa_generate(), crypto.random_bytes(16).hex())
+
+    def rotated(self) -> "WorkerKeys":
+        """The same identity with a fresh encryption key; this one's key becomes the previous."""
+        return WorkerKeys(self.worker_id, self.signing, crypto.rsa_generate(), crypto.random_bytes(16).hex(),
+                          previous_encryption=self.encryption)
 
     def seal(self, sealer: Sealer) -> bytes:
-        body = _SealedKeys(self.worker_id, self.signing.secret,
-                           crypto.rsa_private_to_der(self.encryption), self.encryption_key_nonce)
+        previous = b"" if self.previous_encryption is None else crypto.rsa_private_to_der(self.previous_encryption)
+        body = _SealedKeys(self.worker_id, self.signing.secret, crypto.rsa_private_to_der(self.encryption),
+                           self.encryption_key_nonce, previous)
         return sealer.seal(KEYS_FILE, msgspec.msgpack.encode(body))
 
     @classmethod
     def unseal(cls, sealer: Sealer, blob: bytes) -> "WorkerKeys":
         body = msgspec.msgpack.decode(sealer.unseal(KEYS_FILE, blob), type=_SealedKeys)
+        previous = crypto.rsa_private_from_der(body.previous_rsa_der) if body.previous_rsa_der else None
         return cls(body.worker_id, crypto.SigningKey(body.signing_secret),
-                   crypto.rsa_private_from_der(body.rsa_der), body.encryption_key_nonce)
+                   crypto.rsa_private_from_der(body.rsa_der), body.encryption_key_nonce, previous)
 
 
 def load_or_create(directory: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
@@ -65,3 +86,10 @@ def load_or_create(directory: Path, sealer: Sealer, worker_id: str) -> WorkerKey
     if keys.worker_id != worker_id:
         raise ValueError(f"sealed keys belong to worker {keys.worker_id}, not {worker_id}")
     return keys
+
+
+def rotate(directory: Path, sealer: Sealer, keys: WorkerKeys) -> WorkerKeys:
+    """Seal a rotated key set in place of `keys` (atomically: a crash leaves the old set or the new)."""
+    new = keys.rotated()
+    write_atomic(directory / KEYS_FILE, new.seal(sealer))
+    return new

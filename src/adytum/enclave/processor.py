@@ -110,9 +110,11 @@ class WorkOrderProcessor:
         iv = _hex_field(p.session_key_iv, "sessionKeyIv")
         if len(iv) != crypto.IV_LEN:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
-        for legacy in ((False, True) if self.avalon_compat else (False,)):
+        attempts = [(private, legacy) for legacy in ((False, True) if self.avalon_compat else (False,))
+                    for private in self.keys.decryption_keys]  # the previous key serves in-flight orders
+        for private, legacy in attempts:
             try:
-                key = crypto.rsa_decrypt(self.keys.encryption, wrapped, legacy_sha1=legacy)
+                key = crypto.rsa_decrypt(private, wrapped, legacy_sha1=legacy)
             except crypto.CryptoError:
                 continue
             if len(key) != crypto.KEY_LEN:

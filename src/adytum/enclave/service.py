@@ -14,8 +14,9 @@ from ..attestation.measurement import Measurement, measure
 from ..attestation.quote import SimulatedQuoter, report_data_for
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
-from .channel import ChannelError, Fatal, Hello, Identity, Process, Processed, pack, read_frame
-from .keys import KEYS_FILE, WorkerKeys, load_or_create
+from .channel import (ChannelError, Fatal, Hello, Identity, Process, Processed, ReloadKeys, RotateKey, pack,
+                      read_frame)
+from .keys import KEYS_FILE, WorkerKeys, load_or_create, rotate
 from .processor import WorkOrderProcessor
 from .sealing import Sealer, UnsealError, platform_secret
 
@@ -29,26 +30,38 @@ class Enclave:
 
     def __init__(self, data_dir: Path, worker_id: str, avalon_compat: bool) -> None:
         self.measurement: Measurement = measure()
-        sealer = Sealer(platform_secret(data_dir), self.measurement.mr_enclave)
+        self.keys_dir = data_dir / "enclave"
+        self.sealer = Sealer(platform_secret(data_dir), self.measurement.mr_enclave)
+        self.worker_id = worker_id
+        self._quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave,
+                                       self.measurement.mr_signer)
+        self.processor = WorkOrderProcessor(self._unseal(), load_workloads(), avalon_compat=avalon_compat)
+
+    def _unseal(self) -> WorkerKeys:
         try:
-            keys: WorkerKeys = load_or_create(data_dir / "enclave", sealer, worker_id)
+            return load_or_create(self.keys_dir, self.sealer, self.worker_id)
         except UnsealError as exc:
             raise UnsealError(
                 f"{exc}. This enclave build measures {self.measurement.mr_enclave.hex()}. To keep the worker's "
                 f"identity, have a key manager provision the keys to this build; to start a new identity, move "
-                f"{data_dir / 'enclave' / KEYS_FILE} aside.") from None
-        self.processor = WorkOrderProcessor(keys, load_workloads(), avalon_compat=avalon_compat)
-        quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave, self.measurement.mr_signer)
-        self.quote = quoter.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
+                f"{self.keys_dir / KEYS_FILE} aside.") from None
 
-    def identity(self) -> Identity:
+    def rotate_key(self) -> None:
+        self.processor.keys = rotate(self.keys_dir, self.sealer, self.processor.keys)
+
+    def reload_keys(self) -> None:
+        self.processor.keys = self._unseal()
+
+    def identity(self, seq: int = 0) -> Identity:
+        """Public keys and evidence; the quote binds the keys as they are now (report data)."""
         k = self.processor.keys
+        quote = self._quoter.quote(report_data_for(k.verifying_key, k.encryption_key, k.worker_id))
         return Identity(worker_id=k.worker_id, verifying_key=k.verifying_key,
                         encryption_key=k.encryption_key, encryption_key_signature=k.encryption_key_signature,
                         encryption_key_nonce=k.encryption_key_nonce, simulated=True,
                         avalon_compat=self.processor.avalon_compat, workloads=sorted(self.processor.workloads),
                         mr_enclave=self.measurement.mr_enclave.hex(), mr_signer=self.measurement.mr_signer.hex(),
-                        quote=self.quote)
+                        quote=quote, key_get_signature=k.key_get_signature, seq=seq)
 
 
 def _quoting_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
@@ -77,7 +90,6 @@ def serve(data_dir: Path, worker_id: str, avalon_compat: bool,
         out.write(pack(Fatal(message=str(exc))))
         out.flush()
         return 2
-    proc = enclave.processor
     while True:
         try:
             msg = read_frame(inp)
@@ -87,9 +99,16 @@ def serve(data_dir: Path, worker_id: str, avalon_compat: bool,
         if msg is None:
             return 0
         if isinstance(msg, Process):
-            reply = handle(proc, msg)
+            reply = handle(enclave.processor, msg)
         elif isinstance(msg, Hello):
-            reply = enclave.identity()
+            reply = enclave.identity(msg.seq)
+        elif isinstance(msg, (RotateKey, ReloadKeys)):
+            try:
+                enclave.rotate_key() if isinstance(msg, RotateKey) else enclave.reload_keys()
+                reply = enclave.identity(msg.seq)
+            except (OSError, UnsealError, ValueError) as exc:  # keep serving with the keys it has
+                log.error("%s failed: %s", type(msg).__name__, exc)
+                reply = Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key change failed: {exc}")
         else:
             log.error("unexpected %s frame from host", type(msg).__name__)
             return 1

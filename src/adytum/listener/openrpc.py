@@ -19,7 +19,21 @@ ERRORS = [
     {"code": 5, "message": "PENDING (data.workOrderId, data.state)"},
     {"code": 8, "message": "BUSY"},
     {"code": 9, "message": "INVALID_WORKLOAD"},
+    {"code": 10, "message": "UNKNOWN_ERROR"},
 ]
+
+LOOKUP = {"type": "object", "properties": {
+    "totalCount": {"type": "integer"}, "ids": {"type": "array", "items": HEX},
+    "lookupTag": {"type": "string", "description": "pass to WorkerLookUpNext; empty when no ids remain"}}}
+KEY = {"type": "object", "properties": {
+    "workerId": HEX, "encryptionKey": {"type": "string"}, "encryptionKeyNonce": {"type": "string"},
+    "tag": {"type": "string"}, "signature": {"type": "string", "contentEncoding": "base64"}}}
+OPERATOR = {
+    "operatorNonce": ({"type": "string", "pattern": "^[0-9]+$",
+                       "description": "must exceed every nonce accepted before"}, True),
+    "operatorSignature": ({"type": "string", "contentEncoding": "base64",
+                           "description": "operator key, secp256k1 DER, see adytum.operator"}, True),
+}
 
 METHODS: dict[str, dict[str, Any]] = {
     "WorkOrderSubmit": {
@@ -45,17 +59,64 @@ METHODS: dict[str, dict[str, Any]] = {
         "result": {"type": "object", "description": "the signed work-order result"},
     },
     "WorkerLookUp": {
-        "summary": "Ids of the workers registered here, optionally filtered.",
+        "summary": "Ids of the workers registered here with fresh attestation, optionally filtered, a page "
+                   "at a time.",
         "params": {"workerType": ({"type": "integer", "enum": [1, 2, 3]}, False),
                    "organizationId": (HEX, False), "applicationTypeId": (HEX, False)},
-        "result": {"type": "object", "properties": {"totalCount": {"type": "integer"},
-                                                    "lookupTag": {"type": "string"},
-                                                    "ids": {"type": "array", "items": HEX}}},
+        "result": LOOKUP,
     },
     "WorkerRetrieve": {
         "summary": "A worker's record: type, organization, details with its public keys, and status.",
         "params": {"workerId": (HEX, True)},
         "result": {"type": "object"},
+    },
+    "WorkerLookUpNext": {
+        "summary": "The next page of a WorkerLookUp: pass the lookupTag it returned (empty tag: no more).",
+        "params": {"workerType": ({"type": "integer", "enum": [1, 2, 3]}, False),
+                   "organizationId": (HEX, False), "applicationTypeId": (HEX, False),
+                   "lookUpTag": ({"type": "string"}, True)},
+        "result": LOOKUP,
+    },
+    "WorkerRegister": {
+        "summary": "Operator only: register a worker served elsewhere (its record as given).",
+        "params": {"workerId": (HEX, True), "workerType": ({"type": "integer", "enum": [1, 2, 3]}, True),
+                   "organizationId": (HEX, True), "applicationTypeId": (HEX, True),
+                   "details": ({"type": "object"}, True), **OPERATOR},
+        "result": {"type": "null"},
+    },
+    "WorkerUpdate": {
+        "summary": "Operator only: replace fields of a worker's details (keys of a hosted worker excepted).",
+        "params": {"workerId": (HEX, True), "details": ({"type": "object"}, True), **OPERATOR},
+        "result": {"type": "null"},
+    },
+    "WorkerSetStatus": {
+        "summary": "Operator only: 1 active, 2 off-line, 3 decommissioned, 4 compromised; only active workers "
+                   "take work orders.",
+        "params": {"workerId": (HEX, True), "status": ({"type": "integer", "enum": [1, 2, 3, 4]}, True), **OPERATOR},
+        "result": {"type": "null"},
+    },
+    "EncryptionKeyGet": {
+        "summary": "The worker's encryption key and nonce, signed by the worker's attested signing key over "
+                   "SHA-256(workerId || encryptionKey || encryptionKeyNonce || tag).",
+        "params": {"workerId": (HEX, True), "lastUsedKeyNonce": ({"type": "string"}, False),
+                   "tag": ({"type": "string", "maxLength": 0}, False), "requesterId": ({"type": "string"}, False),
+                   "signatureNonce": ({"type": "string"}, False), "signature": ({"type": "string"}, False)},
+        "result": KEY,
+    },
+    "EncryptionKeySet": {
+        "summary": "Publish a key the worker signed (same digest as EncryptionKeyGet); accepted only for the key "
+                   "its enclaves hold, which is then re-attested.",
+        "params": {"workerId": (HEX, True), "encryptionKey": ({"type": "string"}, True),
+                   "encryptionKeyNonce": ({"type": "string"}, True), "tag": ({"type": "string"}, False),
+                   "signatureNonce": ({"type": "string"}, False),
+                   "signature": ({"type": "string", "contentEncoding": "base64"}, True)},
+        "result": {"type": "null"},
+    },
+    "EncryptionKeyRotate": {
+        "summary": "adytum extension, operator only: the enclaves make a new encryption key, re-attest and "
+                   "publish it; orders encrypted to the previous key still complete.",
+        "params": {"workerId": (HEX, True), **OPERATOR},
+        "result": KEY,
     },
     "rpc.discover": {"summary": "This document.", "params": {}, "result": {"type": "object"}},
 }

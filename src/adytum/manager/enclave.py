@@ -9,8 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Process, Processed,
-                               frame_length, pack, unpack)
+from typing import Callable
+
+from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Process, Processed, ReloadKeys,
+                               RotateKey, frame_length, pack, unpack)
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -26,8 +28,11 @@ class EnclaveStartError(Exception):
 
 class EnclaveProcess:
     def __init__(self, name: str, data_dir: Path, worker_id: str, *, avalon_compat: bool = False,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, admit: Callable[[Identity], None] | None = None) -> None:
+        """`admit` checks the identity (evidence, keys) of every start and restart; it raises
+        EnclaveStartError to keep an enclave it refuses out of service."""
         self.name = name
+        self.admit = admit
         self.data_dir = data_dir
         self.worker_id = worker_id
         self.avalon_compat = avalon_compat
@@ -36,7 +41,7 @@ class EnclaveProcess:
         self.served = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
-        self._pending: dict[int, asyncio.Future[Processed]] = {}
+        self._pending: dict[int, asyncio.Future[Processed | Identity]] = {}
         self._seq = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
         self._stderr: asyncio.Task[None] | None = None
@@ -71,8 +76,14 @@ class EnclaveProcess:
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
         self._send(Hello())
         ident = await asyncio.wait_for(self._hello, timeout=120)
-        if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
-            raise EnclaveStartError(f"{self.name} came back with different keys")
+        try:
+            if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
+                raise EnclaveStartError(f"{self.name} came back with a different signing key")
+            if self.admit is not None:
+                self.admit(ident)
+        except EnclaveStartError:
+            self.kill()
+            raise
         self.identity = ident
         log.info("enclave %s started (pid %s)", self.name, self.pid)
         return ident
@@ -89,24 +100,38 @@ class EnclaveProcess:
             await self.start()
 
     async def process(self, params: bytes) -> Processed:
+        reply = await self._request(lambda seq: Process(seq=seq, params=params), "one work order")
+        assert isinstance(reply, Processed)
+        self.served += 1
+        return reply
+
+    async def change_keys(self, rotate: bool) -> Identity:
+        """Rotate the worker's encryption key in this enclave, or reload what a sibling rotated."""
+        reply = await self._request(lambda seq: RotateKey(seq=seq) if rotate else ReloadKeys(seq=seq),
+                                    "a key change")
+        if isinstance(reply, Processed):
+            raise RuntimeError(f"{self.name}: {reply.message}")
+        self.identity = reply
+        return reply
+
+    async def _request(self, make: Callable[[int], Process | RotateKey | ReloadKeys],
+                       what: str) -> Processed | Identity:
         if not self.alive:
             raise EnclaveDied(f"{self.name} is not running")
         seq = next(self._seq)
-        fut: asyncio.Future[Processed] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Processed | Identity] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
         try:
-            self._send(Process(seq=seq, params=params))
-            reply = await asyncio.wait_for(asyncio.shield(fut), timeout=self.timeout)
+            self._send(make(seq))
+            return await asyncio.wait_for(asyncio.shield(fut), timeout=self.timeout)
         except asyncio.TimeoutError:
-            log.error("enclave %s exceeded %.0f s on one work order; killing it", self.name, self.timeout)
+            log.error("enclave %s exceeded %.0f s on %s; killing it", self.name, self.timeout, what)
             self.kill()
             raise EnclaveDied(f"{self.name} timed out") from None
         except (ConnectionError, RuntimeError) as exc:
             raise EnclaveDied(f"{self.name}: {exc}") from None
         finally:
             self._pending.pop(seq, None)
-        self.served += 1
-        return reply
 
     def kill(self) -> None:
         if self._proc and self._proc.returncode is None:
@@ -125,7 +150,7 @@ class EnclaveProcess:
             if task:
                 task.cancel()
 
-    def _send(self, msg: Hello | Process) -> None:
+    def _send(self, msg: Hello | Process | RotateKey | ReloadKeys) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         if self._proc.stdin.is_closing():
             raise ConnectionError("enclave stdin is closed")
@@ -138,9 +163,9 @@ class EnclaveProcess:
         try:
             while True:
                 msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
-                if isinstance(msg, Processed):
-                    fut = self._pending.get(msg.seq)
-                    if fut is not None and not fut.done():
+                if isinstance(msg, (Processed, Identity)) and msg.seq in self._pending:
+                    fut = self._pending[msg.seq]
+                    if not fut.done():
                         fut.set_result(msg)
                 elif isinstance(msg, Identity) and self._hello and not self._hello.done():
                     self._hello.set_result(msg)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,17 @@ class ManagerConfig:
     application_type_id: str = "00" * 32
     #: Enclave measurements this node may register (empty: any build that attests correctly).
     allowed_mr_enclaves: tuple[str, ...] = ()
-    #: How often the attestation report is renewed, in seconds (requesters refuse stale reports).
+    #: How long a published attestation report counts as fresh, in seconds: lookups hide the worker
+    #: once it is older (requesters' SDKs refuse reports older than a day by default).
+    attestation_lifetime: float = 24 * 3600.0
+    #: How often the report is renewed, in seconds; must be well inside the lifetime.
     attestation_refresh: float = 6 * 3600.0
+    #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
+    allow_debug: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.attestation_refresh < self.attestation_lifetime:
+            raise ValueError("attestation_refresh must be positive and shorter than attestation_lifetime")
 
     @property
     def worker_id(self) -> str:
@@ -71,7 +81,8 @@ class Manager:
         self.reader = reader
         self.committer = committer
         self.enclaves = [EnclaveProcess(f"enclave-{i}", config.data_dir, config.worker_id,
-                                        avalon_compat=config.avalon_compat, timeout=config.order_timeout)
+                                        avalon_compat=config.avalon_compat, timeout=config.order_timeout,
+                                        admit=self._admit)
                          for i in range(max(1, config.enclaves))]
         self.identity: Identity | None = None
         self.proof_data = ""
@@ -82,6 +93,7 @@ class Manager:
         self._attempts: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = defaultdict(list)
         self._tasks: list[asyncio.Task[None]] = []
+        self._key_change = asyncio.Lock()
         self.completed = 0
 
     @property
@@ -99,13 +111,10 @@ class Manager:
                     "requesters must trust it explicitly", dev_root.directory / "root.pem")
         self._attestation = SimulatedAttestationService(dev_root)
         self._trusted_roots = [dev_root.root_certificate]
-        identities = await asyncio.gather(*(e.start() for e in self.enclaves))
-        self.identity = identities[0]
-        if any(i.verifying_key != self.identity.verifying_key for i in identities):
+        identities = await asyncio.gather(*(e.start() for e in self.enclaves))  # each one admitted
+        if any(i.verifying_key != identities[0].verifying_key for i in identities):
             raise EnclaveStartError("enclaves of one worker disagree on its keys")
-        for ident in identities:  # every enclave must attest, not only the one whose report is published
-            self.proof_data = self._attest(ident)
-        await self.committer.run(Store.put_worker, self._worker_row(self.identity))
+        await self._publish(identities[0])
         self._tasks.append(asyncio.create_task(self._refresh_attestation(), name="attestation-refresh"))
         requeued = await self.committer.run(Store.requeue_processing)
         backlog = self.reader.scheduled(self.worker_id)
@@ -201,7 +210,7 @@ class Manager:
         assert self._attestation is not None, "Manager.start() creates the attestation service"
         evidence = self._attestation.verify_quote(ident.quote, nonce=random_bytes(16).hex())
         proof = evidence.to_proof_data()
-        policy = Policy(mr_enclaves=frozenset(self.config.allowed_mr_enclaves))
+        policy = Policy(mr_enclaves=frozenset(self.config.allowed_mr_enclaves), allow_debug=self.config.allow_debug)
         try:
             verify_worker_evidence(PROOF_DATA_TYPE, proof, verifying_key=ident.verifying_key,
                                    encryption_key=ident.encryption_key, worker_id=ident.worker_id,
@@ -210,13 +219,45 @@ class Manager:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from exc
         return proof
 
+    def _admit(self, ident: Identity) -> None:
+        """Every enclave start and restart: its evidence must verify and its keys be the worker's."""
+        self._attest(ident)
+        if self.identity is not None and ident.encryption_key not in (self.identity.encryption_key, ""):
+            raise EnclaveStartError("enclave came back with an encryption key that was never published")
+
+    async def _publish(self, ident: Identity) -> None:
+        """Attest `ident` and make it the worker's registered record, fresh for attestation_lifetime."""
+        self.proof_data = self._attest(ident)
+        self.identity = ident
+        await self.committer.run(Store.put_worker, self._worker_row(ident))
+
+    async def rotate_key(self) -> Identity:
+        """A new worker encryption key in every enclave, re-attested and published. Orders already
+        encrypted to the previous key still complete; the one before that is gone."""
+        async with self._key_change:
+            alive = [e for e in self.enclaves if e.alive]
+            if not alive:
+                raise EnclaveDied("no enclave is running")
+            ident = await alive[0].change_keys(rotate=True)
+            for enclave in alive[1:]:  # the others reload before anyone learns the new key
+                other = await enclave.change_keys(rotate=False)
+                if other.encryption_key != ident.encryption_key:
+                    raise EnclaveStartError(f"{enclave.name} did not take the rotated key")
+            await self._publish(ident)
+            log.info("worker encryption key rotated (nonce %s)", ident.encryption_key_nonce)
+            return ident
+
+    async def refresh(self) -> None:
+        """Re-attest the worker's current keys and publish a fresh record."""
+        async with self._key_change:
+            assert self.identity is not None
+            await self._publish(self.identity)
+
     async def _refresh_attestation(self) -> None:
         while True:
             await asyncio.sleep(self.config.attestation_refresh)
-            assert self.identity is not None
             try:
-                self.proof_data = self._attest(self.identity)
-                await self.committer.run(Store.put_worker, self._worker_row(self.identity))
+                await self.refresh()
                 log.info("attestation report renewed")
             except Exception:
                 log.exception("renewing the attestation report failed; the old one stays until it expires")
@@ -250,7 +291,7 @@ class Manager:
 
     def _worker_row(self, ident: Identity) -> WorkerRow:
         return WorkerRow(self.worker_id, 1, self.config.organization_id, self.config.application_type_id,
-                         1, json.dumps(self.worker_record(ident)))
+                         1, json.dumps(self.worker_record(ident)), time.time() + self.config.attestation_lifetime)
 
 
 def _ignore(fut: "asyncio.Future[object]") -> None:

@@ -1,13 +1,13 @@
 """EEA v1.1 protocol: typed messages, status codes and the request/response hashes."""
 
 from .errors import EeaError, RegistryStatus, Status
-from .hashing import encryption_key_digest, items_hash, request_hash, response_hash
+from .hashing import encryption_key_digest, encryption_key_get_digest, items_hash, request_hash, response_hash
 from .messages import (DataItem, RpcRequest, WorkOrderParams, WorkOrderResult, decode_params,
                        decode_result, decode_rpc, encode, to_builtins, workload_hex, workload_name)
 
 __all__ = [
     "DataItem", "EeaError", "RegistryStatus", "RpcRequest", "Status", "WorkOrderParams",
     "WorkOrderResult", "decode_params", "decode_result", "decode_rpc", "encode",
-    "encryption_key_digest", "items_hash", "request_hash", "response_hash",
+    "encryption_key_digest", "encryption_key_get_digest", "items_hash", "request_hash", "response_hash",
     "to_builtins", "workload_hex", "workload_name",
 ]

@@ -37,3 +37,9 @@ def response_hash(r: WorkOrderResult) -> bytes:
 def encryption_key_digest(encryption_key_pem: str) -> bytes:
     """What `encryptionKeySignature` signs: SHA-256 of the PEM string (avalon.md §4.8)."""
     return sha256(encryption_key_pem.encode())
+
+
+def encryption_key_get_digest(worker_id: str, encryption_key_pem: str, nonce: str, tag: str = "") -> bytes:
+    """What an EncryptionKeyGet answer's `signature` signs (EEA v1.1: worker id, key, nonce and tag).
+    Avalon returned this bare hash as the "signature"; adytum signs it with the worker's key."""
+    return sha256(worker_id.encode() + encryption_key_pem.encode() + nonce.encode() + tag.encode())

@@ -15,7 +15,12 @@ CREATE TABLE IF NOT EXISTS workers (
     application_type_id  TEXT NOT NULL,
     status               INTEGER NOT NULL,
     record               TEXT NOT NULL,
-    updated_at           {real} NOT NULL
+    updated_at           {real} NOT NULL,
+    expires_at           {real}
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS work_orders (
     work_order_id    TEXT PRIMARY KEY,

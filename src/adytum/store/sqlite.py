@@ -40,6 +40,7 @@ class WorkerRow:
     application_type_id: str
     status: int
     record: str
+    expires_at: float | None = None  # when its attestation goes stale; None: the record carries no expiry
 
 
 class Store:
@@ -103,14 +104,38 @@ class Store:
                                "WHERE state = 'processing'").rowcount
 
     def put_worker(self, w: WorkerRow) -> None:
+        """Insert or refresh a worker record; an existing worker keeps the status its operator set."""
         self.db.execute("INSERT INTO workers (worker_id, worker_type, organization_id, application_type_id, "
-                        "status, record, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "status, record, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                         "ON CONFLICT (worker_id) DO UPDATE SET worker_type = excluded.worker_type, "
                         "organization_id = excluded.organization_id, "
-                        "application_type_id = excluded.application_type_id, status = excluded.status, "
-                        "record = excluded.record, updated_at = excluded.updated_at",
+                        "application_type_id = excluded.application_type_id, "
+                        "record = excluded.record, updated_at = excluded.updated_at, "
+                        "expires_at = excluded.expires_at",
                         (w.worker_id, w.worker_type, w.organization_id, w.application_type_id, w.status,
-                         w.record, time.time()))
+                         w.record, time.time(), w.expires_at))
+
+    def register_worker(self, w: WorkerRow) -> None:
+        try:
+            self.db.execute("INSERT INTO workers (worker_id, worker_type, organization_id, application_type_id, "
+                            "status, record, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (w.worker_id, w.worker_type, w.organization_id, w.application_type_id, w.status,
+                             w.record, time.time(), w.expires_at))
+        except sqlite3.IntegrityError:
+            raise Duplicate("workerId") from None
+
+    def set_worker_status(self, worker_id: str, status: int) -> bool:
+        return self.db.execute("UPDATE workers SET status = ?, updated_at = ? WHERE worker_id = ?",
+                               (status, time.time(), worker_id)).rowcount == 1
+
+    def advance_operator_nonce(self, nonce: int) -> bool:
+        """Accept an operator request's nonce only if it is above every nonce accepted before."""
+        row = self.db.execute("SELECT value FROM settings WHERE name = 'operator_nonce'").fetchone()
+        if row and int(row[0]) >= nonce:
+            return False
+        self.db.execute("INSERT INTO settings (name, value) VALUES ('operator_nonce', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (str(nonce),))
+        return True
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -142,16 +167,20 @@ class Store:
 
     def worker(self, worker_id: str) -> WorkerRow | None:
         row = self.db.execute("SELECT worker_id, worker_type, organization_id, application_type_id, status, "
-                              "record FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+                              "record, expires_at FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
         return WorkerRow(*row) if row else None
 
-    def workers(self, filters: dict[str, Any]) -> list[str]:
-        where, args = [], []
+    def workers(self, filters: dict[str, Any], *, after: str = "", limit: int = -1) -> tuple[int, list[str]]:
+        """(how many match, the ids after `after` in id order, at most `limit`); stale workers never match."""
+        where, args = ["(expires_at IS NULL OR expires_at > ?)"], [time.time()]
         for column, value in filters.items():
             where.append(f"{column} = ?")
             args.append(value)
-        sql = "SELECT worker_id FROM workers" + (" WHERE " + " AND ".join(where) if where else "")
-        return [r[0] for r in self.db.execute(sql + " ORDER BY worker_id", args)]
+        sql = " FROM workers WHERE " + " AND ".join(where)
+        total = int(self.db.execute("SELECT COUNT(*)" + sql, args).fetchone()[0])
+        ids = [r[0] for r in self.db.execute("SELECT worker_id" + sql + " AND worker_id > ? ORDER BY worker_id "
+                                             "LIMIT ?", [*args, after, limit])]
+        return total, ids
 
 
 class _Transaction:

@@ -1,0 +1,68 @@
+"""`adytum worker`: the operator's registry changes, signed with the operator key.
+
+The key is DATA_DIR/operator/operator-key.pem, made by `adytum init` or a node's first start;
+the node accepts registry changes signed by it and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import operator
+from ..protocol import EeaError
+from .output import console, emit_json, fail
+
+STATUSES = {"active": 1, "offline": 2, "decommissioned": 3, "compromised": 4}
+
+
+def add_command(sub: Any, add_uri: Any) -> None:
+    w = sub.add_parser("worker", help="operator actions: rotate a worker's encryption key, set its status",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Registry changes signed with the operator key (ACCESS_DENIED otherwise).",
+                       epilog="examples:\n  adytum worker rotate-key\n"
+                              "  adytum worker set-status offline --worker-id 0x1234...\n"
+                              "  adytum worker rotate-key --operator-key /secure/operator-key.pem --json")
+    w.add_argument("action", choices=["rotate-key", "set-status"],
+                   help="rotate-key: a new encryption key made in the enclaves, re-attested and published "
+                        "(orders sent to the previous key still complete); set-status: active, offline, "
+                        "decommissioned or compromised (only active workers take work orders)")
+    w.add_argument("status", nargs="?", choices=sorted(STATUSES), help="with set-status: the new status")
+    add_uri(w)
+    w.add_argument("--worker-id", help="hex worker id (default: the first worker the node lists)")
+    w.add_argument("--data-dir", type=Path, default=Path("adytum-data"),
+                   help="where the operator key lives (default ./adytum-data)")
+    w.add_argument("--operator-key", type=Path, help="the operator key PEM (default DATA_DIR/operator/operator-key.pem)")
+    w.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from ..client import Client
+    if args.action == "set-status" and args.status is None:
+        return fail("set-status needs a status: " + ", ".join(sorted(STATUSES)), as_json=args.json)
+    try:
+        key = operator.load_private(args.operator_key or args.data_dir / operator.OPERATOR_DIR / operator.PRIVATE_FILE)
+    except operator.OperatorError as exc:
+        return fail(str(exc), as_json=args.json)
+    try:
+        with Client(args.uri) as client:
+            worker_id = args.worker_id or (client.call("WorkerLookUp", {})["ids"] or [None])[0]
+            if worker_id is None:
+                return fail("no worker is registered", as_json=args.json)
+            if args.action == "rotate-key":
+                result = client.operator_call("EncryptionKeyRotate", {"workerId": worker_id}, key)
+                message = f"worker {worker_id}: new encryption key (nonce {result['encryptionKeyNonce']}) published"
+            else:
+                client.operator_call("WorkerSetStatus", {"workerId": worker_id, "status": STATUSES[args.status]}, key)
+                result = {"workerId": worker_id, "status": STATUSES[args.status]}
+                message = f"worker {worker_id}: status {args.status}"
+    except EeaError as exc:
+        return fail(exc.message, as_json=args.json, code=exc.code)
+    except OSError as exc:
+        return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
+    if args.json:
+        emit_json({"ok": True, **result})
+    else:
+        console.print(message, highlight=False)
+    return 0

@@ -1,0 +1,251 @@
+"""The worker registry and encryption-key methods of the EEA API.
+
+Reads (WorkerLookUp, WorkerLookUpNext, WorkerRetrieve, EncryptionKeyGet) are open to anyone.
+Changes (WorkerRegister, WorkerUpdate, WorkerSetStatus, EncryptionKeyRotate) must be signed by the
+operator key (see `adytum.operator`); anything else gets ACCESS_DENIED. EncryptionKeySet takes a
+key only with the worker's own signature over it, and only a key its enclaves hold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from .. import crypto, operator
+from ..manager import Manager
+from ..protocol import EeaError, RegistryStatus, encryption_key_get_digest
+from ..store import Duplicate, GroupCommit, Store, WorkerRow
+from .params import HexId, canonical, decode
+
+WorkerType = Annotated[int, Meta(ge=1, le=3)]
+WorkerStatus = Annotated[int, Meta(ge=1, le=4)]  # active, off-line, decommissioned, compromised
+Text = Annotated[str, Meta(max_length=64 * 1024)]
+Signed = Annotated[str, Meta(max_length=512)]
+
+
+class _Filters(msgspec.Struct, forbid_unknown_fields=True):
+    workerType: WorkerType | None = None
+    organizationId: HexId | None = None
+    applicationTypeId: HexId | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {column: canonical(value) if isinstance(value, str) else value
+                for column, value in (("worker_type", self.workerType), ("organization_id", self.organizationId),
+                                      ("application_type_id", self.applicationTypeId)) if value is not None}
+
+
+class LookUpNextParams(_Filters, forbid_unknown_fields=True):
+    lookUpTag: Text | None = None
+    lookupTag: Text | None = None  # the spelling Avalon's handler read; accepted too
+
+
+class WorkerIdParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+
+
+class RegisterParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+    workerType: WorkerType
+    organizationId: HexId
+    applicationTypeId: HexId
+    details: dict[str, Any]
+    operatorNonce: Signed
+    operatorSignature: Signed
+    workerEncryptionKey: Text | None = None  # in Avalon's samples; the key belongs in details
+
+
+class UpdateParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+    details: dict[str, Any]
+    operatorNonce: Signed
+    operatorSignature: Signed
+
+
+class SetStatusParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+    status: WorkerStatus
+    operatorNonce: Signed
+    operatorSignature: Signed
+
+
+class RotateParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+    operatorNonce: Signed
+    operatorSignature: Signed
+
+
+class KeyGetParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+    lastUsedKeyNonce: Text = ""
+    tag: Text = ""
+    requesterId: Text = ""
+    signatureNonce: Text = ""
+    signature: Text = ""
+
+
+class KeySetParams(msgspec.Struct, forbid_unknown_fields=True):
+    workerId: HexId
+    encryptionKey: Text
+    encryptionKeyNonce: Text
+    signature: Text
+    tag: Text = ""
+    signatureNonce: Text = ""
+
+
+@dataclass
+class Registry:
+    reader: Store
+    committer: GroupCommit
+    manager: Manager
+    operator_key: str  # PEM of the operator's public key
+    page_size: int = 100
+
+    def table(self) -> dict[str, Any]:
+        return {
+            "WorkerLookUp": self.look_up,
+            "WorkerLookUpNext": self.look_up_next,
+            "WorkerRetrieve": self.retrieve,
+            "WorkerRegister": self.register,
+            "WorkerUpdate": self.update,
+            "WorkerSetStatus": self.set_status,
+            "EncryptionKeyGet": self.key_get,
+            "EncryptionKeySet": self.key_set,
+            "EncryptionKeyRotate": self.key_rotate,
+        }
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def look_up(self, raw: bytes) -> Any:
+        return self._page(decode(raw, _Filters, "WorkerLookUp", RegistryStatus.INVALID_PARAMETER).columns(), "")
+
+    async def look_up_next(self, raw: bytes) -> Any:
+        p = decode(raw, LookUpNextParams, "WorkerLookUpNext", RegistryStatus.INVALID_PARAMETER)
+        tag = p.lookUpTag if p.lookUpTag is not None else p.lookupTag
+        if not tag:
+            raise EeaError(RegistryStatus.INVALID_PARAMETER,
+                           "WorkerLookUpNext needs the lookupTag a WorkerLookUp (or LookUpNext) returned")
+        return self._page(p.columns(), canonical(tag))
+
+    def _page(self, filters: dict[str, Any], after: str) -> Any:
+        """Ids in id order, one page at a time; the tag is the last id returned ("" when none remain)."""
+        total, ids = self.reader.workers(filters, after=after, limit=self.page_size + 1)
+        more = len(ids) > self.page_size
+        ids = ids[:self.page_size]
+        return {"totalCount": total, "lookupTag": ids[-1] if more else "", "ids": ids}
+
+    async def retrieve(self, raw: bytes) -> Any:
+        row = self._row(decode(raw, WorkerIdParams, "WorkerRetrieve", RegistryStatus.INVALID_PARAMETER).workerId)
+        record = json.loads(row.record)
+        record["status"] = row.status
+        return record
+
+    async def key_get(self, raw: bytes) -> Any:
+        p = decode(raw, KeyGetParams, "EncryptionKeyGet", RegistryStatus.INVALID_PARAMETER)
+        worker_id = self._hosted(p.workerId, "EncryptionKeyGet")
+        if p.tag:
+            raise EeaError(RegistryStatus.INVALID_PARAMETER, "this worker has one encryption key: tag must be empty")
+        ident = self.manager.identity
+        assert ident is not None
+        return {"workerId": worker_id, "encryptionKey": ident.encryption_key,
+                "encryptionKeyNonce": ident.encryption_key_nonce, "tag": "",
+                "signature": ident.key_get_signature}
+
+    # -- operator changes --------------------------------------------------------------------------
+
+    async def register(self, raw: bytes) -> Any:
+        p = await self._operator(raw, RegisterParams, "WorkerRegister")
+        record = {"workerType": p.workerType, "organizationId": p.organizationId,
+                  "applicationTypeId": p.applicationTypeId, "details": p.details, "status": 1}
+        row = WorkerRow(canonical(p.workerId), p.workerType, canonical(p.organizationId),
+                        canonical(p.applicationTypeId), 1, json.dumps(record))
+        try:
+            await self.committer.run(Store.register_worker, row)
+        except Duplicate:
+            raise EeaError(RegistryStatus.INVALID_PARAMETER,
+                           f"worker {row.worker_id} is already registered; use WorkerUpdate") from None
+        return None
+
+    async def update(self, raw: bytes) -> Any:
+        p = await self._operator(raw, UpdateParams, "WorkerUpdate")
+        row = self._row(p.workerId)
+        if row.worker_id == self.manager.worker_id and "workerTypeData" in p.details:
+            raise EeaError(RegistryStatus.ACCESS_DENIED, "the keys and evidence of a worker hosted here come from "
+                           "its enclaves; rotate keys with EncryptionKeyRotate")
+        record = json.loads(row.record)
+        record["details"] = {**record.get("details", {}), **p.details}
+        await self.committer.run(Store.put_worker, WorkerRow(row.worker_id, row.worker_type, row.organization_id,
+                                                             row.application_type_id, row.status,
+                                                             json.dumps(record), row.expires_at))
+        return None
+
+    async def set_status(self, raw: bytes) -> Any:
+        p = await self._operator(raw, SetStatusParams, "WorkerSetStatus")
+        worker_id = self._row(p.workerId).worker_id
+        await self.committer.run(Store.set_worker_status, worker_id, p.status)
+        return None
+
+    async def key_rotate(self, raw: bytes) -> Any:
+        p = await self._operator(raw, RotateParams, "EncryptionKeyRotate")
+        worker_id = self._hosted(p.workerId, "EncryptionKeyRotate")
+        try:
+            ident = await self.manager.rotate_key()
+        except Exception as exc:
+            raise EeaError(RegistryStatus.UNKNOWN_ERROR, f"key rotation failed: {exc}") from None
+        return {"workerId": worker_id, "encryptionKey": ident.encryption_key,
+                "encryptionKeyNonce": ident.encryption_key_nonce, "tag": "", "signature": ident.key_get_signature}
+
+    async def key_set(self, raw: bytes) -> Any:
+        """EEA's way for a worker to publish a key it made. Here only the enclaves make keys, so a key
+        is accepted when the worker signed it and it is the key the enclaves hold: the record is then
+        refreshed (re-attested). Anything else is refused; EncryptionKeyRotate makes a new key."""
+        p = decode(raw, KeySetParams, "EncryptionKeySet", RegistryStatus.INVALID_PARAMETER)
+        worker_id = self._hosted(p.workerId, "EncryptionKeySet")
+        ident = self.manager.identity
+        assert ident is not None
+        try:
+            crypto.verify_digest(ident.verifying_key, encryption_key_get_digest(
+                worker_id, p.encryptionKey, p.encryptionKeyNonce, p.tag), crypto.b64decode(p.signature))
+        except crypto.CryptoError:
+            raise EeaError(RegistryStatus.INVALID_SIGNATURE,
+                           "the signature is not the worker's over workerId, encryptionKey, "
+                           "encryptionKeyNonce and tag") from None
+        if (p.encryptionKey, p.encryptionKeyNonce) != (ident.encryption_key, ident.encryption_key_nonce):
+            raise EeaError(RegistryStatus.ACCESS_DENIED, "the worker's enclaves no longer hold this key; "
+                           "a new key comes from EncryptionKeyRotate (`adytum worker rotate-key`)")
+        await self.manager.refresh()
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    async def _operator(self, raw: bytes, kind: type[Any], method: str) -> Any:
+        """Decode and check the operator's signature and nonce (ACCESS_DENIED if either fails)."""
+        try:
+            body = json.loads(raw) if raw else {}
+            if not isinstance(body, dict):
+                raise ValueError("params must be an object")
+            nonce = operator.verify(method, body, self.operator_key)
+        except (ValueError, operator.OperatorError) as exc:
+            raise EeaError(RegistryStatus.ACCESS_DENIED, str(exc)) from None
+        params = decode(raw, kind, method, RegistryStatus.INVALID_PARAMETER)
+        if not await self.committer.run(Store.advance_operator_nonce, nonce):
+            raise EeaError(RegistryStatus.ACCESS_DENIED,
+                           "operatorNonce is not above the last one accepted: a replayed or stale request")
+        return params
+
+    def _row(self, worker_id: str) -> WorkerRow:
+        row = self.reader.worker(canonical(worker_id))
+        if row is None:
+            raise EeaError(RegistryStatus.INVALID_PARAMETER, f"worker {canonical(worker_id)} is not registered here")
+        return row
+
+    def _hosted(self, worker_id: str, method: str) -> str:
+        wid = canonical(worker_id)
+        if wid != self.manager.worker_id:
+            self._row(wid)
+            raise EeaError(RegistryStatus.INVALID_PARAMETER,
+                           f"{method}: worker {wid} is registered here but not hosted by this node")
+        return wid
