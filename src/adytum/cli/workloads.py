@@ -1,0 +1,106 @@
+"""`adytum workloads`: what an enclave with this data directory would serve, and what it would measure.
+
+For each workload: its name, its id on the wire, its description, the source file that defines it and
+that file's SHA-256, the file's contribution to ``mr_enclave``. Then the ``mr_enclave`` of the
+enclave code with the plug-ins of ``<data_dir>/workloads.toml``, the value a requester pins with
+``--allow-mrenclave``. It imports the plug-ins (host side) to read their names and descriptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from ..attestation.measurement import measure, source_locations
+from ..protocol import workload_hex
+from ..workloads.base import Workload
+from ..workloads.registry import BUILTIN, CONFIG_FILE, configured_modules, configured_plugins, workload_classes
+from .output import console, emit_json, fail
+
+DEFAULT_DATA_DIR = Path("adytum-data")
+
+
+def add_command(sub: Any) -> None:
+    """Register ``workloads`` on the ``adytum`` subparsers (``handler=``)."""
+    p = sub.add_parser("workloads", help="list the workloads, their source hashes and the resulting mr_enclave",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="List every workload an enclave started with this data directory serves: "
+                                   "the built-ins, installed plug-ins (entry points) and those of "
+                                   f"DATA_DIR/{CONFIG_FILE}, with the SHA-256 of each source file and the "
+                                   "enclave measurement they add up to.",
+                       epilog="examples:\n  adytum workloads\n  adytum workloads --data-dir /var/lib/adytum --json")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help=f"the node's data directory, for {CONFIG_FILE} and workloads/ (default ./adytum-data)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run_workloads)
+
+
+def _measured_path(module: str, location: Path) -> tuple[str, Path]:
+    """The path a module's source has in the measurement (``adytum/workloads/fib.py``) and the file."""
+    parts = module.split(".")
+    if location.is_dir():
+        return "/".join(parts) + "/__init__.py", location / "__init__.py"
+    return "/".join([*parts[:-1], location.name]), location
+
+
+def _origin(cls: type[Workload], configured: set[str]) -> str:
+    if cls in BUILTIN:
+        return "built-in"
+    return CONFIG_FILE if cls.name in configured else "entry point"
+
+
+def describe(data_dir: Path) -> dict[str, Any]:
+    """Everything the command prints, as JSON-ready data; raises on a bad configuration."""
+    classes = workload_classes(data_dir)  # also puts DATA_DIR/workloads on sys.path for the measurement
+    measurement = measure(extra_modules=configured_modules(data_dir))
+    measured = dict(measurement.files)
+    configured = set(configured_plugins(data_dir))
+    rows = []
+    for cls in classes:
+        location = source_locations([cls.__module__])[cls.__module__]
+        path, file = _measured_path(cls.__module__, location)
+        digest = measured.get(path)
+        rows.append({
+            "name": cls.name,
+            "workload_id": workload_hex(cls.name),
+            "description": cls.description,
+            "origin": _origin(cls, configured),
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "file": str(file),
+            "path": path,
+            "sha256": digest or hashlib.sha256(file.read_bytes()).hexdigest(),
+            "measured": digest is not None,
+        })
+    return {"data_dir": str(data_dir), "workloads": rows, "plugin_modules": configured_modules(data_dir),
+            "mr_enclave": measurement.mr_enclave.hex(), "mr_signer": measurement.mr_signer.hex(),
+            "measured_files": len(measurement.files)}
+
+
+def run_workloads(args: argparse.Namespace) -> int:
+    try:
+        report = describe(args.data_dir)
+    except (ImportError, ValueError, OSError) as exc:  # WorkloadConfigError is a ValueError
+        return fail(str(exc), as_json=args.json)
+    if args.json:
+        emit_json(report)
+        return 0
+    console.print(f"{len(report['workloads'])} workload(s):")
+    for row in report["workloads"]:
+        console.print(f"\n[bold]{escape(row['name'])}[/]  ({row['origin']})", highlight=False)
+        for label, value in (("id", row["workload_id"]), ("description", row["description"]),
+                             ("source", row["path"] if row["origin"] == "built-in" else row["file"]),
+                             ("sha256", row["sha256"])):
+            console.print(f"  {label:<12}{value}", markup=False, highlight=False)
+        if not row["measured"]:
+            console.print("  [bold red]NOT MEASURED[/]: this file is not part of mr_enclave", highlight=False)
+    console.print()
+    config = Path(report["data_dir"]) / CONFIG_FILE
+    console.print(f"mr_enclave: {report['mr_enclave']}", highlight=False)
+    console.print(f"            over {report['measured_files']} files, plug-in modules of {config}: "
+                  f"{', '.join(report['plugin_modules']) or 'none'}", highlight=False)
+    console.print(f"mr_signer:  {report['mr_signer']}", highlight=False)
+    return 0
