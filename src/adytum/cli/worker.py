@@ -30,7 +30,8 @@ def add_command(sub: Any, add_uri: Any) -> None:
                         "decommissioned or compromised (only active workers take work orders)")
     w.add_argument("status", nargs="?", choices=sorted(STATUSES), help="with set-status: the new status")
     add_uri(w)
-    w.add_argument("--worker-id", help="hex worker id (default: the first worker the node lists)")
+    w.add_argument("--worker-id", help="hex worker id (default: the worker the node hosts; for set-status, "
+                                       "the only worker it lists)")
     w.add_argument("--data-dir", type=Path, default=Path("adytum-data"),
                    help="where the operator key lives (default ./adytum-data)")
     w.add_argument("--operator-key", type=Path, help="the operator key PEM (default DATA_DIR/operator/operator-key.pem)")
@@ -47,13 +48,13 @@ def run_worker(args: argparse.Namespace) -> int:
         return fail(str(exc), as_json=args.json)
     try:
         with Client(args.uri) as client:
-            worker_id = args.worker_id or (client.call("WorkerLookUp", {})["ids"] or [None])[0]
-            if worker_id is None:
-                return fail("no worker is registered", as_json=args.json)
             if args.action == "rotate-key":
-                result = client.operator_call("EncryptionKeyRotate", {"workerId": worker_id}, key)
-                message = f"worker {worker_id}: new encryption key (nonce {result['encryptionKeyNonce']}) published"
+                params = {"workerId": args.worker_id} if args.worker_id else {}  # default: the hosted worker
+                result = client.operator_call("EncryptionKeyRotate", params, key)
+                message = (f"worker {result['workerId']}: new encryption key (nonce "
+                           f"{result['encryptionKeyNonce']}) attested and published")
             else:
+                worker_id = args.worker_id or _only_worker(client.call("WorkerLookUp", {})["ids"])
                 client.operator_call("WorkerSetStatus", {"workerId": worker_id, "status": STATUSES[args.status]}, key)
                 result = {"workerId": worker_id, "status": STATUSES[args.status]}
                 message = f"worker {worker_id}: status {args.status}"
@@ -61,8 +62,16 @@ def run_worker(args: argparse.Namespace) -> int:
         return fail(exc.message, as_json=args.json, code=exc.code)
     except OSError as exc:
         return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
+    except ValueError as exc:
+        return fail(str(exc), as_json=args.json)
     if args.json:
         emit_json({"ok": True, **result})
     else:
         console.print(message, highlight=False)
     return 0
+
+
+def _only_worker(ids: list[str]) -> str:
+    if len(ids) != 1:
+        raise ValueError(f"the node lists {len(ids)} workers: say which with --worker-id")
+    return ids[0]

@@ -115,7 +115,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "EncryptionKeyRotate": {
         "summary": "adytum extension, operator only: the enclaves make a new encryption key, re-attest and "
                    "publish it; orders encrypted to the previous key still complete.",
-        "params": {"workerId": (HEX, True), **OPERATOR},
+        "params": {"workerId": ({**HEX, "description": "default: the worker this node hosts"}, False), **OPERATOR},
         "result": KEY,
     },
     "rpc.discover": {"summary": "This document.", "params": {}, "result": {"type": "object"}},

@@ -73,9 +73,9 @@ class SetStatusParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RotateParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
     operatorNonce: Signed
     operatorSignature: Signed
+    workerId: HexId | None = None  # default: the worker this node hosts
 
 
 class KeyGetParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -190,7 +190,7 @@ class Registry:
 
     async def key_rotate(self, raw: bytes) -> Any:
         p = await self._operator(raw, RotateParams, "EncryptionKeyRotate")
-        worker_id = self._hosted(p.workerId, "EncryptionKeyRotate")
+        worker_id = self._hosted(p.workerId or self.manager.worker_id, "EncryptionKeyRotate")
         try:
             ident = await self.manager.rotate_key()
         except Exception as exc:
