@@ -32,12 +32,15 @@ class NodeConfig:
     enclaves: int | None = None
     avalon_compat: bool = False
     allowed_mr_enclaves: tuple[str, ...] = ()
+    time_budget: float = 30.0
+    memory_mb: int = 2048
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.manager = ManagerConfig(data_dir=self.data_dir, worker_name=self.worker_name,
                                      avalon_compat=self.avalon_compat,
-                                     allowed_mr_enclaves=tuple(self.allowed_mr_enclaves))
+                                     allowed_mr_enclaves=tuple(self.allowed_mr_enclaves),
+                                     time_budget=self.time_budget, memory_mb=self.memory_mb)
         if self.enclaves:
             self.manager.enclaves = self.enclaves
 

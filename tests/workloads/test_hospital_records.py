@@ -29,7 +29,7 @@ def test_add_get_and_score(hospital):
 def test_records_are_stored_in_shared_state_with_their_owner(hospital):
     hospital.run([ADA], "hospital-a")
     stored = json.loads(hospital.shared["hospital-records/patient/P1"])
-    assert stored["owner"] == "hospital-a" and stored["lname"] == "Lovelace"
+    assert stored["owner"] == "key-of-hospital-a" and stored["lname"] == "Lovelace"  # the signing key, not the id
     assert hospital.private == {"hospital-a": {}}
 
 
@@ -116,3 +116,14 @@ def test_bad_items_are_refused_without_echoing_them(hospital, item, expected):
 
 def test_no_items(hospital):
     assert "at least one request" in hospital.refused([])
+
+
+def test_an_unsigned_order_is_refused():
+    from adytum.workloads import Context, MemoryState, WorkloadError
+    from adytum.workloads.hospital_records import HospitalRecords
+    shared = MemoryState()
+    ctx = Context(requester_id="hospital-a", work_order_id="o", worker_id="w", random=bytes, state=shared,
+                  requester_state=MemoryState())
+    with pytest.raises(WorkloadError, match="sign the work order"):
+        HospitalRecords().execute(ctx, [ADA.encode()])
+    assert shared.items == {}

@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--allow-mrenclave", action="append", default=[], metavar="HEX",
                     help="register only enclaves with this measurement (repeatable; default: any build that "
                          "attests). See `adytum measure`.")
+    up.add_argument("--time-budget", type=float, default=30.0,
+                    help="seconds one workload run may take in its enclave before it fails (default 30)")
+    up.add_argument("--memory-mb", type=int, default=2048,
+                    help="address space of each enclave process in MB; a workload past it fails (default 2048)")
     up.add_argument("--no-fsync", action="store_true",
                     help="commit without fsync (faster; the last commits can be lost on power failure)")
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")

@@ -18,7 +18,8 @@ def run_up(args: argparse.Namespace) -> int:
     config = NodeConfig(data_dir=args.data_dir, host=args.host, port=args.port, max_body=args.max_body,
                         max_pending=args.max_pending, durable=not args.no_fsync,
                         worker_name=args.worker_name, enclaves=args.enclaves, avalon_compat=args.avalon_compat,
-                        allowed_mr_enclaves=tuple(args.allow_mrenclave))
+                        allowed_mr_enclaves=tuple(args.allow_mrenclave), time_budget=args.time_budget,
+                        memory_mb=args.memory_mb)
     try:
         import uvloop
         uvloop.install()

@@ -58,13 +58,39 @@ class Identity(msgspec.Struct, tag="identity"):
     seq: int = 0
 
 
+class StateWrite(msgspec.Struct):
+    """One encrypted state item to store as `version`, only if the stored version is `version - 1`."""
+
+    item_id: str
+    version: int
+    value: bytes
+
+
 class Processed(msgspec.Struct, tag="processed"):
-    """Enclave -> host: a signed result (JSON bytes), or an EEA error code and message."""
+    """Enclave -> host: a signed result (JSON bytes) with the state writes to store alongside it, or an
+    EEA error code and message."""
 
     seq: int
     result: bytes = b""
     code: int = 0
     message: str = ""
+    writes: list[StateWrite] = []
+
+
+class StateRead(msgspec.Struct, tag="state-read"):
+    """Enclave -> host, while processing order `seq`: send me this state item."""
+
+    seq: int
+    item_id: str
+
+
+class StateValue(msgspec.Struct, tag="state-value"):
+    """Host -> enclave: the stored item (version 0 and no value: the host has none)."""
+
+    seq: int
+    item_id: str
+    version: int = 0
+    value: bytes = b""
 
 
 class Fatal(msgspec.Struct, tag="fatal"):
@@ -73,7 +99,7 @@ class Fatal(msgspec.Struct, tag="fatal"):
     message: str
 
 
-Message = Union[Hello, RotateKey, ReloadKeys, Process, Identity, Processed, Fatal]
+Message = Union[Hello, RotateKey, ReloadKeys, Process, StateValue, Identity, Processed, StateRead, Fatal]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 

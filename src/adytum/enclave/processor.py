@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from .. import crypto
 from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderResult,
                         decode_params, encode, request_hash, response_hash, workload_name)
-from ..workloads import Context, MemoryState, Workload, WorkloadError
+from ..workloads import Context, Workload, WorkloadError
+from .budget import Budget, OverBudget
 from .keys import WorkerKeys
+from .state import ReadItem, StateKeys, StateSession, Write
 
 log = logging.getLogger("adytum.enclave")
 SESSION_KEY_ITEM = ("", "null")
@@ -61,14 +63,33 @@ class _Session:
 
 class WorkOrderProcessor:
     def __init__(self, keys: WorkerKeys, workloads: dict[str, Workload], *,
-                 avalon_compat: bool = False, replay: ReplayGuard | None = None) -> None:
+                 avalon_compat: bool = False, replay: ReplayGuard | None = None,
+                 budget: Budget | None = None) -> None:
         self.keys = keys
         self.workloads = workloads
         self.avalon_compat = avalon_compat
         self.replay = replay or ReplayGuard()
+        self.budget = budget or Budget()
+
+    @property
+    def keys(self) -> WorkerKeys:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: WorkerKeys) -> None:  # rotation replaces the encryption key; the state key stays
+        if getattr(self, "_keys", None) is None or keys.signing.secret != self._keys.signing.secret:
+            self.state_keys = StateKeys(keys.signing.secret)
+        self._keys = keys
 
     def process(self, raw_params: bytes) -> bytes:
-        """Raw WorkOrderSubmit params in, signed result JSON out; EeaError for any refusal."""
+        """Raw WorkOrderSubmit params in, signed result JSON out; EeaError for any refusal. For workers
+        without a state store: a workload that touches state is refused."""
+        result, writes = self.process_order(raw_params, _no_state_store)
+        assert not writes
+        return result
+
+    def process_order(self, raw_params: bytes, read_state: ReadItem) -> tuple[bytes, list[Write]]:
+        """The signed result JSON and the state writes the host must store with it (or neither)."""
         p = decode_params(raw_params)
         if p.worker_id.lower() != self.keys.worker_id:
             raise EeaError(Status.INVALID_PARAMETER, "work order is addressed to another worker")
@@ -81,10 +102,16 @@ class WorkOrderProcessor:
         self._check_request_hash(p, session, req_hash)
         _check_ivs_unique(p, session)
         inputs = [self._decrypt_item(item, session) for item in sorted(p.in_data, key=_index)]
-        outputs = self._run(workload, p, inputs)
+        state = StateSession(self.state_keys, read_state, workload.name)
+        outputs = self._run(workload, p, inputs, state)
+        writes: list[Write] = []
+        if state.changed:  # durable replay check: the order's marker is written with its changes
+            state.mark_applied(p.work_order_id)
+            writes = state.writes()
+        else:  # a stateful order may be run again after a write conflict, so only these are recorded
+            self.replay.record(p)
         result = self._sign(p, [self._encrypt_output(i, data, session) for i, data in enumerate(outputs)])
-        self.replay.record(p)
-        return result
+        return result, writes
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -173,14 +200,26 @@ class WorkOrderProcessor:
 
     # -- execution and result --------------------------------------------------------------------
 
-    def _run(self, workload: Workload, p: WorkOrderParams, inputs: list[bytes]) -> list[bytes]:
+    def _run(self, workload: Workload, p: WorkOrderParams, inputs: list[bytes], state: StateSession) -> list[bytes]:
+        requester_key = hashlib.sha256(p.verifying_key.strip().encode()).hexdigest() if p.requester_signature else ""
         ctx = Context(requester_id=p.requester_id, work_order_id=p.work_order_id,
                       worker_id=self.keys.worker_id, random=crypto.random_bytes,
-                      state=MemoryState(), requester_state=MemoryState())
+                      state=state.scope(None), requester_state=state.scope(requester_key),
+                      requester_key=requester_key)
         try:
-            outputs = workload.execute(ctx, inputs)
+            with self.budget.limit():
+                outputs = workload.execute(ctx, inputs)
+        except EeaError:
+            raise  # state refused (rollback, tampering) or the host has no state store
         except WorkloadError as exc:
             raise EeaError(Status.INVALID_PARAMETER, str(exc)[:500]) from None
+        except OverBudget as exc:
+            log.warning("workload %s %s", workload.name, exc)
+            raise EeaError(Status.FAILED, f"workload {workload.name} {exc}") from None
+        except MemoryError:
+            log.warning("workload %s ran out of memory", workload.name)
+            raise EeaError(Status.FAILED, f"workload {workload.name} exceeded the enclave's memory budget "
+                                          f"({self.budget.memory_mb} MB)") from None
         except Exception as exc:  # a plug-in bug must not take the enclave down
             log.warning("workload %s raised %s", workload.name, type(exc).__name__)
             raise EeaError(Status.FAILED, f"workload {workload.name} failed ({type(exc).__name__})") from None
@@ -204,6 +243,10 @@ class WorkOrderProcessor:
                                  out_data=out_data)
         result.worker_signature = crypto.b64encode(self.keys.signing.sign_digest(response_hash(result)))
         return encode(result)
+
+
+def _no_state_store(item_id: str) -> None:
+    raise EeaError(Status.FAILED, "this worker has no state store: stateful workloads need a node")
 
 
 def _check_ivs_unique(p: WorkOrderParams, s: _Session) -> None:

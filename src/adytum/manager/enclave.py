@@ -11,8 +11,8 @@ from pathlib import Path
 
 from typing import Callable
 
-from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Process, Processed, ReloadKeys,
-                               RotateKey, frame_length, pack, unpack)
+from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed,
+                               ReloadKeys, RotateKey, StateRead, StateValue, frame_length, pack, unpack)
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -28,11 +28,16 @@ class EnclaveStartError(Exception):
 
 class EnclaveProcess:
     def __init__(self, name: str, data_dir: Path, worker_id: str, *, avalon_compat: bool = False,
-                 timeout: float = 60.0, admit: Callable[[Identity], None] | None = None) -> None:
+                 timeout: float = 60.0, admit: Callable[[Identity], None] | None = None,
+                 read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         """`admit` checks the identity (evidence, keys) of every start and restart; it raises
-        EnclaveStartError to keep an enclave it refuses out of service."""
+        EnclaveStartError to keep an enclave it refuses out of service. `read_state` answers the
+        enclave's state reads from the store."""
         self.name = name
         self.admit = admit
+        self.read_state = read_state
+        self.extra_args = extra_args
         self.data_dir = data_dir
         self.worker_id = worker_id
         self.avalon_compat = avalon_compat
@@ -67,6 +72,7 @@ class EnclaveProcess:
                 "--worker-id", self.worker_id]
         if self.avalon_compat:
             args.append("--avalon-compat")
+        args.extend(self.extra_args)
         self._proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -150,7 +156,7 @@ class EnclaveProcess:
             if task:
                 task.cancel()
 
-    def _send(self, msg: Hello | Process | RotateKey | ReloadKeys) -> None:
+    def _send(self, msg: Message) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         if self._proc.stdin.is_closing():
             raise ConnectionError("enclave stdin is closed")
@@ -167,6 +173,8 @@ class EnclaveProcess:
                     fut = self._pending[msg.seq]
                     if not fut.done():
                         fut.set_result(msg)
+                elif isinstance(msg, StateRead):
+                    self._send(self._state_value(msg))
                 elif isinstance(msg, Identity) and self._hello and not self._hello.done():
                     self._hello.set_result(msg)
                 elif isinstance(msg, Fatal):
@@ -184,6 +192,12 @@ class EnclaveProcess:
                 if not fut.done():
                     fut.set_exception(died)
             self.kill()
+
+    def _state_value(self, msg: StateRead) -> StateValue:
+        stored = self.read_state(msg.item_id) if self.read_state else None
+        if stored is None:
+            return StateValue(seq=msg.seq, item_id=msg.item_id)
+        return StateValue(seq=msg.seq, item_id=msg.item_id, version=stored[0], value=stored[1])
 
     async def _log_loop(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None

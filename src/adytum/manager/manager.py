@@ -26,7 +26,7 @@ from ..crypto import random_bytes, sha256
 from ..enclave.channel import Identity
 from ..enclave.service import PLATFORM_DIR
 from ..protocol import Status
-from ..store import GroupCommit, Store, WorkerRow
+from ..store import GroupCommit, ItemWrite, StateConflict, Store, WorkerRow
 from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
 
 log = logging.getLogger("adytum.manager")
@@ -57,6 +57,11 @@ class ManagerConfig:
     attestation_refresh: float = 6 * 3600.0
     #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
     allow_debug: bool = False
+    #: Seconds one workload run may take inside the enclave, and the enclave's address space in MB.
+    time_budget: float = 30.0
+    memory_mb: int = 2048
+    #: Times an order is run again because another order changed the same state first.
+    max_conflicts: int = 100
 
     def __post_init__(self) -> None:
         if not 0 < self.attestation_refresh < self.attestation_lifetime:
@@ -82,7 +87,9 @@ class Manager:
         self.committer = committer
         self.enclaves = [EnclaveProcess(f"enclave-{i}", config.data_dir, config.worker_id,
                                         avalon_compat=config.avalon_compat, timeout=config.order_timeout,
-                                        admit=self._admit)
+                                        admit=self._admit, read_state=reader.state_item,
+                                        extra_args=("--time-budget", str(config.time_budget),
+                                                    "--memory-mb", str(config.memory_mb)))
                          for i in range(max(1, config.enclaves))]
         self.identity: Identity | None = None
         self.proof_data = ""
@@ -91,6 +98,7 @@ class Manager:
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._inflight = 0
         self._attempts: dict[str, int] = defaultdict(int)
+        self._conflicts: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = defaultdict(list)
         self._tasks: list[asyncio.Task[None]] = []
         self._key_change = asyncio.Lock()
@@ -186,14 +194,28 @@ class Manager:
             await self._finish(work_order_id, Outcome(
                 Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"))
             return
-        if reply.code == 0:
-            await self._finish(work_order_id, Outcome(0, reply.result))
-        else:
+        if reply.code != 0:
             await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()))
+        else:
+            writes = tuple(ItemWrite(w.item_id, w.version, w.value) for w in reply.writes)
+            try:
+                await self._finish(work_order_id, Outcome(0, reply.result), writes)
+            except StateConflict:
+                await self._run_again(work_order_id, params, "the state this work order changes kept changing "
+                                                             "under it; retry later")
 
-    async def _finish(self, work_order_id: str, outcome: Outcome) -> None:
-        stored = await self.committer.run(Store.insert_response, work_order_id, outcome.code, outcome.body)
+    async def _run_again(self, work_order_id: str, params: bytes, reason: str) -> None:
+        """Another order changed the same state first: run this one again on the state as it is now."""
+        self._conflicts[work_order_id] += 1
+        if self._conflicts[work_order_id] <= self.config.max_conflicts:
+            self._queue.put_nowait((work_order_id, params))
+        else:
+            await self._finish(work_order_id, Outcome(Status.FAILED, reason.encode()))
+
+    async def _finish(self, work_order_id: str, outcome: Outcome, writes: tuple[ItemWrite, ...] = ()) -> None:
+        stored = await self.committer.run(Store.insert_response, work_order_id, outcome.code, outcome.body, writes)
         self._attempts.pop(work_order_id, None)
+        self._conflicts.pop(work_order_id, None)
         if not stored:
             log.warning("work order %s was already answered; the second answer is dropped", work_order_id)
             return

@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS workers (
     updated_at           {real} NOT NULL,
     expires_at           {real}
 );
+CREATE TABLE IF NOT EXISTS state (
+    item_id     TEXT PRIMARY KEY,
+    version     BIGINT NOT NULL,
+    value       {blob} NOT NULL,
+    updated_at  {real} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
     name   TEXT PRIMARY KEY,
     value  TEXT NOT NULL

@@ -15,6 +15,17 @@ from typing import Any
 from .schema import schema
 
 
+class StateConflict(Exception):
+    """A state item changed since the order read it: the order must run again on the new value."""
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    item_id: str
+    version: int  # stored only if the current version is version - 1 (0: the item must not exist)
+    value: bytes
+
+
 class Duplicate(Exception):
     """A work order with this id, or this requester nonce, was already accepted."""
 
@@ -89,13 +100,26 @@ class Store:
         self.db.execute("UPDATE schedule SET state = 'processing', claimed_at = ? "
                         "WHERE work_order_id = ? AND state = 'scheduled'", (time.time(), work_order_id))
 
-    def insert_response(self, work_order_id: str, code: int, body: bytes) -> bool:
-        """Done: the response in, the schedule entry out. False if it was answered already."""
+    def insert_response(self, work_order_id: str, code: int, body: bytes,
+                        writes: tuple[ItemWrite, ...] = ()) -> bool:
+        """Done: the response in, the schedule entry out, the order's state writes stored (each by
+        compare-and-swap; StateConflict undoes all of it). False if it was answered already."""
         cur = self.db.execute("DELETE FROM schedule WHERE work_order_id = ?", (work_order_id,))
         if cur.rowcount == 0:
             return False
+        now = time.time()
+        for w in writes:
+            if w.version == 1:
+                cur = self.db.execute("INSERT INTO state (item_id, version, value, updated_at) VALUES (?, 1, ?, ?) "
+                                      "ON CONFLICT (item_id) DO NOTHING", (w.item_id, w.value, now))
+            else:
+                cur = self.db.execute("UPDATE state SET version = ?, value = ?, updated_at = ? "
+                                      "WHERE item_id = ? AND version = ?",
+                                      (w.version, w.value, now, w.item_id, w.version - 1))
+            if cur.rowcount != 1:
+                raise StateConflict(w.item_id)
         self.db.execute("INSERT INTO responses (work_order_id, code, body, completed_at) VALUES (?, ?, ?, ?)",
-                        (work_order_id, code, body, time.time()))
+                        (work_order_id, code, body, now))
         return True
 
     def requeue_processing(self) -> int:
@@ -143,6 +167,10 @@ class Store:
         row = self.db.execute("SELECT code, body FROM responses WHERE work_order_id = ?",
                               (work_order_id,)).fetchone()
         return (row[0], bytes(row[1])) if row else None
+
+    def state_item(self, item_id: str) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT version, value FROM state WHERE item_id = ?", (item_id,)).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
 
     def state(self, work_order_id: str) -> str | None:
         """'scheduled', 'processing', 'done', or None if the id is unknown."""

@@ -64,8 +64,10 @@ class MemoryState(State):
 class Context:
     """What a workload may know of its surroundings, and nothing of the host.
 
-    `state` is shared by every requester of this workload; `requester_state` is this requester's
-    alone (no other requester's order can read or change it).
+    `state` is shared by every requester of this workload; `requester_state` belongs to the key that
+    signed the order (no other key's orders can read or change it; unsigned orders cannot use it).
+    `requester_key` is SHA-256 (hex) of that verifying key, "" for an unsigned order: unlike the
+    `requester_id` a request merely claims, it is an identity the enclave has checked.
     """
 
     requester_id: str
@@ -74,6 +76,7 @@ class Context:
     random: Callable[[int], bytes]
     state: State
     requester_state: State
+    requester_key: str = ""
 
 
 class Workload:

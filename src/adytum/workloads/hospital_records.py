@@ -3,8 +3,9 @@
 A hospital (one requester) files records with a worker; the host stores them sealed and never sees
 them; only the hospital that filed a record can read it back or have it scored. Records live in the
 workload's shared ``ctx.state`` (one namespace of patient ids for all requesters of the worker),
-each tagged with the requester id of its owner. Another requester asking for it gets "record belongs
-to another requester": the id itself is therefore not secret (choose unguessable ids if their
+each tagged with its owner: the key that signed the order that filed it (``ctx.requester_key``; a
+requester id alone proves nothing, anyone can claim one), so orders must be signed. Another
+requester asking for it gets "record belongs to another requester": the id itself is therefore not secret (choose unguessable ids if their
 existence matters), but every field of the record is.
 
 Each input item is a query string; each answer is one JSON object::
@@ -178,5 +179,8 @@ class HospitalRecords(Workload):
         if not inputs:
             raise WorkloadError("hospital-records: send at least one request, e.g. method=get_patient&id=P1")
         items = [_Item(data, index) for index, data in enumerate(inputs)]
-        records = Records(ctx.state, ctx.requester_id)
+        if not ctx.requester_key:
+            raise WorkloadError("hospital-records: sign the work order (requesterSignature and verifyingKey); "
+                                "records belong to the key that filed them")
+        records = Records(ctx.state, ctx.requester_key)
         return [json.dumps(records.run(item), sort_keys=True).encode() for item in items]
