@@ -59,8 +59,15 @@ def test_bench_reports_throughput_and_ratio(node):
 def test_demo_runs_every_builtin_workload(tmp_path):
     out = adytum("demo", "--data-dir", str(tmp_path), "--json")
     assert out.returncode == 0, out.stderr
-    results = {r["workload"]: r["output"] for r in json.loads(out.stdout)["results"]}
-    assert results == {"hello": "Hello world", "echo-result": "RESULT: adytum", "fib": "354224848179261915075"}
+    results = [(r["workload"], r["outputs"]) for r in json.loads(out.stdout)["results"]]
+    assert results[:3] == [("hello", ["Hello world"]), ("echo-result", ["RESULT: adytum"]),
+                           ("fib", ["354224848179261915075"])]
+    outputs = dict(results[3:4] + results[5:6] + results[7:9])  # the later order of each stateful workload
+    assert json.loads(outputs["secure-transaction"][0]) == {"paid": 180, "receiver_balance": 680,
+                                                            "sender_balance": 820}
+    assert outputs["simple-wallet"] == ["WALLET RESULT: bob::30"]  # state kept between orders
+    assert json.loads(outputs["hospital-records"][0])["score"] == 30
+    assert outputs["heart-disease-eval"][0].startswith("You have a 91% risk")
 
 
 def test_attestation_verify_through_the_main_command(sgx_vectors):
@@ -84,3 +91,16 @@ def test_measure_matches_what_the_running_enclave_attests(node):
     wrong = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "x",
                    "--trust-root", str(node.root_pem), "--allow-mrenclave", "00" * 32)
     assert wrong.returncode == 1 and "measurement" in wrong.stderr
+
+
+def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path):
+    key = tmp_path / "me.pem"
+    common = ("submit", "--uri", node.url, "--trust-root", str(node.root_pem), "--workload", "simple-wallet",
+              "--requester-key", str(key), "--json")
+    first = adytum(*common, "--in-data", "deposit cli 7")
+    assert first.returncode == 0, first.stderr
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    second = json.loads(adytum(*common, "--in-data", "balance cli").stdout)
+    assert second["outputs"] == ["WALLET RESULT: cli::7"]
+    other = adytum(*common[:-3], "--sign", "--json", "--in-data", "balance cli")
+    assert json.loads(other.stdout)["outputs"] == ["WALLET RESULT: cli::0"]  # another key, another wallet

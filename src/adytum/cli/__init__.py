@@ -86,7 +86,9 @@ def parser() -> argparse.ArgumentParser:
                             description="Encrypt inputs to the worker's key, submit, wait, verify the worker's "
                                         "signature and decrypt. Nothing is printed unless the signature verifies.",
                             epilog="examples:\n  adytum submit --workload hello --in-data world\n"
-                                   "  adytum submit --workload fib --in-data 100 --json")
+                                   "  adytum submit --workload fib --in-data 100 --json\n"
+                                   "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
+                                   "--requester-key me.pem")
     _add_uri(submit)
     submit.add_argument("--workload", required=True, help="workload name, e.g. hello, echo-result, fib")
     submit.add_argument("--in-data", action="append", required=True,
@@ -94,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--worker-id", help="hex worker id (default: the first worker the node lists)")
     _add_trust(submit)
     submit.add_argument("--sign", action="store_true", help="sign the request with a fresh requester key")
+    submit.add_argument("--requester-key", metavar="PEM",
+                        help="sign with this secp256k1 key, made there if missing: per-requester state "
+                             "(e.g. simple-wallet balances) belongs to it across orders")
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
     submit.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -13,11 +13,25 @@ import time
 from pathlib import Path
 
 from ..client import Client, Trust, UntrustedWorker
+from ..crypto import SigningKey
 from ..enclave.service import PLATFORM_DIR
 from ..protocol import EeaError
 from .output import console, emit_json, fail
 
-EXAMPLES = [("hello", "world"), ("echo-result", "adytum"), ("fib", "100")]
+#: One work order per built-in workload: (workload, its input items). The stateful ones keep their
+#: state, encrypted, in the node's store between orders; orders are signed, since per-requester state
+#: belongs to the requester's key.
+EXAMPLES: list[tuple[str, list[str]]] = [
+    ("hello", ["world"]),
+    ("echo-result", ["adytum"]),
+    ("fib", ["100"]),
+    ("secure-transaction", ["1000 500 200 10"]),
+    ("simple-wallet", ["deposit alice 100", "transfer alice bob 30"]),
+    ("simple-wallet", ["balance bob"]),
+    ("hospital-records", ["method=add_patient&id=P1&fname=Ada&lname=Lovelace&age=52&bp=128&chol=210"]),
+    ("hospital-records", ["method=get_patient_score&id=P1"]),
+    ("heart-disease-eval", ["63 1 1 145 233 1 2 150 0 2.3 3 0 6 0"]),
+]
 
 
 def _free_port() -> int:
@@ -59,17 +73,19 @@ def run_demo(args: argparse.Namespace) -> int:
         root = data_dir / PLATFORM_DIR / "root.pem"
         say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
             "no hardware protection[/]")
-        with Client(uri, trust=Trust.from_files([root])) as client:
+        with Client(uri, trust=Trust.from_files([root]), signer=SigningKey()) as client:
             worker = client.worker()
             assert worker.verdict is not None
             say(f"worker {worker.worker_id[:16]}…: attestation verified ({worker.verdict.kind}, mr_enclave "
                 f"{worker.verdict.mr_enclave.hex()[:16]}…), report data binds both keys and the worker id")
-            for workload, text in EXAMPLES:
+            for workload, inputs in EXAMPLES:
                 started = time.perf_counter()
-                output = client.run(workload, [text.encode()])[0].decode()
+                outputs = [o.decode() for o in client.run(workload, [i.encode() for i in inputs])]
                 ms = (time.perf_counter() - started) * 1000
-                results.append({"workload": workload, "input": text, "output": output, "verified": True,
+                results.append({"workload": workload, "inputs": inputs, "outputs": outputs, "verified": True,
                                 "ms": round(ms, 1)})
+                text, output = " | ".join(inputs), " | ".join(outputs)
+                text = text if len(text) <= 50 else text[:47] + "..."
                 shown = output if len(output) <= 70 else output[:67] + "..."
                 say(f"  [green]✓ verified[/] {workload}({text!r}) → {shown!r}  [dim]{ms:.1f} ms[/]")
     except (RuntimeError, EeaError, OSError, UntrustedWorker) as exc:
