@@ -282,3 +282,19 @@ def test_a_restarted_enclave_is_admitted_again(tmp_path):
                 c.call("WorkOrderSubmit", {**to_builtins(order.params), "responseTimeoutMSecs": 60000})
         assert failed.value.code == Status.FAILED
         assert not enclave.alive
+
+
+def test_the_node_renews_its_attestation_before_it_goes_stale(tmp_path):
+    with running_node(tmp_path, attestation_lifetime=2.0) as n:  # renewed every 0.5 s
+        wid = n.node.manager.worker_id
+        first = n.node.reader.worker(wid).expires_at
+        record = n.node.reader.worker(wid).record
+        for _ in range(200):
+            if n.node.reader.worker(wid).expires_at > first:
+                break
+            time.sleep(0.05)
+        renewed = n.node.reader.worker(wid)
+        assert renewed.expires_at > first and renewed.record != record  # a new report, a new nonce
+        assert rpc(n, "WorkerLookUp", {})["result"]["ids"] == [wid]
+        with Client(n.url, trust=n.trust) as c:
+            assert c.run("hello", [b"fresh"]) == [b"Hello fresh"]

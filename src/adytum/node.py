@@ -34,13 +34,16 @@ class NodeConfig:
     allowed_mr_enclaves: tuple[str, ...] = ()
     time_budget: float = 30.0
     memory_mb: int = 2048
+    attestation_lifetime: float = 24 * 3600.0  # renewed every quarter of it
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.manager = ManagerConfig(data_dir=self.data_dir, worker_name=self.worker_name,
                                      avalon_compat=self.avalon_compat,
                                      allowed_mr_enclaves=tuple(self.allowed_mr_enclaves),
-                                     time_budget=self.time_budget, memory_mb=self.memory_mb)
+                                     time_budget=self.time_budget, memory_mb=self.memory_mb,
+                                     attestation_lifetime=self.attestation_lifetime,
+                                     attestation_refresh=self.attestation_lifetime / 4)
         if self.enclaves:
             self.manager.enclaves = self.enclaves
 

@@ -73,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--allow-mrenclave", action="append", default=[], metavar="HEX",
                     help="register only enclaves with this measurement (repeatable; default: any build that "
                          "attests). See `adytum measure`.")
+    up.add_argument("--attestation-lifetime", type=float, default=24 * 3600.0, metavar="SECONDS",
+                    help="how long a published attestation report counts as fresh; lookups hide the worker "
+                         "after it, and the node renews it every quarter of it (default 86400)")
     up.add_argument("--time-budget", type=float, default=30.0,
                     help="seconds one workload run may take in its enclave before it fails (default 30)")
     up.add_argument("--memory-mb", type=int, default=2048,

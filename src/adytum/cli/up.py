@@ -19,7 +19,7 @@ def run_up(args: argparse.Namespace) -> int:
                         max_pending=args.max_pending, durable=not args.no_fsync,
                         worker_name=args.worker_name, enclaves=args.enclaves, avalon_compat=args.avalon_compat,
                         allowed_mr_enclaves=tuple(args.allow_mrenclave), time_budget=args.time_budget,
-                        memory_mb=args.memory_mb)
+                        memory_mb=args.memory_mb, attestation_lifetime=args.attestation_lifetime)
     try:
         import uvloop
         uvloop.install()

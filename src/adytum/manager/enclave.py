@@ -89,6 +89,7 @@ class EnclaveProcess:
                 self.admit(ident)
         except EnclaveStartError:
             self.kill()
+            await self._proc.wait()  # no longer `alive` once this returns
             raise
         self.identity = ident
         log.info("enclave %s started (pid %s)", self.name, self.pid)
