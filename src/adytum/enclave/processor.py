@@ -18,7 +18,8 @@ from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderRe
 from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
 from .keys import WorkerKeys
-from .state import ReadItem, StateKeys, StateSession, Write
+from .channel import StateWrite
+from .state import ReadItem, StateKeys, StateSession
 
 log = logging.getLogger("adytum.enclave")
 SESSION_KEY_ITEM = ("", "null")
@@ -88,7 +89,7 @@ class WorkOrderProcessor:
         assert not writes
         return result
 
-    def process_order(self, raw_params: bytes, read_state: ReadItem) -> tuple[bytes, list[Write]]:
+    def process_order(self, raw_params: bytes, read_state: ReadItem) -> tuple[bytes, list[StateWrite]]:
         """The signed result JSON and the state writes the host must store with it (or neither)."""
         p = decode_params(raw_params)
         if p.worker_id.lower() != self.keys.worker_id:
@@ -104,7 +105,7 @@ class WorkOrderProcessor:
         inputs = [self._decrypt_item(item, session) for item in sorted(p.in_data, key=_index)]
         state = StateSession(self.state_keys, read_state, workload.name)
         outputs = self._run(workload, p, inputs, state)
-        writes: list[Write] = []
+        writes: list[StateWrite] = []
         if state.changed:  # durable replay check: the order's marker is written with its changes
             state.mark_applied(p.work_order_id)
             writes = state.writes()

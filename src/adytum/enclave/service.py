@@ -18,7 +18,7 @@ from ..workloads import load_workloads
 from ..workloads.registry import configured_modules, use_plugin_dir
 from .budget import Budget, alarm_held
 from .channel import (ChannelError, Fatal, Hello, Identity, Message, Process, Processed, ReloadKeys, RotateKey,
-                      StateRead, StateValue, StateWrite, pack, read_frame)
+                      StateRead, StateValue, pack, read_frame)
 from .keys import KEYS_FILE, WorkerKeys, load_or_create, rotate
 from .processor import WorkOrderProcessor
 from .sealing import Sealer, UnsealError, platform_secret
@@ -111,8 +111,7 @@ class HostLink:
 def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
     try:
         result, writes = proc.process_order(msg.params, link.reader(msg.seq))
-        return Processed(seq=msg.seq, result=result,
-                         writes=[StateWrite(w.item_id, w.version, w.value) for w in writes])
+        return Processed(seq=msg.seq, result=result, writes=writes)
     except EeaError as exc:
         return Processed(seq=msg.seq, code=exc.code, message=exc.message)
     except ChannelError:

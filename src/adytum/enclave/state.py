@@ -24,12 +24,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass
 from typing import Callable
 
 from .. import crypto
 from ..protocol import EeaError, Status
 from ..workloads.base import State, check_state_item
+from .channel import StateWrite
 
 _DOMAIN = b"adytum-state/1\0"
 _DELETED, _PRESENT = b"\x00", b"\x01"
@@ -43,13 +43,6 @@ class StateRollback(EeaError):
 
     def __init__(self, message: str) -> None:
         super().__init__(Status.FAILED, message)
-
-
-@dataclass(frozen=True)
-class Write:
-    item_id: str
-    version: int  # the new version; the host stores it only if the stored one is version - 1
-    value: bytes
 
 
 class StateKeys:
@@ -140,11 +133,11 @@ class StateSession:
     def changed(self) -> bool:
         return bool(self._dirty)
 
-    def writes(self) -> list[Write]:
+    def writes(self) -> list[StateWrite]:
         out = []
         for item_id in sorted(self._dirty):
             version = self._versions[item_id] + 1
-            out.append(Write(item_id, version, self._keys.seal(item_id, version, self._values[item_id])))
+            out.append(StateWrite(item_id, version, self._keys.seal(item_id, version, self._values[item_id])))
         return out
 
 

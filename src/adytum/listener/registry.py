@@ -9,7 +9,7 @@ key only with the worker's own signature over it, and only a key its enclaves ho
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 import msgspec
@@ -177,9 +177,7 @@ class Registry:
                            "its enclaves; rotate keys with EncryptionKeyRotate")
         record = json.loads(row.record)
         record["details"] = {**record.get("details", {}), **p.details}
-        await self.committer.run(Store.put_worker, WorkerRow(row.worker_id, row.worker_type, row.organization_id,
-                                                             row.application_type_id, row.status,
-                                                             json.dumps(record), row.expires_at))
+        await self.committer.run(Store.put_worker, replace(row, record=json.dumps(record)))
         return None
 
     async def set_status(self, raw: bytes) -> Any:

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-
 from typing import Callable
 
 from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed,

@@ -244,7 +244,7 @@ class Manager:
     def _admit(self, ident: Identity) -> None:
         """Every enclave start and restart: its evidence must verify and its keys be the worker's."""
         self._attest(ident)
-        if self.identity is not None and ident.encryption_key not in (self.identity.encryption_key, ""):
+        if self.identity is not None and ident.encryption_key != self.identity.encryption_key:
             raise EnclaveStartError("enclave came back with an encryption key that was never published")
 
     async def _publish(self, ident: Identity) -> None:

@@ -22,7 +22,7 @@ class StateConflict(Exception):
 @dataclass(frozen=True)
 class ItemWrite:
     item_id: str
-    version: int  # stored only if the current version is version - 1 (0: the item must not exist)
+    version: int  # stored only if the current version is version - 1 (for version 1: no item yet)
     value: bytes
 
 
