@@ -64,3 +64,26 @@ def running_node(data_dir: Path, **options) -> Iterator[RunningNode]:
     finally:
         loop.call_soon_threadsafe(stop[0].set)
         thread.join(60)
+
+
+class LocalPool:
+    """A key manager and work-order enclaves as the node runs them, without the node around them."""
+
+    def __init__(self, data_dir: Path, worker_id: str, wpe_data_dir: Path | None = None) -> None:
+        from adytum.attestation import SimulatedAttestationService, init_dev_root
+        from adytum.crypto import random_bytes
+        from adytum.manager import EnclaveProcess
+        from adytum.manager.pool import LocalKeyManager
+
+        self.data_dir, self.worker_id = data_dir, worker_id
+        self.wpe_data_dir = wpe_data_dir or data_dir
+        service = SimulatedAttestationService(init_dev_root(data_dir / "devroot"))
+        self.attest = lambda quote: service.verify_quote(quote, nonce=random_bytes(16).hex()).to_proof_data()
+        self.kme = LocalKeyManager(EnclaveProcess("kme", data_dir, worker_id, role="kme"), self.attest)
+
+    def wpe(self, name: str = "wpe", worker_id: str | None = None):
+        from adytum.manager import EnclaveProcess
+        from adytum.manager.pool import provision
+
+        return EnclaveProcess(name, self.wpe_data_dir, worker_id or self.worker_id,
+                              provision=lambda e: provision(e, self.kme, self.attest))

@@ -1,4 +1,4 @@
-"""Real enclave processes: identity, sealed keys across restarts, death with work in flight."""
+"""Real enclave processes: the key manager seals, work-order enclaves are provisioned, death with work in flight."""
 
 import asyncio
 import os
@@ -6,63 +6,81 @@ import signal
 
 import pytest
 
-from adytum.attestation import init_dev_root
 from adytum.crypto import sha256
 from adytum.client import WorkerInfo, build, open_result
-from adytum.manager import EnclaveDied, EnclaveProcess, EnclaveStartError
+from adytum.manager import EnclaveDied, EnclaveStartError
 from adytum.protocol import encode
 
+from support import LocalPool
+
 WORKER_ID = sha256(b"enclave-process-test").hex()
-
-
-@pytest.fixture(autouse=True)
-def platform(tmp_path):
-    """The simulated platform (quoting key) the node normally creates before starting enclaves."""
-    return init_dev_root(tmp_path / "devroot")
 
 
 def run(coro):
     return asyncio.run(coro)
 
 
-def test_keys_are_sealed_and_reused_across_restarts(tmp_path):
+def info(ident):
+    return WorkerInfo(WORKER_ID, ident.verifying_key, ident.encryption_key, ident.encryption_key_signature)
+
+
+async def boot_key_manager(tmp_path, worker_id=WORKER_ID):
+    pool = LocalPool(tmp_path, worker_id)
+    try:
+        return await pool.kme.start()
+    finally:
+        await pool.kme.stop()
+
+
+def test_keys_are_sealed_by_the_key_manager_and_reused_across_restarts(tmp_path):
     async def main():
-        first = EnclaveProcess("e", tmp_path, WORKER_ID)
-        ident1 = await first.start()
-        worker = WorkerInfo(WORKER_ID, ident1.verifying_key, ident1.encryption_key, ident1.encryption_key_signature)
-        worker.check_keys()
-        assert ident1.simulated
-        order = build(worker, "hello", [b"before"])
-        reply = await first.process(encode(order.params))
-        await first.stop()
-        second = EnclaveProcess("e", tmp_path, WORKER_ID)
-        ident2 = await second.start()
-        await second.stop()
-        return ident1, ident2, order, worker, reply
+        pool = LocalPool(tmp_path, WORKER_ID)
+        kme1 = await pool.kme.start()
+        wpe = pool.wpe()
+        ident1 = await wpe.start()
+        info(ident1).check_keys()
+        order = build(info(ident1), "hello", [b"before"])
+        reply = await wpe.process(encode(order.params))
+        await wpe.stop()
+        await pool.kme.stop()
+        pool = LocalPool(tmp_path, WORKER_ID)  # a new key manager process unseals the same keys
+        kme2 = await pool.kme.start()
+        wpe = pool.wpe()
+        ident2 = await wpe.start()
+        await wpe.stop()
+        await pool.kme.stop()
+        return kme1, kme2, ident1, ident2, order, reply
 
-    ident1, ident2, order, worker, reply = run(main())
-    assert ident2.verifying_key == ident1.verifying_key and ident2.encryption_key == ident1.encryption_key
-    assert open_result(order, worker, reply.result) == [b"Hello before"]  # old results still verify
-    sealed = (tmp_path / "enclave" / "worker-keys.sealed").read_bytes()
+    kme1, kme2, ident1, ident2, order, reply = run(main())
+    assert kme1.verifying_key == kme2.verifying_key == ident1.verifying_key == ident2.verifying_key
+    assert ident2.encryption_key == ident1.encryption_key and ident1.simulated
+    assert open_result(order, info(ident1), reply.result) == [b"Hello before"]  # old results still verify
+    sealed = (tmp_path / "kme" / "worker-keys.sealed").read_bytes()
     assert b"PRIVATE" not in sealed and len(sealed) > 1000
+    assert not (tmp_path / "enclave").exists()  # work-order enclaves seal nothing
 
 
-def test_enclave_quote_binds_its_keys_and_measurement(tmp_path):
+def test_enclave_quote_binds_its_keys_measurement_and_role(tmp_path):
     from adytum.attestation.measurement import measure
     from adytum.attestation.quote import parse_quote, report_data_for
+    from adytum.enclave.provisioning import KME_PRODUCT, WPE_PRODUCT
 
     async def main():
-        e = EnclaveProcess("e", tmp_path, WORKER_ID)
+        pool = LocalPool(tmp_path, WORKER_ID)
+        kme = await pool.kme.start()
+        wpe = pool.wpe()
         try:
-            return await e.start()
+            return kme, await wpe.start()
         finally:
-            await e.stop()
+            await wpe.stop()
+            await pool.kme.stop()
 
-    ident = run(main())
+    kme, ident = run(main())
     quote = parse_quote(ident.quote)
     assert quote.report_data == report_data_for(ident.verifying_key, ident.encryption_key, WORKER_ID)
     assert quote.mr_enclave.hex() == ident.mr_enclave == measure().mr_enclave.hex()
-    assert not quote.debug
+    assert not quote.debug and quote.isv_prod_id == WPE_PRODUCT
+    assert parse_quote(kme.quote).isv_prod_id == KME_PRODUCT
 
 
 def test_sealed_keys_are_bound_to_the_measurement(tmp_path):
@@ -79,51 +97,39 @@ def test_sealed_keys_are_bound_to_the_measurement(tmp_path):
 
 
 def test_tampered_sealed_keys_refuse_to_start(tmp_path):
-    async def boot():
-        e = EnclaveProcess("e", tmp_path, WORKER_ID)
-        try:
-            await e.start()
-        finally:
-            await e.stop()
-
-    run(boot())
-    path = tmp_path / "enclave" / "worker-keys.sealed"
+    run(boot_key_manager(tmp_path))
+    path = tmp_path / "kme" / "worker-keys.sealed"
     blob = bytearray(path.read_bytes())
     blob[40] ^= 1
     path.write_bytes(bytes(blob))
     with pytest.raises(EnclaveStartError, match="does not unseal"):
-        run(boot())
+        run(boot_key_manager(tmp_path))
 
 
 def test_sealed_keys_belong_to_one_worker(tmp_path):
-    async def boot(worker_id):
-        e = EnclaveProcess("e", tmp_path, worker_id)
-        try:
-            await e.start()
-        finally:
-            await e.stop()
-
-    run(boot(WORKER_ID))
+    run(boot_key_manager(tmp_path))
     with pytest.raises(EnclaveStartError, match="belong to worker"):
-        run(boot("cd" * 32))
+        run(boot_key_manager(tmp_path, "cd" * 32))
 
 
-def test_killed_enclave_fails_in_flight_work_and_restarts_with_same_keys(tmp_path):
+def test_killed_enclave_fails_in_flight_work_and_is_provisioned_again(tmp_path):
     async def main():
-        e = EnclaveProcess("e", tmp_path, WORKER_ID)
+        pool = LocalPool(tmp_path, WORKER_ID)
+        await pool.kme.start()
+        e = pool.wpe()
         ident = await e.start()
-        worker = WorkerInfo(WORKER_ID, ident.verifying_key, ident.encryption_key, ident.encryption_key_signature)
-        orders = [build(worker, "fib", [b"100000"]) for _ in range(20)]
+        orders = [build(info(ident), "fib", [b"100000"]) for _ in range(20)]
         pending = [asyncio.create_task(e.process(encode(o.params))) for o in orders]
         await asyncio.sleep(0.05)
         os.kill(e.pid, signal.SIGKILL)
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
         await e.ensure_running()
-        after = await e.process(encode(build(worker, "hello", [b"back"]).params))
+        after = await e.process(encode(build(info(ident), "hello", [b"back"]).params))
         await e.stop()
-        return outcomes, after, e.restarts
+        await pool.kme.stop()
+        return outcomes, after, e.restarts, pool.kme.provisioned
 
-    outcomes, after, restarts = run(main())
+    outcomes, after, restarts, provisioned = run(main())
     assert any(isinstance(o, EnclaveDied) for o in outcomes)
     assert all(isinstance(o, EnclaveDied) or o.code == 0 for o in outcomes)
-    assert after.code == 0 and restarts == 1
+    assert after.code == 0 and restarts == 1 and provisioned == 2

@@ -22,7 +22,7 @@ _EXPORTS = {
     "load_quoting_key": "devroot",
     "Evidence": "service", "SimulatedAttestationService": "service",
     "TEE_SGX_DCAP": "verify", "TEE_SGX_IAS": "verify", "check_key_binding": "verify",
-    "verify_worker_evidence": "verify",
+    "verify_evidence": "verify", "verify_worker_evidence": "verify",
 }
 __all__ = sorted([*_EXPORTS, "SIMULATED_IAS"])
 

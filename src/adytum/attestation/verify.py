@@ -46,7 +46,7 @@ from adytum.attestation.sgx.dcap import verify_dcap_quote
 from adytum.attestation.sgx.ias import verify_ias_report
 from adytum.attestation.sgx.x509chain import key_id, load_pem_chain, verify_chain
 
-__all__ = ["SIMULATED_IAS", "TEE_SGX_IAS", "TEE_SGX_DCAP", "TEE_TDX_DCAP", "PROOF_DATA_TYPES", "check_key_binding", "verify_worker_evidence"]
+__all__ = ["SIMULATED_IAS", "TEE_SGX_IAS", "TEE_SGX_DCAP", "TEE_TDX_DCAP", "PROOF_DATA_TYPES", "check_key_binding", "verify_evidence", "verify_worker_evidence"]
 
 TEE_SGX_IAS = "TEE-SGX-IAS"
 TEE_SGX_DCAP = "TEE-SGX-DCAP"
@@ -74,8 +74,26 @@ def verify_worker_evidence(
     simulated evidence). ``ias_anchor`` / ``dcap_anchors`` default to the shipped Intel anchors.
     Raises :class:`AttestationError`; its ``reason`` says which rule failed.
     """
+    verdict = verify_evidence(proof_data_type, proof_data, policy=policy, trusted_roots=trusted_roots,
+                              ias_anchor=ias_anchor, dcap_anchors=dcap_anchors, collateral=collateral)
+    check_key_binding(verdict, verifying_key=verifying_key, encryption_key=encryption_key, worker_id=worker_id)
+    return verdict
+
+
+def verify_evidence(
+    proof_data_type: str,
+    proof_data: str,
+    *,
+    policy: Policy,
+    trusted_roots: Sequence[x509.Certificate],
+    ias_anchor: x509.Certificate | None = None,
+    dcap_anchors: Sequence[x509.Certificate] | None = None,
+    collateral: Collateral | None = None,
+) -> Verdict:
+    """Verify ``proof_data`` alone and return the verdict ``policy`` accepts; what the report data
+    must bind is the caller's rule (``policy.report_data_prefix`` or :func:`check_key_binding`)."""
     if not isinstance(proof_data, str) or not proof_data:
-        raise AttestationError(Reason.UNSUPPORTED, f"worker presents no attestation evidence (proofDataType {proof_data_type!r})")
+        raise AttestationError(Reason.UNSUPPORTED, f"no attestation evidence presented (proofDataType {proof_data_type!r})")
     if proof_data_type == SIMULATED_IAS:
         verdict = _verify_simulated(proof_data, policy, trusted_roots)
     elif proof_data_type == TEE_SGX_IAS:
@@ -84,7 +102,6 @@ def verify_worker_evidence(
         verdict = _verify_dcap(proof_data, policy, dcap_anchors, collateral)
     else:
         raise AttestationError(Reason.UNSUPPORTED, f"unknown proofDataType {proof_data_type!r} (known: {', '.join(PROOF_DATA_TYPES)})")
-    check_key_binding(verdict, verifying_key=verifying_key, encryption_key=encryption_key, worker_id=worker_id)
     return verdict
 
 

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run one (simulated) enclave speaking the framed "
                                                  "channel on stdin/stdout. Started by `adytum up`.")
     parser.add_argument("--data-dir", type=Path, required=True, help="where sealed keys live")
+    parser.add_argument("--role", choices=("wpe", "kme"), default="wpe",
+                        help="wpe: process work orders with keys a key manager provisions (default); "
+                             "kme: the key manager, which seals the worker's keys and provisions them")
     parser.add_argument("--worker-id", required=True, help="hex worker id the keys belong to")
     parser.add_argument("--avalon-compat", action="store_true",
                         help="also accept Avalon clients (OAEP-SHA1, one IV for everything): weaker")
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     budget = Budget(seconds=args.time_budget, memory_mb=args.memory_mb)
     budget.apply_memory_limit()
-    return serve(args.data_dir, args.worker_id.lower(), args.avalon_compat, budget)
+    return serve(args.data_dir, args.worker_id.lower(), args.avalon_compat, budget, role=args.role)
 
 
 if __name__ == "__main__":

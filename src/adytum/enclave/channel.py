@@ -22,13 +22,7 @@ class Hello(msgspec.Struct, tag="hello"):
 
 
 class RotateKey(msgspec.Struct, tag="rotate-key"):
-    """Host -> enclave: make and seal a new encryption key, keep the previous one (answered with Identity)."""
-
-    seq: int
-
-
-class ReloadKeys(msgspec.Struct, tag="reload-keys"):
-    """Host -> enclave: a sibling rotated the keys; unseal them again (answered with Identity)."""
+    """Host -> KME: make and seal a new encryption key, keep the previous one (answered with Identity)."""
 
     seq: int
 
@@ -93,13 +87,28 @@ class StateValue(msgspec.Struct, tag="state-value"):
     value: bytes = b""
 
 
+class Provision(msgspec.Struct, tag="provision"):
+    """One step of the key-provisioning handshake (see `provisioning`), either way.
+
+    Host -> WPE: an empty body starts a handshake; then the KME's challenge with its evidence; then
+    the delivery (answered with Identity). Host -> KME: an offer, or a response with the WPE's
+    evidence. Enclave -> host: the next message, and a quote the host turns into evidence for the peer.
+    Refusals come back as `Processed` with an error code."""
+
+    seq: int
+    body: bytes = b""
+    quote: bytes = b""
+    proof_type: str = ""
+    proof: str = ""
+
+
 class Fatal(msgspec.Struct, tag="fatal"):
     """Enclave -> host: the enclave cannot serve (e.g. sealed keys do not unseal) and will exit."""
 
     message: str
 
 
-Message = Union[Hello, RotateKey, ReloadKeys, Process, StateValue, Identity, Processed, StateRead, Fatal]
+Message = Union[Hello, RotateKey, Process, Provision, StateValue, Identity, Processed, StateRead, Fatal]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 

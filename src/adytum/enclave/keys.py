@@ -1,4 +1,4 @@
-"""The worker's keys: made inside the enclave once, sealed, and reused across restarts.
+"""The worker's keys: made inside the key-manager enclave once, sealed, and reused across restarts.
 
 Rotation replaces the encryption key and keeps the one before it, so that work orders already
 encrypted to the previous key still complete. The signing key (the worker's identity) never changes.
@@ -63,24 +63,32 @@ class WorkerKeys:
         return WorkerKeys(self.worker_id, self.signing, crypto.rsa_generate(), crypto.random_bytes(16).hex(),
                           previous_encryption=self.encryption)
 
-    def seal(self, sealer: Sealer) -> bytes:
+    def to_bytes(self) -> bytes:
+        """Every secret of the worker, serialized: what is sealed, and what a key manager provisions."""
         previous = b"" if self.previous_encryption is None else crypto.rsa_private_to_der(self.previous_encryption)
-        body = _SealedKeys(self.worker_id, self.signing.secret, crypto.rsa_private_to_der(self.encryption),
-                           self.encryption_key_nonce, previous)
-        return sealer.seal(KEYS_FILE, msgspec.msgpack.encode(body))
+        return msgspec.msgpack.encode(_SealedKeys(self.worker_id, self.signing.secret,
+                                                  crypto.rsa_private_to_der(self.encryption),
+                                                  self.encryption_key_nonce, previous))
 
     @classmethod
-    def unseal(cls, sealer: Sealer, blob: bytes) -> "WorkerKeys":
-        body = msgspec.msgpack.decode(sealer.unseal(KEYS_FILE, blob), type=_SealedKeys)
+    def from_bytes(cls, data: bytes) -> "WorkerKeys":
+        body = msgspec.msgpack.decode(data, type=_SealedKeys)
         previous = crypto.rsa_private_from_der(body.previous_rsa_der) if body.previous_rsa_der else None
         return cls(body.worker_id, crypto.SigningKey(body.signing_secret),
                    crypto.rsa_private_from_der(body.rsa_der), body.encryption_key_nonce, previous)
 
+    def seal(self, sealer: Sealer) -> bytes:
+        return sealer.seal(KEYS_FILE, self.to_bytes())
+
+    @classmethod
+    def unseal(cls, sealer: Sealer, blob: bytes) -> "WorkerKeys":
+        return cls.from_bytes(sealer.unseal(KEYS_FILE, blob))
+
 
 def load_or_create(directory: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
-    """Unseal the worker's keys, or make and seal them on first start (race-safe across enclaves)."""
+    """Unseal the worker's keys, or make and seal them on first start."""
     path = directory / KEYS_FILE
-    if not path.exists():  # first start; if a sibling enclave seals first, everyone uses its keys
+    if not path.exists():  # exclusive: two key managers racing on one directory end up with one set
         write_atomic(path, WorkerKeys.generate(worker_id).seal(sealer), exclusive=True)
     keys = WorkerKeys.unseal(sealer, path.read_bytes())
     if keys.worker_id != worker_id:

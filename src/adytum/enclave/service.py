@@ -1,13 +1,15 @@
-"""The enclave's serving loop: frames in on stdin, frames out on stdout, logs on stderr."""
+"""The two kinds of enclave and their serving loop: frames in on stdin, frames out on stdout, logs on stderr."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections import deque
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..attestation.devroot import DevRootError, load_quoting_key
@@ -17,56 +19,59 @@ from ..protocol import EeaError, Status
 from ..workloads import load_workloads
 from ..workloads.registry import configured_modules, use_plugin_dir
 from .budget import Budget, alarm_held
-from .channel import (ChannelError, Fatal, Hello, Identity, Message, Process, Processed, ReloadKeys, RotateKey,
+from .channel import (ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision, RotateKey,
                       StateRead, StateValue, pack, read_frame)
 from .keys import KEYS_FILE, WorkerKeys, load_or_create, rotate
 from .processor import WorkOrderProcessor
+from .provisioning import (KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step,
+                           WpeHandshake)
 from .sealing import Sealer, UnsealError, platform_secret
 
 log = logging.getLogger("adytum.enclave")
 #: The simulated platform: its quoting key plays the role of SGX's quoting enclave.
 PLATFORM_DIR = "devroot"
+#: Development roots of other hosts whose enclaves this one may provision or be provisioned by.
+TRUSTED_ROOTS_DIR = "trusted-roots"
+#: The key manager's sealed keys and its policy of work-order enclave measurements.
+KME_DIR = "kme"
+POLICY_FILE = "policy.json"
 
 
-class Enclave:
-    """The enclave's state once started: its measurement, processor and attestation quote."""
+class Platform:
+    """What any enclave on this (simulated) platform has: its measurement, a quoter for its product and
+    the attestation roots it trusts when it checks a peer enclave."""
 
-    def __init__(self, data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget) -> None:
+    def __init__(self, data_dir: Path, product: int) -> None:
         use_plugin_dir(data_dir)  # workloads.toml plug-ins may live in DATA_DIR/workloads
         self.measurement: Measurement = measure(extra_modules=configured_modules(data_dir))
-        self.keys_dir = data_dir / "enclave"
-        self.sealer = Sealer(platform_secret(data_dir), self.measurement.mr_enclave)
-        self.worker_id = worker_id
-        self._quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave,
-                                       self.measurement.mr_signer)
-        self.processor = WorkOrderProcessor(self._unseal(), load_workloads(data_dir), avalon_compat=avalon_compat,
-                                            budget=budget)
+        self.quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave,
+                                      self.measurement.mr_signer, isv_prod_id=product)
+        self.roots = trusted_roots(data_dir)
 
-    def _unseal(self) -> WorkerKeys:
-        try:
-            return load_or_create(self.keys_dir, self.sealer, self.worker_id)
-        except UnsealError as exc:
-            raise UnsealError(
-                f"{exc}. This enclave build measures {self.measurement.mr_enclave.hex()}. To keep the worker's "
-                f"identity, have a key manager provision the keys to this build; to start a new identity, move "
-                f"{self.keys_dir / KEYS_FILE} aside.") from None
-
-    def rotate_key(self) -> None:
-        self.processor.keys = rotate(self.keys_dir, self.sealer, self.processor.keys)
-
-    def reload_keys(self) -> None:
-        self.processor.keys = self._unseal()
-
-    def identity(self, seq: int = 0) -> Identity:
+    def identity(self, keys: WorkerKeys, seq: int, workloads: list[str], avalon_compat: bool) -> Identity:
         """Public keys and evidence; the quote binds the keys as they are now (report data)."""
-        k = self.processor.keys
-        quote = self._quoter.quote(report_data_for(k.verifying_key, k.encryption_key, k.worker_id))
-        return Identity(worker_id=k.worker_id, verifying_key=k.verifying_key,
-                        encryption_key=k.encryption_key, encryption_key_signature=k.encryption_key_signature,
-                        encryption_key_nonce=k.encryption_key_nonce, simulated=True,
-                        avalon_compat=self.processor.avalon_compat, workloads=sorted(self.processor.workloads),
+        quote = self.quoter.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
+        return Identity(worker_id=keys.worker_id, verifying_key=keys.verifying_key,
+                        encryption_key=keys.encryption_key, encryption_key_signature=keys.encryption_key_signature,
+                        encryption_key_nonce=keys.encryption_key_nonce, simulated=True,
+                        avalon_compat=avalon_compat, workloads=workloads,
                         mr_enclave=self.measurement.mr_enclave.hex(), mr_signer=self.measurement.mr_signer.hex(),
-                        quote=quote, key_get_signature=k.key_get_signature, seq=seq)
+                        quote=quote, key_get_signature=keys.key_get_signature, seq=seq)
+
+    def reply(self, seq: int, step: Step) -> Provision:
+        return Provision(seq=seq, body=step.body, quote=self.quoter.quote(step.report_data) if step.report_data else b"")
+
+
+def trusted_roots(data_dir: Path) -> list[x509.Certificate]:
+    """This platform's development root, and any in DATA_DIR/trusted-roots (on SGX: Intel's, built in)."""
+    paths = [data_dir / PLATFORM_DIR / "root.pem", *sorted((data_dir / TRUSTED_ROOTS_DIR).glob("*.pem"))]
+    roots = []
+    for path in paths:
+        try:
+            roots.append(x509.load_pem_x509_certificate(path.read_bytes()))
+        except (OSError, ValueError) as exc:
+            log.warning("trusted root %s is not usable: %s", path, exc)
+    return roots
 
 
 def _quoting_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
@@ -74,6 +79,111 @@ def _quoting_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
         return load_quoting_key(data_dir / PLATFORM_DIR)
     except DevRootError as exc:
         raise ValueError(f"no simulated platform to quote with: {exc}") from None
+
+
+class KeyManager:
+    """The key-manager enclave (KME): makes the worker's keys once, seals them, and provisions them to
+    work-order enclaves its policy allows. The policy is its own measurement plus any listed in
+    DATA_DIR/kme/policy.json (``{"wpe_mr_enclaves": [hex, ...]}``), read at every handshake so that an
+    upgrade is allowed without a restart."""
+
+    def __init__(self, data_dir: Path, worker_id: str) -> None:
+        self.platform = Platform(data_dir, KME_PRODUCT)
+        self.keys_dir = data_dir / KME_DIR
+        self.keys_dir.mkdir(exist_ok=True)
+        self.sealer = Sealer(platform_secret(data_dir), self.platform.measurement.mr_enclave)
+        try:
+            self.keys = load_or_create(self.keys_dir, self.sealer, worker_id)
+        except UnsealError as exc:
+            raise UnsealError(
+                f"{exc}. This key manager measures {self.platform.measurement.mr_enclave.hex()}; its sealed "
+                f"keys belong to another build. Run the build that sealed them, or move "
+                f"{self.keys_dir / KEYS_FILE} aside to start a new worker identity.") from None
+        self.sessions = KeyManagerSessions(lambda: self.keys, self.platform.measurement, self.platform.roots,
+                                           self.allowed)
+
+    def allowed(self) -> frozenset[bytes]:
+        allowed = {self.platform.measurement.mr_enclave}
+        path = self.keys_dir / POLICY_FILE
+        try:
+            listed = json.loads(path.read_text())["wpe_mr_enclaves"]
+            allowed.update(bytes.fromhex(m) for m in listed)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("policy %s is unreadable (%s); only this build's own measurement is allowed", path, exc)
+        return frozenset(allowed)
+
+    def handle(self, msg: Message, link: "HostLink") -> Message | None:
+        if isinstance(msg, Hello):
+            return self.platform.identity(self.keys, msg.seq, [], False)
+        if isinstance(msg, RotateKey):
+            try:
+                self.keys = rotate(self.keys_dir, self.sealer, self.keys)
+            except OSError as exc:  # keep serving with the keys it has
+                log.error("key rotation failed: %s", exc)
+                return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
+            return self.platform.identity(self.keys, msg.seq, [], False)
+        if isinstance(msg, Provision):
+            try:
+                return self.platform.reply(msg.seq, self.sessions.handle(msg.body, msg.proof_type, msg.proof))
+            except ProvisioningError as exc:
+                log.warning("provisioning refused: %s", exc)
+                return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
+        return None
+
+
+class WorkOrderEnclave:
+    """A work-order enclave (WPE): holds the worker's keys only in memory, as the KME provisioned them,
+    and processes work orders with them."""
+
+    def __init__(self, data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget) -> None:
+        self.platform = Platform(data_dir, WPE_PRODUCT)
+        self.worker_id = worker_id
+        self.avalon_compat = avalon_compat
+        self.budget = budget
+        self.workloads = load_workloads(data_dir)
+        self.processor: WorkOrderProcessor | None = None
+        self._handshake: WpeHandshake | None = None
+
+    def handle(self, msg: Message, link: "HostLink") -> Message | None:
+        if isinstance(msg, Process):
+            if self.processor is None:
+                return Processed(seq=msg.seq, code=Status.FAILED, message="this enclave has no keys yet")
+            return handle(self.processor, msg, link)
+        if isinstance(msg, Provision):
+            try:
+                return self._provision(msg)
+            except ProvisioningError as exc:
+                self._handshake = None
+                log.warning("provisioning refused: %s", exc)
+                return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
+        if isinstance(msg, Hello) and self.processor is not None:
+            return self._identity(msg.seq)
+        return None
+
+    def _provision(self, msg: Provision) -> Message:
+        if not msg.body:  # a new handshake (also to take rotated keys): offer
+            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, self.platform.roots)
+            return Provision(seq=msg.seq, body=self._handshake.offer)
+        if self._handshake is None:
+            raise ProvisioningError("no handshake in progress")
+        if not self._handshake.answered:
+            return self.platform.reply(msg.seq, self._handshake.answer(msg.body, msg.proof_type, msg.proof))
+        keys = self._handshake.accept(msg.body)
+        self._handshake = None
+        if self.processor is None:
+            self.processor = WorkOrderProcessor(keys, self.workloads, avalon_compat=self.avalon_compat,
+                                                budget=self.budget)
+        elif keys.verifying_key != self.processor.keys.verifying_key:
+            raise ProvisioningError("delivered keys are another worker identity than the ones this enclave serves")
+        else:
+            self.processor.keys = keys
+        return self._identity(msg.seq)
+
+    def _identity(self, seq: int) -> Identity:
+        assert self.processor is not None
+        return self.platform.identity(self.processor.keys, seq, sorted(self.processor.workloads), self.avalon_compat)
 
 
 class HostLink:
@@ -122,12 +232,14 @@ def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
                          message=f"enclave error ({type(exc).__name__})")
 
 
-def serve(data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget | None = None,
-          inp: BinaryIO = sys.stdin.buffer, out: BinaryIO = sys.stdout.buffer) -> int:
+def serve(data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget | None = None, *,
+          role: str = "wpe", inp: BinaryIO = sys.stdin.buffer, out: BinaryIO = sys.stdout.buffer) -> int:
     link = HostLink(inp, out)
+    enclave: KeyManager | WorkOrderEnclave
     try:
-        enclave = Enclave(data_dir, worker_id, avalon_compat, budget or Budget())
-    except (UnsealError, ValueError, TypeError, ImportError) as exc:
+        enclave = KeyManager(data_dir, worker_id) if role == "kme" else \
+            WorkOrderEnclave(data_dir, worker_id, avalon_compat, budget or Budget())
+    except (UnsealError, ValueError, TypeError, ImportError, OSError) as exc:
         link.send(Fatal(message=str(exc)))
         return 2
     while True:
@@ -135,18 +247,8 @@ def serve(data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget | 
             msg = link.next()
             if msg is None:
                 return 0
-            if isinstance(msg, Process):
-                reply: Message = handle(enclave.processor, msg, link)
-            elif isinstance(msg, Hello):
-                reply = enclave.identity(msg.seq)
-            elif isinstance(msg, (RotateKey, ReloadKeys)):
-                try:
-                    enclave.rotate_key() if isinstance(msg, RotateKey) else enclave.reload_keys()
-                    reply = enclave.identity(msg.seq)
-                except (OSError, UnsealError, ValueError) as exc:  # keep serving with the keys it has
-                    log.error("%s failed: %s", type(msg).__name__, exc)
-                    reply = Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key change failed: {exc}")
-            else:
+            reply = enclave.handle(msg, link)
+            if reply is None:
                 log.error("unexpected %s frame from host", type(msg).__name__)
                 return 1
             link.send(reply)

@@ -8,10 +8,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed,
-                               ReloadKeys, RotateKey, StateRead, StateValue, frame_length, pack, unpack)
+                               Provision, RotateKey, StateRead, StateValue, frame_length, pack, unpack)
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -25,15 +25,27 @@ class EnclaveStartError(Exception):
     """The enclave refused to start (e.g. its sealed keys do not unseal); restarting will not help."""
 
 
+class ProvisioningRefused(EnclaveStartError):
+    """An enclave refused a provisioning step (the peer's evidence, policy, worker or transcript)."""
+
+
+Reply = Processed | Identity | Provision
+
+
 class EnclaveProcess:
-    def __init__(self, name: str, data_dir: Path, worker_id: str, *, avalon_compat: bool = False,
-                 timeout: float = 60.0, admit: Callable[[Identity], None] | None = None,
+    def __init__(self, name: str, data_dir: Path, worker_id: str, *, role: str = "wpe",
+                 avalon_compat: bool = False, timeout: float = 60.0,
+                 provision: Callable[["EnclaveProcess"], Awaitable[Identity]] | None = None,
+                 admit: Callable[[Identity], None] | None = None,
                  read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
-        """`admit` checks the identity (evidence, keys) of every start and restart; it raises
-        EnclaveStartError to keep an enclave it refuses out of service. `read_state` answers the
-        enclave's state reads from the store."""
+        """A work-order enclave (`role` "wpe") learns its keys through `provision` at every start; a key
+        manager ("kme") unseals its own. `admit` checks the identity (evidence, keys) of every start
+        and restart; it raises EnclaveStartError to keep an enclave it refuses out of service.
+        `read_state` answers the enclave's state reads from the store."""
         self.name = name
+        self.role = role
+        self.provision = provision
         self.admit = admit
         self.read_state = read_state
         self.extra_args = extra_args
@@ -45,7 +57,7 @@ class EnclaveProcess:
         self.served = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
-        self._pending: dict[int, asyncio.Future[Processed | Identity]] = {}
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._seq = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
         self._stderr: asyncio.Task[None] | None = None
@@ -68,7 +80,7 @@ class EnclaveProcess:
     async def start(self) -> Identity:
         """Spawn the process and learn its identity; a restarted enclave must present the same keys."""
         args = [sys.executable, "-m", "adytum.enclave", "--data-dir", str(self.data_dir),
-                "--worker-id", self.worker_id]
+                "--worker-id", self.worker_id, "--role", self.role]
         if self.avalon_compat:
             args.append("--avalon-compat")
         args.extend(self.extra_args)
@@ -76,23 +88,29 @@ class EnclaveProcess:
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             limit=2**20)
-        self._hello = asyncio.get_running_loop().create_future()
+        self._hello = None if self.provision else asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
-        self._send(Hello())
-        ident = await asyncio.wait_for(self._hello, timeout=120)
         try:
+            ident = await asyncio.wait_for(self._introduce(), timeout=120)
             if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
                 raise EnclaveStartError(f"{self.name} came back with a different signing key")
             if self.admit is not None:
                 self.admit(ident)
-        except EnclaveStartError:
+        except BaseException:
             self.kill()
             await self._proc.wait()  # no longer `alive` once this returns
             raise
         self.identity = ident
         log.info("enclave %s started (pid %s)", self.name, self.pid)
         return ident
+
+    async def _introduce(self) -> Identity:
+        if self.provision is not None:
+            return await self.provision(self)
+        assert self._hello is not None
+        self._send(Hello())
+        return await self._hello
 
     async def ensure_running(self) -> None:
         """Restart a dead enclave once, however many callers notice at the same time."""
@@ -111,21 +129,29 @@ class EnclaveProcess:
         self.served += 1
         return reply
 
-    async def change_keys(self, rotate: bool) -> Identity:
-        """Rotate the worker's encryption key in this enclave, or reload what a sibling rotated."""
-        reply = await self._request(lambda seq: RotateKey(seq=seq) if rotate else ReloadKeys(seq=seq),
-                                    "a key change")
-        if isinstance(reply, Processed):
-            raise RuntimeError(f"{self.name}: {reply.message}")
+    async def rotate_keys(self) -> Identity:
+        """Key manager: make, seal and return a new worker encryption key (the previous one is kept)."""
+        reply = await self._request(lambda seq: RotateKey(seq=seq), "a key rotation")
+        if not isinstance(reply, Identity):
+            raise RuntimeError(f"{self.name}: {getattr(reply, 'message', 'unexpected reply')}")
         self.identity = reply
         return reply
 
-    async def _request(self, make: Callable[[int], Process | RotateKey | ReloadKeys],
-                       what: str) -> Processed | Identity:
+    async def provision_step(self, body: bytes = b"", proof_type: str = "", proof: str = "") -> Provision | Identity:
+        """One handshake step (see `adytum.enclave.provisioning`); a refusal raises ProvisioningRefused."""
+        reply = await self._request(lambda seq: Provision(seq=seq, body=body, proof_type=proof_type, proof=proof),
+                                    "a provisioning step")
+        if isinstance(reply, Processed):
+            raise ProvisioningRefused(f"{self.name} refused: {reply.message}")
+        if isinstance(reply, Identity):
+            self.identity = reply
+        return reply
+
+    async def _request(self, make: Callable[[int], Message], what: str) -> Reply:
         if not self.alive:
             raise EnclaveDied(f"{self.name} is not running")
         seq = next(self._seq)
-        fut: asyncio.Future[Processed | Identity] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
         try:
             self._send(make(seq))
@@ -138,6 +164,11 @@ class EnclaveProcess:
             raise EnclaveDied(f"{self.name}: {exc}") from None
         finally:
             self._pending.pop(seq, None)
+
+    async def wait_exit(self) -> None:
+        """Return when the current process has exited (at once if there is none)."""
+        if self._proc is not None:
+            await self._proc.wait()
 
     def kill(self) -> None:
         if self._proc and self._proc.returncode is None:
@@ -169,7 +200,7 @@ class EnclaveProcess:
         try:
             while True:
                 msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
-                if isinstance(msg, (Processed, Identity)) and msg.seq in self._pending:
+                if isinstance(msg, (Processed, Identity, Provision)) and msg.seq in self._pending:
                     fut = self._pending[msg.seq]
                     if not fut.done():
                         fut.set_result(msg)

@@ -1,4 +1,7 @@
-"""The enclave manager: registers the worker, dispatches work orders, recovers after a crash.
+"""The enclave manager: runs the pool, registers the worker, dispatches work orders, recovers after a crash.
+
+The pool is one key-manager enclave (here, or on another node with `join`) and `enclaves` work-order
+enclaves it provisions; every start and restart of either is attested (see `pool`).
 
 Work flows one way: the listener commits an order and calls `enqueue`; consumers (a few per enclave,
 so each enclave always has the next order waiting) take it, mark it processing, run it in their
@@ -28,6 +31,7 @@ from ..enclave.service import PLATFORM_DIR
 from ..protocol import Status
 from ..store import GroupCommit, ItemWrite, StateConflict, Store, WorkerRow
 from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
+from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision
 
 log = logging.getLogger("adytum.manager")
 
@@ -62,6 +66,10 @@ class ManagerConfig:
     memory_mb: int = 2048
     #: Times an order is run again because another order changed the same state first.
     max_conflicts: int = 100
+    #: HOST:PORT of another node's key manager to take the worker's keys from (empty: run our own).
+    join: str = ""
+    #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
+    kme_listen: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.attestation_refresh < self.attestation_lifetime:
@@ -87,10 +95,18 @@ class Manager:
         self.committer = committer
         self.enclaves = [EnclaveProcess(f"enclave-{i}", config.data_dir, config.worker_id,
                                         avalon_compat=config.avalon_compat, timeout=config.order_timeout,
-                                        admit=self._admit, read_state=reader.state_item,
+                                        provision=self._provision, admit=self._admit,
+                                        read_state=reader.state_item,
                                         extra_args=("--time-budget", str(config.time_budget),
                                                     "--memory-mb", str(config.memory_mb)))
                          for i in range(max(1, config.enclaves))]
+        self.kme: LocalKeyManager | RemoteKeyManager = RemoteKeyManager(config.join) if config.join else \
+            LocalKeyManager(EnclaveProcess("kme", config.data_dir, config.worker_id, role="kme",
+                                           admit=self._admit_key_manager), self._attest_quote)
+        if config.kme_listen and isinstance(self.kme, RemoteKeyManager):
+            raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
+        self.kme_server = KeyManagerServer(self.kme, config.kme_listen) \
+            if config.kme_listen and isinstance(self.kme, LocalKeyManager) else None
         self.identity: Identity | None = None
         self.proof_data = ""
         self._attestation: SimulatedAttestationService | None = None
@@ -119,8 +135,13 @@ class Manager:
                     "requesters must trust it explicitly", dev_root.directory / "root.pem")
         self._attestation = SimulatedAttestationService(dev_root)
         self._trusted_roots = [dev_root.root_certificate]
-        identities = await asyncio.gather(*(e.start() for e in self.enclaves))  # each one admitted
-        if any(i.verifying_key != identities[0].verifying_key for i in identities):
+        if isinstance(self.kme, LocalKeyManager):
+            await self.kme.start()
+            self._tasks.append(asyncio.create_task(self._watch_key_manager(self.kme), name="kme-watch"))
+        if self.kme_server:
+            await self.kme_server.start()
+        identities = await asyncio.gather(*(e.start() for e in self.enclaves))  # each provisioned and admitted
+        if any(i.encryption_key != identities[0].encryption_key for i in identities):
             raise EnclaveStartError("enclaves of one worker disagree on its keys")
         await self._publish(identities[0])
         self._tasks.append(asyncio.create_task(self._refresh_attestation(), name="attestation-refresh"))
@@ -138,7 +159,11 @@ class Manager:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.kme_server:
+            await self.kme_server.stop()
         await asyncio.gather(*(e.stop() for e in self.enclaves))
+        if isinstance(self.kme, LocalKeyManager):
+            await self.kme.stop()
 
     def enqueue(self, work_order_id: str, params: bytes) -> None:
         """Called once the order is durably stored."""
@@ -241,11 +266,30 @@ class Manager:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from exc
         return proof
 
-    def _admit(self, ident: Identity) -> None:
-        """Every enclave start and restart: its evidence must verify and its keys be the worker's."""
+    def _attest_quote(self, quote: bytes) -> str:
+        """Evidence for a peer enclave: the attestation service's report on this enclave's quote."""
+        assert self._attestation is not None, "Manager.start() creates the attestation service"
+        return self._attestation.verify_quote(quote, nonce=random_bytes(16).hex()).to_proof_data()
+
+    def _admit_key_manager(self, ident: Identity) -> None:
+        """The key manager's evidence must verify under this node's policy, like any enclave's."""
         self._attest(ident)
-        if self.identity is not None and ident.encryption_key != self.identity.encryption_key:
-            raise EnclaveStartError("enclave came back with an encryption key that was never published")
+
+    async def _provision(self, enclave: EnclaveProcess) -> Identity:
+        return await provision(enclave, self.kme, self._attest_quote)
+
+    def _admit(self, ident: Identity) -> None:
+        """Every work-order enclave start and restart: its evidence must verify and its keys be this
+        worker's. Keys newer than the published ones (rotated at the key manager) get published."""
+        self._attest(ident)
+        if self.identity is None:
+            return
+        if ident.verifying_key != self.identity.verifying_key:
+            raise EnclaveStartError("enclave holds another worker identity than the one published")
+        if ident.encryption_key != self.identity.encryption_key and not self._key_change.locked():
+            log.info("an enclave holds a newer encryption key (nonce %s); re-provisioning the pool",
+                     ident.encryption_key_nonce)
+            self._tasks.append(asyncio.create_task(self.refresh(), name="key-catch-up"))
 
     async def _publish(self, ident: Identity) -> None:
         """Attest `ident` and make it the worker's registered record, fresh for attestation_lifetime."""
@@ -254,26 +298,52 @@ class Manager:
         await self.committer.run(Store.put_worker, self._worker_row(ident))
 
     async def rotate_key(self) -> Identity:
-        """A new worker encryption key in every enclave, re-attested and published. Orders already
-        encrypted to the previous key still complete; the one before that is gone."""
+        """A new worker encryption key at the key manager, provisioned to every enclave, re-attested and
+        published. Orders already encrypted to the previous key still complete; the one before that is gone."""
+        if not isinstance(self.kme, LocalKeyManager):
+            raise EnclaveStartError(f"this node takes its keys from the key manager at {self.config.join}; "
+                                    "rotate the key there (this node picks it up at its next refresh)")
         async with self._key_change:
-            alive = [e for e in self.enclaves if e.alive]
-            if not alive:
-                raise EnclaveDied("no enclave is running")
-            ident = await alive[0].change_keys(rotate=True)
-            for enclave in alive[1:]:  # the others reload before anyone learns the new key
-                other = await enclave.change_keys(rotate=False)
-                if other.encryption_key != ident.encryption_key:
-                    raise EnclaveStartError(f"{enclave.name} did not take the rotated key")
-            await self._publish(ident)
+            await self.kme.rotate()
+            ident = await self._reprovision()
             log.info("worker encryption key rotated (nonce %s)", ident.encryption_key_nonce)
             return ident
 
     async def refresh(self) -> None:
-        """Re-attest the worker's current keys and publish a fresh record."""
+        """Provision every enclave again (picking up keys rotated at the key manager), re-attest and
+        publish a fresh record."""
         async with self._key_change:
-            assert self.identity is not None
-            await self._publish(self.identity)
+            await self._reprovision()
+
+    async def _reprovision(self) -> Identity:
+        alive = [e for e in self.enclaves if e.alive]
+        if not alive:
+            raise EnclaveDied("no enclave is running")
+        identities = [await self._provision(e) for e in alive]  # the new key is held before it is published
+        if any(i.encryption_key != identities[0].encryption_key for i in identities):
+            raise EnclaveStartError("enclaves did not all take the key manager's current keys")
+        await self._publish(identities[0])
+        return identities[0]
+
+    async def _watch_key_manager(self, kme: LocalKeyManager) -> None:
+        """Restart the key manager as soon as it dies: it unseals the same keys; enclaves keep serving."""
+        while True:
+            await kme.process.wait_exit()
+            try:
+                await kme.process.ensure_running()
+            except (EnclaveDied, EnclaveStartError) as exc:
+                log.error("the key manager did not come back: %s; retrying", exc)
+
+    def pool_status(self) -> dict[str, object]:
+        """The key manager and each work-order enclave: measurement, state and orders served."""
+        return {
+            "workerId": self.worker_id,
+            "keyManager": self.kme.status(),
+            "listening": self.kme_server.address if self.kme_server else "",
+            "enclaves": [{"name": e.name, "role": "wpe", "state": "running" if e.alive else "down", "pid": e.pid,
+                          "mr_enclave": e.identity.mr_enclave if e.identity else "", "served": e.served,
+                          "inflight": e.inflight, "restarts": e.restarts} for e in self.enclaves],
+        }
 
     async def _refresh_attestation(self) -> None:
         while True:

@@ -1,0 +1,198 @@
+"""The pool: one key-manager enclave (KME) provisions the worker's keys to every work-order enclave (WPE).
+
+The host relays the handshake of `adytum.enclave.provisioning` and turns each enclave's quote into
+evidence with its attestation service; it never holds a key. The key manager is either this node's
+own enclave process (`LocalKeyManager`) or another node's, reached over TCP (`RemoteKeyManager`, for
+`adytum up --join HOST:PORT`). A node serves its local key manager to others with `--kme-listen`.
+
+Over TCP each message is a 4-byte big-endian length and a msgpack `Relay` frame; a connection carries
+any number of request/reply pairs. Nothing on the wire is secret: ephemeral public keys, evidence, and
+keys sealed to one handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Callable, Protocol
+
+import msgspec
+
+from ..attestation.service import PROOF_DATA_TYPE
+from ..enclave.channel import Identity, Provision
+from .enclave import EnclaveDied, EnclaveProcess, ProvisioningRefused
+
+log = logging.getLogger("adytum.pool")
+#: quote -> proof data (the host's attestation service; SIMULATED-IAS in simulation)
+Attest = Callable[[bytes], str]
+MAX_RELAY_FRAME = 1 << 20
+_LEN = struct.Struct(">I")
+
+
+class Relay(msgspec.Struct, forbid_unknown_fields=True):
+    """One handshake message between hosts: the body, the sender's evidence, or why it was refused."""
+
+    body: bytes = b""
+    proof_type: str = ""
+    proof: str = ""
+    error: str = ""
+
+
+class KeyManagerLink(Protocol):
+    async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay: ...
+
+    def status(self) -> dict[str, object]: ...
+
+
+async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attest: Attest) -> Identity:
+    """Run one handshake between a work-order enclave and the key manager; return the WPE's identity."""
+    offer = await wpe.provision_step()
+    challenge = await kme.exchange(offer.body)
+    response = await wpe.provision_step(challenge.body, challenge.proof_type, challenge.proof)
+    assert isinstance(response, Provision)
+    delivery = await kme.exchange(response.body, PROOF_DATA_TYPE, attest(response.quote))
+    ident = await wpe.provision_step(delivery.body)
+    if not isinstance(ident, Identity):
+        raise ProvisioningRefused(f"{wpe.name} did not take the delivered keys")
+    return ident
+
+
+class LocalKeyManager:
+    """This node's key-manager enclave process; restarted (same sealed keys) whenever it is needed dead."""
+
+    def __init__(self, process: EnclaveProcess, attest: Attest) -> None:
+        self.process = process
+        self.attest = attest
+        self.provisioned = 0
+
+    async def start(self) -> Identity:
+        return await self.process.start()
+
+    async def stop(self) -> None:
+        await self.process.stop()
+
+    async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay:
+        await self.process.ensure_running()
+        reply = await self.process.provision_step(body, proof_type, proof)
+        assert isinstance(reply, Provision)
+        if not reply.quote:
+            self.provisioned += 1  # a delivery
+            return Relay(body=reply.body)
+        return Relay(body=reply.body, proof_type=PROOF_DATA_TYPE, proof=self.attest(reply.quote))
+
+    async def rotate(self) -> Identity:
+        await self.process.ensure_running()
+        return await self.process.rotate_keys()
+
+    def status(self) -> dict[str, object]:
+        p, ident = self.process, self.process.identity
+        return {"name": p.name, "role": "kme", "location": "local", "state": "running" if p.alive else "down",
+                "pid": p.pid, "mr_enclave": ident.mr_enclave if ident else "", "restarts": p.restarts,
+                "provisioned": self.provisioned}
+
+
+class RemoteKeyManager:
+    """Another node's key manager, over TCP. Unreachable is retryable (EnclaveDied); refused is not."""
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        self.host, self.port = parse_address(address)
+        self.timeout = timeout
+        self.provisioned = 0
+        self.reachable: bool | None = None
+
+    async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay:
+        try:
+            reply = await asyncio.wait_for(self._call(Relay(body, proof_type, proof)), self.timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
+            self.reachable = False
+            raise EnclaveDied(f"key manager at {self.host}:{self.port} unreachable: "
+                              f"{exc or type(exc).__name__}") from None
+        self.reachable = True
+        if reply.error:
+            raise ProvisioningRefused(f"key manager at {self.host}:{self.port} refused: {reply.error}")
+        if not reply.proof:
+            self.provisioned += 1
+        return reply
+
+    async def _call(self, request: Relay) -> Relay:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            await write_relay(writer, request)
+            return await read_relay(reader)
+        finally:
+            writer.close()
+
+    def status(self) -> dict[str, object]:
+        state = {None: "not contacted yet", True: "reachable", False: "unreachable"}[self.reachable]
+        return {"name": "kme", "role": "kme", "location": f"{self.host}:{self.port}", "state": state,
+                "pid": None, "mr_enclave": "", "restarts": 0, "provisioned": self.provisioned}
+
+
+class KeyManagerServer:
+    """Serves the local key manager to other nodes' work-order enclaves (`adytum up --kme-listen`)."""
+
+    def __init__(self, kme: LocalKeyManager, address: str) -> None:
+        self.kme = kme
+        self.host, self.port = parse_address(address)
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def address(self) -> str:
+        if self._server and self._server.sockets:
+            host, port = self._server.sockets[0].getsockname()[:2]
+            return f"{host}:{port}"
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True)
+        log.info("key manager accepting work-order enclaves of other nodes on %s", self.address)
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                try:
+                    request = await asyncio.wait_for(read_relay(reader), 60)
+                except asyncio.IncompleteReadError:
+                    return  # the peer is done
+                try:
+                    reply = await self.kme.exchange(request.body, request.proof_type, request.proof)
+                except ProvisioningRefused as exc:
+                    log.warning("provisioning for %s refused: %s", peer, exc)
+                    reply = Relay(error=str(exc))
+                except EnclaveDied as exc:
+                    reply = Relay(error=f"the key manager is restarting ({exc}); try again")
+                await write_relay(writer, reply)
+        except (OSError, asyncio.TimeoutError, msgspec.DecodeError, ValueError) as exc:
+            log.warning("provisioning connection from %s dropped: %s", peer, exc or type(exc).__name__)
+        finally:
+            writer.close()
+
+
+async def write_relay(writer: asyncio.StreamWriter, relay: Relay) -> None:
+    body = msgspec.msgpack.encode(relay)
+    writer.write(_LEN.pack(len(body)) + body)
+    await writer.drain()
+
+
+async def read_relay(reader: asyncio.StreamReader) -> Relay:
+    (length,) = _LEN.unpack(await reader.readexactly(_LEN.size))
+    if length > MAX_RELAY_FRAME:
+        raise ValueError(f"a {length}-byte provisioning frame (at most {MAX_RELAY_FRAME})")
+    try:
+        return msgspec.msgpack.decode(await reader.readexactly(length), type=Relay)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"malformed provisioning frame: {exc}") from None
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host or "127.0.0.1", int(port)
