@@ -35,6 +35,8 @@ class NodeConfig:
     time_budget: float = 30.0
     memory_mb: int = 2048
     attestation_lifetime: float = 24 * 3600.0  # renewed every quarter of it
+    join: str = ""  # HOST:PORT of another node's key manager
+    kme_listen: str = ""  # HOST:PORT to serve our key manager to other nodes
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -43,7 +45,8 @@ class NodeConfig:
                                      allowed_mr_enclaves=tuple(self.allowed_mr_enclaves),
                                      time_budget=self.time_budget, memory_mb=self.memory_mb,
                                      attestation_lifetime=self.attestation_lifetime,
-                                     attestation_refresh=self.attestation_lifetime / 4)
+                                     attestation_refresh=self.attestation_lifetime / 4,
+                                     join=self.join, kme_listen=self.kme_listen)
         if self.enclaves:
             self.manager.enclaves = self.enclaves
 
@@ -86,8 +89,9 @@ class Node:
         site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024,
                            reuse_address=True)
         await site.start()
-        log.info("node serving worker %s on %s with %d enclave(s), data in %s", self.manager.worker_id,
-                 self.url, len(self.manager.enclaves), self.config.data_dir)
+        kme = self.config.join or "its own key manager"
+        log.info("node serving worker %s on %s with %d enclave(s) provisioned by %s, data in %s",
+                 self.manager.worker_id, self.url, len(self.manager.enclaves), kme, self.config.data_dir)
 
     async def stop(self) -> None:
         if self._runner:

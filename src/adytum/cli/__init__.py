@@ -21,7 +21,8 @@ quick start:
   export ADYTUM_TRUST_ROOT=adytum-data/devroot/root.pem    # trust that node's development attestation root
   adytum submit --workload hello --in-data world
   adytum workers
-  adytum bench -n 10000 -c 32 --workload hello
+  adytum pool                                 # the key manager and each enclave: measurement, state, orders
+  adytum bench --enclaves 1,2                 # throughput of a fresh node with 1, then 2 enclaves
 
 Every command that prints takes --json for scripts. `adytum COMMAND --help` explains each one.
 """
@@ -60,7 +61,14 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=Path("adytum-data"),
                     help="store, sealed keys and platform secret (default ./adytum-data)")
     up.add_argument("--enclaves", type=int, default=None,
-                    help="enclave processes serving the worker (default: one per core)")
+                    help="work-order enclave processes serving the worker (default: one per core); a key-manager "
+                         "enclave seals the worker's keys and provisions each of them after mutual attestation")
+    up.add_argument("--join", metavar="HOST:PORT",
+                    help="take the worker's keys from another node's key manager (started with --kme-listen) "
+                         "instead of running one here; use the same --worker-name")
+    up.add_argument("--kme-listen", metavar="HOST:PORT",
+                    help="let work-order enclaves of other nodes (--join) be provisioned by this node's key "
+                         "manager over TCP (e.g. 0.0.0.0:1948); off by default")
     up.add_argument("--worker-name", default="adytum-worker-1",
                     help="the worker's name; its id is SHA-256 of the name (default adytum-worker-1)")
     up.add_argument("--avalon-compat", action="store_true",
@@ -147,6 +155,8 @@ def parser() -> argparse.ArgumentParser:
     add_measure(sub)
     from .workloads import add_command as add_workloads
     add_workloads(sub)
+    from .pool import add_command as add_pool
+    add_pool(sub, _add_uri)
     return root
 
 
@@ -172,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from .worker import run_worker
         return run_worker(args)
+    if args.command == "pool":
+        from .pool import run_pool
+        return run_pool(args)
     if args.command == "demo":
         from .demo import run_demo
         return run_demo(args)

@@ -9,7 +9,7 @@ import signal
 
 from .. import logs
 from ..attestation import DevRootError
-from ..manager import EnclaveStartError
+from ..manager import EnclaveDied, EnclaveStartError
 from ..node import Node, NodeConfig
 
 
@@ -19,7 +19,8 @@ def run_up(args: argparse.Namespace) -> int:
                         max_pending=args.max_pending, durable=not args.no_fsync,
                         worker_name=args.worker_name, enclaves=args.enclaves, avalon_compat=args.avalon_compat,
                         allowed_mr_enclaves=tuple(args.allow_mrenclave), time_budget=args.time_budget,
-                        memory_mb=args.memory_mb, attestation_lifetime=args.attestation_lifetime)
+                        memory_mb=args.memory_mb, attestation_lifetime=args.attestation_lifetime,
+                        join=args.join or "", kme_listen=args.kme_listen or "")
     try:
         import uvloop
         uvloop.install()
@@ -27,7 +28,7 @@ def run_up(args: argparse.Namespace) -> int:
         pass
     try:
         return asyncio.run(_serve(config))
-    except (EnclaveStartError, DevRootError, OSError) as exc:
+    except (EnclaveStartError, EnclaveDied, DevRootError, OSError, ValueError) as exc:
         logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
         return 1
 

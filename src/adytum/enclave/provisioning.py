@@ -181,7 +181,8 @@ class KeyManagerSessions:
 
     def __init__(self, keys: Callable[[], WorkerKeys], me: Measurement, roots: Sequence[x509.Certificate],
                  allowed: Callable[[], frozenset[bytes]], clock: Callable[[], float] = time.monotonic) -> None:
-        self._keys, self._me, self._roots, self._allowed, self._clock = keys, me, roots, allowed, clock
+        self._keys, self._me, self._allowed, self._clock = keys, me, allowed, clock
+        self.roots = roots  # replaceable: the KME re-reads its trusted roots before each handshake
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
 
     def handle(self, body: bytes, proof_type: str = "", proof: str = "") -> Step:
@@ -213,7 +214,7 @@ class KeyManagerSessions:
             raise ProvisioningError("no open handshake with this session id (replayed, expired or invented)")
         _verify_peer("work-order enclave", proof_type, proof, Policy(
             mr_signers=frozenset({self._me.mr_signer}), mr_enclaves=self._allowed(), isv_prod_id=WPE_PRODUCT,
-            report_data_prefix=report_data("wpe", session.t)), self._roots)
+            report_data_prefix=report_data("wpe", session.t)), self.roots)
         key = _channel_key(session.secret, session.peer, session.t)
         iv = crypto.random_bytes(crypto.IV_LEN)
         sealed = crypto.aes_encrypt(key, iv, self._keys().to_bytes(), session.t)

@@ -38,15 +38,13 @@ POLICY_FILE = "policy.json"
 
 
 class Platform:
-    """What any enclave on this (simulated) platform has: its measurement, a quoter for its product and
-    the attestation roots it trusts when it checks a peer enclave."""
+    """What any enclave on this (simulated) platform has: its measurement and a quoter for its product."""
 
     def __init__(self, data_dir: Path, product: int) -> None:
         use_plugin_dir(data_dir)  # workloads.toml plug-ins may live in DATA_DIR/workloads
         self.measurement: Measurement = measure(extra_modules=configured_modules(data_dir))
         self.quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave,
                                       self.measurement.mr_signer, isv_prod_id=product)
-        self.roots = trusted_roots(data_dir)
 
     def identity(self, keys: WorkerKeys, seq: int, workloads: list[str], avalon_compat: bool) -> Identity:
         """Public keys and evidence; the quote binds the keys as they are now (report data)."""
@@ -63,7 +61,8 @@ class Platform:
 
 
 def trusted_roots(data_dir: Path) -> list[x509.Certificate]:
-    """This platform's development root, and any in DATA_DIR/trusted-roots (on SGX: Intel's, built in)."""
+    """The roots a peer enclave's evidence must chain to, read afresh for each handshake: this platform's
+    development root and any in DATA_DIR/trusted-roots (`adytum pool trust`). On SGX: Intel's, built in."""
     paths = [data_dir / PLATFORM_DIR / "root.pem", *sorted((data_dir / TRUSTED_ROOTS_DIR).glob("*.pem"))]
     roots = []
     for path in paths:
@@ -88,6 +87,7 @@ class KeyManager:
     upgrade is allowed without a restart."""
 
     def __init__(self, data_dir: Path, worker_id: str) -> None:
+        self.data_dir = data_dir
         self.platform = Platform(data_dir, KME_PRODUCT)
         self.keys_dir = data_dir / KME_DIR
         self.keys_dir.mkdir(exist_ok=True)
@@ -99,7 +99,7 @@ class KeyManager:
                 f"{exc}. This key manager measures {self.platform.measurement.mr_enclave.hex()}; its sealed "
                 f"keys belong to another build. Run the build that sealed them, or move "
                 f"{self.keys_dir / KEYS_FILE} aside to start a new worker identity.") from None
-        self.sessions = KeyManagerSessions(lambda: self.keys, self.platform.measurement, self.platform.roots,
+        self.sessions = KeyManagerSessions(lambda: self.keys, self.platform.measurement, trusted_roots(data_dir),
                                            self.allowed)
 
     def allowed(self) -> frozenset[bytes]:
@@ -125,6 +125,8 @@ class KeyManager:
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
             return self.platform.identity(self.keys, msg.seq, [], False)
         if isinstance(msg, Provision):
+            if msg.proof:  # a response to check: with the roots trusted now (`adytum pool trust` needs no restart)
+                self.sessions.roots = trusted_roots(self.data_dir)
             try:
                 return self.platform.reply(msg.seq, self.sessions.handle(msg.body, msg.proof_type, msg.proof))
             except ProvisioningError as exc:
@@ -138,6 +140,7 @@ class WorkOrderEnclave:
     and processes work orders with them."""
 
     def __init__(self, data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget) -> None:
+        self.data_dir = data_dir
         self.platform = Platform(data_dir, WPE_PRODUCT)
         self.worker_id = worker_id
         self.avalon_compat = avalon_compat
@@ -164,7 +167,7 @@ class WorkOrderEnclave:
 
     def _provision(self, msg: Provision) -> Message:
         if not msg.body:  # a new handshake (also to take rotated keys): offer
-            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, self.platform.roots)
+            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, trusted_roots(self.data_dir))
             return Provision(seq=msg.seq, body=self._handshake.offer)
         if self._handshake is None:
             raise ProvisioningError("no handshake in progress")

@@ -57,7 +57,12 @@ class _NodeCollector:
             up.add_metric([e.name], 1 if e.alive else 0)
             served.add_metric([e.name], e.served)
             restarts.add_metric([e.name], e.restarts)
+        kme = m.kme.status()
+        up.add_metric(["kme"], 1 if kme["state"] in ("running", "reachable") else 0)
+        restarts.add_metric(["kme"], int(kme["restarts"]))  # type: ignore[call-overload]
         yield from (up, served, restarts)
+        yield CounterMetricFamily("adytum_keys_provisioned", "Work-order enclaves this node's key manager "
+                                  "provisioned (or, joined, was provisioned by)", value=kme["provisioned"])
 
 
 class Listener:

@@ -19,6 +19,10 @@ class GetResultParams(msgspec.Struct, forbid_unknown_fields=True):
     workOrderId: HexId
 
 
+class NoParams(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
 @dataclass
 class Api:
     reader: Store
@@ -32,6 +36,7 @@ class Api:
             "WorkOrderSubmit": self.work_order_submit,
             "WorkOrderGetResult": self.work_order_get_result,
             **self.registry.table(),
+            "PoolStatus": self.pool_status,
             "rpc.discover": self.discover,
         }
 
@@ -72,6 +77,10 @@ class Api:
         if state is None:
             raise EeaError(Status.INVALID_PARAMETER, f"work order {wo_id} is not known here")
         raise _pending(wo_id, state)
+
+    async def pool_status(self, raw: bytes) -> Any:
+        decode(raw, NoParams, "PoolStatus")
+        return self.manager.pool_status()
 
     async def discover(self, raw: bytes) -> Any:
         return document(sorted(self.table()))

@@ -118,6 +118,15 @@ METHODS: dict[str, dict[str, Any]] = {
         "params": {"workerId": ({**HEX, "description": "default: the worker this node hosts"}, False), **OPERATOR},
         "result": KEY,
     },
+    "PoolStatus": {
+        "summary": "adytum extension: the worker's key-manager enclave and each work-order enclave, with "
+                   "measurement, state (running or down), restarts and orders served.",
+        "params": {},
+        "result": {"type": "object", "required": ["workerId", "keyManager", "enclaves"],
+                   "properties": {"workerId": HEX, "keyManager": {"type": "object"},
+                                  "listening": {"type": "string"},
+                                  "enclaves": {"type": "array", "items": {"type": "object"}}}},
+    },
     "rpc.discover": {"summary": "This document.", "params": {}, "result": {"type": "object"}},
 }
 

@@ -1,0 +1,122 @@
+"""`adytum pool`: see the key manager and work-order enclaves; allow an upgraded build; trust another host.
+
+`status` asks a running node (PoolStatus). `allow` and `trust` edit the data directory of the node that
+runs the key manager; both take effect at the next handshake, without a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from ..crypto import sha256
+from ..enclave.service import KME_DIR, POLICY_FILE, TRUSTED_ROOTS_DIR
+from ..files import write_atomic
+from ..protocol import EeaError
+from .output import console, emit_json, fail
+
+
+def add_command(sub: Any, add_uri: Any) -> None:
+    p = sub.add_parser("pool", help="the worker's key manager and enclaves: status, allow a build, trust a host",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="One key-manager enclave seals the worker's keys and provisions them to every "
+                                   "work-order enclave (here and on nodes that --join it) after both sides "
+                                   "attest. It provisions only measurements its policy allows: its own build, "
+                                   "plus those added with `allow`.",
+                       epilog="examples:\n  adytum pool                         # status of the node at --uri\n"
+                              "  adytum pool allow 9f2c...e1 --data-dir adytum-data   # let an upgraded build in\n"
+                              "  adytum pool trust other/devroot/root.pem --data-dir adytum-data\n"
+                              "  adytum up --join kme-host:1948 --data-dir other     # a second node, same worker")
+    p.add_argument("action", nargs="?", choices=["status", "allow", "trust"], default="status",
+                   help="status (default): each enclave's measurement, state and orders served; allow: add a "
+                        "work-order enclave measurement to the key manager's policy; trust: accept attestation "
+                        "from another host's development root (simulation only)")
+    p.add_argument("value", nargs="?", help="allow: the mr_enclave hex (see `adytum measure`); trust: a root PEM")
+    add_uri(p)
+    p.add_argument("--data-dir", type=Path, default=Path("adytum-data"),
+                   help="allow/trust: the node's data directory (default ./adytum-data)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        return _status(args)
+    if not args.value:
+        return fail(f"`adytum pool {args.action}` needs a value (see --help)", as_json=args.json)
+    try:
+        done = _allow(args.data_dir, args.value) if args.action == "allow" else _trust(args.data_dir, Path(args.value))
+    except (OSError, ValueError) as exc:
+        return fail(str(exc), as_json=args.json)
+    if args.json:
+        emit_json({"ok": True, **done})
+    else:
+        console.print(done["message"], highlight=False)
+    return 0
+
+
+def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
+    value = mr_enclave.lower().removeprefix("0x")
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
+    path = data_dir / KME_DIR / POLICY_FILE
+    try:
+        listed = json.loads(path.read_text())["wpe_mr_enclaves"]
+    except FileNotFoundError:
+        listed = []
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is not a policy file ({exc}); fix or remove it") from None
+    if value not in listed:
+        listed.append(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps({"wpe_mr_enclaves": listed}, indent=2).encode() + b"\n")
+    return {"policy": str(path), "wpe_mr_enclaves": listed,
+            "message": f"the key manager in {data_dir} now provisions work-order enclaves measuring {value} "
+                       f"({len(listed)} listed in {path}, plus its own build)"}
+
+
+def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
+    pem = root.read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)  # ValueError if it is not one
+    target = data_dir / TRUSTED_ROOTS_DIR / f"{sha256(pem).hex()[:16]}.pem"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, pem)
+    return {"root": str(target), "subject": cert.subject.rfc4514_string(),
+            "message": f"enclaves of {data_dir} now accept peer evidence under {cert.subject.rfc4514_string()} "
+                       f"(copied to {target})"}
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ..client import Client
+    try:
+        with Client(args.uri) as client:
+            status = client.call("PoolStatus", {})
+    except EeaError as exc:
+        return fail(exc.message, as_json=args.json, code=exc.code)
+    except OSError as exc:
+        return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
+    if args.json:
+        emit_json(status)
+        return 0
+    from rich.table import Table
+    kme = status["keyManager"]
+    table = Table(title=f"worker {status['workerId']}", title_justify="left")
+    for column in ("enclave", "role", "state", "pid", "mr_enclave", "served", "in flight", "restarts"):
+        table.add_column(column, justify="right" if column in ("served", "in flight", "restarts", "pid") else "left")
+    where = "" if kme["location"] == "local" else f" @ {kme['location']}"
+    table.add_row(f"{kme['name']}{where}", "key manager", kme["state"], str(kme["pid"] or "-"),
+                  _short(kme["mr_enclave"]), f"{kme['provisioned']} provisioned", "-", str(kme["restarts"]))
+    for e in status["enclaves"]:
+        table.add_row(e["name"], "work orders", e["state"], str(e["pid"] or "-"), _short(e["mr_enclave"]),
+                      str(e["served"]), str(e["inflight"]), str(e["restarts"]))
+    console.print(table)
+    if status.get("listening"):
+        console.print(f"key manager accepts other nodes' enclaves on {status['listening']}")
+    return 0
+
+
+def _short(mr_enclave: str) -> str:
+    return f"{mr_enclave[:12]}…" if mr_enclave else "-"

@@ -1,0 +1,207 @@
+"""The pool with real processes: one key manager, work-order enclaves it provisions, failover, two nodes."""
+
+import json
+import logging
+import os
+import signal
+import time
+
+import pytest
+from msgspec import to_builtins
+
+from adytum.attestation import init_dev_root
+from adytum.cli import main as cli
+from adytum.client import Client, build, open_result
+from adytum.manager import EnclaveStartError
+from adytum.protocol import EeaError, Status
+
+from support import running_node
+
+FIB = b"20000"
+
+
+def wait_for_result(client, order, seconds=60):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return client.call("WorkOrderGetResult", {"workOrderId": order.params.work_order_id})
+        except EeaError as exc:
+            if exc.code != Status.PENDING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def submit_all(client, orders, during=None, at=None):
+    """Submit without waiting; call `during()` after order number `at`."""
+    for i, order in enumerate(orders):
+        try:
+            client.call("WorkOrderSubmit", to_builtins(order.params))
+        except EeaError as exc:
+            assert exc.code == Status.PENDING
+        if during is not None and i == at:
+            during()
+
+
+def eventually(predicate, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def answered_once(node, orders):
+    rows = node.node.reader.db.execute("SELECT work_order_id, COUNT(*) FROM responses GROUP BY work_order_id") \
+        .fetchall()
+    counts = dict(rows)
+    return all(counts.get(o.params.work_order_id) == 1 for o in orders)
+
+
+def test_one_key_manager_provisions_every_enclave(tmp_path, capsys):
+    with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
+        status = client.call("PoolStatus", {})
+        kme, wpes = status["keyManager"], status["enclaves"]
+        assert kme["state"] == "running" and kme["location"] == "local" and kme["provisioned"] == 2
+        assert [e["state"] for e in wpes] == ["running", "running"]
+        record = n.node.manager.identity
+        assert {e["mr_enclave"] for e in wpes} == {record.mr_enclave} and kme["mr_enclave"] == record.mr_enclave
+        assert len({e["pid"] for e in wpes} | {kme["pid"]}) == 3  # three processes
+        for _ in range(8):
+            assert client.run("hello", [b"pool"]) == [b"Hello pool"]
+        assert cli(["pool", "--uri", n.url, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert sum(e["served"] for e in shown["enclaves"]) == 8 and shown["workerId"] == n.node.manager.worker_id
+        assert cli(["pool", "--uri", n.url]) == 0
+        assert "kme" in capsys.readouterr().out
+    assert (tmp_path / "kme" / "worker-keys.sealed").exists() and not (tmp_path / "enclave").exists()
+
+
+def test_killed_work_order_enclave_loses_nothing_and_is_provisioned_again(tmp_path, caplog):
+    with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
+        worker = client.worker()
+        victim = n.node.manager.enclaves[0]
+        orders = [build(worker, "fib", [FIB]) for _ in range(60)]
+        submit_all(client, orders, during=lambda: os.kill(victim.pid, signal.SIGKILL), at=20)
+        results = [open_result(o, worker, wait_for_result(client, o)) for o in orders]
+        assert len({r[0] for r in results}) == 1  # all the same, correct value
+        eventually(lambda: victim.alive)
+        assert victim.restarts >= 1 and n.node.manager.kme.provisioned >= 3  # the restart was provisioned
+        assert answered_once(n, orders)
+        assert client.run("hello", [b"after"]) == [b"Hello after"]
+    assert "already answered" not in caplog.text
+
+
+def test_killed_key_manager_comes_back_with_the_same_keys_and_enclaves_keep_serving(tmp_path):
+    with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
+        worker = client.worker()
+        kme = n.node.manager.kme.process
+        first_pid, first_key = kme.pid, kme.identity.verifying_key
+        orders = [build(worker, "fib", [FIB]) for _ in range(30)]
+        submit_all(client, orders, during=lambda: os.kill(first_pid, signal.SIGKILL), at=5)
+        for order in orders:  # the enclaves hold their keys: serving never stops
+            open_result(order, worker, wait_for_result(client, order))
+        eventually(lambda: kme.alive and kme.pid != first_pid)
+        assert kme.identity.verifying_key == first_key and kme.restarts == 1
+        wpe = n.node.manager.enclaves[1]
+        os.kill(wpe.pid, signal.SIGKILL)  # now a restarted enclave needs the new key manager
+        eventually(lambda: wpe.alive or wpe.restarts > 0)
+        for _ in range(6):
+            assert client.run("hello", [b"again"]) == [b"Hello again"]
+        eventually(lambda: wpe.alive)
+        assert wpe.identity.verifying_key == first_key
+        assert client.call("PoolStatus", {})["keyManager"]["restarts"] == 1
+
+
+def _two_hosts(tmp_path):
+    """Two data directories, each its own simulated platform, each trusting the other's root."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for here in (a, b):
+        init_dev_root(here / "devroot")
+    for here, there in ((a, b), (b, a)):
+        assert cli(["pool", "trust", str(there / "devroot" / "root.pem"), "--data-dir", str(here), "--json"]) == 0
+    return a, b
+
+
+def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
+    a, b = _two_hosts(tmp_path)
+    with running_node(a, kme_listen="127.0.0.1:0") as na:
+        address = na.node.manager.kme_server.address
+        with running_node(b, join=address) as nb, Client(nb.url, trust=nb.trust) as client:
+            ia, ib = na.node.manager.identity, nb.node.manager.identity
+            assert (ib.verifying_key, ib.encryption_key) == (ia.verifying_key, ia.encryption_key)
+            assert client.run("fib", [b"30"]) == [b"832040"]
+            status = client.call("PoolStatus", {})
+            assert status["keyManager"]["location"] == address and status["keyManager"]["state"] == "reachable"
+            assert na.node.manager.kme.provisioned == 2  # A's own enclave and B's
+            # B cannot rotate: the keys are A's
+            with pytest.raises(EnclaveStartError, match="rotate the key there"):
+                nb.call(nb.node.manager.rotate_key)
+            # A rotates; B picks the new key up at its next refresh
+            rotated = na.call(na.node.manager.rotate_key)
+            nb.call(nb.node.manager.refresh)
+            assert nb.node.manager.identity.encryption_key == rotated.encryption_key
+            assert client.run("hello", [b"rotated"]) == [b"Hello rotated"]
+    capsys.readouterr()
+
+
+UPGRADE = '''
+from adytum.workloads import Workload
+
+
+class Upgraded(Workload):
+    name = "upgraded"
+
+    def execute(self, ctx, inputs):
+        return [b"new build"]
+'''
+
+
+def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, caplog, capsys):
+    from adytum.attestation.measurement import measure
+
+    a, b = _two_hosts(tmp_path)
+    (b / "workloads").mkdir()
+    (b / "workloads" / "upgraded.py").write_text(UPGRADE)
+    (b / "workloads.toml").write_text('upgraded = "upgraded:Upgraded"\n')
+    with running_node(a, kme_listen="127.0.0.1:0") as na:
+        address = na.node.manager.kme_server.address
+        caplog.set_level(logging.INFO)
+        with pytest.raises(EnclaveStartError, match="not in the allow-list|not allowed|mr_enclave"):
+            with running_node(b, join=address):
+                pass
+        assert "refused" in caplog.text and "PRIVATE" not in caplog.text
+        assert na.node.manager.kme.provisioned == 1  # only A's own enclave got keys
+        capsys.readouterr()
+        assert cli(["workloads", "--data-dir", str(b), "--json"]) == 0
+        new_build = json.loads(capsys.readouterr().out)["mr_enclave"]
+        assert new_build != measure().mr_enclave.hex()
+        assert cli(["pool", "allow", new_build, "--data-dir", str(a), "--json"]) == 0
+        with running_node(b, join=address) as nb, Client(nb.url, trust=nb.trust) as client:
+            assert client.run("upgraded", [b""]) == [b"new build"]
+            assert nb.node.manager.identity.verifying_key == na.node.manager.identity.verifying_key
+    capsys.readouterr()
+
+
+def test_a_node_that_does_not_trust_the_other_host_is_refused(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    init_dev_root(a / "devroot")
+    init_dev_root(b / "devroot")
+    with running_node(a, kme_listen="127.0.0.1:0") as na:
+        with pytest.raises(EnclaveStartError, match="trusted"):
+            with running_node(b, join=na.node.manager.kme_server.address):
+                pass
+
+
+def test_joining_an_unreachable_key_manager_fails_clearly(tmp_path):
+    init_dev_root(tmp_path / "devroot")
+    with pytest.raises(Exception, match="unreachable"):
+        with running_node(tmp_path, join="127.0.0.1:9"):
+            pass
+
+
+def test_pool_allow_and_trust_refuse_bad_values(tmp_path, capsys):
+    assert cli(["pool", "allow", "xyz", "--data-dir", str(tmp_path), "--json"]) == 1
+    assert cli(["pool", "trust", str(tmp_path / "missing.pem"), "--data-dir", str(tmp_path), "--json"]) == 1
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert cli(["pool", "trust", str(tmp_path / "junk.pem"), "--data-dir", str(tmp_path), "--json"]) == 1
+    out = capsys.readouterr().out
+    assert out.count('"ok": false') == 3
