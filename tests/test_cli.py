@@ -13,7 +13,7 @@ def adytum(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 def test_help_teaches():
     out = adytum("--help")
     assert out.returncode == 0 and "quick start" in out.stdout and "adytum up" in out.stdout
-    for command in ("up", "submit", "workers", "bench", "demo"):
+    for command in ("up", "submit", "workers", "bench", "demo", "pool"):
         sub = adytum(command, "--help")
         assert sub.returncode == 0 and "usage: adytum " + command in sub.stdout
 
@@ -104,3 +104,23 @@ def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path
     assert second["outputs"] == ["WALLET RESULT: cli::7"]
     other = adytum(*common[:-3], "--sign", "--json", "--in-data", "balance cli")
     assert json.loads(other.stdout)["outputs"] == ["WALLET RESULT: cli::0"]  # another key, another wallet
+
+
+def test_bench_compares_pool_sizes_in_one_run():
+    out = adytum("bench", "--enclaves", "1,2", "-n", "40", "-c", "4", "--bound-samples", "10", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert [r["enclaves"] for r in report["runs"]] == [1, 2]
+    assert all(r["orders"] == 40 and r["failed"] == 0 for r in report["runs"])
+    assert report["scaling"] == round(report["runs"][1]["per_second"] / report["runs"][0]["per_second"], 2)
+    bad = adytum("bench", "--enclaves", "0,x", "--json")
+    assert bad.returncode == 1 and "--enclaves" in json.loads(bad.stdout)["error"]
+
+
+def test_pool_status_from_the_command_line(node):
+    out = adytum("pool", "--uri", node.url, "--json")
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["keyManager"]["state"] == "running" and all(e["state"] == "running" for e in status["enclaves"])
+    down = adytum("pool", "--uri", "http://127.0.0.1:9/")
+    assert down.returncode == 1 and "cannot reach" in down.stderr

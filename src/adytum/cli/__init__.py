@@ -128,7 +128,8 @@ def parser() -> argparse.ArgumentParser:
                                        "work orders until N are done. Prints verified work orders/s, latency "
                                        "percentiles, and the ratio to the worker-side crypto bound measured in "
                                        "this run on this machine.",
-                           epilog="example:\n  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello")
+                           epilog="examples:\n  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
+                                  "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves")
     _add_uri(bench)
     _add_trust(bench)
     bench.add_argument("-n", type=int, default=2000, help="work orders to complete (default 2000)")
@@ -137,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-data", default="world", help="the input of every order")
     bench.add_argument("--bound-samples", type=int, default=300,
                        help="work orders processed in-process to measure the crypto bound (default 300)")
+    bench.add_argument("--enclaves", metavar="N,M,...",
+                       help="instead of --uri, start a fresh local node with N work-order enclaves, measure it, "
+                            "stop it; then M; and print how throughput scales (e.g. --enclaves 1,2)")
     bench.add_argument("--json", action="store_true", help="machine-readable output")
 
     demo = sub.add_parser("demo", help="start a node, run every built-in workload through the SDK, stop",

@@ -1,4 +1,5 @@
-"""`adytum bench`: throughput and latency of verified work orders against a running node.
+"""`adytum bench`: throughput and latency of verified work orders, against a running node or against
+fresh local nodes with 1, 2, ... work-order enclaves (`--enclaves 1,2`) to show how the pool scales.
 
 The yardstick is measured in the same run: the enclave's own processing of a work order (RSA-OAEP
 unwrap, ECDSA verify and sign, AES-GCM, hashing), in-process with no I/O, times the cores. Nothing
@@ -10,9 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,6 +38,7 @@ from .output import console, emit_json, fail
 @dataclass
 class Report:
     uri: str
+    enclaves: int | None
     workload: str
     orders: int
     concurrency: int
@@ -92,6 +102,69 @@ async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, conc
     return latencies, failed, elapsed
 
 
+@contextmanager
+def local_node(enclaves: int) -> Iterator[tuple[str, Path]]:
+    """A fresh `adytum up` process with this many work-order enclaves; yields its URI and dev root."""
+    data = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{enclaves}-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    uri = f"http://127.0.0.1:{port}/"
+    with open(data / "node.log", "wb") as log:
+        node = subprocess.Popen([sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir", str(data),
+                                 "--enclaves", str(enclaves), "--log-format", "text"], stdout=log, stderr=log)
+    try:
+        from ..client import Client
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(uri) as client:
+                    if client.call("WorkerLookUp", {})["ids"]:
+                        break
+            except (OSError, EeaError):
+                pass
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise OSError(f"the local node did not start; see {data / 'node.log'}")
+            time.sleep(0.2)
+        yield uri, data / "devroot" / "root.pem"
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+def measure_node(args: argparse.Namespace, uri: str, trust: Trust, enclaves: int | None, data: bytes,
+                 bound_us: float) -> Report:
+    if args.json:
+        latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, None))
+    else:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, progress))
+    latencies.sort()
+    ok = len(latencies)
+    cores = os.cpu_count() or 1
+    bound = cores * 1e6 / bound_us
+    rate = ok / elapsed if elapsed else 0.0
+    report = Report(uri, enclaves, args.workload, ok, args.c, failed, round(elapsed, 3), round(rate, 1),
+                    round(percentile(latencies, 50) * 1e3, 2), round(percentile(latencies, 95) * 1e3, 2),
+                    round(percentile(latencies, 99) * 1e3, 2), round(bound_us, 1), cores, round(bound, 1),
+                    round(rate / bound, 3))
+    if not args.json:
+        pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        console.print(f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
+                      f"requesters{pool} ({failed} failed)")
+        console.print(f"  throughput  [bold]{rate:,.0f}[/] work orders/s")
+        if latencies:
+            console.print(f"  latency     p50 {report.p50_ms} ms   p95 {report.p95_ms} ms   p99 {report.p99_ms} ms"
+                          f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)")
+        console.print(f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
+                      f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]")
+    return report
+
+
 def run_bench(args: argparse.Namespace) -> int:
     try:
         import uvloop
@@ -99,38 +172,31 @@ def run_bench(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     data = args.in_data.encode()
+    try:
+        counts = [int(n) for n in args.enclaves.split(",")] if args.enclaves else []
+        if any(n < 1 for n in counts):
+            raise ValueError
+    except ValueError:
+        return fail(f"--enclaves takes counts like 1,2 (got {args.enclaves!r})", as_json=args.json)
     if not args.json:
         console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process)…")
     bound_us = crypto_bound(args.bound_samples, args.workload, data)
-    cores = os.cpu_count() or 1
+    reports: list[Report] = []
     try:
-        trust = trust_from_args(args)
-        if args.json:
-            latencies, failed, elapsed = asyncio.run(drive(args.uri, trust, args.workload, data, args.n, args.c,
-                                                           None))
-        else:
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console) as progress:
-                latencies, failed, elapsed = asyncio.run(
-                    drive(args.uri, trust, args.workload, data, args.n, args.c, progress))
+        if not counts:
+            reports.append(measure_node(args, args.uri, trust_from_args(args), None, data, bound_us))
+        for n in counts:
+            if not args.json:
+                console.print(f"[bold]starting a local node with {n} work-order enclave(s)[/]")
+            with local_node(n) as (uri, root):
+                reports.append(measure_node(args, uri, Trust.from_files([root]), n, data, bound_us))
     except (OSError, ValueError, EeaError, UntrustedWorker) as exc:
-        return fail(f"cannot drive {args.uri}: {exc}", as_json=args.json)
-    latencies.sort()
-    ok = len(latencies)
-    bound = cores * 1e6 / bound_us
-    rate = ok / elapsed if elapsed else 0.0
-    report = Report(args.uri, args.workload, ok, args.c, failed, round(elapsed, 3), round(rate, 1),
-                    round(percentile(latencies, 50) * 1e3, 2), round(percentile(latencies, 95) * 1e3, 2),
-                    round(percentile(latencies, 99) * 1e3, 2), round(bound_us, 1), cores, round(bound, 1),
-                    round(rate / bound, 3))
+        return fail(f"cannot drive the node: {exc}", as_json=args.json)
+    scaling = round(reports[-1].per_second / reports[0].per_second, 2) \
+        if len(reports) > 1 and reports[0].per_second else None
     if args.json:
-        emit_json(asdict(report))
-    else:
-        console.print(f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
-                      f"requesters ({failed} failed)")
-        console.print(f"  throughput  [bold]{rate:,.0f}[/] work orders/s")
-        console.print(f"  latency     p50 {report.p50_ms} ms   p95 {report.p95_ms} ms   p99 {report.p99_ms} ms"
-                      f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)" if latencies else "")
-        console.print(f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
-                      f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]")
-    return 0 if failed == 0 else 1
+        emit_json(asdict(reports[0]) if not counts else {"runs": [asdict(r) for r in reports], "scaling": scaling})
+    elif scaling is not None:
+        console.print(f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
+                      f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)")
+    return 0 if all(r.failed == 0 for r in reports) else 1
