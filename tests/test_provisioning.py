@@ -252,6 +252,14 @@ def test_kme_refuses_kme_product_answering_as_wpe(world):
         world.delivery(response)
 
 
+def test_kme_refuses_a_wpe_of_another_signer(world):
+    stranger = Measurement(mr_enclave=BUILD.mr_enclave, mr_signer=crypto.sha256(b"someone else"))
+    wpe = world.wpe()
+    response = world.response(wpe, world.challenge(wpe), world.quoter(stranger, WPE_PRODUCT))
+    with pytest.raises(ProvisioningError, match=r"work-order enclave's evidence is refused \(measurement\)"):
+        world.delivery(response)
+
+
 # --- another worker --------------------------------------------------------------------------------
 
 

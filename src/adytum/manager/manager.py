@@ -191,7 +191,16 @@ class Manager:
     # -- dispatch ----------------------------------------------------------------------------------
 
     async def _consume(self, enclave: EnclaveProcess) -> None:
+        """Take the next order whenever this enclave has a free slot: the least loaded enclave takes the
+        next order. A dead enclave is restarted (and provisioned) before it takes more, while live
+        siblings take the queue; only when none is alive do orders wait for, and count, its restarts."""
         while True:
+            if not enclave.alive and any(e.alive for e in self.enclaves):
+                try:
+                    await enclave.ensure_running()
+                except (EnclaveDied, EnclaveStartError) as exc:
+                    log.warning("%s stays out of service for now: %s", enclave.name, exc)
+                    continue
             work_order_id, params = await self._queue.get()
             self._inflight += 1
             try:
