@@ -56,6 +56,19 @@ def answered_once(node, orders):
     return all(counts.get(o.params.work_order_id) == 1 for o in orders)
 
 
+def assert_no_key_material(data_dir, text):
+    """Unseal the key manager's keys as only the enclave should, to prove none of them was logged."""
+    from adytum.attestation.measurement import measure
+    from adytum.crypto import rsa_private_to_der
+    from adytum.enclave.keys import WorkerKeys
+    from adytum.enclave.sealing import Sealer, platform_secret
+
+    keys = WorkerKeys.unseal(Sealer(platform_secret(data_dir), measure().mr_enclave),
+                             (data_dir / "kme" / "worker-keys.sealed").read_bytes())
+    secrets = [keys.signing.secret.hex(), rsa_private_to_der(keys.encryption)[-40:].hex(), "PRIVATE KEY"]
+    assert text and not any(s in text for s in secrets)
+
+
 def test_one_key_manager_provisions_every_enclave(tmp_path, capsys):
     with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
         status = client.call("PoolStatus", {})
@@ -168,7 +181,8 @@ def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, cap
         with pytest.raises(EnclaveStartError, match="not in the allow-list|not allowed|mr_enclave"):
             with running_node(b, join=address):
                 pass
-        assert "refused" in caplog.text and "PRIVATE" not in caplog.text
+        assert "refused" in caplog.text and "is not in the allow-list" in caplog.text
+        assert_no_key_material(a, caplog.text)
         assert na.node.manager.kme.provisioned == 1  # only A's own enclave got keys
         capsys.readouterr()
         assert cli(["workloads", "--data-dir", str(b), "--json"]) == 0
@@ -205,3 +219,35 @@ def test_pool_allow_and_trust_refuse_bad_values(tmp_path, capsys):
     assert cli(["pool", "trust", str(tmp_path / "junk.pem"), "--data-dir", str(tmp_path), "--json"]) == 1
     out = capsys.readouterr().out
     assert out.count('"ok": false') == 3
+
+
+def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_path, caplog):
+    import asyncio
+    import socket
+    import struct
+
+    import msgspec
+
+    from adytum.crypto import sha256
+    from adytum.enclave.provisioning import Offer
+    from adytum.manager.pool import MAX_RELAY_FRAME, RemoteKeyManager, parse_address
+    from adytum.manager.enclave import ProvisioningRefused
+
+    with running_node(tmp_path, kme_listen="127.0.0.1:0") as n:
+        address = n.node.manager.kme_server.address
+        for junk in (b"\xff" * 64, struct.pack(">I", MAX_RELAY_FRAME + 1), struct.pack(">I", 5) + b"\x01\x02\x03\x04\x05"):
+            with socket.create_connection(parse_address(address)) as s:
+                s.sendall(junk)
+                s.settimeout(10)
+                assert s.recv(1024) == b""  # dropped, nothing answered
+        other = sha256(b"another worker").hex()
+        offer = msgspec.msgpack.encode(Offer(other, bytes(32), bytes(16)))
+        with pytest.raises(ProvisioningRefused, match="another worker|holds worker"):
+            asyncio.run(RemoteKeyManager(address).exchange(offer))
+        with pytest.raises(ProvisioningRefused, match="no open handshake"):
+            asyncio.run(RemoteKeyManager(address).exchange(msgspec.msgpack.encode(
+                {"type": "response", "session": bytes(16)}), "SIMULATED-IAS", "{}"))
+        assert n.node.manager.kme.process.alive
+        n.call(n.node.manager.refresh)  # and it still provisions
+        assert n.node.manager.kme.provisioned >= 2
+    assert "dropped" in caplog.text and "refused" in caplog.text
