@@ -73,10 +73,11 @@ class LocalPool:
         from adytum.attestation import SimulatedAttestationService, init_dev_root
         from adytum.crypto import random_bytes
         from adytum.manager import EnclaveProcess
-        from adytum.manager.pool import LocalKeyManager
+        from adytum.manager.pool import LocalKeyManager, allow_build, local_build
 
         self.data_dir, self.worker_id = data_dir, worker_id
         self.wpe_data_dir = wpe_data_dir or data_dir
+        allow_build(data_dir, local_build(self.wpe_data_dir))  # as a node's first start does
         service = SimulatedAttestationService(init_dev_root(data_dir / "devroot"))
         self.attest = lambda quote: service.verify_quote(quote, nonce=random_bytes(16).hex()).to_proof_data()
         self.kme = LocalKeyManager(EnclaveProcess("kme", data_dir, worker_id, role="kme"), self.attest)

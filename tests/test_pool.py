@@ -63,7 +63,7 @@ def assert_no_key_material(data_dir, text):
     from adytum.enclave.keys import WorkerKeys
     from adytum.enclave.sealing import Sealer, platform_secret
 
-    keys = WorkerKeys.unseal(Sealer(platform_secret(data_dir), measure().mr_enclave),
+    keys = WorkerKeys.unseal(Sealer(platform_secret(data_dir), measure(include_plugins=False).mr_enclave),
                              (data_dir / "kme" / "worker-keys.sealed").read_bytes())
     secrets = [keys.signing.secret.hex(), rsa_private_to_der(keys.encryption)[-40:].hex(), "PRIVATE KEY"]
     assert text and not any(s in text for s in secrets)
@@ -76,7 +76,7 @@ def test_one_key_manager_provisions_every_enclave(tmp_path, capsys):
         assert kme["state"] == "running" and kme["location"] == "local" and kme["provisioned"] == 2
         assert [e["state"] for e in wpes] == ["running", "running"]
         record = n.node.manager.identity
-        assert {e["mr_enclave"] for e in wpes} == {record.mr_enclave} and kme["mr_enclave"] == record.mr_enclave
+        assert {e["mr_enclave"] for e in wpes} == {record.mr_enclave} and kme["mr_enclave"]
         assert len({e["pid"] for e in wpes} | {kme["pid"]}) == 3  # three processes
         for _ in range(8):
             assert client.run("hello", [b"pool"]) == [b"Hello pool"]
@@ -178,10 +178,10 @@ def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, cap
     with running_node(a, kme_listen="127.0.0.1:0") as na:
         address = na.node.manager.kme_server.address
         caplog.set_level(logging.INFO)
-        with pytest.raises(EnclaveStartError, match="not in the allow-list|not allowed|mr_enclave"):
+        with pytest.raises(EnclaveStartError, match="not in the key manager's policy"):
             with running_node(b, join=address):
                 pass
-        assert "refused" in caplog.text and "is not in the allow-list" in caplog.text
+        assert "refused" in caplog.text and "adytum pool allow" in caplog.text
         assert_no_key_material(a, caplog.text)
         assert na.node.manager.kme.provisioned == 1  # only A's own enclave got keys
         capsys.readouterr()
@@ -193,6 +193,26 @@ def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, cap
             assert client.run("upgraded", [b""]) == [b"new build"]
             assert nb.node.manager.identity.verifying_key == na.node.manager.identity.verifying_key
     capsys.readouterr()
+
+
+def test_a_plugin_upgrade_on_one_node_keeps_the_worker_once_the_operator_allows_it(tmp_path, capsys):
+    with running_node(tmp_path) as n:
+        before = n.node.manager.identity
+    (tmp_path / "workloads").mkdir()
+    (tmp_path / "workloads" / "upgraded.py").write_text(UPGRADE)
+    (tmp_path / "workloads.toml").write_text('upgraded = "upgraded:Upgraded"\n')
+    with pytest.raises(EnclaveStartError, match="not in the key manager's policy"):
+        with running_node(tmp_path):  # the key manager still unseals; the new build is not allowed yet
+            pass
+    capsys.readouterr()
+    assert cli(["workloads", "--data-dir", str(tmp_path), "--json"]) == 0
+    new_build = json.loads(capsys.readouterr().out)["mr_enclave"]
+    assert cli(["pool", "allow", new_build, "--data-dir", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["wpe_mr_enclaves"] == [before.mr_enclave, new_build]
+    with running_node(tmp_path) as n, Client(n.url, trust=n.trust) as client:
+        after = n.node.manager.identity
+        assert after.mr_enclave == new_build and after.verifying_key == before.verifying_key
+        assert after.encryption_key == before.encryption_key and client.run("upgraded", [b""]) == [b"new build"]
 
 
 def test_a_node_that_does_not_trust_the_other_host_is_refused(tmp_path):

@@ -7,15 +7,15 @@ runs the key manager; both take effect at the next handshake, without a restart.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
 from ..crypto import sha256
-from ..enclave.service import KME_DIR, POLICY_FILE, TRUSTED_ROOTS_DIR
+from ..enclave.service import TRUSTED_ROOTS_DIR
 from ..files import write_atomic
+from ..manager.pool import allow_build, policy_path
 from ..protocol import EeaError
 from .output import console, emit_json, fail
 
@@ -25,8 +25,8 @@ def add_command(sub: Any, add_uri: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="One key-manager enclave seals the worker's keys and provisions them to every "
                                    "work-order enclave (here and on nodes that --join it) after both sides "
-                                   "attest. It provisions only measurements its policy allows: its own build, "
-                                   "plus those added with `allow`.",
+                                   "attest. It provisions only work-order enclave builds its policy lists: "
+                                   "the build of the node's first start, plus those added with `allow`.",
                        epilog="examples:\n  adytum pool                         # status of the node at --uri\n"
                               "  adytum pool allow 9f2c...e1 --data-dir adytum-data   # let an upgraded build in\n"
                               "  adytum pool trust other/devroot/root.pem --data-dir adytum-data\n"
@@ -59,23 +59,11 @@ def run_pool(args: argparse.Namespace) -> int:
 
 
 def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
-    value = mr_enclave.lower().removeprefix("0x")
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
-    path = data_dir / KME_DIR / POLICY_FILE
-    try:
-        listed = json.loads(path.read_text())["wpe_mr_enclaves"]
-    except FileNotFoundError:
-        listed = []
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is not a policy file ({exc}); fix or remove it") from None
-    if value not in listed:
-        listed.append(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps({"wpe_mr_enclaves": listed}, indent=2).encode() + b"\n")
+    listed = allow_build(data_dir, mr_enclave)
+    path = policy_path(data_dir)
     return {"policy": str(path), "wpe_mr_enclaves": listed,
-            "message": f"the key manager in {data_dir} now provisions work-order enclaves measuring {value} "
-                       f"({len(listed)} listed in {path}, plus its own build)"}
+            "message": f"the key manager in {data_dir} now provisions work-order enclaves of "
+                       f"{len(listed)} build(s), listed in {path}: {', '.join(listed)}"}
 
 
 def _trust(data_dir: Path, root: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ Response, so a Response works once. The evidence itself comes from the host's at
 SGX, a quote verified with Intel's collateral); the enclave checks it against its trusted roots.
 
 The KME releases keys only to an enclave with its own signer, the WPE product id and a measurement its
-policy allows; a WPE takes keys only from an enclave with its own signer and the KME product id, and only
+policy lists (an empty policy allows nothing); a WPE takes keys only from an enclave with its own signer and the KME product id, and only
 for the worker it was started for. Refusals raise `ProvisioningError`, whose message never holds a key.
 """
 
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from .. import crypto
 from ..attestation.errors import AttestationError
 from ..attestation.measurement import Measurement
-from ..attestation.policy import Policy
+from ..attestation.policy import Policy, Verdict
 from ..attestation.verify import verify_evidence
 from .keys import WorkerKeys
 
@@ -116,9 +116,9 @@ def _decode(decoder: msgspec.msgpack.Decoder, body: bytes, what: str):  # type: 
 
 
 def _verify_peer(role: str, proof_type: str, proof: str, policy: Policy,
-                 roots: Sequence[x509.Certificate]) -> None:
+                 roots: Sequence[x509.Certificate]) -> Verdict:
     try:
-        verify_evidence(proof_type, proof, policy=policy, trusted_roots=roots)
+        return verify_evidence(proof_type, proof, policy=policy, trusted_roots=roots)
     except AttestationError as exc:
         raise ProvisioningError(f"the {role}'s evidence is refused ({exc.reason.value}): {exc}") from None
 
@@ -212,9 +212,13 @@ class KeyManagerSessions:
         session = self._sessions.pop(response.session, None)
         if session is None:
             raise ProvisioningError("no open handshake with this session id (replayed, expired or invented)")
-        _verify_peer("work-order enclave", proof_type, proof, Policy(
-            mr_signers=frozenset({self._me.mr_signer}), mr_enclaves=self._allowed(), isv_prod_id=WPE_PRODUCT,
+        verdict = _verify_peer("work-order enclave", proof_type, proof, Policy(
+            mr_signers=frozenset({self._me.mr_signer}), isv_prod_id=WPE_PRODUCT,
             report_data_prefix=report_data("wpe", session.t)), self.roots)
+        build = (verdict.mr_enclave or b"").hex()
+        if verdict.mr_enclave not in self._allowed():
+            raise ProvisioningError(f"work-order enclave build {build} is not in the key manager's policy; "
+                                    f"if the operator wants it (an upgrade), `adytum pool allow {build}`")
         key = _channel_key(session.secret, session.peer, session.t)
         iv = crypto.random_bytes(crypto.IV_LEN)
         sealed = crypto.aes_encrypt(key, iv, self._keys().to_bytes(), session.t)

@@ -40,9 +40,12 @@ POLICY_FILE = "policy.json"
 class Platform:
     """What any enclave on this (simulated) platform has: its measurement and a quoter for its product."""
 
-    def __init__(self, data_dir: Path, product: int) -> None:
-        use_plugin_dir(data_dir)  # workloads.toml plug-ins may live in DATA_DIR/workloads
-        self.measurement: Measurement = measure(extra_modules=configured_modules(data_dir))
+    def __init__(self, data_dir: Path, product: int, plugins: bool = True) -> None:
+        if plugins:  # workloads.toml plug-ins may live in DATA_DIR/workloads; they are part of the build
+            use_plugin_dir(data_dir)
+            self.measurement: Measurement = measure(extra_modules=configured_modules(data_dir))
+        else:
+            self.measurement = measure(include_plugins=False)
         self.quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave,
                                       self.measurement.mr_signer, isv_prod_id=product)
 
@@ -82,13 +85,14 @@ def _quoting_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
 
 class KeyManager:
     """The key-manager enclave (KME): makes the worker's keys once, seals them, and provisions them to
-    work-order enclaves its policy allows. The policy is its own measurement plus any listed in
-    DATA_DIR/kme/policy.json (``{"wpe_mr_enclaves": [hex, ...]}``), read at every handshake so that an
-    upgrade is allowed without a restart."""
+    work-order enclaves its policy lists: DATA_DIR/kme/policy.json (``{"wpe_mr_enclaves": [hex, ...]}``),
+    read at every handshake so that an upgrade is allowed without a restart. It runs no workloads, so
+    its own measurement leaves the plug-ins out: changing them changes the work-order enclaves' build,
+    not the key manager's, and its sealed keys still open."""
 
     def __init__(self, data_dir: Path, worker_id: str) -> None:
         self.data_dir = data_dir
-        self.platform = Platform(data_dir, KME_PRODUCT)
+        self.platform = Platform(data_dir, KME_PRODUCT, plugins=False)
         self.keys_dir = data_dir / KME_DIR
         self.keys_dir.mkdir(exist_ok=True)
         self.sealer = Sealer(platform_secret(data_dir), self.platform.measurement.mr_enclave)
@@ -103,16 +107,14 @@ class KeyManager:
                                            self.allowed)
 
     def allowed(self) -> frozenset[bytes]:
-        allowed = {self.platform.measurement.mr_enclave}
         path = self.keys_dir / POLICY_FILE
         try:
-            listed = json.loads(path.read_text())["wpe_mr_enclaves"]
-            allowed.update(bytes.fromhex(m) for m in listed)
+            return frozenset(bytes.fromhex(m) for m in json.loads(path.read_text())["wpe_mr_enclaves"])
         except FileNotFoundError:
-            pass
+            log.error("no policy %s: no work-order enclave is allowed", path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("policy %s is unreadable (%s); only this build's own measurement is allowed", path, exc)
-        return frozenset(allowed)
+            log.error("policy %s is unreadable (%s): no work-order enclave is allowed", path, exc)
+        return frozenset()
 
     def handle(self, msg: Message, link: "HostLink") -> Message | None:
         if isinstance(msg, Hello):

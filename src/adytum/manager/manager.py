@@ -31,7 +31,8 @@ from ..enclave.service import PLATFORM_DIR
 from ..protocol import Status
 from ..store import GroupCommit, ItemWrite, StateConflict, Store, WorkerRow
 from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
-from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision
+from .pool import (KeyManagerServer, LocalKeyManager, RemoteKeyManager, allow_build, local_build, policy_path,
+                   provision)
 
 log = logging.getLogger("adytum.manager")
 
@@ -136,6 +137,8 @@ class Manager:
         self._attestation = SimulatedAttestationService(dev_root)
         self._trusted_roots = [dev_root.root_certificate]
         if isinstance(self.kme, LocalKeyManager):
+            if not policy_path(self.config.data_dir).exists():  # first start: this build is the worker's
+                allow_build(self.config.data_dir, local_build(self.config.data_dir))
             await self.kme.start()
             self._tasks.append(asyncio.create_task(self._watch_key_manager(self.kme), name="kme-watch"))
         if self.kme_server:
@@ -260,13 +263,14 @@ class Manager:
 
     # -- attestation and registration ------------------------------------------------------------------
 
-    def _attest(self, ident: Identity) -> str:
+    def _attest(self, ident: Identity, registered: bool = True) -> str:
         """Have the (simulated) attestation service sign a report on the enclave's quote, and check it
         as a requester would before publishing it: the node never registers evidence it would refuse."""
         assert self._attestation is not None, "Manager.start() creates the attestation service"
         evidence = self._attestation.verify_quote(ident.quote, nonce=random_bytes(16).hex())
         proof = evidence.to_proof_data()
-        policy = Policy(mr_enclaves=frozenset(self.config.allowed_mr_enclaves), allow_debug=self.config.allow_debug)
+        allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
+        policy = Policy(mr_enclaves=frozenset(allowed), allow_debug=self.config.allow_debug)
         try:
             verify_worker_evidence(PROOF_DATA_TYPE, proof, verifying_key=ident.verifying_key,
                                    encryption_key=ident.encryption_key, worker_id=ident.worker_id,
@@ -281,8 +285,8 @@ class Manager:
         return self._attestation.verify_quote(quote, nonce=random_bytes(16).hex()).to_proof_data()
 
     def _admit_key_manager(self, ident: Identity) -> None:
-        """The key manager's evidence must verify under this node's policy, like any enclave's."""
-        self._attest(ident)
+        """The key manager's evidence must verify under this node's policy (it is never registered)."""
+        self._attest(ident, registered=False)
 
     async def _provision(self, enclave: EnclaveProcess) -> Identity:
         return await provision(enclave, self.kme, self._attest_quote)

@@ -13,14 +13,20 @@ keys sealed to one handshake.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import struct
+from pathlib import Path
 from typing import Callable, Protocol
 
 import msgspec
 
+from ..attestation.measurement import measure
 from ..attestation.service import PROOF_DATA_TYPE
 from ..enclave.channel import Identity, Provision
+from ..enclave.service import KME_DIR, POLICY_FILE
+from ..files import write_atomic
+from ..workloads.registry import configured_modules, use_plugin_dir
 from .enclave import EnclaveDied, EnclaveProcess, ProvisioningRefused
 
 log = logging.getLogger("adytum.pool")
@@ -43,6 +49,44 @@ class KeyManagerLink(Protocol):
     async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay: ...
 
     def status(self) -> dict[str, object]: ...
+
+
+def policy_path(data_dir: Path) -> Path:
+    return data_dir / KME_DIR / POLICY_FILE
+
+
+def allowed_builds(data_dir: Path) -> list[str]:
+    """The work-order enclave measurements the key manager of `data_dir` provisions."""
+    path = policy_path(data_dir)
+    try:
+        listed = json.loads(path.read_text())["wpe_mr_enclaves"]
+    except FileNotFoundError:
+        return []
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a policy file ({exc}); fix or remove it") from None
+    if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+        raise ValueError(f"{path}: wpe_mr_enclaves must be a list of hex strings")
+    return listed
+
+
+def allow_build(data_dir: Path, mr_enclave: str) -> list[str]:
+    """Add a work-order enclave measurement to the key manager's policy (an operator's decision)."""
+    value = mr_enclave.lower().removeprefix("0x")
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
+    listed = allowed_builds(data_dir)
+    if value not in listed:
+        listed.append(value)
+        path = policy_path(data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"wpe_mr_enclaves": listed}, indent=2).encode() + b"\n")
+    return listed
+
+
+def local_build(data_dir: Path) -> str:
+    """The measurement of the work-order enclaves this data directory runs (built-ins and plug-ins)."""
+    use_plugin_dir(data_dir)
+    return measure(extra_modules=configured_modules(data_dir)).mr_enclave.hex()
 
 
 async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attest: Attest) -> Identity:
