@@ -1,13 +1,13 @@
 """The key-provisioning handshake in process: a KME (`KeyManagerSessions`) and WPEs (`WpeHandshake`)
-exchange the four messages by hand, the test playing the hosts (quoting each side's report data and
-turning the quote into evidence with the simulated attestation service). Every refusal is checked by
-its reason, and the tests prove that tampering, replay, impersonation and malformed input are refused
-with `ProvisioningError` alone."""
+exchange the four messages by hand while the test plays the hosts (quoting each side's report data and
+turning the quote into evidence with the simulated attestation service). Each refusal is checked by its
+reason: tampering, replay, impersonation and malformed input end in `ProvisioningError` and nothing else."""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -30,6 +30,7 @@ SIGNER = crypto.sha256(b"test build signer")
 BUILD = Measurement(mr_enclave=crypto.sha256(b"enclave build 1"), mr_signer=SIGNER, python_version=(3, 11, 7))
 UPGRADE = Measurement(mr_enclave=crypto.sha256(b"enclave build 2"), mr_signer=SIGNER, python_version=(3, 11, 7))
 NONCE = "provisioning-test"
+Attest = Callable[[bytes], str]
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -53,15 +54,14 @@ class World:
         self.now = 1000.0
         self.sessions = KeyManagerSessions(lambda: self.keys, BUILD, self.roots, lambda: frozenset(self.allowed),
                                            clock=lambda: self.now)
-        self.kme_quoter = self.quoter(BUILD, KME_PRODUCT)
-        self.wpe_quoter = self.quoter(BUILD, WPE_PRODUCT)
+        self.kme_attest = self.attester(BUILD, KME_PRODUCT)
+        self.wpe_attest = self.attester(BUILD, WPE_PRODUCT)
 
-    def quoter(self, me: Measurement, product: int) -> SimulatedQuoter:
-        return SimulatedQuoter(self.root.quoting_key, me.mr_enclave, me.mr_signer, isv_prod_id=product)
-
-    def evidence(self, quoter: SimulatedQuoter, report_data: bytes) -> str:
-        """What the host does with an enclave's report data: quote it, have the service verify the quote."""
-        return self.service.verify_quote(quoter.quote(report_data), nonce=NONCE).to_proof_data()
+    def attester(self, me: Measurement, product: int) -> Attest:
+        """What this host does with the report data of an enclave it runs: quote it on its platform and
+        have its attestation service turn the quote into evidence (proof data)."""
+        quoter = SimulatedQuoter(self.root.quoting_key, me.mr_enclave, me.mr_signer, isv_prod_id=product)
+        return lambda report_data: self.service.verify_quote(quoter.quote(report_data), nonce=NONCE).to_proof_data()
 
     def wpe(self, me: Measurement = BUILD, worker_id: str = WORKER) -> WpeHandshake:
         return WpeHandshake(worker_id, me, self.roots)
@@ -69,13 +69,13 @@ class World:
     def challenge(self, wpe: WpeHandshake, offer: bytes | None = None) -> tuple[bytes, str]:
         """Offer -> KME; the Challenge and the KME's evidence over its report data."""
         step = self.sessions.handle(wpe.offer if offer is None else offer)
-        return step.body, self.evidence(self.kme_quoter, step.report_data)
+        return step.body, self.kme_attest(step.report_data)
 
     def response(self, wpe: WpeHandshake, challenge: tuple[bytes, str],
-                 quoter: SimulatedQuoter | None = None) -> tuple[bytes, str]:
+                 attest: Attest | None = None) -> tuple[bytes, str]:
         """Challenge -> WPE; the Response and the WPE's evidence over its report data."""
         step = wpe.answer(challenge[0], PROOF_DATA_TYPE, challenge[1])
-        return step.body, self.evidence(quoter or self.wpe_quoter, step.report_data)
+        return step.body, (attest or self.wpe_attest)(step.report_data)
 
     def delivery(self, response: tuple[bytes, str]) -> bytes:
         """Response -> KME; the Delivery (nothing to quote)."""
@@ -83,8 +83,8 @@ class World:
         assert step.report_data == b""
         return step.body
 
-    def provision(self, wpe: WpeHandshake, quoter: SimulatedQuoter | None = None) -> WorkerKeys:
-        return wpe.accept(self.delivery(self.response(wpe, self.challenge(wpe), quoter)))
+    def provision(self, wpe: WpeHandshake, attest: Attest | None = None) -> WorkerKeys:
+        return wpe.accept(self.delivery(self.response(wpe, self.challenge(wpe), attest)))
 
 
 @pytest.fixture
@@ -109,14 +109,22 @@ def test_handshake_delivers_the_key_managers_keys(world):
 
 
 def test_measurement_outside_policy_is_refused_until_the_policy_allows_it(world):
-    upgraded = world.quoter(UPGRADE, WPE_PRODUCT)
+    upgraded = world.attester(UPGRADE, WPE_PRODUCT)
     wpe = world.wpe(UPGRADE)
     response = world.response(wpe, world.challenge(wpe), upgraded)
-    with pytest.raises(ProvisioningError, match=r"work-order enclave's evidence is refused \(measurement\)"):
+    with pytest.raises(ProvisioningError, match=f"{UPGRADE.mr_enclave.hex()} is not in the"):
         world.delivery(response)
 
     world.allowed.add(UPGRADE.mr_enclave)  # the operator lists the new build; the KME reads it per handshake
     assert same_keys(world.provision(world.wpe(UPGRADE), upgraded), world.keys)
+
+
+def test_empty_policy_allows_no_build(world):
+    world.allowed.clear()
+    wpe = world.wpe()
+    response = world.response(wpe, world.challenge(wpe))
+    with pytest.raises(ProvisioningError, match=f"{BUILD.mr_enclave.hex()} is not in the"):
+        world.delivery(response)
 
 
 # --- replay ----------------------------------------------------------------------------------------
@@ -206,7 +214,7 @@ def test_delivery_before_the_kme_is_verified_is_refused(world):
 # --- impersonating the KME -------------------------------------------------------------------------
 
 
-def kme_impostor_refused(world: World, proof_for, reason: str) -> None:
+def kme_impostor_refused(world: World, proof_for: Attest, reason: str) -> None:
     wpe = world.wpe()
     step = world.sessions.handle(wpe.offer)
     with pytest.raises(ProvisioningError, match=rf"key manager's evidence is refused \({reason}\)"):
@@ -215,39 +223,39 @@ def kme_impostor_refused(world: World, proof_for, reason: str) -> None:
 
 
 def test_wpe_product_cannot_answer_as_kme(world):
-    kme_impostor_refused(world, lambda rd: world.evidence(world.wpe_quoter, rd), "product")
+    kme_impostor_refused(world, world.wpe_attest, "product")
 
 
 def test_kme_of_another_signer_is_refused(world):
     other = Measurement(mr_enclave=BUILD.mr_enclave, mr_signer=crypto.sha256(b"someone else"))
-    kme_impostor_refused(world, lambda rd: world.evidence(world.quoter(other, KME_PRODUCT), rd), "measurement")
+    kme_impostor_refused(world, world.attester(other, KME_PRODUCT), "measurement")
 
 
 def test_kme_under_an_untrusted_root_is_refused(world, tmp_path):
     elsewhere = World(tmp_path, "other-devroot")
-    kme_impostor_refused(world, lambda rd: elsewhere.evidence(elsewhere.kme_quoter, rd), "chain")
+    kme_impostor_refused(world, elsewhere.kme_attest, "chain")
 
 
 def test_kme_evidence_from_another_handshake_is_refused(world):
     earlier = world.wpe()
     _, earlier_proof = world.challenge(earlier)  # a genuine KME quote, over another transcript
-    kme_impostor_refused(world, lambda rd: earlier_proof, "report-data")
+    kme_impostor_refused(world, lambda _: earlier_proof, "report-data")
 
 
-def test_wpe_cannot_pass_as_kme_by_echoing_its_own_role(world):
-    """The report data names the role: KME evidence over the WPE's report data does not answer a challenge."""
+def test_kme_evidence_over_the_wpe_role_is_refused(world):
+    """The report data names the role: evidence over the WPE's report data does not answer a challenge."""
     wpe = world.wpe()
     step = world.sessions.handle(wpe.offer)
-    t = provisioning.transcript(wpe.offer, msgspec.msgpack.decode(step.body, type=Challenge).session,
-                                msgspec.msgpack.decode(step.body, type=Challenge).public_key)
+    challenge = msgspec.msgpack.decode(step.body, type=Challenge)
+    t = provisioning.transcript(wpe.offer, challenge.session, challenge.public_key)
     assert provisioning.report_data("kme", t) == step.report_data
     with pytest.raises(ProvisioningError, match=r"key manager's evidence is refused \(report-data\)"):
-        wpe.answer(step.body, PROOF_DATA_TYPE, world.evidence(world.kme_quoter, provisioning.report_data("wpe", t)))
+        wpe.answer(step.body, PROOF_DATA_TYPE, world.kme_attest(provisioning.report_data("wpe", t)))
 
 
 def test_kme_refuses_kme_product_answering_as_wpe(world):
     wpe = world.wpe()
-    response = world.response(wpe, world.challenge(wpe), world.quoter(BUILD, KME_PRODUCT))
+    response = world.response(wpe, world.challenge(wpe), world.attester(BUILD, KME_PRODUCT))
     with pytest.raises(ProvisioningError, match=r"work-order enclave's evidence is refused \(product\)"):
         world.delivery(response)
 
@@ -255,9 +263,20 @@ def test_kme_refuses_kme_product_answering_as_wpe(world):
 def test_kme_refuses_a_wpe_of_another_signer(world):
     stranger = Measurement(mr_enclave=BUILD.mr_enclave, mr_signer=crypto.sha256(b"someone else"))
     wpe = world.wpe()
-    response = world.response(wpe, world.challenge(wpe), world.quoter(stranger, WPE_PRODUCT))
+    response = world.response(wpe, world.challenge(wpe), world.attester(stranger, WPE_PRODUCT))
     with pytest.raises(ProvisioningError, match=r"work-order enclave's evidence is refused \(measurement\)"):
         world.delivery(response)
+
+
+def test_kme_refuses_a_wpe_under_an_untrusted_root_until_it_is_trusted(world, tmp_path):
+    elsewhere = World(tmp_path, "other-devroot")  # another host, whose WPE trusts this KME's root
+    remote = world.wpe()
+    response = world.response(remote, world.challenge(remote), elsewhere.wpe_attest)
+    with pytest.raises(ProvisioningError, match=r"work-order enclave's evidence is refused \(chain\)"):
+        world.delivery(response)
+
+    world.sessions.roots = [*world.roots, elsewhere.root.root_certificate]  # `adytum pool trust`
+    assert same_keys(world.provision(world.wpe(), elsewhere.wpe_attest), world.keys)
 
 
 # --- another worker --------------------------------------------------------------------------------
@@ -347,7 +366,7 @@ MALFORMED_PROOFS = {
                                                   '"report_signature": [], "report_signing_certificate": null}',
                                  "malformed"),
     "unknown proof type": ("NO-SUCH-TYPE", "{}", "unsupported"),
-    "dcap without quote": ("TEE-SGX-DCAP", "{}", "malformed|collateral"),
+    "dcap without collateral": ("TEE-SGX-DCAP", "{}", "collateral"),
     "ias garbage": ("TEE-SGX-IAS", '{"verification_report": "x"}', "malformed"),
 }
 
@@ -356,10 +375,10 @@ MALFORMED_PROOFS = {
 def test_malformed_evidence_is_refused_by_both_sides(world, proof_type, proof, reason):
     wpe = world.wpe()
     step = world.sessions.handle(wpe.offer)
-    with pytest.raises(ProvisioningError, match=rf"key manager's evidence is refused \(({reason})\)"):
+    with pytest.raises(ProvisioningError, match=rf"key manager's evidence is refused \({reason}\)"):
         wpe.answer(step.body, proof_type, proof)
-    response = world.response(wpe, (step.body, world.evidence(world.kme_quoter, step.report_data)))
-    with pytest.raises(ProvisioningError, match=rf"work-order enclave's evidence is refused \(({reason})\)"):
+    response = world.response(wpe, (step.body, world.kme_attest(step.report_data)))
+    with pytest.raises(ProvisioningError, match=rf"work-order enclave's evidence is refused \({reason}\)"):
         world.sessions.handle(response[0], proof_type, proof)
 
 
@@ -369,7 +388,7 @@ def test_malformed_ephemeral_keys_are_refused(world):
     session = crypto.random_bytes(16)
     for bad in (bytes(5), bytes(32)):
         t = provisioning.transcript(wpe.offer, session, bad)
-        proof = world.evidence(world.kme_quoter, provisioning.report_data("kme", t))
+        proof = world.kme_attest(provisioning.report_data("kme", t))
         with pytest.raises(ProvisioningError, match="ephemeral key is not an X25519 public key"):
             wpe.answer(_encode(Challenge(session, bad)), PROOF_DATA_TYPE, proof)
 
@@ -377,7 +396,7 @@ def test_malformed_ephemeral_keys_are_refused(world):
     body, proof = world.challenge(wpe, zero)
     challenge = msgspec.msgpack.decode(body, type=Challenge)
     t = provisioning.transcript(zero, challenge.session, challenge.public_key)
-    response = (_encode(Response(challenge.session)), world.evidence(world.wpe_quoter, provisioning.report_data("wpe", t)))
+    response = (_encode(Response(challenge.session)), world.wpe_attest(provisioning.report_data("wpe", t)))
     with pytest.raises(ProvisioningError, match="ephemeral key is not an X25519 public key"):
         world.delivery(response)
 
@@ -390,9 +409,9 @@ def secret_fragments(keys: WorkerKeys) -> list[str]:
     pem = keys.encryption.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()).decode()
     pem_lines = [line for line in pem.splitlines() if "-----" not in line and len(line) >= 40]
-    return [keys.signing.secret.hex(), keys.signing.secret.hex().upper(), der[-64:].hex(), der[-64:].hex().upper(),
-            crypto.b64encode(der)[-40:], keys.signing.private_pem().splitlines()[1], *pem_lines[len(pem_lines) // 2:][:3],
-            "PRIVATE"]
+    secret = keys.signing.secret.hex()
+    return [secret, secret.upper(), der[-64:].hex(), der[-64:].hex().upper(), crypto.b64encode(der)[-40:],
+            keys.signing.private_pem().splitlines()[1], *pem_lines[len(pem_lines) // 2:][:3], "PRIVATE"]
 
 
 def test_no_key_material_in_logs_or_refusals(world, caplog):
@@ -412,9 +431,10 @@ def test_no_key_material_in_logs_or_refusals(world, caplog):
     refused(wpe.accept, delivery)
     refused(wpe.accept, delivery[:-1])
     upgraded = world.wpe(UPGRADE)
-    refused(world.delivery, world.response(upgraded, world.challenge(upgraded), world.quoter(UPGRADE, WPE_PRODUCT)))
+    refused(world.delivery, world.response(upgraded, world.challenge(upgraded), world.attester(UPGRADE, WPE_PRODUCT)))
     refused(world.sessions.handle, world.keys.to_bytes())  # the keys themselves, sent as a message
-    refused(world.sessions.handle, _encode(Offer(OTHER_WORKER + world.keys.signing.secret.hex(), bytes(32), bytes(16))))
+    echoed = OTHER_WORKER + world.keys.signing.secret.hex()  # the KME echoes only the first 64 characters
+    refused(world.sessions.handle, _encode(Offer(echoed, bytes(32), bytes(16))))
 
     keys = world.provision(world.wpe())
     assert same_keys(keys, world.keys)
