@@ -283,7 +283,7 @@ def test_kme_refuses_a_wpe_under_an_untrusted_root_until_it_is_trusted(world, tm
 
 
 def test_kme_refuses_an_offer_for_another_worker(world):
-    with pytest.raises(ProvisioningError, match=f"an offer for worker {OTHER_WORKER}; this key manager holds "
+    with pytest.raises(ProvisioningError, match=f"an offer for worker '{OTHER_WORKER}'; this key manager holds "
                                                 f"worker {WORKER}"):
         world.sessions.handle(world.wpe(worker_id=OTHER_WORKER).offer)
     assert world.sessions.open_sessions == 0

@@ -162,7 +162,7 @@ class WpeHandshake:
         except (crypto.CryptoError, msgspec.DecodeError, msgspec.ValidationError, ValueError):
             raise ProvisioningError("the delivered keys do not open under this handshake's channel key "
                                     "(altered, or sealed for another enclave)") from None
-        if keys.worker_id != self.worker_id:
+        if keys.worker_id.lower() != self.worker_id.lower():
             raise ProvisioningError(f"keys delivered for worker {keys.worker_id}; this enclave serves "
                                     f"{self.worker_id}")
         return keys
@@ -193,8 +193,8 @@ class KeyManagerSessions:
 
     def challenge(self, offer: Offer, raw: bytes) -> Step:
         worker_id = self._keys().worker_id
-        if offer.worker_id.lower() != worker_id:
-            raise ProvisioningError(f"an offer for worker {offer.worker_id[:64]}; this key manager holds "
+        if offer.worker_id.lower() != worker_id.lower():
+            raise ProvisioningError(f"an offer for worker {offer.worker_id[:64]!r}; this key manager holds "
                                     f"worker {worker_id}")
         if len(offer.public_key) != 32 or len(offer.nonce) != 16:
             raise ProvisioningError("malformed offer: a 32-byte X25519 key and a 16-byte nonce are required")
