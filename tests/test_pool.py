@@ -156,6 +156,22 @@ def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_a_joined_node_keeps_serving_when_the_key_manager_host_goes_away(tmp_path):
+    from contextlib import ExitStack
+
+    a, b = _two_hosts(tmp_path)
+    with ExitStack() as host_a:
+        na = host_a.enter_context(running_node(a, kme_listen="127.0.0.1:0"))
+        with running_node(b, join=na.node.manager.kme_server.address) as nb, Client(nb.url, trust=nb.trust) as c:
+            host_a.close()  # host A (and its key manager) goes away
+            assert c.run("hello", [b"alone"]) == [b"Hello alone"]
+            published = nb.node.manager.proof_data
+            nb.call(nb.node.manager.refresh)  # cannot provision again: re-attests the keys the enclaves hold
+            assert nb.node.manager.proof_data != published
+            assert c.call("PoolStatus", {})["keyManager"]["state"] == "unreachable"
+            assert c.run("hello", [b"still"]) == [b"Hello still"]
+
+
 UPGRADE = '''
 from adytum.workloads import Workload
 

@@ -326,7 +326,13 @@ class Manager:
         """Provision every enclave again (picking up keys rotated at the key manager), re-attest and
         publish a fresh record."""
         async with self._key_change:
-            await self._reprovision()
+            try:
+                await self._reprovision()
+            except (EnclaveDied, EnclaveStartError) as exc:  # the enclaves keep the keys they hold
+                if self.identity is None or not any(e.alive for e in self.enclaves):
+                    raise
+                log.warning("could not provision the enclaves again (%s); re-attesting the keys they hold", exc)
+                await self._publish(self.identity)
 
     async def _reprovision(self) -> Identity:
         alive = [e for e in self.enclaves if e.alive]
@@ -344,7 +350,9 @@ class Manager:
             await kme.process.wait_exit()
             try:
                 await kme.process.ensure_running()
-            except (EnclaveDied, EnclaveStartError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep watching; ensure_running backs off between attempts
                 log.error("the key manager did not come back: %s; retrying", exc)
 
     def pool_status(self) -> dict[str, object]:
