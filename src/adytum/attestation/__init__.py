@@ -1,8 +1,9 @@
 """Attestation evidence and its verification: simulated, Intel SGX DCAP, TDX and IAS.
 
 Every kind of evidence yields a `Verdict` and is judged by one `Policy`; every refusal is an
-`AttestationError` whose `reason` names what failed. Names are imported on first use, so the
-enclave, which needs only `measurement` and `quote`, never loads the host-side verifiers.
+`AttestationError` whose `reason` names what failed. Names are imported on first use. Enclaves load
+`measurement` and `quote`, and `verify` to check a peer enclave's evidence before keys move between
+them (`adytum.enclave.provisioning`); the whole package is part of their measurement.
 """
 
 from __future__ import annotations
