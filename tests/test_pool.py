@@ -287,3 +287,12 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
         n.call(n.node.manager.refresh)  # and it still provisions
         assert n.node.manager.kme.provisioned >= 2
     assert "dropped" in caplog.text and "refused" in caplog.text
+
+
+def test_a_data_directory_from_before_pools_is_refused_not_silently_rekeyed(tmp_path):
+    (tmp_path / "enclave").mkdir()
+    (tmp_path / "enclave" / "worker-keys.sealed").write_bytes(b"sealed by an old build")
+    with pytest.raises(EnclaveStartError, match="cannot be migrated"):
+        with running_node(tmp_path):
+            pass
+    assert not (tmp_path / "kme" / "worker-keys.sealed").exists()

@@ -137,6 +137,7 @@ class Manager:
         self._attestation = SimulatedAttestationService(dev_root)
         self._trusted_roots = [dev_root.root_certificate]
         if isinstance(self.kme, LocalKeyManager):
+            _refuse_pre_pool_keys(self.config.data_dir)
             if not policy_path(self.config.data_dir).exists():  # first start: this build is the worker's
                 allow_build(self.config.data_dir, local_build(self.config.data_dir))
             await self.kme.start()
@@ -405,6 +406,16 @@ class Manager:
     def _worker_row(self, ident: Identity) -> WorkerRow:
         return WorkerRow(self.worker_id, 1, self.config.organization_id, self.config.application_type_id,
                          1, json.dumps(self.worker_record(ident)), time.time() + self.config.attestation_lifetime)
+
+
+def _refuse_pre_pool_keys(data_dir: Path) -> None:
+    """Keys sealed by an enclave before pools existed cannot move to the key manager (sealing binds the
+    old build): starting would silently make a new identity under the same worker id. Say so instead."""
+    old, new = data_dir / "enclave" / "worker-keys.sealed", data_dir / "kme" / "worker-keys.sealed"
+    if old.exists() and not new.exists():
+        raise EnclaveStartError(f"{old} holds keys sealed by an enclave build from before key-manager pools; "
+                                f"they cannot be migrated. Move {old.parent} aside to start this worker with new "
+                                "keys (requesters must fetch the new record).")
 
 
 def _ignore(fut: "asyncio.Future[object]") -> None:
