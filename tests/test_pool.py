@@ -96,7 +96,7 @@ def test_killed_work_order_enclave_loses_nothing_and_is_provisioned_again(tmp_pa
         submit_all(client, orders, during=lambda: os.kill(victim.pid, signal.SIGKILL), at=20)
         results = [open_result(o, worker, wait_for_result(client, o)) for o in orders]
         assert len({r[0] for r in results}) == 1  # all the same, correct value
-        eventually(lambda: victim.alive)
+        eventually(lambda: victim.serving)
         assert victim.restarts >= 1 and n.node.manager.kme.provisioned >= 3  # the restart was provisioned
         assert answered_once(n, orders)
         assert client.run("hello", [b"after"]) == [b"Hello after"]
@@ -112,14 +112,14 @@ def test_killed_key_manager_comes_back_with_the_same_keys_and_enclaves_keep_serv
         submit_all(client, orders, during=lambda: os.kill(first_pid, signal.SIGKILL), at=5)
         for order in orders:  # the enclaves hold their keys: serving never stops
             open_result(order, worker, wait_for_result(client, order))
-        eventually(lambda: kme.alive and kme.pid != first_pid)
+        eventually(lambda: kme.serving and kme.pid != first_pid)
         assert kme.identity.verifying_key == first_key and kme.restarts == 1
         wpe = n.node.manager.enclaves[1]
         os.kill(wpe.pid, signal.SIGKILL)  # now a restarted enclave needs the new key manager
         eventually(lambda: wpe.alive or wpe.restarts > 0)
         for _ in range(6):
             assert client.run("hello", [b"again"]) == [b"Hello again"]
-        eventually(lambda: wpe.alive)
+        eventually(lambda: wpe.serving)
         assert wpe.identity.verifying_key == first_key
         assert client.call("PoolStatus", {})["keyManager"]["restarts"] == 1
 
@@ -283,8 +283,15 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
         with pytest.raises(ProvisioningRefused, match="no open handshake"):
             asyncio.run(RemoteKeyManager(address).exchange(msgspec.msgpack.encode(
                 {"type": "response", "session": bytes(16)}), "SIMULATED-IAS", "{}"))
+        n.node.manager.kme_server.offers_per_minute = 4  # the offer for another worker was the first
+        offers = [asyncio.run(RemoteKeyManager(address).exchange(
+            msgspec.msgpack.encode(Offer(n.node.manager.worker_id, os.urandom(32), os.urandom(16)))))
+            for _ in range(3)]
+        assert all(o.proof for o in offers)  # three challenges, each with the key manager's evidence
+        with pytest.raises(ProvisioningRefused, match="too many handshakes"):
+            asyncio.run(RemoteKeyManager(address).exchange(offer))
         assert n.node.manager.kme.process.alive
-        n.call(n.node.manager.refresh)  # and it still provisions
+        n.call(n.node.manager.refresh)  # and it still provisions its own enclaves
         assert n.node.manager.kme.provisioned >= 2
     assert "dropped" in caplog.text and "refused" in caplog.text
 

@@ -50,11 +50,11 @@ class _NodeCollector:
                                   value=self.api.committer.commits)
         yield CounterMetricFamily("adytum_store_transitions", "Work-order state transitions stored",
                                   value=self.api.committer.transitions)
-        up = GaugeMetricFamily("adytum_enclave_up", "1 if the enclave process is running", labels=["enclave"])
+        up = GaugeMetricFamily("adytum_enclave_up", "1 if the enclave process is running and provisioned", labels=["enclave"])
         served = CounterMetricFamily("adytum_enclave_served", "Work orders processed", labels=["enclave"])
         restarts = CounterMetricFamily("adytum_enclave_restarts", "Enclave restarts", labels=["enclave"])
         for e in m.enclaves:
-            up.add_metric([e.name], 1 if e.alive else 0)
+            up.add_metric([e.name], 1 if e.serving else 0)
             served.add_metric([e.name], e.served)
             restarts.add_metric([e.name], e.restarts)
         kme = m.kme.status()

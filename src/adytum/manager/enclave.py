@@ -63,6 +63,7 @@ class EnclaveProcess:
         self._stderr: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._hello: asyncio.Future[Identity] | None = None
+        self._starting = False
 
     @property
     def pid(self) -> int | None:
@@ -72,6 +73,11 @@ class EnclaveProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.returncode is None and self._reader is not None \
             and not self._reader.done()
+
+    @property
+    def serving(self) -> bool:
+        """Running, provisioned and admitted (`alive` is already true while it is being provisioned)."""
+        return self.alive and not self._starting
 
     @property
     def inflight(self) -> int:
@@ -91,6 +97,7 @@ class EnclaveProcess:
         self._hello = None if self.provision else asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
+        self._starting = True
         try:
             ident = await asyncio.wait_for(self._introduce(), timeout=120)
             if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
@@ -101,6 +108,8 @@ class EnclaveProcess:
             self.kill()
             await self._proc.wait()  # no longer `alive` once this returns
             raise
+        finally:
+            self._starting = False
         self.identity = ident
         log.info("enclave %s started (pid %s)", self.name, self.pid)
         return ident

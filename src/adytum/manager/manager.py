@@ -199,7 +199,7 @@ class Manager:
         next order. A dead enclave is restarted (and provisioned) before it takes more, while live
         siblings take the queue; only when none is alive do orders wait for, and count, its restarts."""
         while True:
-            if not enclave.alive and any(e.alive for e in self.enclaves):
+            if not enclave.alive and any(e.serving for e in self.enclaves):
                 try:
                     await enclave.ensure_running()
                 except (EnclaveDied, EnclaveStartError) as exc:
@@ -330,16 +330,16 @@ class Manager:
             try:
                 await self._reprovision()
             except (EnclaveDied, EnclaveStartError) as exc:  # the enclaves keep the keys they hold
-                if self.identity is None or not any(e.alive for e in self.enclaves):
+                if self.identity is None or not any(e.serving for e in self.enclaves):
                     raise
                 log.warning("could not provision the enclaves again (%s); re-attesting the keys they hold", exc)
                 await self._publish(self.identity)
 
     async def _reprovision(self) -> Identity:
-        alive = [e for e in self.enclaves if e.alive]
-        if not alive:
+        serving = [e for e in self.enclaves if e.serving]  # one starting is provisioned by its start
+        if not serving:
             raise EnclaveDied("no enclave is running")
-        identities = [await self._provision(e) for e in alive]  # the new key is held before it is published
+        identities = [await self._provision(e) for e in serving]  # the new key is held before it is published
         if any(i.encryption_key != identities[0].encryption_key for i in identities):
             raise EnclaveStartError("enclaves did not all take the key manager's current keys")
         await self._publish(identities[0])
@@ -362,7 +362,8 @@ class Manager:
             "workerId": self.worker_id,
             "keyManager": self.kme.status(),
             "listening": self.kme_server.address if self.kme_server else "",
-            "enclaves": [{"name": e.name, "role": "wpe", "state": "running" if e.alive else "down", "pid": e.pid,
+            "enclaves": [{"name": e.name, "role": "wpe", "pid": e.pid,
+                          "state": "running" if e.serving else "starting" if e.alive else "down",
                           "mr_enclave": e.identity.mr_enclave if e.identity else "", "served": e.served,
                           "inflight": e.inflight, "restarts": e.restarts} for e in self.enclaves],
         }

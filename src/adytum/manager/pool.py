@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import struct
+import time
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -131,7 +133,8 @@ class LocalKeyManager:
 
     def status(self) -> dict[str, object]:
         p, ident = self.process, self.process.identity
-        return {"name": p.name, "role": "kme", "location": "local", "state": "running" if p.alive else "down",
+        state = "running" if p.serving else "starting" if p.alive else "down"
+        return {"name": p.name, "role": "kme", "location": "local", "state": state,
                 "pid": p.pid, "mr_enclave": ident.mr_enclave if ident else "", "restarts": p.restarts,
                 "provisioned": self.provisioned}
 
@@ -174,12 +177,27 @@ class RemoteKeyManager:
 
 
 class KeyManagerServer:
-    """Serves the local key manager to other nodes' work-order enclaves (`adytum up --kme-listen`)."""
+    """Serves the local key manager to other nodes' work-order enclaves (`adytum up --kme-listen`).
 
-    def __init__(self, kme: LocalKeyManager, address: str) -> None:
+    Each address may open at most `offers_per_minute` handshakes a minute, so that one peer cannot
+    crowd honest handshakes out of the key manager's bounded session table."""
+
+    def __init__(self, kme: LocalKeyManager, address: str, offers_per_minute: int = 60) -> None:
         self.kme = kme
         self.host, self.port = parse_address(address)
+        self.offers_per_minute = offers_per_minute
+        self._offers: dict[str, deque[float]] = defaultdict(deque)
         self._server: asyncio.AbstractServer | None = None
+
+    def _allow_offer(self, peer: str) -> bool:
+        now = time.monotonic()
+        recent = self._offers[peer]
+        while recent and recent[0] < now - 60:
+            recent.popleft()
+        if len(recent) >= self.offers_per_minute:
+            return False
+        recent.append(now)
+        return True
 
     @property
     def address(self) -> str:
@@ -205,6 +223,11 @@ class KeyManagerServer:
                     request = await asyncio.wait_for(read_relay(reader), 60)
                 except asyncio.IncompleteReadError:
                     return  # the peer is done
+                if not request.proof and not self._allow_offer(str(peer[0]) if peer else "?"):
+                    log.warning("provisioning for %s refused: more than %d handshakes a minute", peer,
+                                self.offers_per_minute)
+                    await write_relay(writer, Relay(error="too many handshakes from this address; retry later"))
+                    continue
                 try:
                     reply = await self.kme.exchange(request.body, request.proof_type, request.proof)
                 except ProvisioningRefused as exc:
