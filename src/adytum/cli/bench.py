@@ -11,17 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,9 +23,11 @@ from ..client import AsyncClient, Trust, UntrustedWorker, WorkerInfo, build
 from ..crypto import sha256
 from ..enclave.keys import WorkerKeys
 from ..enclave.processor import WorkOrderProcessor
+from ..enclave.service import PLATFORM_DIR
 from ..protocol import EeaError, encode
 from ..workloads import load_workloads
 from . import trust_from_args
+from .local_node import free_port, local_node
 from .output import console, emit_json, fail
 
 
@@ -102,39 +98,6 @@ async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, conc
     return latencies, failed, elapsed
 
 
-@contextmanager
-def local_node(enclaves: int) -> Iterator[tuple[str, Path]]:
-    """A fresh `adytum up` process with this many work-order enclaves; yields its URI and dev root."""
-    data = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{enclaves}-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    uri = f"http://127.0.0.1:{port}/"
-    with open(data / "node.log", "wb") as log:
-        node = subprocess.Popen([sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir", str(data),
-                                 "--enclaves", str(enclaves), "--log-format", "text"], stdout=log, stderr=log)
-    try:
-        from ..client import Client
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with Client(uri) as client:
-                    if client.call("WorkerLookUp", {})["ids"]:
-                        break
-            except (OSError, EeaError):
-                pass
-            if node.poll() is not None or time.monotonic() > deadline:
-                raise OSError(f"the local node did not start; see {data / 'node.log'}")
-            time.sleep(0.2)
-        yield uri, data / "devroot" / "root.pem"
-    finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-
-
 def measure_node(args: argparse.Namespace, uri: str, trust: Trust, enclaves: int | None, data: bytes,
                  bound_us: float) -> Report:
     if args.json:
@@ -188,9 +151,11 @@ def run_bench(args: argparse.Namespace) -> int:
         for n in counts:
             if not args.json:
                 console.print(f"[bold]starting a local node with {n} work-order enclave(s)[/]")
-            with local_node(n) as (uri, root):
-                reports.append(measure_node(args, uri, Trust.from_files([root]), n, data, bound_us))
-    except (OSError, ValueError, EeaError, UntrustedWorker) as exc:
+            node_dir = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{n}-"))
+            with local_node(node_dir, free_port(), "--enclaves", str(n), timeout=120) as uri:
+                trust = Trust.from_files([node_dir / PLATFORM_DIR / "root.pem"])
+                reports.append(measure_node(args, uri, trust, n, data, bound_us))
+    except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
     scaling = round(reports[-1].per_second / reports[0].per_second, 2) \
         if len(reports) > 1 and reports[0].per_second else None

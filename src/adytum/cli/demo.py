@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from ..client import Client, Trust, UntrustedWorker
 from ..crypto import SigningKey
 from ..enclave.service import PLATFORM_DIR
 from ..protocol import EeaError
+from .local_node import free_port, local_node
 from .output import console, emit_json, fail
 
 #: One work order per built-in workload: (workload, its input items). The stateful ones keep their
@@ -34,70 +31,42 @@ EXAMPLES: list[tuple[str, list[str]]] = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(client: Client, node: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            raise RuntimeError(f"the node exited with code {node.returncode}; see {log}")
-        try:
-            if client.call("WorkerLookUp", {})["ids"]:
-                return
-        except (OSError, EeaError):
-            client.close()
-        time.sleep(0.1)
-    raise RuntimeError(f"the node did not answer within {timeout:.0f} s; see {log}")
-
-
 def run_demo(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="adytum-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}/"
-    log = data_dir / "node.log"
     say = (lambda *a, **k: None) if args.json else console.print
     say(f"[bold]starting a node[/] on {uri} (simulated enclaves, SQLite store in {data_dir})")
-    with open(log, "wb") as log_file:
-        node = subprocess.Popen([sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir",
-                                 str(data_dir), "--log-format", "text"], stdout=log_file, stderr=log_file,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     results = []
     try:
-        with Client(uri) as probe:
-            _wait_ready(probe, node, log)
-        root = data_dir / PLATFORM_DIR / "root.pem"
-        say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
-            "no hardware protection[/]")
-        with Client(uri, trust=Trust.from_files([root]), signer=SigningKey()) as client:
-            worker = client.worker()
-            assert worker.verdict is not None
-            say(f"worker {worker.worker_id[:16]}…: attestation verified ({worker.verdict.kind}, mr_enclave "
-                f"{worker.verdict.mr_enclave.hex()[:16]}…), report data binds both keys and the worker id")
-            for workload, inputs in EXAMPLES:
-                started = time.perf_counter()
-                outputs = [o.decode() for o in client.run(workload, [i.encode() for i in inputs])]
-                ms = (time.perf_counter() - started) * 1000
-                results.append({"workload": workload, "inputs": inputs, "outputs": outputs, "verified": True,
-                                "ms": round(ms, 1)})
-                text, output = " | ".join(inputs), " | ".join(outputs)
-                text = text if len(text) <= 50 else text[:47] + "..."
-                shown = output if len(output) <= 70 else output[:67] + "..."
-                say(f"  [green]✓ verified[/] {workload}({text!r}) → {shown!r}  [dim]{ms:.1f} ms[/]")
+        with local_node(data_dir, port):
+            _run_examples(uri, data_dir, say, results)
     except (RuntimeError, EeaError, OSError, UntrustedWorker) as exc:
         return fail(f"demo failed: {exc}", as_json=args.json)
-    finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
     if args.json:
         emit_json({"ok": True, "uri": uri, "dataDir": str(data_dir), "results": results})
     else:
-        say(f"[bold]node stopped[/]; its log is {log}")
+        say(f"[bold]node stopped[/]; its log is {data_dir / 'node.log'}")
     return 0
+
+
+def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: list[dict[str, Any]]) -> None:
+    root = data_dir / PLATFORM_DIR / "root.pem"
+    say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
+        "no hardware protection[/]")
+    with Client(uri, trust=Trust.from_files([root]), signer=SigningKey()) as client:
+        worker = client.worker()
+        assert worker.verdict is not None
+        say(f"worker {worker.worker_id[:16]}…: attestation verified ({worker.verdict.kind}, mr_enclave "
+            f"{worker.verdict.mr_enclave.hex()[:16]}…), report data binds both keys and the worker id")
+        for workload, inputs in EXAMPLES:
+            started = time.perf_counter()
+            outputs = [o.decode() for o in client.run(workload, [i.encode() for i in inputs])]
+            ms = (time.perf_counter() - started) * 1000
+            results.append({"workload": workload, "inputs": inputs, "outputs": outputs, "verified": True,
+                            "ms": round(ms, 1)})
+            text, output = " | ".join(inputs), " | ".join(outputs)
+            text = text if len(text) <= 50 else text[:47] + "..."
+            shown = output if len(output) <= 70 else output[:67] + "..."
+            say(f"  [green]✓ verified[/] {workload}({text!r}) → {shown!r}  [dim]{ms:.1f} ms[/]")

@@ -267,9 +267,7 @@ class Manager:
     def _attest(self, ident: Identity, registered: bool = True) -> str:
         """Have the (simulated) attestation service sign a report on the enclave's quote, and check it
         as a requester would before publishing it: the node never registers evidence it would refuse."""
-        assert self._attestation is not None, "Manager.start() creates the attestation service"
-        evidence = self._attestation.verify_quote(ident.quote, nonce=random_bytes(16).hex())
-        proof = evidence.to_proof_data()
+        proof = self._attest_quote(ident.quote)
         allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
         policy = Policy(mr_enclaves=frozenset(allowed), allow_debug=self.config.allow_debug)
         try:
