@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the shared vectors live, and the CI rule for external services."""
+"""Shared test fixtures: the project's own test vectors (tests/vectors), and the CI rule for external services."""
 
 from __future__ import annotations
 
@@ -9,26 +9,25 @@ from typing import Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+VECTORS = ROOT / "tests" / "vectors"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _require(path: Path) -> Path:
-    if not path.exists():
-        if IN_CI:
-            pytest.fail(f"{path} is missing; CI must run with shared/ beside the project")
-        pytest.skip(f"{path} not found: clone the project with shared/ beside it to run vector tests")
+    """The vectors ship with the project: a missing directory is a broken checkout, never a skip."""
+    if not path.is_dir():
+        pytest.fail(f"{path} is missing: the test vectors are part of the repository (tests/vectors)")
     return path
 
 
 @pytest.fixture(scope="session")
 def avalon_vectors() -> Path:
-    return _require(SHARED / "vectors" / "avalon")
+    return _require(VECTORS / "avalon")
 
 
 @pytest.fixture(scope="session")
 def sgx_vectors() -> Path:
-    return _require(SHARED / "vectors" / "sgx")
+    return _require(VECTORS / "sgx")
 
 
 from support import RunningNode, running_node  # noqa: E402

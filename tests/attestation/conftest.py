@@ -1,8 +1,8 @@
 """Helpers for the SGX/TDX vector tests: which sets exist, their expectations, a policy per set.
 
 Set names are read at collection time so every set is its own test id; the files themselves
-are always reached through the ``sgx_vectors`` session fixture (which skips, or fails in CI,
-when ``shared/`` is absent).
+are always reached through the ``sgx_vectors`` session fixture (tests/vectors/sgx, part of the
+repository).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from adytum.attestation.policy import ALL_STATUSES, Policy
 from adytum.attestation.sgx.collateral import Collateral, load_collateral
 
 #: Only for naming test cases at collection time; tests reach files through ``sgx_vectors``.
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "sgx"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "sgx"
 _MANIFEST = VECTORS / "manifest.json"
 
 
 def manifest_names(section: str) -> list[str]:
-    """Set names in the manifest section, or [] when the vectors are absent (the fixture then skips)."""
+    """Set names in the manifest section, or [] when the vectors are absent (the fixture then fails)."""
     if not _MANIFEST.is_file():
         return []
     return sorted(json.loads(_MANIFEST.read_text())[section])
