@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Iterator
 
 from adytum.client import Trust
-from adytum.node import Node, NodeConfig
+from adytum.config import NodeConfig
+from adytum.node import Node
 
 
 class RunningNode:
@@ -36,7 +37,7 @@ class RunningNode:
 @contextmanager
 def running_node(data_dir: Path, **options) -> Iterator[RunningNode]:
     options.setdefault("enclaves", 1)
-    node = Node(NodeConfig(data_dir=data_dir, port=0, **options))
+    node = Node(NodeConfig.of(data_dir, port=0, **options))
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stop: list[asyncio.Event] = []

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from adytum.store import Duplicate, GroupCommit, NewOrder, Store
+from adytum.store import Duplicate, GroupCommit, NewOrder, Outcome, Store
 
 
 def order(i: int, nonce: str | None = None) -> NewOrder:
@@ -30,10 +30,10 @@ def test_lifecycle(store):
     with store.transaction():
         assert store.insert_response(order(1).work_order_id, 0, b"{}")
     assert store.state(order(1).work_order_id) == "done"
-    assert store.response(order(1).work_order_id) == (0, b"{}")
+    assert store.response(order(1).work_order_id) == Outcome(0, b"{}")
     with store.transaction():
         assert not store.insert_response(order(1).work_order_id, 0, b"again")  # answered once only
-    assert store.response(order(1).work_order_id) == (0, b"{}")
+    assert store.response(order(1).work_order_id) == Outcome(0, b"{}")
 
 
 def test_duplicates(store):

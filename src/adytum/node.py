@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -12,43 +11,11 @@ from aiohttp import web
 from . import operator
 from .listener import Api, Listener
 from .listener.registry import Registry
-from .manager import Manager, ManagerConfig
+from .config import NodeConfig
+from .manager import Manager
 from .store import GroupCommit, Store
 
 log = logging.getLogger("adytum.node")
-DEFAULT_PORT = 1947
-
-
-@dataclass
-class NodeConfig:
-    data_dir: Path
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    max_body: int = 4 * 1024 * 1024
-    max_pending: int = 10_000
-    durable: bool = True
-    manager: ManagerConfig = field(init=False)
-    worker_name: str = "adytum-worker-1"
-    enclaves: int | None = None
-    avalon_compat: bool = False
-    allowed_mr_enclaves: tuple[str, ...] = ()
-    time_budget: float = 30.0
-    memory_mb: int = 2048
-    attestation_lifetime: float = 24 * 3600.0  # renewed every quarter of it
-    join: str = ""  # HOST:PORT of another node's key manager
-    kme_listen: str = ""  # HOST:PORT to serve our key manager to other nodes
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        self.manager = ManagerConfig(data_dir=self.data_dir, worker_name=self.worker_name,
-                                     avalon_compat=self.avalon_compat,
-                                     allowed_mr_enclaves=tuple(self.allowed_mr_enclaves),
-                                     time_budget=self.time_budget, memory_mb=self.memory_mb,
-                                     attestation_lifetime=self.attestation_lifetime,
-                                     attestation_refresh=self.attestation_lifetime / 4,
-                                     join=self.join, kme_listen=self.kme_listen)
-        if self.enclaves:
-            self.manager.enclaves = self.enclaves
 
 
 class Node:
@@ -89,7 +56,7 @@ class Node:
         site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024,
                            reuse_address=True)
         await site.start()
-        kme = self.config.join or "its own key manager"
+        kme = self.config.manager.join or "its own key manager"
         log.info("node serving worker %s on %s with %d enclave(s) provisioned by %s, data in %s",
                  self.manager.worker_id, self.url, len(self.manager.enclaves), kme, self.config.data_dir)
 

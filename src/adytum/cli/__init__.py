@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..node import DEFAULT_PORT
+from ..config import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from ..client import Trust

@@ -10,17 +10,18 @@ import signal
 from .. import logs
 from ..attestation import DevRootError
 from ..manager import EnclaveDied, EnclaveStartError
-from ..node import Node, NodeConfig
+from ..config import NodeConfig
+from ..node import Node
 
 
 def run_up(args: argparse.Namespace) -> int:
     logs.setup(args.log_format)
-    config = NodeConfig(data_dir=args.data_dir, host=args.host, port=args.port, max_body=args.max_body,
-                        max_pending=args.max_pending, durable=not args.no_fsync,
-                        worker_name=args.worker_name, enclaves=args.enclaves, avalon_compat=args.avalon_compat,
-                        allowed_mr_enclaves=tuple(args.allow_mrenclave), time_budget=args.time_budget,
-                        memory_mb=args.memory_mb, attestation_lifetime=args.attestation_lifetime,
-                        join=args.join or "", kme_listen=args.kme_listen or "")
+    config = NodeConfig.of(args.data_dir, host=args.host, port=args.port, max_body=args.max_body,
+                           max_pending=args.max_pending, durable=not args.no_fsync,
+                           worker_name=args.worker_name, enclaves=args.enclaves, avalon_compat=args.avalon_compat,
+                           allowed_mr_enclaves=tuple(args.allow_mrenclave), time_budget=args.time_budget,
+                           memory_mb=args.memory_mb, attestation_lifetime=args.attestation_lifetime,
+                           join=args.join, kme_listen=args.kme_listen)
     try:
         import uvloop
         uvloop.install()

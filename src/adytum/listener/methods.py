@@ -72,7 +72,7 @@ class Api:
         wo_id = canonical(decode(raw, GetResultParams, "WorkOrderGetResult").workOrderId)
         stored = self.reader.response(wo_id)
         if stored is not None:
-            return _answer(wo_id, Outcome(*stored))
+            return _answer(wo_id, stored)
         state = self.reader.state(wo_id)
         if state is None:
             raise EeaError(Status.INVALID_PARAMETER, f"work order {wo_id} is not known here")

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -25,68 +23,17 @@ from cryptography import x509
 from ..attestation import (AttestationError, Policy, SimulatedAttestationService, init_dev_root,
                            verify_worker_evidence)
 from ..attestation.service import PROOF_DATA_TYPE
-from ..crypto import random_bytes, sha256
+from ..config import ManagerConfig
+from ..crypto import random_bytes
 from ..enclave.channel import Identity
 from ..enclave.service import PLATFORM_DIR
 from ..protocol import Status
-from ..store import GroupCommit, ItemWrite, StateConflict, Store, WorkerRow
+from ..store import GroupCommit, ItemWrite, Outcome, StateConflict, Store, WorkerRow
 from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
 from .pool import (KeyManagerServer, LocalKeyManager, RemoteKeyManager, allow_build, local_build, policy_path,
                    provision)
 
 log = logging.getLogger("adytum.manager")
-
-
-def worker_id_from_name(name: str) -> str:
-    """Avalon's convention: the worker id is SHA-256 of its configured name."""
-    return sha256(name.encode()).hex()
-
-
-@dataclass
-class ManagerConfig:
-    data_dir: Path
-    worker_name: str = "adytum-worker-1"
-    enclaves: int = field(default_factory=lambda: os.cpu_count() or 1)
-    pipeline_depth: int = 4
-    avalon_compat: bool = False
-    order_timeout: float = 60.0
-    max_attempts: int = 3
-    organization_id: str = "00" * 32
-    application_type_id: str = "00" * 32
-    #: Enclave measurements this node may register (empty: any build that attests correctly).
-    allowed_mr_enclaves: tuple[str, ...] = ()
-    #: How long a published attestation report counts as fresh, in seconds: lookups hide the worker
-    #: once it is older (requesters' SDKs refuse reports older than a day by default).
-    attestation_lifetime: float = 24 * 3600.0
-    #: How often the report is renewed, in seconds; must be well inside the lifetime.
-    attestation_refresh: float = 6 * 3600.0
-    #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
-    allow_debug: bool = False
-    #: Seconds one workload run may take inside the enclave, and the enclave's address space in MB.
-    time_budget: float = 30.0
-    memory_mb: int = 2048
-    #: Times an order is run again because another order changed the same state first.
-    max_conflicts: int = 100
-    #: HOST:PORT of another node's key manager to take the worker's keys from (empty: run our own).
-    join: str = ""
-    #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
-    kme_listen: str = ""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.attestation_refresh < self.attestation_lifetime:
-            raise ValueError("attestation_refresh must be positive and shorter than attestation_lifetime")
-
-    @property
-    def worker_id(self) -> str:
-        return worker_id_from_name(self.worker_name)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A stored response: code 0 with the result JSON, or an EEA error code with its message."""
-
-    code: int
-    body: bytes
 
 
 class Manager:
@@ -100,12 +47,10 @@ class Manager:
                                         read_state=reader.state_item,
                                         extra_args=("--time-budget", str(config.time_budget),
                                                     "--memory-mb", str(config.memory_mb)))
-                         for i in range(max(1, config.enclaves))]
+                         for i in range(config.enclaves)]
         self.kme: LocalKeyManager | RemoteKeyManager = RemoteKeyManager(config.join) if config.join else \
             LocalKeyManager(EnclaveProcess("kme", config.data_dir, config.worker_id, role="kme",
                                            admit=self._admit_key_manager), self._attest_quote)
-        if config.kme_listen and isinstance(self.kme, RemoteKeyManager):
-            raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
         self.kme_server = KeyManagerServer(self.kme, config.kme_listen) \
             if config.kme_listen and isinstance(self.kme, LocalKeyManager) else None
         self.identity: Identity | None = None
@@ -368,7 +313,7 @@ class Manager:
 
     async def _refresh_attestation(self) -> None:
         while True:
-            await asyncio.sleep(self.config.attestation_refresh)
+            await asyncio.sleep(self.config.refresh_seconds)
             try:
                 await self.refresh()
                 log.info("attestation report renewed")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
+from ..errors import AdytumError
+
 
 class Status(IntEnum):
     """Work-order status / error codes (EEA v1.1 §6, as Avalon numbers them)."""
@@ -34,7 +36,7 @@ class RegistryStatus(IntEnum):
     UNSUPPORTED_MODE = 6
 
 
-class EeaError(Exception):
+class EeaError(AdytumError):
     """An error a client is meant to see: an EEA code, a clear message and optional data."""
 
     def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:

@@ -1,6 +1,6 @@
 """The durable store: workers, requests, the schedule, responses, encrypted workload state, receipts."""
 
 from .committer import GroupCommit
-from .sqlite import Duplicate, ItemWrite, NewOrder, StateConflict, Store, WorkerRow
+from .sqlite import Duplicate, ItemWrite, NewOrder, Outcome, StateConflict, Store, WorkerRow
 
-__all__ = ["Duplicate", "GroupCommit", "ItemWrite", "NewOrder", "StateConflict", "Store", "WorkerRow"]
+__all__ = ["Duplicate", "GroupCommit", "ItemWrite", "NewOrder", "Outcome", "StateConflict", "Store", "WorkerRow"]

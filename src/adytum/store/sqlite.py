@@ -26,6 +26,14 @@ class ItemWrite:
     value: bytes
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A stored response: code 0 with the result JSON, or an EEA error code with its message."""
+
+    code: int
+    body: bytes
+
+
 class Duplicate(Exception):
     """A work order with this id, or this requester nonce, was already accepted."""
 
@@ -163,10 +171,10 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------------------
 
-    def response(self, work_order_id: str) -> tuple[int, bytes] | None:
+    def response(self, work_order_id: str) -> Outcome | None:
         row = self.db.execute("SELECT code, body FROM responses WHERE work_order_id = ?",
                               (work_order_id,)).fetchone()
-        return (row[0], bytes(row[1])) if row else None
+        return Outcome(row[0], bytes(row[1])) if row else None
 
     def state_item(self, item_id: str) -> tuple[int, bytes] | None:
         row = self.db.execute("SELECT version, value FROM state WHERE item_id = ?", (item_id,)).fetchone()

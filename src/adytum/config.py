@@ -1,0 +1,106 @@
+"""A node's configuration, with every default written once: the CLI and the tests read them from here.
+
+`NodeConfig` holds what the listener and store need and the `ManagerConfig` of its enclaves;
+`NodeConfig.of(data_dir, **options)` routes flat options (as `adytum up` takes them) to whichever holds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 1947
+DEFAULT_WORKER_NAME = "adytum-worker-1"
+
+
+def worker_id_from_name(name: str) -> str:
+    """Avalon's convention: the worker id is SHA-256 of its configured name."""
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+@dataclass
+class ManagerConfig:
+    data_dir: Path
+    worker_name: str = DEFAULT_WORKER_NAME
+    #: Work-order enclave processes (default: one per core).
+    enclaves: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pipeline_depth: int = 4
+    avalon_compat: bool = False
+    order_timeout: float = 60.0
+    max_attempts: int = 3
+    organization_id: str = "00" * 32
+    application_type_id: str = "00" * 32
+    #: Enclave measurements this node may register (empty: any build that attests correctly).
+    allowed_mr_enclaves: tuple[str, ...] = ()
+    #: How long a published attestation report counts as fresh, in seconds: lookups hide the worker
+    #: once it is older (requesters' SDKs refuse reports older than a day by default).
+    attestation_lifetime: float = 24 * 3600.0
+    #: How often the report is renewed, in seconds; must be well inside the lifetime (default: a quarter of it).
+    attestation_refresh: float | None = None
+    #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
+    allow_debug: bool = False
+    #: Seconds one workload run may take inside the enclave, and the enclave's address space in MB.
+    time_budget: float = 30.0
+    memory_mb: int = 2048
+    #: Times an order is run again because another order changed the same state first.
+    max_conflicts: int = 100
+    #: HOST:PORT of another node's key manager to take the worker's keys from (empty: run our own).
+    join: str = ""
+    #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
+    kme_listen: str = ""
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.enclaves = max(1, self.enclaves)
+        if self.attestation_refresh is None:
+            self.attestation_refresh = self.attestation_lifetime / 4
+        if not 0 < self.attestation_refresh < self.attestation_lifetime:
+            raise ValueError("attestation_refresh must be positive and shorter than attestation_lifetime")
+        if self.join and self.kme_listen:
+            raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
+
+    @property
+    def worker_id(self) -> str:
+        return worker_id_from_name(self.worker_name)
+
+    @property
+    def refresh_seconds(self) -> float:
+        assert self.attestation_refresh is not None  # set by __post_init__
+        return self.attestation_refresh
+
+
+@dataclass
+class NodeConfig:
+    manager: ManagerConfig
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: The largest request body accepted, in bytes.
+    max_body: int = 4 * 1024 * 1024
+    #: Accepted but unanswered work orders before new ones get BUSY.
+    max_pending: int = 10_000
+    #: fsync every commit (off: faster, the last commits can be lost on power failure).
+    durable: bool = True
+
+    @property
+    def data_dir(self) -> Path:
+        return self.manager.data_dir
+
+    @classmethod
+    def of(cls, data_dir: Path | str, **options: Any) -> "NodeConfig":
+        """A config from flat options; None means "the default" (as argparse passes an option not given)."""
+        options = {k: v for k, v in options.items() if v is not None}
+        node_fields = {f.name for f in dataclasses.fields(cls)} - {"manager"}
+        manager_fields = {f.name for f in dataclasses.fields(ManagerConfig)}
+        unknown = set(options) - node_fields - manager_fields
+        if unknown:
+            raise TypeError(f"unknown node options: {', '.join(sorted(unknown))}")
+        manager = ManagerConfig(data_dir=Path(data_dir), **{k: v for k, v in options.items() if k in manager_fields})
+        return cls(manager=manager, **{k: v for k, v in options.items() if k in node_fields})
+
+
+#: The defaults, for help texts.
+DEFAULTS = NodeConfig.of("adytum-data")

@@ -1,0 +1,67 @@
+"""The worker record (what `WorkerRetrieve` returns) and worker status, as typed structs.
+
+Field names on the wire are the EEA spec's camelCase (Avalon's record shape); keys are PEM.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import msgspec
+
+
+class WorkerStatus(IntEnum):
+    """EEA worker status; only an active worker takes work orders."""
+
+    ACTIVE = 1
+    OFF_LINE = 2
+    DECOMMISSIONED = 3
+    COMPROMISED = 4
+
+
+class WorkerType(IntEnum):
+    TEE_SGX = 1
+    MPC = 2
+    ZK = 3
+
+
+class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    """The worker's public keys and the attestation evidence that binds them."""
+
+    verification_key: str
+    encryption_key: str
+    encryption_key_nonce: str
+    encryption_key_signature: str  # hex, by the verification key over SHA-256 of the encryption key PEM
+    proof_data_type: str = ""
+    proof_data: str = ""
+    extended_measurements: list[str] = []  # [mr_enclave, mr_signer]
+    #: base64, by the verification key over the EncryptionKeyGet digest (empty tag): what EncryptionKeyGet returns
+    encryption_key_get_signature: str = ""
+
+
+class WorkerDetails(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    worker_type_data: WorkerTypeData
+    work_order_sync_uri: str = ""
+    work_order_async_uri: str = ""
+    work_order_pull_uri: str = ""
+    work_order_notify_uri: str = ""
+    receipt_invocation_uri: str = ""
+    work_order_invocation_address: str = ""
+    receipt_invocation_address: str = ""
+    from_address: str = ""
+    hashing_algorithm: str = "SHA-256"
+    signing_algorithm: str = "SECP256K1"
+    key_encryption_algorithm: str = "RSA-OAEP-3072"
+    data_encryption_algorithm: str = "AES-GCM-256"
+    work_order_payload_formats: str = "JSON-RPC"
+    workloads: list[str] = []
+
+
+class WorkerRecord(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    """A worker this node hosts, as published: `WorkerRetrieve`'s result."""
+
+    details: WorkerDetails
+    worker_type: int = WorkerType.TEE_SGX
+    organization_id: str = "00" * 32
+    application_type_id: str = "00" * 32
+    status: WorkerStatus = WorkerStatus.ACTIVE
