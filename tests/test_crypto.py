@@ -73,9 +73,12 @@ def test_a_blob_too_short_for_an_iv_is_refused():
         crypto.aead_decrypt(key, crypto.Encrypted.from_bytes(b"short"))
 
 
-def test_crypto_errors_are_adytum_errors_and_value_errors():
+def test_crypto_and_enclave_refusals_are_adytum_errors():
+    from adytum.enclave.provisioning import ProvisioningError
+    from adytum.enclave.sealing import UnsealError
     assert issubclass(crypto.CryptoError, AdytumError) and issubclass(crypto.CryptoError, ValueError)
     assert issubclass(crypto.LengthError, crypto.CryptoError)
+    assert issubclass(UnsealError, AdytumError) and issubclass(ProvisioningError, AdytumError)
 
 
 def test_primitives_round_trip_and_refuse_tampering():
