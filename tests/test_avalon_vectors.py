@@ -41,7 +41,7 @@ def test_request_accepted_and_hash_matches(generated, i):
     assert request_hash(p).hex() == v["request_hash_breakdown"]["requestHash_hex"]
     key = bytes.fromhex(v["session_key_hex"])
     iv = bytes.fromhex(p.session_key_iv)
-    assert crypto.aes_decrypt(key, iv, bytes.fromhex(p.encrypted_request_hash)) == request_hash(p)
+    assert crypto.aead_decrypt(key, crypto.Encrypted(iv, bytes.fromhex(p.encrypted_request_hash))) == request_hash(p)
 
 
 def test_requester_signature_verifies(generated):
@@ -59,7 +59,8 @@ def test_recorded_worker_signature_verifies_and_output_decrypts(generated, i):
     vk = generated["worker_keys"]["worker_ecdsa_secp256k1_public_key_pem"]
     crypto.verify_digest(vk, response_hash(result), crypto.b64decode(result.worker_signature))
     key, iv = bytes.fromhex(v["session_key_hex"]), bytes.fromhex(v["session_key_iv_hex"])
-    assert crypto.aes_decrypt(key, iv, crypto.b64decode(result.out_data[0].data)).decode() == v["outData_plaintext"][0]
+    out = crypto.Encrypted(iv, crypto.b64decode(result.out_data[0].data))
+    assert crypto.aead_decrypt(key, out).decode() == v["outData_plaintext"][0]
     forged = decode_result(json.dumps(v["response"]["result"]).replace(result.worker_nonce, "0" * 24))
     with pytest.raises(crypto.CryptoError):
         crypto.verify_digest(vk, response_hash(forged), crypto.b64decode(forged.worker_signature))
@@ -80,7 +81,7 @@ def test_our_enclave_serves_avalon_clients_in_compat_mode(generated, i):
     crypto.verify_digest(proc.keys.verifying_key, response_hash(result), crypto.b64decode(result.worker_signature))
     key, iv = bytes.fromhex(v["session_key_hex"]), bytes.fromhex(v["session_key_iv_hex"])
     assert all(item.iv == "" and item.encrypted_data_encryption_key == "null" for item in result.out_data)
-    first = crypto.aes_decrypt(key, iv, crypto.b64decode(result.out_data[0].data))
+    first = crypto.aead_decrypt(key, crypto.Encrypted(iv, crypto.b64decode(result.out_data[0].data)))
     assert first.decode() == v["outData_plaintext"][0]
 
 

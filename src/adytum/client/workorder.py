@@ -37,27 +37,25 @@ class PendingOrder:
 
 def build(worker: WorkerInfo, workload: str, inputs: list[bytes], *, requester_id: str | None = None,
           signer: crypto.SigningKey | None = None, response_timeout_ms: int = 0) -> PendingOrder:
-    key = crypto.random_bytes(crypto.KEY_LEN)
-    session_iv = crypto.random_bytes(crypto.IV_LEN)
+    key = crypto.generate_aead_key()
     items = []
     for index, data in enumerate(inputs):
-        iv = crypto.random_bytes(crypto.IV_LEN)
-        items.append(DataItem(index=index, data=crypto.b64encode(crypto.aes_encrypt(key, iv, data)),
-                              iv=iv.hex()))
-    wrapped = crypto.rsa_encrypt(crypto.rsa_public_from_pem(worker.encryption_key), key)
+        item = crypto.aead_encrypt(key, data)
+        items.append(DataItem(index=index, data=crypto.b64encode(item.ciphertext), iv=item.iv.hex()))
+    wrapped = crypto.wrap_session_key(crypto.rsa_public_from_pem(worker.encryption_key), key)
     params = WorkOrderParams(
         work_order_id=crypto.random_bytes(32).hex(), worker_id=worker.worker_id,
         workload_id=workload_hex(workload),
         requester_id=requester_id or crypto.random_bytes(32).hex(),
         encrypted_session_key=wrapped.hex(), requester_nonce=crypto.random_bytes(16).hex(),
-        encrypted_request_hash="", in_data=items, response_timeout_m_secs=response_timeout_ms,
-        session_key_iv=session_iv.hex())
-    digest = request_hash(params)
-    params.encrypted_request_hash = crypto.aes_encrypt(key, session_iv, digest).hex()
+        encrypted_request_hash="", in_data=items, response_timeout_m_secs=response_timeout_ms)
+    digest = request_hash(params)  # covers neither sessionKeyIv nor encryptedRequestHash: both are set after
+    sealed_hash = crypto.aead_encrypt(key, digest)
+    params.session_key_iv, params.encrypted_request_hash = sealed_hash.iv.hex(), sealed_hash.ciphertext.hex()
     if signer is not None:
         params.verifying_key = signer.public_pem()
         params.requester_signature = crypto.b64encode(signer.sign_digest(digest))
-    return PendingOrder(params, key, session_iv, digest)
+    return PendingOrder(params, key, sealed_hash.iv, digest)
 
 
 def open_result(order: PendingOrder, worker: WorkerInfo,
@@ -80,7 +78,7 @@ def open_result(order: PendingOrder, worker: WorkerInfo,
     for item in sorted(result.out_data, key=lambda i: i.index):
         try:
             iv = bytes.fromhex(item.iv) if item.iv else order.session_iv
-            outputs.append(crypto.aes_decrypt(order.session_key, iv, crypto.b64decode(item.data)))
+            outputs.append(crypto.aead_decrypt(order.session_key, crypto.Encrypted(iv, crypto.b64decode(item.data))))
         except (crypto.CryptoError, ValueError) as exc:
             raise VerificationError(f"outData[{item.index}] does not decrypt: {exc}") from None
     return outputs

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .. import crypto
+from ..crypto import primitives
 from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderResult,
                         decode_params, encode, request_hash, response_hash, workload_name)
 from ..workloads import Context, Workload, WorkloadError
@@ -142,11 +143,11 @@ class WorkOrderProcessor:
                     for private in self.keys.decryption_keys]  # the previous key serves in-flight orders
         for private, legacy in attempts:
             try:
-                key = crypto.rsa_decrypt(private, wrapped, legacy_sha1=legacy)
+                key = crypto.unwrap_session_key(private, wrapped, legacy_sha1=legacy)
+            except crypto.LengthError:
+                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
             except crypto.CryptoError:
                 continue
-            if len(key) != crypto.KEY_LEN:
-                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes")
             return _Session(key, iv, legacy)
         hint = "" if self.avalon_compat else " (OAEP-SHA256 expected; Avalon clients need a worker " \
                                               "started with --avalon-compat)"
@@ -156,8 +157,8 @@ class WorkOrderProcessor:
     @staticmethod
     def _check_request_hash(p: WorkOrderParams, s: _Session, req_hash: bytes) -> None:
         try:
-            sent = crypto.aes_decrypt(s.key, s.iv, _hex_field(p.encrypted_request_hash,
-                                                              "encryptedRequestHash"))
+            sent = crypto.aead_decrypt(s.key, crypto.Encrypted(s.iv, _hex_field(p.encrypted_request_hash,
+                                                                                "encryptedRequestHash")))
         except crypto.CryptoError:
             raise EeaError(Status.INVALID_PARAMETER,
                            "encryptedRequestHash does not decrypt: the request was tampered with") from None
@@ -194,7 +195,7 @@ class WorkOrderProcessor:
             raise EeaError(Status.INVALID_PARAMETER, f"{where}.iv is empty: every item needs its own IV "
                            "(Avalon clients need a worker started with --avalon-compat)")
         try:
-            return crypto.aes_decrypt(s.key, iv, blob)
+            return crypto.aead_decrypt(s.key, crypto.Encrypted(iv, blob))
         except crypto.CryptoError:
             raise EeaError(Status.INVALID_PARAMETER,
                            f"{where} does not decrypt: wrong key or tampered data") from None
@@ -230,12 +231,11 @@ class WorkOrderProcessor:
 
     @staticmethod
     def _encrypt_output(index: int, data: bytes, s: _Session) -> DataItem:
-        if s.legacy:  # answer an Avalon client in the only form it can decrypt
-            return DataItem(index=index, data=crypto.b64encode(crypto.aes_encrypt(s.key, s.iv, data)),
+        if s.legacy:  # answer an Avalon client in the only form it can decrypt: weaker, the session IV reused
+            return DataItem(index=index, data=crypto.b64encode(primitives.aes_gcm_encrypt(s.key, s.iv, data)),
                             encrypted_data_encryption_key="null")
-        iv = crypto.random_bytes(crypto.IV_LEN)
-        return DataItem(index=index, data=crypto.b64encode(crypto.aes_encrypt(s.key, iv, data)),
-                        iv=iv.hex())
+        out = crypto.aead_encrypt(s.key, data)
+        return DataItem(index=index, data=crypto.b64encode(out.ciphertext), iv=out.iv.hex())
 
     def _sign(self, p: WorkOrderParams, out_data: list[DataItem]) -> bytes:
         result = WorkOrderResult(work_order_id=p.work_order_id, workload_id=p.workload_id,

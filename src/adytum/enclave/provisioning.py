@@ -38,6 +38,7 @@ from ..attestation.errors import AttestationError
 from ..attestation.measurement import Measurement
 from ..attestation.policy import Policy, Verdict
 from ..attestation.verify import verify_evidence
+from ..errors import AdytumError
 from .keys import WorkerKeys
 
 #: Product ids in the enclaves' signed identity (ISVPRODID on SGX): the role is part of what is attested.
@@ -75,7 +76,7 @@ _to_wpe_challenge = msgspec.msgpack.Decoder(Challenge)
 _to_wpe_delivery = msgspec.msgpack.Decoder(Delivery)
 
 
-class ProvisioningError(Exception):
+class ProvisioningError(AdytumError):
     """A handshake step was refused; the message says why (and never carries key material)."""
 
 
@@ -158,7 +159,8 @@ class WpeHandshake:
         if delivery.session != self._session:
             raise ProvisioningError("a delivery for another handshake")
         try:
-            keys = WorkerKeys.from_bytes(crypto.aes_decrypt(self._key, delivery.iv, delivery.sealed_keys, self._t))
+            sealed = crypto.Encrypted(delivery.iv, delivery.sealed_keys)
+            keys = WorkerKeys.from_bytes(crypto.aead_decrypt(self._key, sealed, self._t))
         except (crypto.CryptoError, msgspec.DecodeError, msgspec.ValidationError, ValueError):
             raise ProvisioningError("the delivered keys do not open under this handshake's channel key "
                                     "(altered, or sealed for another enclave)") from None
@@ -220,9 +222,8 @@ class KeyManagerSessions:
             raise ProvisioningError(f"work-order enclave build {build} is not in the key manager's policy; "
                                     f"if the operator wants it (an upgrade), `adytum pool allow {build}`")
         key = _channel_key(session.secret, session.peer, session.t)
-        iv = crypto.random_bytes(crypto.IV_LEN)
-        sealed = crypto.aes_encrypt(key, iv, self._keys().to_bytes(), session.t)
-        return Step(msgspec.msgpack.encode(Delivery(response.session, iv, sealed)))
+        sealed = crypto.aead_encrypt(key, self._keys().to_bytes(), session.t)
+        return Step(msgspec.msgpack.encode(Delivery(response.session, sealed.iv, sealed.ciphertext)))
 
     @property
     def open_sessions(self) -> int:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import crypto
+from ..errors import AdytumError
 from ..files import write_atomic
 
 PLATFORM_SECRET_FILE = "platform.secret"
 
 
-class UnsealError(Exception):
+class UnsealError(AdytumError):
     """Sealed data does not open: another platform, another enclave build, or tampering."""
 
 
@@ -36,13 +37,11 @@ class Sealer:
         self._key = crypto.hkdf(secret, b"adytum seal v1" + measurement)
 
     def seal(self, name: str, data: bytes) -> bytes:
-        iv = crypto.random_bytes(crypto.IV_LEN)
-        return iv + crypto.aes_encrypt(self._key, iv, data, self._aad(name))
+        return crypto.aead_encrypt(self._key, data, self._aad(name)).to_bytes()
 
     def unseal(self, name: str, blob: bytes) -> bytes:
         try:
-            return crypto.aes_decrypt(self._key, blob[:crypto.IV_LEN], blob[crypto.IV_LEN:],
-                                      self._aad(name))
+            return crypto.aead_decrypt(self._key, crypto.Encrypted.from_bytes(blob), self._aad(name))
         except crypto.CryptoError:
             raise UnsealError(f"sealed {name!r} does not unseal: it was sealed on another platform "
                               "or by a different enclave build, or it was altered") from None

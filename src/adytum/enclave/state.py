@@ -63,14 +63,12 @@ class StateKeys:
         return _DOMAIN + self.key_id + item_id.encode() + struct.pack(">Q", version)
 
     def seal(self, item_id: str, version: int, value: bytes | None) -> bytes:
-        iv = crypto.random_bytes(crypto.IV_LEN)
         plain = _DELETED if value is None else _PRESENT + value
-        return iv + crypto.aes_encrypt(self._enc, iv, plain, self._aad(item_id, version))
+        return crypto.aead_encrypt(self._enc, plain, self._aad(item_id, version)).to_bytes()
 
     def open(self, item_id: str, version: int, sealed: bytes) -> bytes | None:
         try:
-            plain = crypto.aes_decrypt(self._enc, sealed[:crypto.IV_LEN], sealed[crypto.IV_LEN:],
-                                       self._aad(item_id, version))
+            plain = crypto.aead_decrypt(self._enc, crypto.Encrypted.from_bytes(sealed), self._aad(item_id, version))
         except crypto.CryptoError:
             raise StateRollback("a state item handed back by the host does not decrypt under its version: "
                                 "it was altered or moved") from None

@@ -1,8 +1,9 @@
-"""Cryptographic primitives, each with one safe way to call it.
+"""The recipe layer: what every other package calls. Each recipe has one safe way to call it.
 
-AES-256-GCM (ciphertext || 16-byte tag, 12-byte IV), RSA-OAEP-3072 (SHA-256 by default; SHA-1 only for
-Avalon compatibility), ECDSA secp256k1 over a 32-byte SHA-256 digest (DER, low-S), SHA-256 and HKDF.
-Private keys are parsed once and kept as objects: parsing an RSA key costs ~110 ms.
+AEAD is AES-256-GCM (ciphertext || 16-byte tag) under a fresh 12-byte IV the recipe draws itself and
+returns with the ciphertext; keys and IVs are size-checked. Session keys are wrapped with RSA-OAEP-3072
+(SHA-256; SHA-1 only for Avalon compatibility). Signatures are ECDSA secp256k1 over a 32-byte SHA-256
+digest (DER, low-S). Private keys are parsed once and kept as objects: parsing an RSA key costs ~110 ms.
 """
 
 from __future__ import annotations
@@ -11,26 +12,21 @@ import base64
 import binascii
 import hashlib
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 
 import coincurve
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-KEY_LEN = 32
-IV_LEN = 12
-TAG_LEN = 16
+from .errors import CryptoError, LengthError
+from .primitives import IV_LEN, KEY_LEN, aes_gcm_decrypt, aes_gcm_encrypt, rsa_decrypt, rsa_encrypt
+
 RSA_BITS = 3072
 # Order of the secp256k1 group: signatures with s > n/2 are rewritten to n - s (libsecp256k1 wants low S).
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-class CryptoError(ValueError):
-    """A decryption, signature or key-format check failed."""
 
 
 def sha256(data: bytes) -> bytes:
@@ -41,33 +37,46 @@ def random_bytes(n: int) -> bytes:
     return os.urandom(n)
 
 
-# --- AES-256-GCM ---------------------------------------------------------------------------------
+# --- AEAD: AES-256-GCM under a fresh IV ----------------------------------------------------------
 
 
-def aes_encrypt(key: bytes, iv: bytes, plaintext: bytes, aad: bytes | None = None) -> bytes:
-    """Return ciphertext || tag. The caller owns IV uniqueness: never reuse an IV under one key."""
-    if len(iv) != IV_LEN:
-        raise CryptoError(f"AES-GCM IV must be {IV_LEN} bytes, got {len(iv)}")
-    return AESGCM(key).encrypt(iv, plaintext, aad)
+@dataclass(frozen=True, slots=True)
+class Encrypted:
+    """One AES-GCM message: the IV it was encrypted under and ciphertext || tag.
+
+    Build one from received fields to decrypt it; only `aead_encrypt` makes one to send.
+    """
+
+    iv: bytes
+    ciphertext: bytes
+
+    def to_bytes(self) -> bytes:
+        """IV || ciphertext || tag: the sealed-file and state-item format."""
+        return self.iv + self.ciphertext
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Encrypted:
+        """Split what `to_bytes` made (a blob too short to hold an IV fails in `aead_decrypt`)."""
+        return cls(blob[:IV_LEN], blob[IV_LEN:])
 
 
-def aes_decrypt(key: bytes, iv: bytes, ciphertext: bytes, aad: bytes | None = None) -> bytes:
-    if len(iv) != IV_LEN:
-        raise CryptoError(f"AES-GCM IV must be {IV_LEN} bytes, got {len(iv)}")
-    if len(key) != KEY_LEN:
-        raise CryptoError(f"AES-256 key must be {KEY_LEN} bytes, got {len(key)}")
-    try:
-        return AESGCM(key).decrypt(iv, ciphertext, aad)
-    except (InvalidTag, ValueError) as exc:
-        raise CryptoError("authenticated decryption failed (wrong key or tampered data)") from exc
+def generate_aead_key() -> bytes:
+    """A fresh AES-256 key (a work order's session key)."""
+    return os.urandom(KEY_LEN)
 
 
-# --- RSA-OAEP ------------------------------------------------------------------------------------
+def aead_encrypt(key: bytes, plaintext: bytes, aad: bytes = b"") -> Encrypted:
+    """Encrypt under a fresh random IV, so no IV ever serves twice under one key."""
+    iv = os.urandom(IV_LEN)
+    return Encrypted(iv, aes_gcm_encrypt(key, iv, plaintext, aad))
 
 
-def _oaep(legacy_sha1: bool) -> padding.OAEP:
-    algo = hashes.SHA1() if legacy_sha1 else hashes.SHA256()
-    return padding.OAEP(mgf=padding.MGF1(algorithm=algo), algorithm=algo, label=None)
+def aead_decrypt(key: bytes, message: Encrypted, aad: bytes = b"") -> bytes:
+    """The plaintext; CryptoError for a wrong key, associated data or IV, or a tampered message."""
+    return aes_gcm_decrypt(key, message.iv, message.ciphertext, aad)
+
+
+# --- RSA keys ------------------------------------------------------------------------------------
 
 
 def rsa_generate() -> rsa.RSAPrivateKey:
@@ -83,17 +92,6 @@ def rsa_public_from_pem(pem: str) -> rsa.RSAPublicKey:
     if not isinstance(key, rsa.RSAPublicKey):
         raise CryptoError("encryption key is not an RSA key")
     return key
-
-
-def rsa_encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes, *, legacy_sha1: bool = False) -> bytes:
-    return public_key.encrypt(plaintext, _oaep(legacy_sha1))
-
-
-def rsa_decrypt(private_key: rsa.RSAPrivateKey, ciphertext: bytes, *, legacy_sha1: bool = False) -> bytes:
-    try:
-        return private_key.decrypt(ciphertext, _oaep(legacy_sha1))
-    except ValueError as exc:
-        raise CryptoError("RSA-OAEP decryption failed (wrong key or tampered session key)") from exc
 
 
 def rsa_private_to_der(key: rsa.RSAPrivateKey) -> bytes:
@@ -122,6 +120,27 @@ def rsa_public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+# --- RSA-OAEP session keys -----------------------------------------------------------------------
+
+
+def wrap_session_key(public_key: rsa.RSAPublicKey, session_key: bytes, *, legacy_sha1: bool = False) -> bytes:
+    """The session key encrypted to the worker (`encryptedSessionKey`)."""
+    _check_session_key(session_key)
+    return rsa_encrypt(public_key, session_key, legacy_sha1=legacy_sha1)
+
+
+def unwrap_session_key(private_key: rsa.RSAPrivateKey, wrapped: bytes, *, legacy_sha1: bool = False) -> bytes:
+    """The session key; CryptoError if it does not decrypt, LengthError if it is no AES-256 key."""
+    session_key = rsa_decrypt(private_key, wrapped, legacy_sha1=legacy_sha1)
+    _check_session_key(session_key)
+    return session_key
+
+
+def _check_session_key(session_key: bytes) -> None:
+    if len(session_key) != KEY_LEN:
+        raise LengthError(f"session key must be {KEY_LEN} bytes, got {len(session_key)}")
+
+
 # --- ECDSA secp256k1 -----------------------------------------------------------------------------
 
 
@@ -132,7 +151,7 @@ class SigningKey:
         self._key = coincurve.PrivateKey(secret) if secret else coincurve.PrivateKey()
 
     @classmethod
-    def from_pem(cls, pem: str) -> "SigningKey":
+    def from_pem(cls, pem: str) -> SigningKey:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256k1":
             raise CryptoError("not a secp256k1 private key")
