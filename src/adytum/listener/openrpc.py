@@ -88,7 +88,8 @@ METHODS: dict[str, Method] = {
 
 
 def document(served: list[str]) -> dict[str, Any]:
-    """The OpenRPC 1.2.6 document of the `served` methods (each must be in METHODS)."""
+    """The OpenRPC 1.2.6 document of the `served` methods (each must be in METHODS); made once and shared,
+    so callers serialise it and never change it."""
     return _document(tuple(served))
 
 
