@@ -17,7 +17,7 @@ from cryptography import x509
 
 from .. import crypto
 from ..attestation import AttestationError, Policy, Verdict, verify_worker_evidence
-from ..protocol import EeaError, Status, encryption_key_digest
+from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest
 
 DEFAULT_MAX_REPORT_AGE = timedelta(days=1)
 
@@ -71,7 +71,7 @@ class WorkerInfo:
     verifying_key: str
     encryption_key: str
     encryption_key_signature: str
-    status: int = 1
+    status: int = WorkerStatus.ACTIVE  # an int: a server may report a status this client does not know
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
 
@@ -89,7 +89,7 @@ class WorkerInfo:
             info = cls(worker_id=worker_id.lower(), verifying_key=data["verificationKey"],
                        encryption_key=data["encryptionKey"],
                        encryption_key_signature=data["encryptionKeySignature"],
-                       status=int(record.get("status", 1)), record=record)
+                       status=int(record.get("status", WorkerStatus.ACTIVE)), record=record)
         except (KeyError, TypeError, ValueError) as exc:
             raise UntrustedWorker(f"worker record lacks {exc}") from None
         info.check_keys()
@@ -107,5 +107,5 @@ class WorkerInfo:
 
 
 def require_active(info: WorkerInfo) -> None:
-    if info.status != 1:
+    if info.status != WorkerStatus.ACTIVE:
         raise EeaError(Status.INVALID_PARAMETER, f"worker {info.worker_id} is not active")

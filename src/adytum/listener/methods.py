@@ -8,19 +8,10 @@ from typing import Any, Awaitable, Callable
 import msgspec
 
 from ..manager import Manager, Outcome
-from ..protocol import EeaError, Status, decode_params
+from ..protocol import EeaError, GetResultParams, NoParams, Status, WorkerStatus, canonical, decode, decode_params
 from ..store import Duplicate, GroupCommit, NewOrder, Store
 from .openrpc import document
-from .params import HexId, canonical, decode
 from .registry import Registry
-
-
-class GetResultParams(msgspec.Struct, forbid_unknown_fields=True):
-    workOrderId: HexId
-
-
-class NoParams(msgspec.Struct, forbid_unknown_fields=True):
-    pass
 
 
 @dataclass
@@ -46,7 +37,7 @@ class Api:
         worker = self.reader.worker(worker_id)
         if worker is None:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is not registered here")
-        if worker.status != 1:
+        if worker.status != WorkerStatus.ACTIVE:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is not active")
         if worker_id != self.manager.worker_id:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is registered here but served elsewhere; "

@@ -1,16 +1,25 @@
-"""The OpenRPC description of the API, served at GET /openrpc.json and by `rpc.discover`."""
+"""The OpenRPC description of the API, served at GET /openrpc.json and by `rpc.discover`.
+
+Generated from the params and result structs in `adytum.protocol`, so it says what the methods decode.
+Shared shapes (DataItem, the enums, the worker record's parts, the key and page results) are JSON Schemas
+under `components.schemas`, referred to by `$ref` wherever they appear: msgspec emits nested structs and
+enums as references anyway, and a reference keeps one copy of each shape however many methods use it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from .. import __version__
+import msgspec
 
-HEX = {"type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]+$"}
-ITEM = {"type": "object", "required": ["index", "data"], "properties": {
-    "index": {"type": "integer", "minimum": 0}, "data": {"type": "string", "contentEncoding": "base64"},
-    "dataHash": {"type": "string"}, "encryptedDataEncryptionKey": {"type": "string"},
-    "iv": {"type": "string", "description": "hex 12-byte AES-GCM IV, unique per item"}}}
+from .. import __version__
+from ..protocol import (EncryptionKey, GetResultParams, KeyGetParams, KeySetParams, LookUpNextParams, LookUpPage,
+                        LookUpParams, NoParams, PoolStatus, RegisterParams, RotateParams, SetStatusParams,
+                        UpdateParams, WorkerIdParams, WorkerRecord, WorkerStatus, WorkOrderParams, WorkOrderResult)
+
+SCHEMAS = "#/components/schemas/"
 ERRORS = [
     {"code": 1, "message": "FAILED / UNKNOWN_ERROR"},
     {"code": 2, "message": "INVALID_PARAMETER_FORMAT_OR_VALUE"},
@@ -22,127 +31,106 @@ ERRORS = [
     {"code": 10, "message": "UNKNOWN_ERROR"},
 ]
 
-LOOKUP = {"type": "object", "properties": {
-    "totalCount": {"type": "integer"}, "ids": {"type": "array", "items": HEX},
-    "lookupTag": {"type": "string", "description": "pass to WorkerLookUpNext; empty when no ids remain"}}}
-KEY = {"type": "object", "properties": {
-    "workerId": HEX, "encryptionKey": {"type": "string"}, "encryptionKeyNonce": {"type": "string"},
-    "tag": {"type": "string"}, "signature": {"type": "string", "contentEncoding": "base64"}}}
-OPERATOR = {
-    "operatorNonce": ({"type": "string", "pattern": "^[0-9]+$",
-                       "description": "must exceed every nonce accepted before"}, True),
-    "operatorSignature": ({"type": "string", "contentEncoding": "base64",
-                           "description": "operator key, secp256k1 DER, see adytum.operator"}, True),
-}
 
-METHODS: dict[str, dict[str, Any]] = {
-    "WorkOrderSubmit": {
-        "summary": "Submit an encrypted work order; with responseTimeoutMSecs > 0 wait for its result.",
-        "params": {
-            "workOrderId": (HEX, True), "workerId": (HEX, True), "workloadId": (HEX, True),
-            "requesterId": (HEX, True), "encryptedSessionKey": (HEX, True), "sessionKeyIv": (HEX, False),
-            "requesterNonce": (HEX, True), "encryptedRequestHash": (HEX, True),
-            "inData": ({"type": "array", "items": ITEM, "minItems": 1}, True),
-            "outData": ({"type": "array", "items": ITEM}, False),
-            "responseTimeoutMSecs": ({"type": "integer", "minimum": 0}, False),
-            "payloadFormat": ({"type": "string", "enum": ["JSON-RPC"]}, False),
-            "requesterSignature": ({"type": "string", "contentEncoding": "base64"}, False),
-            "verifyingKey": ({"type": "string", "description": "PEM secp256k1 public key"}, False),
-            "resultUri": ({"type": "string"}, False), "notifyUri": ({"type": "string"}, False),
-            "workerEncryptionKey": (HEX, False), "dataEncryptionAlgorithm": ({"type": "string"}, False),
-        },
-        "result": {"type": "object", "description": "the signed work-order result"},
-    },
-    "WorkOrderGetResult": {
-        "summary": "The result of a work order, or code 5 while it is scheduled or processing.",
-        "params": {"workOrderId": (HEX, True)},
-        "result": {"type": "object", "description": "the signed work-order result"},
-    },
-    "WorkerLookUp": {
-        "summary": "Ids of the workers registered here with fresh attestation, optionally filtered, a page "
-                   "at a time.",
-        "params": {"workerType": ({"type": "integer", "enum": [1, 2, 3]}, False),
-                   "organizationId": (HEX, False), "applicationTypeId": (HEX, False)},
-        "result": LOOKUP,
-    },
-    "WorkerRetrieve": {
-        "summary": "A worker's record: type, organization, details with its public keys, and status.",
-        "params": {"workerId": (HEX, True)},
-        "result": {"type": "object"},
-    },
-    "WorkerLookUpNext": {
-        "summary": "The next page of a WorkerLookUp: pass the lookupTag it returned (empty tag: no more).",
-        "params": {"workerType": ({"type": "integer", "enum": [1, 2, 3]}, False),
-                   "organizationId": (HEX, False), "applicationTypeId": (HEX, False),
-                   "lookUpTag": ({"type": "string"}, True)},
-        "result": LOOKUP,
-    },
-    "WorkerRegister": {
-        "summary": "Operator only: register a worker served elsewhere (its record as given).",
-        "params": {"workerId": (HEX, True), "workerType": ({"type": "integer", "enum": [1, 2, 3]}, True),
-                   "organizationId": (HEX, True), "applicationTypeId": (HEX, True),
-                   "details": ({"type": "object"}, True), **OPERATOR},
-        "result": {"type": "null"},
-    },
-    "WorkerUpdate": {
-        "summary": "Operator only: replace fields of a worker's details (keys of a hosted worker excepted).",
-        "params": {"workerId": (HEX, True), "details": ({"type": "object"}, True), **OPERATOR},
-        "result": {"type": "null"},
-    },
-    "WorkerSetStatus": {
-        "summary": "Operator only: 1 active, 2 off-line, 3 decommissioned, 4 compromised; only active workers "
-                   "take work orders.",
-        "params": {"workerId": (HEX, True), "status": ({"type": "integer", "enum": [1, 2, 3, 4]}, True), **OPERATOR},
-        "result": {"type": "null"},
-    },
-    "EncryptionKeyGet": {
-        "summary": "The worker's encryption key and nonce, signed by the worker's attested signing key over "
-                   "SHA-256(workerId || encryptionKey || encryptionKeyNonce || tag).",
-        "params": {"workerId": (HEX, True), "lastUsedKeyNonce": ({"type": "string"}, False),
-                   "tag": ({"type": "string", "maxLength": 0}, False), "requesterId": ({"type": "string"}, False),
-                   "signatureNonce": ({"type": "string"}, False), "signature": ({"type": "string"}, False)},
-        "result": KEY,
-    },
-    "EncryptionKeySet": {
-        "summary": "Publish a key the worker signed (same digest as EncryptionKeyGet); accepted only for the key "
-                   "its enclaves hold, which is then re-attested.",
-        "params": {"workerId": (HEX, True), "encryptionKey": ({"type": "string"}, True),
-                   "encryptionKeyNonce": ({"type": "string"}, True), "tag": ({"type": "string"}, False),
-                   "signatureNonce": ({"type": "string"}, False),
-                   "signature": ({"type": "string", "contentEncoding": "base64"}, True)},
-        "result": {"type": "null"},
-    },
-    "EncryptionKeyRotate": {
-        "summary": "adytum extension, operator only: the enclaves make a new encryption key, re-attest and "
-                   "publish it; orders encrypted to the previous key still complete.",
-        "params": {"workerId": ({**HEX, "description": "default: the worker this node hosts"}, False), **OPERATOR},
-        "result": KEY,
-    },
-    "PoolStatus": {
-        "summary": "adytum extension: the worker's key-manager enclave and each work-order enclave, with "
-                   "measurement, state (running or down), restarts and orders served.",
-        "params": {},
-        "result": {"type": "object", "required": ["workerId", "keyManager", "enclaves"],
-                   "properties": {"workerId": HEX, "keyManager": {"type": "object"},
-                                  "listening": {"type": "string"},
-                                  "enclaves": {"type": "array", "items": {"type": "object"}}}},
-    },
-    "rpc.discover": {"summary": "This document.", "params": {}, "result": {"type": "object"}},
+@dataclass(frozen=True)
+class Method:
+    summary: str
+    params: type[msgspec.Struct]  # by name: each field is one param
+    result: Any  # a type msgspec can describe; None for methods that return null
+
+
+_STATUSES = ", ".join(f"{s.value} {s.name.lower().replace('_', '-')}" for s in WorkerStatus)
+
+METHODS: dict[str, Method] = {
+    "WorkOrderSubmit": Method(
+        "Submit an encrypted work order; with responseTimeoutMSecs > 0 wait for its result.",
+        WorkOrderParams, WorkOrderResult),
+    "WorkOrderGetResult": Method(
+        "The result of a work order, or code 5 while it is scheduled or processing.",
+        GetResultParams, WorkOrderResult),
+    "WorkerLookUp": Method(
+        "Ids of the workers registered here with fresh attestation, optionally filtered, a page at a time.",
+        LookUpParams, LookUpPage),
+    "WorkerRetrieve": Method(
+        "A worker's record: type, organization, details with its public keys, and status (a worker registered "
+        "with WorkerRegister: the details as given).",
+        WorkerIdParams, WorkerRecord),
+    "WorkerLookUpNext": Method(
+        "The next page of a WorkerLookUp: pass the lookupTag it returned (empty tag: no more).",
+        LookUpNextParams, LookUpPage),
+    "WorkerRegister": Method(
+        "Operator only: register a worker served elsewhere (its record as given).",
+        RegisterParams, None),
+    "WorkerUpdate": Method(
+        "Operator only: replace fields of a worker's details (keys of a hosted worker excepted).",
+        UpdateParams, None),
+    "WorkerSetStatus": Method(
+        f"Operator only: {_STATUSES}; only active workers take work orders.",
+        SetStatusParams, None),
+    "EncryptionKeyGet": Method(
+        "The worker's encryption key and nonce, signed by the worker's attested signing key over "
+        "SHA-256(workerId || encryptionKey || encryptionKeyNonce || tag).",
+        KeyGetParams, EncryptionKey),
+    "EncryptionKeySet": Method(
+        "Publish a key the worker signed (same digest as EncryptionKeyGet); accepted only for the key its "
+        "enclaves hold, which is then re-attested.",
+        KeySetParams, None),
+    "EncryptionKeyRotate": Method(
+        "adytum extension, operator only: the enclaves make a new encryption key, re-attest and publish it; "
+        "orders encrypted to the previous key still complete.",
+        RotateParams, EncryptionKey),
+    "PoolStatus": Method(
+        "adytum extension: the worker's key-manager enclave and each work-order enclave, with measurement, "
+        "state (running or down), restarts and orders served.",
+        NoParams, PoolStatus),
+    "rpc.discover": Method("This document.", NoParams, dict[str, Any]),
 }
 
 
 def document(served: list[str]) -> dict[str, Any]:
+    """The OpenRPC 1.2.6 document of the `served` methods (each must be in METHODS); made once and shared,
+    so callers serialise it and never change it."""
+    return _document(tuple(served))
+
+
+@cache
+def _document(served: tuple[str, ...]) -> dict[str, Any]:
+    specs = [METHODS[name] for name in served]
+    schemas, components = msgspec.json.schema_components(
+        [spec.params for spec in specs] + [spec.result for spec in specs], ref_template=SCHEMAS + "{name}")
+    params, results = schemas[:len(specs)], schemas[len(specs):]
     methods = []
-    for name in served:
-        spec = METHODS[name]
+    for name, params_ref, result in zip(served, params, results):
+        struct = components[params_ref["$ref"].removeprefix(SCHEMAS)]
+        required = set(struct.get("required", ()))
         methods.append({
-            "name": name, "summary": spec["summary"], "paramStructure": "by-name",
-            "params": [{"name": p, "required": req, "schema": schema}
-                       for p, (schema, req) in spec["params"].items()],
-            "result": {"name": "result", "schema": spec["result"]},
+            "name": name, "summary": METHODS[name].summary, "paramStructure": "by-name",
+            "params": [{"name": param, "required": param in required, "schema": schema}
+                       for param, schema in struct.get("properties", {}).items()],
+            "result": {"name": "result", "schema": result},
             "errors": ERRORS,
         })
     return {"openrpc": "1.2.6",
             "info": {"title": "adytum EEA Off-Chain Trusted Compute API", "version": __version__},
             "servers": [{"name": "listener", "url": "http://localhost:1947/"}],
-            "methods": methods}
+            "methods": methods,
+            "components": {"schemas": _referenced(methods, components)}}
+
+
+def _referenced(methods: list[dict[str, Any]], components: dict[str, Any]) -> dict[str, Any]:
+    """The components the methods refer to, directly or through other components (the params structs
+    themselves are spread into by-name params, so they are not among them)."""
+    keep: dict[str, Any] = {}
+    todo: list[Any] = [methods]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(SCHEMAS) and ref.removeprefix(SCHEMAS) not in keep:
+                name = ref.removeprefix(SCHEMAS)
+                keep[name] = components[name]
+                todo.append(components[name])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return dict(sorted(keep.items()))

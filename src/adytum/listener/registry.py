@@ -10,90 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
-
-import msgspec
-from msgspec import Meta
+from typing import Any
 
 from .. import crypto, operator
 from ..manager import Manager
-from ..protocol import EeaError, RegistryStatus, encryption_key_get_digest
+from ..protocol import (EeaError, KeyGetParams, KeySetParams, LookUpNextParams, LookUpParams, RegisterParams,
+                        RegistryStatus, RotateParams, SetStatusParams, UpdateParams, WorkerIdParams, WorkerStatus,
+                        canonical, decode, encryption_key_get_digest)
 from ..store import Duplicate, GroupCommit, Store, WorkerRow
-from .params import HexId, canonical, decode
-
-WorkerType = Annotated[int, Meta(ge=1, le=3)]
-WorkerStatus = Annotated[int, Meta(ge=1, le=4)]  # active, off-line, decommissioned, compromised
-Text = Annotated[str, Meta(max_length=64 * 1024)]
-Signed = Annotated[str, Meta(max_length=512)]
-
-
-class _Filters(msgspec.Struct, forbid_unknown_fields=True):
-    workerType: WorkerType | None = None
-    organizationId: HexId | None = None
-    applicationTypeId: HexId | None = None
-
-    def columns(self) -> dict[str, Any]:
-        return {column: canonical(value) if isinstance(value, str) else value
-                for column, value in (("worker_type", self.workerType), ("organization_id", self.organizationId),
-                                      ("application_type_id", self.applicationTypeId)) if value is not None}
-
-
-class LookUpNextParams(_Filters, forbid_unknown_fields=True):
-    lookUpTag: Text | None = None
-    lookupTag: Text | None = None  # the spelling Avalon's handler read; accepted too
-
-
-class WorkerIdParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
-
-
-class RegisterParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
-    workerType: WorkerType
-    organizationId: HexId
-    applicationTypeId: HexId
-    details: dict[str, Any]
-    operatorNonce: Signed
-    operatorSignature: Signed
-    workerEncryptionKey: Text | None = None  # in Avalon's samples; the key belongs in details
-
-
-class UpdateParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
-    details: dict[str, Any]
-    operatorNonce: Signed
-    operatorSignature: Signed
-
-
-class SetStatusParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
-    status: WorkerStatus
-    operatorNonce: Signed
-    operatorSignature: Signed
-
-
-class RotateParams(msgspec.Struct, forbid_unknown_fields=True):
-    operatorNonce: Signed
-    operatorSignature: Signed
-    workerId: HexId | None = None  # default: the worker this node hosts
-
-
-class KeyGetParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
-    lastUsedKeyNonce: Text = ""
-    tag: Text = ""
-    requesterId: Text = ""
-    signatureNonce: Text = ""
-    signature: Text = ""
-
-
-class KeySetParams(msgspec.Struct, forbid_unknown_fields=True):
-    workerId: HexId
-    encryptionKey: Text
-    encryptionKeyNonce: Text
-    signature: Text
-    tag: Text = ""
-    signatureNonce: Text = ""
 
 
 @dataclass
@@ -120,7 +44,7 @@ class Registry:
     # -- reads -------------------------------------------------------------------------------------
 
     async def look_up(self, raw: bytes) -> Any:
-        return self._page(decode(raw, _Filters, "WorkerLookUp", RegistryStatus.INVALID_PARAMETER).columns(), "")
+        return self._page(decode(raw, LookUpParams, "WorkerLookUp", RegistryStatus.INVALID_PARAMETER).columns(), "")
 
     async def look_up_next(self, raw: bytes) -> Any:
         p = decode(raw, LookUpNextParams, "WorkerLookUpNext", RegistryStatus.INVALID_PARAMETER)
@@ -159,9 +83,9 @@ class Registry:
     async def register(self, raw: bytes) -> Any:
         p = await self._operator(raw, RegisterParams, "WorkerRegister")
         record = {"workerType": p.workerType, "organizationId": p.organizationId,
-                  "applicationTypeId": p.applicationTypeId, "details": p.details, "status": 1}
+                  "applicationTypeId": p.applicationTypeId, "details": p.details, "status": WorkerStatus.ACTIVE}
         row = WorkerRow(canonical(p.workerId), p.workerType, canonical(p.organizationId),
-                        canonical(p.applicationTypeId), 1, json.dumps(record))
+                        canonical(p.applicationTypeId), WorkerStatus.ACTIVE, json.dumps(record))
         try:
             await self.committer.run(Store.register_worker, row)
         except Duplicate:

@@ -7,17 +7,15 @@ in the enclave).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
 from .errors import EeaError, Status
+from .hexid import HexId, LongHex, OptHex, canonical
 
-HEX = r"^(0[xX])?[0-9a-fA-F]+$"
-Hex = Annotated[str, Meta(pattern=HEX, max_length=256)]
-LongHex = Annotated[str, Meta(pattern=HEX, max_length=4096)]
-OptHex = Annotated[str, Meta(pattern=r"^((0[xX])?[0-9a-fA-F]*)$", max_length=4096)]
+T = TypeVar("T")
 Index = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 MAX_ITEMS = 256
 
@@ -35,13 +33,13 @@ class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_
 class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey`)."""
 
-    work_order_id: Hex
-    worker_id: Hex
-    workload_id: Hex
-    requester_id: Hex
+    work_order_id: HexId
+    worker_id: HexId
+    workload_id: HexId
+    requester_id: HexId
     encrypted_session_key: LongHex
-    requester_nonce: Hex
-    encrypted_request_hash: Hex
+    requester_nonce: HexId
+    encrypted_request_hash: HexId
     in_data: Annotated[list[DataItem], Meta(min_length=1, max_length=MAX_ITEMS)]
     response_timeout_m_secs: Annotated[int, Meta(ge=0, le=3_600_000)] = 0
     payload_format: str = "JSON-RPC"
@@ -67,6 +65,16 @@ class WorkOrderResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     out_data: list[DataItem]
     ext_verification_key: str = ""
     ext_verification_key_signature: str = ""
+
+
+class GetResultParams(msgspec.Struct, forbid_unknown_fields=True):
+    """`WorkOrderGetResult` params (wire names, like the registry's)."""
+
+    workOrderId: HexId
+
+
+class NoParams(msgspec.Struct, forbid_unknown_fields=True):
+    """Params of a method that takes none (`{}` or absent)."""
 
 
 class RpcRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -115,6 +123,14 @@ def decode_params(raw: bytes) -> WorkOrderParams:
     return params
 
 
+def decode(raw: bytes, kind: type[T], method: str, code: int = Status.INVALID_PARAMETER) -> T:
+    """`method`'s params as `kind` (absent params: `{}`), or an EEA error naming what is wrong."""
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise EeaError(code, f"invalid {method} params: {exc}") from None
+
+
 def decode_result(raw: bytes | str) -> WorkOrderResult:
     try:
         return _result_decoder.decode(raw)
@@ -132,8 +148,7 @@ def workload_hex(name: str) -> str:
 
 
 def workload_name(workload_id: str) -> str:
-    text = workload_id[2:] if workload_id[:2] in ("0x", "0X") else workload_id
     try:
-        return bytes.fromhex(text).decode()
+        return bytes.fromhex(canonical(workload_id)).decode()
     except (ValueError, UnicodeDecodeError):
         raise EeaError(Status.INVALID_WORKLOAD, "workloadId is not the hex of a UTF-8 name") from None

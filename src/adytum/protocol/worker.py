@@ -61,7 +61,7 @@ class WorkerRecord(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
     """A worker this node hosts, as published: `WorkerRetrieve`'s result."""
 
     details: WorkerDetails
-    worker_type: int = WorkerType.TEE_SGX
+    worker_type: WorkerType = WorkerType.TEE_SGX
     organization_id: str = "00" * 32
     application_type_id: str = "00" * 32
     status: WorkerStatus = WorkerStatus.ACTIVE

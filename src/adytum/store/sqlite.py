@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..protocol import WorkerStatus
 from .schema import schema
 
 
@@ -57,7 +58,7 @@ class WorkerRow:
     worker_type: int
     organization_id: str
     application_type_id: str
-    status: int
+    status: WorkerStatus
     record: str
     expires_at: float | None = None  # when its attestation goes stale; None: the record carries no expiry
 
@@ -156,7 +157,7 @@ class Store:
         except sqlite3.IntegrityError:
             raise Duplicate("workerId") from None
 
-    def set_worker_status(self, worker_id: str, status: int) -> bool:
+    def set_worker_status(self, worker_id: str, status: WorkerStatus) -> bool:
         return self.db.execute("UPDATE workers SET status = ?, updated_at = ? WHERE worker_id = ?",
                                (status, time.time(), worker_id)).rowcount == 1
 
@@ -204,7 +205,11 @@ class Store:
     def worker(self, worker_id: str) -> WorkerRow | None:
         row = self.db.execute("SELECT worker_id, worker_type, organization_id, application_type_id, status, "
                               "record, expires_at FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
-        return WorkerRow(*row) if row else None
+        if row is None:
+            return None
+        worker_id, worker_type, organization_id, application_type_id, status, record, expires_at = row
+        return WorkerRow(worker_id, worker_type, organization_id, application_type_id, WorkerStatus(status), record,
+                         expires_at)
 
     def workers(self, filters: dict[str, Any], *, after: str = "", limit: int = -1) -> tuple[int, list[str]]:
         """(how many match, the ids after `after` in id order, at most `limit`); stale workers never match."""
