@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adytum.attestation.errors import AttestationError, Reason
-from adytum.attestation.policy import Policy, Verdict
+from adytum.attestation.policy import Policy, Verdict, require_aware
 from adytum.attestation.sgx.anchors import intel_sgx_root_ca
 from adytum.attestation.sgx.collateral import Collateral, SignedDocument, raw_signature_to_der, verify_signed_document
 from adytum.attestation.sgx.pck import PckInfo, parse_pck_extension
@@ -70,12 +70,14 @@ def _check_quote_crypto(quote: Quote, leaf: x509.Certificate) -> None:
 
 
 def verify_quote_signatures(
-    quote_bytes: bytes, at: datetime, anchors: Iterable[x509.Certificate] | None = None
+    quote_bytes: bytes, *, at: datetime, anchors: Iterable[x509.Certificate] | None = None
 ) -> QuoteCheck:
-    """Parse a quote and check everything it proves on its own: PCK chain, QE report, binding, quote signature.
+    """Parse a quote and check at time ``at`` everything it proves on its own: PCK chain, QE report,
+    binding, quote signature.
 
     No collateral: this says the quote comes from a genuine Intel platform, not how current it is.
     """
+    require_aware(at)
     quote = parse_quote(quote_bytes)
     chain = _pck_chain(quote, list(anchors or [intel_sgx_root_ca()]), at)
     pck = parse_pck_extension(chain[0])
@@ -84,7 +86,7 @@ def verify_quote_signatures(
 
 
 def _check_crls(
-    chain: Sequence[x509.Certificate], collateral: Collateral, policy: Policy
+    chain: Sequence[x509.Certificate], collateral: Collateral, policy: Policy, at: datetime
 ) -> tuple[list[str], list[datetime], list[datetime]]:
     unchecked: list[str] = []
     starts: list[datetime] = []
@@ -99,7 +101,7 @@ def _check_crls(
             unchecked.append(name)
             continue
         what = "PCK CRL" if name == "pck-crl" else "Root CA CRL"
-        verify_crl(crl, issuer, policy.at, what)
+        verify_crl(crl, issuer, at, what)
         for cert in subjects:
             check_not_revoked(cert, crl, what)
         starts.append(crl.last_update_utc)
@@ -165,19 +167,20 @@ def verify_dcap_quote(
     collateral: Collateral,
     policy: Policy,
     *,
+    at: datetime,
     anchors: Iterable[x509.Certificate] | None = None,
 ) -> Verdict:
-    """Verify a DCAP quote at ``policy.at`` and return the :class:`Verdict` the policy accepts.
+    """Verify a DCAP quote at time ``at`` and return the :class:`Verdict` the policy accepts.
 
     Raises :class:`AttestationError` naming the first failed rule. ``anchors`` defaults to the
     shipped Intel SGX Root CA; any certificate with the same key is accepted in its place.
     """
-    at = policy.at
+    require_aware(at)
     anchor_list = list(anchors or [intel_sgx_root_ca()])
     quote = parse_quote(quote_bytes)
     chain = _pck_chain(quote, anchor_list, at)
     pck = parse_pck_extension(chain[0])
-    unchecked, starts, ends = _check_crls(chain, collateral, policy)
+    unchecked, starts, ends = _check_crls(chain, collateral, policy, at)
     tcb_doc = _check_document(collateral.tcb_info, "TCB info", collateral, anchor_list, at)
     qe_doc = _check_document(collateral.qe_identity, "QE identity", collateral, anchor_list, at)
     _check_collateral_matches(tcb_doc.body, qe_doc.body, quote, pck)
@@ -191,4 +194,4 @@ def verify_dcap_quote(
     issued = [tcb_doc.issue_date, qe_doc.issue_date]
     if collateral.pck_crl is not None:
         issued.append(collateral.pck_crl.last_update_utc)
-    return policy.enforce(_verdict(quote, pck, tcb, at, starts, ends, min(issued), unchecked))
+    return policy.enforce(_verdict(quote, pck, tcb, at, starts, ends, min(issued), unchecked), at=at)
