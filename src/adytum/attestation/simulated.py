@@ -284,7 +284,8 @@ def verify_simulated(proof_data: str, policy: Policy, trusted_roots: Sequence[x5
     try:
         key.verify(evidence.signature, evidence.report, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
-        raise AttestationError(Reason.SIGNATURE, "simulated report signature does not verify over the report bytes") from None
+        raise AttestationError(Reason.SIGNATURE,
+                               "simulated report signature does not verify over the report bytes") from None
     body = _report_fields(evidence.report)
     raw_status = body["isvEnclaveQuoteStatus"]
     status = _status(raw_status)

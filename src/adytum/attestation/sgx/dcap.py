@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -117,7 +118,7 @@ def _check_document(doc: SignedDocument | None, name: str, collateral: Collatera
     return doc
 
 
-def _check_collateral_matches(tcb_info: dict, qe_identity: dict, quote: Quote, pck: PckInfo) -> None:
+def _check_collateral_matches(tcb_info: dict[str, Any], qe_identity: dict[str, Any], quote: Quote, pck: PckInfo) -> None:
     tdx = quote.is_tdx
     version = tcb_info.get("version")
     if not isinstance(version, int) or version not in (2, 3):
@@ -139,7 +140,8 @@ def _check_collateral_matches(tcb_info: dict, qe_identity: dict, quote: Quote, p
 
 def _verdict(quote: Quote, pck: PckInfo, tcb: TcbResult, at: datetime, starts: list[datetime], ends: list[datetime], issued: datetime, unchecked: list[str]) -> Verdict:
     body = quote.body
-    common = dict(
+    common = Verdict(
+        kind="sgx-dcap",
         tcb_status=tcb.status,
         verified_at=at,
         advisory_ids=tcb.advisory_ids,
@@ -156,10 +158,10 @@ def _verdict(quote: Quote, pck: PckInfo, tcb: TcbResult, at: datetime, starts: l
         unchecked=tuple(unchecked),
     )
     if isinstance(body, TdReport):
-        return Verdict(kind="tdx-dcap", mr_td=body.mr_td, rtmrs=body.rtmrs, mr_seam=body.mr_seam, tee_tcb_svn=body.tee_tcb_svn, **common)
-    return Verdict(
-        kind="sgx-dcap", mr_enclave=body.mr_enclave, mr_signer=body.mr_signer, isv_prod_id=body.isv_prod_id, isv_svn=body.isv_svn, **common
-    )
+        return replace(common, kind="tdx-dcap", mr_td=body.mr_td, rtmrs=body.rtmrs, mr_seam=body.mr_seam,
+                       tee_tcb_svn=body.tee_tcb_svn)
+    return replace(common, mr_enclave=body.mr_enclave, mr_signer=body.mr_signer, isv_prod_id=body.isv_prod_id,
+                   isv_svn=body.isv_svn)
 
 
 def verify_dcap_quote(
