@@ -71,7 +71,8 @@ class LocalPool:
     """A key manager and work-order enclaves as the node runs them, without the node around them."""
 
     def __init__(self, data_dir: Path, worker_id: str, wpe_data_dir: Path | None = None) -> None:
-        from adytum.attestation import SimulatedAttestationService, init_dev_root
+        from adytum.issuer.devroot import init_dev_root
+        from adytum.issuer.service import SimulatedAttestationService
         from adytum.crypto import random_bytes
         from adytum.manager import EnclaveProcess
         from adytum.manager.pool import LocalKeyManager, allow_build, local_build

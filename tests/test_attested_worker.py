@@ -1,14 +1,14 @@
 """The requester's and the node's checks of a worker's attestation, against a real node's record."""
 
 import copy
-import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from adytum import crypto
-from adytum.attestation import AttestationError, init_dev_root, verify_worker_evidence
+from adytum.attestation import AttestationError, verify_worker_evidence
+from adytum.issuer.devroot import init_dev_root
 from adytum.client import Client, Trust, UntrustedWorker, WorkerInfo
 from adytum.enclave.keys import WorkerKeys
 from adytum.manager import EnclaveStartError
@@ -90,11 +90,10 @@ def test_stale_report_refused(node, record):
     trust = Trust.from_files([node.root_pem], max_age=timedelta(seconds=1))
     info = WorkerInfo.from_record(*record)
     data = record[1]["details"]["workerTypeData"]
-    policy = dataclasses.replace(trust.policy, at=datetime.now(timezone.utc) + timedelta(minutes=5))
     with pytest.raises(AttestationError) as err:
         verify_worker_evidence(data["proofDataType"], data["proofData"], verifying_key=info.verifying_key,
-                               encryption_key=info.encryption_key, worker_id=info.worker_id, policy=policy,
-                               trusted_roots=trust.roots)
+                               encryption_key=info.encryption_key, worker_id=info.worker_id, policy=trust.policy,
+                               at=datetime.now(timezone.utc) + timedelta(minutes=5), trusted_roots=trust.roots)
     assert err.value.reason == "stale"
 
 

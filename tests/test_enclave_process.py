@@ -62,7 +62,8 @@ def test_keys_are_sealed_by_the_key_manager_and_reused_across_restarts(tmp_path)
 
 def test_enclave_quote_binds_its_keys_measurement_and_role(tmp_path):
     from adytum.attestation.measurement import measure
-    from adytum.attestation.quote import parse_quote, report_data_for
+    from adytum.attestation.simulated import parse_quote
+    from adytum.attestation.verify import report_data_for
     from adytum.enclave.provisioning import KME_PRODUCT, WPE_PRODUCT
 
     async def main():

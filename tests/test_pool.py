@@ -9,7 +9,7 @@ import time
 import pytest
 from msgspec import to_builtins
 
-from adytum.attestation import init_dev_root
+from adytum.issuer.devroot import init_dev_root
 from adytum.cli import main as cli
 from adytum.client import Client, build, open_result
 from adytum.manager import EnclaveStartError

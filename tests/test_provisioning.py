@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from adytum import crypto
-from adytum.attestation.devroot import init_dev_root
 from adytum.attestation.measurement import Measurement
-from adytum.attestation.quote import SimulatedQuoter
-from adytum.attestation.service import PROOF_DATA_TYPE, SimulatedAttestationService
+from adytum.attestation.simulated import SIMULATED_IAS
+from adytum.issuer.devroot import init_dev_root
+from adytum.issuer.quoter import SimulatedQuoter
+from adytum.issuer.service import SimulatedAttestationService
 from adytum.enclave import provisioning
 from adytum.enclave.keys import WorkerKeys
 from adytum.enclave.provisioning import (KME_PRODUCT, MAX_SESSIONS, SESSION_SECONDS, WPE_PRODUCT, Challenge, Delivery,
@@ -74,12 +75,12 @@ class World:
     def response(self, wpe: WpeHandshake, challenge: tuple[bytes, str],
                  attest: Attest | None = None) -> tuple[bytes, str]:
         """Challenge -> WPE; the Response and the WPE's evidence over its report data."""
-        step = wpe.answer(challenge[0], PROOF_DATA_TYPE, challenge[1])
+        step = wpe.answer(challenge[0], SIMULATED_IAS, challenge[1])
         return step.body, (attest or self.wpe_attest)(step.report_data)
 
     def delivery(self, response: tuple[bytes, str]) -> bytes:
         """Response -> KME; the Delivery (nothing to quote)."""
-        step = self.sessions.handle(response[0], PROOF_DATA_TYPE, response[1])
+        step = self.sessions.handle(response[0], SIMULATED_IAS, response[1])
         assert step.report_data == b""
         return step.body
 
@@ -157,7 +158,7 @@ def test_refused_response_closes_its_session(world):
     wpe = world.wpe()
     response = world.response(wpe, world.challenge(wpe))
     with pytest.raises(ProvisioningError, match=r"evidence is refused \(unsupported\)"):
-        world.sessions.handle(response[0], PROOF_DATA_TYPE, "")
+        world.sessions.handle(response[0], SIMULATED_IAS, "")
     with pytest.raises(ProvisioningError, match="no open handshake with this session id"):
         world.delivery(response)  # the genuine evidence comes too late
 
@@ -170,7 +171,7 @@ def test_challenge_with_a_swapped_kme_key_is_refused(world):
     body, proof = world.challenge(wpe)
     key = msgspec.msgpack.decode(body, type=Challenge).public_key
     with pytest.raises(ProvisioningError, match=r"key manager's evidence is refused \(report-data\)"):
-        wpe.answer(reencode(body, Challenge, public_key=flip(key, 0)), PROOF_DATA_TYPE, proof)
+        wpe.answer(reencode(body, Challenge, public_key=flip(key, 0)), SIMULATED_IAS, proof)
     assert not wpe.answered
 
 
@@ -179,7 +180,7 @@ def test_offer_altered_on_the_way_fails_at_the_wpe(world):
     attacker = X25519PrivateKey.generate().public_key().public_bytes_raw()
     challenge = world.challenge(wpe, reencode(wpe.offer, Offer, public_key=attacker))
     with pytest.raises(ProvisioningError, match=r"key manager's evidence is refused \(report-data\)"):
-        wpe.answer(challenge[0], PROOF_DATA_TYPE, challenge[1])
+        wpe.answer(challenge[0], SIMULATED_IAS, challenge[1])
     assert not wpe.answered
 
 
@@ -218,7 +219,7 @@ def kme_impostor_refused(world: World, proof_for: Attest, reason: str) -> None:
     wpe = world.wpe()
     step = world.sessions.handle(wpe.offer)
     with pytest.raises(ProvisioningError, match=rf"key manager's evidence is refused \({reason}\)"):
-        wpe.answer(step.body, PROOF_DATA_TYPE, proof_for(step.report_data))
+        wpe.answer(step.body, SIMULATED_IAS, proof_for(step.report_data))
     assert not wpe.answered
 
 
@@ -250,7 +251,7 @@ def test_kme_evidence_over_the_wpe_role_is_refused(world):
     t = provisioning.transcript(wpe.offer, challenge.session, challenge.public_key)
     assert provisioning.report_data("kme", t) == step.report_data
     with pytest.raises(ProvisioningError, match=r"key manager's evidence is refused \(report-data\)"):
-        wpe.answer(step.body, PROOF_DATA_TYPE, world.kme_attest(provisioning.report_data("wpe", t)))
+        wpe.answer(step.body, SIMULATED_IAS, world.kme_attest(provisioning.report_data("wpe", t)))
 
 
 def test_kme_refuses_kme_product_answering_as_wpe(world):
@@ -331,7 +332,7 @@ MALFORMED_TO_KME = {
 @pytest.mark.parametrize("body, reason", MALFORMED_TO_KME.values(), ids=MALFORMED_TO_KME.keys())
 def test_kme_refuses_malformed_messages(world, body, reason):
     with pytest.raises(ProvisioningError, match=reason):
-        world.sessions.handle(body, PROOF_DATA_TYPE, "{}")
+        world.sessions.handle(body, SIMULATED_IAS, "{}")
     assert world.sessions.open_sessions == 0
 
 
@@ -351,18 +352,18 @@ def test_wpe_refuses_malformed_challenges_and_deliveries(world, body):
     wpe = world.wpe()
     challenge = world.challenge(wpe)
     with pytest.raises(ProvisioningError, match="malformed challenge"):
-        wpe.answer(body, PROOF_DATA_TYPE, challenge[1])
+        wpe.answer(body, SIMULATED_IAS, challenge[1])
     world.delivery(world.response(wpe, challenge))
     with pytest.raises(ProvisioningError, match="malformed delivery"):
         wpe.accept(body)
 
 
 MALFORMED_PROOFS = {
-    "empty": (PROOF_DATA_TYPE, "", "unsupported"),
-    "not json": (PROOF_DATA_TYPE, NOISE.hex(), "malformed"),
-    "json list": (PROOF_DATA_TYPE, "[]", "malformed"),
-    "empty object": (PROOF_DATA_TYPE, "{}", "malformed"),
-    "fields of the wrong type": (PROOF_DATA_TYPE, '{"simulated": true, "verification_report": 1, '
+    "empty": (SIMULATED_IAS, "", "unsupported"),
+    "not json": (SIMULATED_IAS, NOISE.hex(), "malformed"),
+    "json list": (SIMULATED_IAS, "[]", "malformed"),
+    "empty object": (SIMULATED_IAS, "{}", "malformed"),
+    "fields of the wrong type": (SIMULATED_IAS, '{"simulated": true, "verification_report": 1, '
                                                   '"report_signature": [], "report_signing_certificate": null}',
                                  "malformed"),
     "unknown proof type": ("NO-SUCH-TYPE", "{}", "unsupported"),
@@ -390,7 +391,7 @@ def test_malformed_ephemeral_keys_are_refused(world):
         t = provisioning.transcript(wpe.offer, session, bad)
         proof = world.kme_attest(provisioning.report_data("kme", t))
         with pytest.raises(ProvisioningError, match="ephemeral key is not an X25519 public key"):
-            wpe.answer(_encode(Challenge(session, bad)), PROOF_DATA_TYPE, proof)
+            wpe.answer(_encode(Challenge(session, bad)), SIMULATED_IAS, proof)
 
     zero = _encode(Offer(WORKER, bytes(32), bytes(16)))  # accepted as an offer, unusable for the exchange
     body, proof = world.challenge(wpe, zero)

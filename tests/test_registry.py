@@ -13,8 +13,7 @@ import msgspec
 import pytest
 
 from adytum import crypto, operator
-from adytum.attestation.devroot import load_quoting_key
-from adytum.attestation.quote import SimulatedQuoter
+from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_result
 from adytum.manager.enclave import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
@@ -258,7 +257,7 @@ def test_the_manager_refuses_a_debug_enclave_and_a_swapped_key(reg):
     ident = manager.identity
     quoter = SimulatedQuoter(load_quoting_key(manager.config.data_dir / "devroot"),
                              bytes.fromhex(ident.mr_enclave), bytes.fromhex(ident.mr_signer), debug=True)
-    from adytum.attestation.quote import report_data_for
+    from adytum.attestation.verify import report_data_for
     debug = msgspec.structs.replace(ident, quote=quoter.quote(report_data_for(
         ident.verifying_key, ident.encryption_key, ident.worker_id)))
     with pytest.raises(EnclaveStartError, match="(?i)debug"):

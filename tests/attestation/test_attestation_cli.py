@@ -17,7 +17,7 @@ PYTHON = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     python = str(PYTHON) if PYTHON.exists() else sys.executable
     return subprocess.run(
-        [python, "-m", "adytum.attestation.cli", "attestation", "verify", *map(str, args)],
+        [python, "-m", "adytum", "attestation", "verify", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,

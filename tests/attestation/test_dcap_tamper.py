@@ -51,14 +51,14 @@ def flipped(data: bytes, offset: int, mask: int = 0x01) -> bytes:
 def test_quote_flip_is_refused(sgx_vectors: Path, name: str, region: str) -> None:
     data = quote_bytes(sgx_vectors, name)
     when = suggested_time(sgx_vectors, name)
-    verify_quote_signatures(data, when)  # the untouched quote passes
+    verify_quote_signatures(data, at=when)  # the untouched quote passes
     offsets = regions(data)[region]
     assert offsets
     accepted = []
     for offset in offsets:
         for mask in (0x01, 0x80) if region in ("header", "signature") else (0x01,):
             try:
-                verify_quote_signatures(flipped(data, offset, mask), when)
+                verify_quote_signatures(flipped(data, offset, mask), at=when)
             except AttestationError:
                 continue
             accepted.append((offset, mask))
@@ -70,11 +70,11 @@ def test_quote_flip_is_refused_by_full_verification(sgx_vectors: Path, name: str
     data = quote_bytes(sgx_vectors, name)
     collateral = load_collateral(set_dir(sgx_vectors, name))
     policy = lenient(sgx_vectors, name)
-    verify_dcap_quote(data, collateral, policy)
+    verify_dcap_quote(data, collateral, policy, at=suggested_time(sgx_vectors, name))
     for region, offsets in regions(data).items():
         for offset in offsets[:: max(1, len(offsets) // 12)]:
             with pytest.raises(AttestationError):
-                verify_dcap_quote(flipped(data, offset), collateral, policy)
+                verify_dcap_quote(flipped(data, offset), collateral, policy, at=suggested_time(sgx_vectors, name))
 
 
 #: file -> stride between flipped offsets (every byte would be slow; strides are coprime with
@@ -108,7 +108,7 @@ def test_collateral_flip_is_refused(sgx_vectors: Path, name: str, file: str, tmp
             (tmp_path / item.name).write_bytes(item.read_bytes())
     quote = quote_bytes(sgx_vectors, name)
     policy = lenient(sgx_vectors, name)
-    verify_dcap_quote(quote, load_collateral(tmp_path), policy)
+    verify_dcap_quote(quote, load_collateral(tmp_path), policy, at=suggested_time(sgx_vectors, name))
     original = (folder / file).read_bytes()
     stride = COLLATERAL_FILES[file]
     offsets = sorted(set(range(0, len(original), stride)) | {len(original) - 1})
@@ -116,7 +116,7 @@ def test_collateral_flip_is_refused(sgx_vectors: Path, name: str, file: str, tmp
     for offset in offsets:
         (tmp_path / file).write_bytes(flipped(original, offset))
         try:
-            verify_dcap_quote(quote, load_collateral(tmp_path), policy)
+            verify_dcap_quote(quote, load_collateral(tmp_path), policy, at=suggested_time(sgx_vectors, name))
         except AttestationError:
             continue
         accepted.append(offset)
@@ -138,5 +138,6 @@ def test_signature_hex_flip_in_tcb_info_is_a_signature_failure(sgx_vectors: Path
         other = "0" if digit != "0" else "1"
         (tmp_path / "tcb_info.json").write_bytes(original[:offset] + other.encode() + original[offset + 1 :])
         with pytest.raises(AttestationError) as err:
-            verify_dcap_quote(quote_bytes(sgx_vectors, name), load_collateral(tmp_path), policy)
+            verify_dcap_quote(quote_bytes(sgx_vectors, name), load_collateral(tmp_path), policy,
+                              at=suggested_time(sgx_vectors, name))
         assert err.value.reason == "collateral-signature"

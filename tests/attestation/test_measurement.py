@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from adytum.attestation.cli_measure import main
+from adytum.cli import main
 from adytum.attestation.measurement import (
     DEV_SIGNER_PEM,
     MEASURED_MODULES,
@@ -144,21 +144,40 @@ def test_sealed_data_does_not_unseal_under_a_changed_measurement(enclave_copy: t
 def test_enclave_side_modules_import_nothing_host_side() -> None:
     code = (
         "import sys\n"
-        "import adytum.attestation.measurement, adytum.attestation.quote, adytum.attestation.gramine\n"
+        "import adytum.attestation.measurement, adytum.issuer.quoter\n"
         "adytum.attestation.measurement.measure()\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('adytum.store', 'adytum.listener', 'adytum.manager',"
-        " 'adytum.client', 'adytum.cli', 'adytum.enclave', 'adytum.workloads', 'adytum.protocol')))\n"
+        " 'adytum.client', 'adytum.cli', 'adytum.enclave', 'adytum.workloads', 'adytum.protocol',"
+        " 'adytum.issuer.service', 'adytum.issuer.devroot')))\n"
         "print(bad)\n"
     )
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
 
 
+def test_every_adytum_module_the_enclave_process_loads_is_measured() -> None:
+    """What `python -m adytum.enclave` imports is what `adytum measure` reports: the simulated quoter
+    included, the host-side report service and development CA not."""
+    code = (
+        "import sys, json\n"
+        "import adytum.enclave.__main__\n"
+        "print(json.dumps({m: getattr(sys.modules[m], '__file__', None) for m in sys.modules if m.startswith('adytum.')}))\n"
+    )
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    loaded: dict[str, str] = json.loads(out.stdout)
+    measured = {p for p, _ in measure().files}
+    assert "adytum/issuer/quoter.py" in measured and "adytum/issuer/__init__.py" in measured
+    assert not [p for p in measured if p.startswith(("adytum/issuer/service", "adytum/issuer/devroot"))]
+    for name, file in loaded.items():
+        path = "/".join(name.split(".")) + ("/__init__.py" if file.endswith("__init__.py") else ".py")
+        assert path in measured, f"the enclave runs {name} but the measurement leaves it out"
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
 def _run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from adytum.attestation.cli_measure import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from adytum.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([PYTHON, "-c", code, *argv], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
@@ -199,7 +218,7 @@ def test_init_command_creates_the_root_and_says_it_is_simulated(tmp_path: Path) 
 def test_handlers_are_set_for_the_main_cli() -> None:
     import argparse
 
-    from adytum.attestation.cli_measure import add_commands
+    from adytum.cli.measure import add_commands
 
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))

@@ -26,20 +26,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adytum import crypto
-from adytum.attestation.devroot import DevRoot, DevRootError, init_dev_root, load_dev_root, load_quoting_key
 from adytum.attestation.errors import AttestationError, Reason
-from adytum.attestation.gramine import DCAP_PROOF_DATA_TYPE, dcap_proof_data
 from adytum.attestation.policy import ALL_STATUSES, Policy, Verdict
-from adytum.attestation.quote import (
-    QUOTE_LEN,
-    SimulatedQuoter,
-    make_quote,
-    parse_quote,
-    platform_id,
-    report_data_for,
-)
-from adytum.attestation.service import PROOF_DATA_TYPE, Evidence, SimulatedAttestationService, report_timestamp, sign_report
-from adytum.attestation.verify import verify_worker_evidence
+from adytum.attestation.simulated import QUOTE_LEN, SIMULATED_IAS, Evidence, parse_quote, platform_id
+from adytum.attestation.verify import TEE_SGX_DCAP, report_data_for, verify_evidence, verify_worker_evidence
+from adytum.issuer.devroot import DevRoot, init_dev_root, load_dev_root
+from adytum.issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key, make_quote
+from adytum.issuer.service import SimulatedAttestationService, report_timestamp, sign_report
 
 from .conftest import quote_bytes, suggested_time
 
@@ -93,20 +86,21 @@ def proof_for(root: DevRoot, worker: Worker, *, at: datetime = REPORTED, **overr
 
 
 def policy(**kwargs: Any) -> Policy:
-    kwargs.setdefault("at", CHECKED)
     kwargs.setdefault("mr_enclaves", {MR_ENCLAVE})
     kwargs.setdefault("mr_signers", {MR_SIGNER})
     return Policy(**kwargs)
 
 
-def verify(proof: str, root: DevRoot, worker: Worker, *, roots: list[x509.Certificate] | None = None, **kwargs: Any) -> Verdict:
+def verify(proof: str, root: DevRoot, worker: Worker, *, roots: list[x509.Certificate] | None = None,
+           at: datetime = CHECKED, **kwargs: Any) -> Verdict:
     return verify_worker_evidence(
-        PROOF_DATA_TYPE,
+        SIMULATED_IAS,
         proof,
         verifying_key=worker.verifying_key,
         encryption_key=worker.encryption_key,
         worker_id=worker.worker_id,
         policy=kwargs.pop("policy", None) or policy(),
+        at=at,
         trusted_roots=[root.root_certificate] if roots is None else roots,
         **kwargs,
     )
@@ -308,21 +302,20 @@ def test_intel_anchor_does_not_vouch_for_simulated_evidence(root: DevRoot, worke
 
 def test_report_older_than_the_policy_allows_is_refused(root: DevRoot, worker: Worker) -> None:
     proof = proof_for(root, worker)
-    fresh = policy(max_collateral_age=timedelta(hours=1), at=REPORTED + timedelta(minutes=59))
-    assert verify(proof, root, worker, policy=fresh).kind == "simulated"
-    stale = policy(max_collateral_age=timedelta(hours=1), at=REPORTED + timedelta(hours=1, seconds=1))
-    refused(Reason.STALE, lambda: verify(proof, root, worker, policy=stale))
+    aged = policy(max_collateral_age=timedelta(hours=1))
+    assert verify(proof, root, worker, policy=aged, at=REPORTED + timedelta(minutes=59)).kind == "simulated"
+    refused(Reason.STALE, lambda: verify(proof, root, worker, policy=aged, at=REPORTED + timedelta(hours=1, seconds=1)))
 
 
 def test_report_after_its_signing_certificate_expired_is_refused(root: DevRoot, worker: Worker) -> None:
     proof = proof_for(root, worker)
     after = root.signing_certificate.not_valid_after_utc + timedelta(seconds=1)
-    refused(Reason.EXPIRED, lambda: verify(proof, root, worker, policy=policy(at=after)))
+    refused(Reason.EXPIRED, lambda: verify(proof, root, worker, at=after))
 
 
 def test_report_from_the_future_is_refused(root: DevRoot, worker: Worker) -> None:
     proof = proof_for(root, worker)
-    refused(Reason.NOT_YET_VALID, lambda: verify(proof, root, worker, policy=policy(at=REPORTED - timedelta(seconds=1))))
+    refused(Reason.NOT_YET_VALID, lambda: verify(proof, root, worker, at=REPORTED - timedelta(seconds=1)))
 
 
 def test_measurement_not_allowed_is_refused(root: DevRoot, worker: Worker) -> None:
@@ -388,7 +381,7 @@ def test_malformed_proof_data_is_refused(root: DevRoot, worker: Worker, proof: s
 def test_missing_or_unknown_evidence_is_unsupported(root: DevRoot, worker: Worker, kind: str, proof: str) -> None:
     refused(Reason.UNSUPPORTED, lambda: verify_worker_evidence(
         kind, proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key, worker_id=WORKER_ID,
-        policy=policy(), trusted_roots=[root.root_certificate]))
+        policy=policy(), at=CHECKED, trusted_roots=[root.root_certificate]))
 
 
 # --- hardware kinds go through the same function -----------------------------------------------
@@ -401,30 +394,53 @@ def test_ias_proof_data_dispatches_to_the_ias_verifier_and_checks_binding(sgx_ve
         "ias_report_signature": (folder / "report.sig.b64").read_text().strip(),
         "ias_report_signing_certificate": (folder / "signing_cert.pem").read_text(),
     })
-    lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True, at=datetime(2018, 7, 11, 19, 31, tzinfo=timezone.utc))
+    lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True)
+    when = datetime(2018, 7, 11, 19, 31, tzinfo=timezone.utc)
     err = refused(Reason.REPORT_DATA, lambda: verify_worker_evidence(
         "TEE-SGX-IAS", proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, trusted_roots=[]))
+        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
     assert err.verdict is not None and err.verdict.kind == "sgx-ias"  # the IAS checks passed; only the binding failed
     bad_sig = json.dumps({**json.loads(proof), "ias_report_signature": base64.b64encode(bytes(256)).decode()})
     refused(Reason.SIGNATURE, lambda: verify_worker_evidence(
         "TEE-SGX-IAS", bad_sig, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, trusted_roots=[]))
+        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
 
 
 def test_dcap_proof_data_dispatches_to_the_dcap_verifier_and_checks_binding(sgx_vectors: Path, worker: Worker) -> None:
     name = "dcapqvl_sgx_v3_2025"
     collateral = json.loads((sgx_vectors / "dcap" / name / "collateral.dcap-qvl.json").read_text())
-    proof = dcap_proof_data(quote_bytes(sgx_vectors, name), collateral)
-    lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True, require_crls=False, at=suggested_time(sgx_vectors, name))
+    proof = json.dumps({"quote": base64.b64encode(quote_bytes(sgx_vectors, name)).decode(), "collateral": collateral})
+    lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True, require_crls=False)
+    when = suggested_time(sgx_vectors, name)
     err = refused(Reason.REPORT_DATA, lambda: verify_worker_evidence(
-        DCAP_PROOF_DATA_TYPE, proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, trusted_roots=[]))
+        TEE_SGX_DCAP, proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
+        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
     assert err.verdict is not None and err.verdict.kind == "sgx-dcap"
     no_collateral = json.dumps({"quote": json.loads(proof)["quote"]})
     refused(Reason.COLLATERAL, lambda: verify_worker_evidence(
         "TEE-SGX-DCAP", no_collateral, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, trusted_roots=[]))
+        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
+
+
+# --- the verification time is the caller's -----------------------------------------------------
+
+
+def test_one_policy_judges_the_same_evidence_at_each_given_time(root: DevRoot, worker: Worker) -> None:
+    """The time is an argument, not part of the policy: no clock is read, and the verdict records it."""
+    proof, rules = proof_for(root, worker), policy()
+    assert "at" not in Policy.__dataclass_fields__
+    assert verify(proof, root, worker, policy=rules, at=CHECKED).verified_at == CHECKED
+    later = root.signing_certificate.not_valid_after_utc
+    assert verify(proof, root, worker, policy=rules, at=later).verified_at == later
+    refused(Reason.EXPIRED, lambda: verify(proof, root, worker, policy=rules, at=later + timedelta(seconds=1)))
+
+
+def test_the_verification_time_is_required_and_timezone_aware(root: DevRoot, worker: Worker) -> None:
+    proof = proof_for(root, worker)
+    with pytest.raises(TypeError):
+        verify_evidence(SIMULATED_IAS, proof, policy=policy(), trusted_roots=[root.root_certificate])  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verify(proof, root, worker, at=datetime(2030, 1, 2, 0, 10))
 
 
 # --- the development root ----------------------------------------------------------------------

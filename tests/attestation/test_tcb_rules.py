@@ -23,7 +23,7 @@ from .conftest import collateral, quote_bytes, suggested_time
 def inputs(vectors: Path, name: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
     coll = collateral(vectors, name)
     assert coll.tcb_info is not None and coll.qe_identity is not None
-    check = verify_quote_signatures(quote_bytes(vectors, name), suggested_time(vectors, name))
+    check = verify_quote_signatures(quote_bytes(vectors, name), at=suggested_time(vectors, name))
     return copy.deepcopy(coll.tcb_info.body), copy.deepcopy(coll.qe_identity.body), check
 
 

@@ -7,8 +7,11 @@ branch on ``reason``; they show ``str(error)``.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any
+
+from adytum.errors import AdytumError
 
 __all__ = ["AttestationError", "Reason"]
 
@@ -62,7 +65,7 @@ class Reason(StrEnum):
     """The report data does not start with the value the policy expects (nonce or key binding)."""
 
 
-class AttestationError(Exception):
+class AttestationError(AdytumError):
     """Evidence refused. ``reason`` is a :class:`Reason`; the message says what and where.
 
     ``verdict`` is set when the evidence itself verified and only the policy refused it, so a
@@ -78,8 +81,6 @@ class AttestationError(Exception):
 
 def json_object(data: str | bytes, what: str) -> dict[str, Any]:
     """Parse JSON that must be an object; anything else is MALFORMED evidence."""
-    import json
-
     try:
         obj = json.loads(data)
     except ValueError:

@@ -47,9 +47,12 @@ __all__ = [
 ]
 
 #: What the enclave process executes (besides the interpreter and third-party libraries). The enclave
-#: quotes and seals with `adytum.attestation` code, so that package is measured too.
+#: verifies its peers with `adytum.attestation` and quotes with the simulated quoter, so both are measured
+#: too; of `adytum.issuer` only the quoter and the package file importing it runs: the report service
+#: and the development CA are host side.
 MEASURED_MODULES: tuple[str, ...] = ("adytum.enclave", "adytum.crypto", "adytum.protocol", "adytum.workloads",
-                                     "adytum.attestation", "adytum.files")
+                                     "adytum.attestation", "adytum.files", "adytum.errors",
+                                     "adytum.issuer.__init__", "adytum.issuer.quoter")
 
 #: Same group name as ``adytum.workloads.registry.ENTRY_POINT_GROUP`` (not imported: it would run
 #: the code we are about to measure).

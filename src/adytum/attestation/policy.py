@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from adytum.attestation.errors import AttestationError, Reason
 
-__all__ = ["ALL_STATUSES", "IAS_STATUS_MAP", "Policy", "Verdict", "normalize_status"]
+__all__ = ["ALL_STATUSES", "IAS_STATUS_MAP", "Policy", "Verdict", "normalize_status", "require_aware"]
 
 #: Every TCB status Intel defines, in DCAP spelling.
 ALL_STATUSES: frozenset[str] = frozenset(
@@ -51,8 +51,11 @@ def normalize_status(status: str) -> str:
     raise ValueError(f"unknown TCB status {status!r}; known: {sorted(ALL_STATUSES | set(IAS_STATUS_MAP))}")
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+def require_aware(at: datetime) -> datetime:
+    """The verification time must say its zone: a naive time would be read differently on every host."""
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("the verification time `at` must be a timezone-aware datetime (datetime.now(timezone.utc))")
+    return at
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -67,8 +70,9 @@ def _byte_set(values: Iterable[bytes | str]) -> frozenset[bytes]:
 class Policy:
     """The verifier's rules. Defaults are production: UpToDate only, no debug, CRLs required.
 
-    Empty allow-lists mean "any". Hex strings are accepted wherever bytes are. ``at`` is the
-    verification time; pass it explicitly to verify old evidence at its own time.
+    Empty allow-lists mean "any". Hex strings are accepted wherever bytes are. The verification
+    time is not part of the rules: every verify function takes it as ``at=``, so one policy judges
+    fresh evidence now and old evidence at its own time.
     """
 
     accepted_statuses: frozenset[str] = frozenset({"UpToDate"})
@@ -86,7 +90,6 @@ class Policy:
     max_collateral_age: timedelta | None = None
     #: Intel's rules check the PCK and Root CA CRLs; only relax this for historical vectors.
     require_crls: bool = True
-    at: datetime = field(default_factory=_now)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -99,20 +102,20 @@ class Policy:
         set_(self, "rtmrs", tuple(_byte_set(r) for r in self.rtmrs))
         if self.report_data_prefix is not None:
             set_(self, "report_data_prefix", _as_bytes(self.report_data_prefix))
-        if self.at.tzinfo is None or self.at.utcoffset() is None:
-            raise ValueError("Policy.at must be timezone-aware (use datetime.now(timezone.utc))")
 
-    def enforce(self, verdict: Verdict) -> Verdict:
-        """Return ``verdict`` if this policy accepts it, else raise :class:`AttestationError` (carrying it)."""
+    def enforce(self, verdict: Verdict, *, at: datetime) -> Verdict:
+        """Return ``verdict`` if this policy accepts it at time ``at``, else raise :class:`AttestationError`
+        (carrying it)."""
+        require_aware(at)
         try:
-            self._check(verdict)
+            self._check(verdict, at)
         except AttestationError as exc:
             exc.verdict = verdict
             raise
         return verdict
 
-    def _check(self, verdict: Verdict) -> None:
-        self._check_time(verdict)
+    def _check(self, verdict: Verdict, at: datetime) -> None:
+        self._check_time(verdict, at)
         if verdict.debug and not self.allow_debug:
             raise AttestationError(Reason.DEBUG, f"{verdict.kind} evidence comes from a debug enclave/TD")
         self._check_measurements(verdict)
@@ -132,22 +135,22 @@ class Policy:
                 + (f"; advisories {', '.join(verdict.advisory_ids)}" if verdict.advisory_ids else ""),
             )
 
-    def _check_time(self, verdict: Verdict) -> None:
-        if verdict.valid_from is not None and self.at < verdict.valid_from:
+    def _check_time(self, verdict: Verdict, at: datetime) -> None:
+        if verdict.valid_from is not None and at < verdict.valid_from:
             raise AttestationError(
-                Reason.NOT_YET_VALID, f"evidence is valid from {_iso(verdict.valid_from)}, verifying at {_iso(self.at)}"
+                Reason.NOT_YET_VALID, f"evidence is valid from {_iso(verdict.valid_from)}, verifying at {_iso(at)}"
             )
-        if verdict.valid_until is not None and self.at > verdict.valid_until:
+        if verdict.valid_until is not None and at > verdict.valid_until:
             raise AttestationError(
-                Reason.EXPIRED, f"evidence expired at {_iso(verdict.valid_until)}, verifying at {_iso(self.at)}"
+                Reason.EXPIRED, f"evidence expired at {_iso(verdict.valid_until)}, verifying at {_iso(at)}"
             )
         if self.max_collateral_age is not None:
             if verdict.issued_at is None:
                 raise AttestationError(Reason.STALE, "evidence carries no issue time and the policy has a maximum age")
-            age = self.at - verdict.issued_at
+            age = at - verdict.issued_at
             if age > self.max_collateral_age:
                 raise AttestationError(
-                    Reason.STALE, f"issued {_iso(verdict.issued_at)}, {age} before {_iso(self.at)} (max {self.max_collateral_age})"
+                    Reason.STALE, f"issued {_iso(verdict.issued_at)}, {age} before {_iso(at)} (max {self.max_collateral_age})"
                 )
 
     def _check_measurements(self, verdict: Verdict) -> None:

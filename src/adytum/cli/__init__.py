@@ -153,8 +153,8 @@ def parser() -> argparse.ArgumentParser:
     from .worker import add_command as add_worker
     add_worker(sub, _add_uri)
 
-    from ..attestation.cli import add_commands as add_verify
-    from ..attestation.cli_measure import add_commands as add_measure
+    from .attestation import add_commands as add_verify
+    from .measure import add_commands as add_measure
     add_verify(sub)
     add_measure(sub)
     from .workloads import add_command as add_workloads

@@ -8,7 +8,7 @@ import logging
 import signal
 
 from .. import logs
-from ..attestation import DevRootError
+from ..issuer.quoter import DevRootError
 from ..manager import EnclaveDied, EnclaveStartError
 from ..config import NodeConfig
 from ..node import Node

@@ -53,11 +53,11 @@ class Trust:
 
     def verify(self, info: "WorkerInfo") -> Verdict:
         data = info.record.get("details", {}).get("workerTypeData", {})
-        policy = dataclasses.replace(self.policy, at=datetime.now(timezone.utc))
         try:
             return verify_worker_evidence(str(data.get("proofDataType") or ""), str(data.get("proofData") or ""),
                                           verifying_key=info.verifying_key, encryption_key=info.encryption_key,
-                                          worker_id=info.worker_id, policy=policy, trusted_roots=self.roots)
+                                          worker_id=info.worker_id, policy=self.policy,
+                                          at=datetime.now(timezone.utc), trusted_roots=self.roots)
         except AttestationError as exc:
             hint = "" if self.roots else (" (no attestation root is trusted: pass --trust-root; a development "
                                           "node's root is DATA_DIR/devroot/root.pem)")

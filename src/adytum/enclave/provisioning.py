@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Union
 
 import msgspec
@@ -119,7 +120,7 @@ def _decode(decoder: msgspec.msgpack.Decoder, body: bytes, what: str):  # type: 
 def _verify_peer(role: str, proof_type: str, proof: str, policy: Policy,
                  roots: Sequence[x509.Certificate]) -> Verdict:
     try:
-        return verify_evidence(proof_type, proof, policy=policy, trusted_roots=roots)
+        return verify_evidence(proof_type, proof, policy=policy, at=datetime.now(timezone.utc), trusted_roots=roots)
     except AttestationError as exc:
         raise ProvisioningError(f"the {role}'s evidence is refused ({exc.reason.value}): {exc}") from None
 

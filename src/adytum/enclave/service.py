@@ -12,9 +12,9 @@ from typing import BinaryIO, Callable
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..attestation.devroot import DevRootError, load_quoting_key
 from ..attestation.measurement import Measurement, measure
-from ..attestation.quote import SimulatedQuoter, report_data_for
+from ..attestation.verify import report_data_for
+from ..issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
 from ..workloads.registry import configured_modules, use_plugin_dir

@@ -16,13 +16,13 @@ import json
 import logging
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from ..attestation import (AttestationError, Policy, SimulatedAttestationService, init_dev_root,
-                           verify_worker_evidence)
-from ..attestation.service import PROOF_DATA_TYPE
+from ..attestation import SIMULATED_IAS, AttestationError, Policy, verify_worker_evidence
 from ..config import ManagerConfig
 from ..crypto import random_bytes
 from ..enclave.channel import Identity
@@ -32,6 +32,9 @@ from ..store import GroupCommit, ItemWrite, Outcome, StateConflict, Store, Worke
 from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
 from .pool import (KeyManagerServer, LocalKeyManager, RemoteKeyManager, allow_build, local_build, policy_path,
                    provision)
+
+if TYPE_CHECKING:
+    from ..issuer.service import SimulatedAttestationService
 
 log = logging.getLogger("adytum.manager")
 
@@ -76,6 +79,10 @@ class Manager:
         return self._queue.qsize() + self._inflight
 
     async def start(self) -> None:
+        # Imported here, not at the top: importing the manager must not load the report-signing service or
+        # the development CA (node.py is to inject the attestation service).
+        from ..issuer.devroot import init_dev_root
+        from ..issuer.service import SimulatedAttestationService
         dev_root = init_dev_root(self.config.data_dir / PLATFORM_DIR)
         log.warning("SIMULATION: enclaves are attested by the development root %s, not by hardware; "
                     "requesters must trust it explicitly", dev_root.directory / "root.pem")
@@ -216,9 +223,9 @@ class Manager:
         allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
         policy = Policy(mr_enclaves=frozenset(allowed), allow_debug=self.config.allow_debug)
         try:
-            verify_worker_evidence(PROOF_DATA_TYPE, proof, verifying_key=ident.verifying_key,
+            verify_worker_evidence(SIMULATED_IAS, proof, verifying_key=ident.verifying_key,
                                    encryption_key=ident.encryption_key, worker_id=ident.worker_id,
-                                   policy=policy, trusted_roots=self._trusted_roots)
+                                   policy=policy, at=datetime.now(timezone.utc), trusted_roots=self._trusted_roots)
         except AttestationError as exc:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from exc
         return proof
@@ -340,7 +347,7 @@ class Manager:
                     "encryptionKeyNonce": ident.encryption_key_nonce,
                     "encryptionKeySignature": ident.encryption_key_signature,
                     "extendedMeasurements": [ident.mr_enclave, ident.mr_signer],
-                    "proofDataType": PROOF_DATA_TYPE,
+                    "proofDataType": SIMULATED_IAS,
                     "proofData": self.proof_data,
                 },
             },

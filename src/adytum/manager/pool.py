@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 import msgspec
 
 from ..attestation.measurement import measure
-from ..attestation.service import PROOF_DATA_TYPE
+from ..attestation.simulated import SIMULATED_IAS
 from ..enclave.channel import Identity, Provision
 from ..enclave.service import KME_DIR, POLICY_FILE
 from ..files import write_atomic
@@ -97,7 +97,7 @@ async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attest: Attest) ->
     challenge = await kme.exchange(offer.body)
     response = await wpe.provision_step(challenge.body, challenge.proof_type, challenge.proof)
     assert isinstance(response, Provision)
-    delivery = await kme.exchange(response.body, PROOF_DATA_TYPE, attest(response.quote))
+    delivery = await kme.exchange(response.body, SIMULATED_IAS, attest(response.quote))
     ident = await wpe.provision_step(delivery.body)
     if not isinstance(ident, Identity):
         raise ProvisioningRefused(f"{wpe.name} did not take the delivered keys")
@@ -125,7 +125,7 @@ class LocalKeyManager:
         if not reply.quote:
             self.provisioned += 1  # a delivery
             return Relay(body=reply.body)
-        return Relay(body=reply.body, proof_type=PROOF_DATA_TYPE, proof=self.attest(reply.quote))
+        return Relay(body=reply.body, proof_type=SIMULATED_IAS, proof=self.attest(reply.quote))
 
     async def rotate(self) -> Identity:
         await self.process.ensure_running()

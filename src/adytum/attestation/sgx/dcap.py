@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adytum.attestation.errors import AttestationError, Reason
-from adytum.attestation.policy import Policy, Verdict
+from adytum.attestation.policy import Policy, Verdict, require_aware
 from adytum.attestation.sgx.anchors import intel_sgx_root_ca
 from adytum.attestation.sgx.collateral import Collateral, SignedDocument, raw_signature_to_der, verify_signed_document
 from adytum.attestation.sgx.pck import PckInfo, parse_pck_extension
@@ -70,12 +71,14 @@ def _check_quote_crypto(quote: Quote, leaf: x509.Certificate) -> None:
 
 
 def verify_quote_signatures(
-    quote_bytes: bytes, at: datetime, anchors: Iterable[x509.Certificate] | None = None
+    quote_bytes: bytes, *, at: datetime, anchors: Iterable[x509.Certificate] | None = None
 ) -> QuoteCheck:
-    """Parse a quote and check everything it proves on its own: PCK chain, QE report, binding, quote signature.
+    """Parse a quote and check at time ``at`` everything it proves on its own: PCK chain, QE report,
+    binding, quote signature.
 
     No collateral: this says the quote comes from a genuine Intel platform, not how current it is.
     """
+    require_aware(at)
     quote = parse_quote(quote_bytes)
     chain = _pck_chain(quote, list(anchors or [intel_sgx_root_ca()]), at)
     pck = parse_pck_extension(chain[0])
@@ -84,7 +87,7 @@ def verify_quote_signatures(
 
 
 def _check_crls(
-    chain: Sequence[x509.Certificate], collateral: Collateral, policy: Policy
+    chain: Sequence[x509.Certificate], collateral: Collateral, policy: Policy, at: datetime
 ) -> tuple[list[str], list[datetime], list[datetime]]:
     unchecked: list[str] = []
     starts: list[datetime] = []
@@ -99,7 +102,7 @@ def _check_crls(
             unchecked.append(name)
             continue
         what = "PCK CRL" if name == "pck-crl" else "Root CA CRL"
-        verify_crl(crl, issuer, policy.at, what)
+        verify_crl(crl, issuer, at, what)
         for cert in subjects:
             check_not_revoked(cert, crl, what)
         starts.append(crl.last_update_utc)
@@ -115,7 +118,7 @@ def _check_document(doc: SignedDocument | None, name: str, collateral: Collatera
     return doc
 
 
-def _check_collateral_matches(tcb_info: dict, qe_identity: dict, quote: Quote, pck: PckInfo) -> None:
+def _check_collateral_matches(tcb_info: dict[str, Any], qe_identity: dict[str, Any], quote: Quote, pck: PckInfo) -> None:
     tdx = quote.is_tdx
     version = tcb_info.get("version")
     if not isinstance(version, int) or version not in (2, 3):
@@ -137,7 +140,8 @@ def _check_collateral_matches(tcb_info: dict, qe_identity: dict, quote: Quote, p
 
 def _verdict(quote: Quote, pck: PckInfo, tcb: TcbResult, at: datetime, starts: list[datetime], ends: list[datetime], issued: datetime, unchecked: list[str]) -> Verdict:
     body = quote.body
-    common = dict(
+    common = Verdict(
+        kind="sgx-dcap",
         tcb_status=tcb.status,
         verified_at=at,
         advisory_ids=tcb.advisory_ids,
@@ -154,10 +158,10 @@ def _verdict(quote: Quote, pck: PckInfo, tcb: TcbResult, at: datetime, starts: l
         unchecked=tuple(unchecked),
     )
     if isinstance(body, TdReport):
-        return Verdict(kind="tdx-dcap", mr_td=body.mr_td, rtmrs=body.rtmrs, mr_seam=body.mr_seam, tee_tcb_svn=body.tee_tcb_svn, **common)
-    return Verdict(
-        kind="sgx-dcap", mr_enclave=body.mr_enclave, mr_signer=body.mr_signer, isv_prod_id=body.isv_prod_id, isv_svn=body.isv_svn, **common
-    )
+        return replace(common, kind="tdx-dcap", mr_td=body.mr_td, rtmrs=body.rtmrs, mr_seam=body.mr_seam,
+                       tee_tcb_svn=body.tee_tcb_svn)
+    return replace(common, mr_enclave=body.mr_enclave, mr_signer=body.mr_signer, isv_prod_id=body.isv_prod_id,
+                   isv_svn=body.isv_svn)
 
 
 def verify_dcap_quote(
@@ -165,19 +169,20 @@ def verify_dcap_quote(
     collateral: Collateral,
     policy: Policy,
     *,
+    at: datetime,
     anchors: Iterable[x509.Certificate] | None = None,
 ) -> Verdict:
-    """Verify a DCAP quote at ``policy.at`` and return the :class:`Verdict` the policy accepts.
+    """Verify a DCAP quote at time ``at`` and return the :class:`Verdict` the policy accepts.
 
     Raises :class:`AttestationError` naming the first failed rule. ``anchors`` defaults to the
     shipped Intel SGX Root CA; any certificate with the same key is accepted in its place.
     """
-    at = policy.at
+    require_aware(at)
     anchor_list = list(anchors or [intel_sgx_root_ca()])
     quote = parse_quote(quote_bytes)
     chain = _pck_chain(quote, anchor_list, at)
     pck = parse_pck_extension(chain[0])
-    unchecked, starts, ends = _check_crls(chain, collateral, policy)
+    unchecked, starts, ends = _check_crls(chain, collateral, policy, at)
     tcb_doc = _check_document(collateral.tcb_info, "TCB info", collateral, anchor_list, at)
     qe_doc = _check_document(collateral.qe_identity, "QE identity", collateral, anchor_list, at)
     _check_collateral_matches(tcb_doc.body, qe_doc.body, quote, pck)
@@ -191,4 +196,4 @@ def verify_dcap_quote(
     issued = [tcb_doc.issue_date, qe_doc.issue_date]
     if collateral.pck_crl is not None:
         issued.append(collateral.pck_crl.last_update_utc)
-    return policy.enforce(_verdict(quote, pck, tcb, at, starts, ends, min(issued), unchecked))
+    return policy.enforce(_verdict(quote, pck, tcb, at, starts, ends, min(issued), unchecked), at=at)

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from adytum.attestation.errors import AttestationError, Reason, json_object
-from adytum.attestation.policy import IAS_STATUS_MAP, Policy, Verdict
+from adytum.attestation.policy import IAS_STATUS_MAP, Policy, Verdict, require_aware
 from adytum.attestation.sgx.anchors import ias_report_signing_ca
 from adytum.attestation.sgx.quote import EnclaveReport, parse_enclave_report
 from adytum.attestation.sgx.x509chain import load_der_certificate, load_pem_chain, verify_chain
@@ -107,15 +107,18 @@ def verify_ias_report(
     signature: bytes,
     signing_cert_chain: Sequence[x509.Certificate] | bytes,
     policy: Policy,
+    *,
+    at: datetime,
     trust_anchor: x509.Certificate | None = None,
 ) -> Verdict:
-    """Verify an IAS report at ``policy.at`` and return the :class:`Verdict` the policy accepts.
+    """Verify an IAS report at time ``at`` and return the :class:`Verdict` the policy accepts.
 
     ``signing_cert_chain`` is the signing certificate first (PEM bytes or certificates); it must
     chain to ``trust_anchor`` (default: the shipped IAS Report Signing CA, matched by key).
     """
+    require_aware(at)
     certs = load_pem_chain(signing_cert_chain, "IAS signing certificate") if isinstance(signing_cert_chain, bytes) else list(signing_cert_chain)
-    chain = verify_chain(certs, [trust_anchor or ias_report_signing_ca()], policy.at)
+    chain = verify_chain(certs, [trust_anchor or ias_report_signing_ca()], at)
     key = chain[0].public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise AttestationError(Reason.CHAIN, "IAS signing certificate does not hold an RSA key")
@@ -142,7 +145,7 @@ def verify_ias_report(
         kind="sgx-ias",
         tcb_status=status,
         raw_status=str(raw_status),
-        verified_at=policy.at,
+        verified_at=at,
         advisory_ids=tuple(str(a) for a in body.get("advisoryIDs") or ()),
         debug=enclave.debug,
         report_data=enclave.report_data,
@@ -155,12 +158,15 @@ def verify_ias_report(
         issued_at=timestamp,
         platform_status=status,
     )
-    return policy.enforce(verdict)
+    return policy.enforce(verdict, at=at)
 
 
-def verify_ias_evidence(evidence: IasEvidence, policy: Policy, trust_anchor: x509.Certificate | None = None) -> Verdict:
+def verify_ias_evidence(
+    evidence: IasEvidence, policy: Policy, *, at: datetime, trust_anchor: x509.Certificate | None = None
+) -> Verdict:
     """:func:`verify_ias_report` on loaded :class:`IasEvidence`."""
-    return verify_ias_report(evidence.report, evidence.signature, evidence.certificates, policy, trust_anchor)
+    return verify_ias_report(evidence.report, evidence.signature, evidence.certificates, policy, at=at,
+                             trust_anchor=trust_anchor)
 
 
 def _binary(text: Any, what: str) -> bytes:

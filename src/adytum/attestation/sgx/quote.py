@@ -63,10 +63,10 @@ class _Reader:
         return chunk
 
     def u16(self) -> int:
-        return struct.unpack("<H", self.take(2))[0]
+        return int.from_bytes(self.take(2), "little")
 
     def u32(self) -> int:
-        return struct.unpack("<I", self.take(4))[0]
+        return int.from_bytes(self.take(4), "little")
 
     def rest(self) -> int:
         return len(self.data) - self.pos

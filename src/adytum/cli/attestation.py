@@ -1,7 +1,6 @@
 """``adytum attestation verify``: check hardware evidence from the command line.
 
-Registers on any argparse subparsers object (:func:`add_commands`), and runs on its own as
-``python -m adytum.attestation.cli attestation verify ...``. Exit status: 0 accepted,
+Registers on the ``adytum`` command's subparsers (:func:`add_commands`). Exit status: 0 accepted,
 1 refused (the reason is printed), 2 usage error.
 """
 
@@ -15,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from adytum.attestation.errors import AttestationError
-from adytum.attestation.policy import ALL_STATUSES, IAS_STATUS_MAP, Policy, Verdict
+from ..attestation.errors import AttestationError
+from ..attestation.policy import ALL_STATUSES, IAS_STATUS_MAP, Policy, Verdict
 
-__all__ = ["add_commands", "main", "parse_time_arg", "parse_duration"]
+__all__ = ["add_commands", "parse_duration", "parse_time_arg", "verify_file"]
 
 EPILOG = textwrap.dedent(
     """\
@@ -135,7 +134,6 @@ def _policy(args: argparse.Namespace) -> Policy:
         report_data_prefix=args.report_data,
         max_collateral_age=args.max_age,
         require_crls=not args.allow_missing_crls,
-        at=args.at,
     )
 
 
@@ -143,18 +141,18 @@ def _is_dcap_quote(data: bytes) -> bool:
     return len(data) >= 2 and data[1] == 0 and data[0] in (3, 4, 5)
 
 
-def verify_file(path: Path, collateral: Path | None, policy: Policy) -> Verdict:
-    """Verify a quote or IAS evidence file; raise :class:`AttestationError` if refused."""
-    from adytum.attestation.sgx.collateral import load_collateral
-    from adytum.attestation.sgx.dcap import verify_dcap_quote
-    from adytum.attestation.sgx.ias import load_ias_evidence, verify_ias_evidence
+def verify_file(path: Path, collateral: Path | None, policy: Policy, *, at: datetime) -> Verdict:
+    """Verify a quote or IAS evidence file at time ``at``; raise :class:`AttestationError` if refused."""
+    from ..attestation.sgx.collateral import load_collateral
+    from ..attestation.sgx.dcap import verify_dcap_quote
+    from ..attestation.sgx.ias import load_ias_evidence, verify_ias_evidence
 
     data = path.read_bytes()
     if _is_dcap_quote(data):
         if collateral is None:
             raise ValueError("a DCAP quote needs --collateral DIR")
-        return verify_dcap_quote(data, load_collateral(collateral), policy)
-    return verify_ias_evidence(load_ias_evidence(path), policy)
+        return verify_dcap_quote(data, load_collateral(collateral), policy, at=at)
+    return verify_ias_evidence(load_ias_evidence(path), policy, at=at)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -167,7 +165,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return 2
     policy = _policy(args)
     try:
-        verdict = verify_file(args.file, args.collateral, policy)
+        verdict = verify_file(args.file, args.collateral, policy, at=args.at)
     except ValueError as exc:
         print(f"adytum attestation verify: {exc}", file=sys.stderr)
         return 2
@@ -189,15 +187,3 @@ def run_verify(args: argparse.Namespace) -> int:
         print(textwrap.indent(verdict.describe(), "  "))
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m adytum.attestation.cli attestation verify ...``."""
-    parser = argparse.ArgumentParser(prog="adytum", description="adytum attestation tools")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_commands(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,8 +2,7 @@
 
 ``measure`` prints ``mr_enclave``, ``mr_signer`` and every measured file's SHA-256, so an auditor
 can recompute a worker's measurement from a source checkout. ``init`` creates the development
-root (see :mod:`adytum.attestation.devroot`) and says loudly that it is for simulation only.
-Runs on its own as ``python -m adytum.attestation.cli_measure measure``.
+root (see :mod:`adytum.issuer.devroot`) and says loudly that it is for simulation only.
 """
 
 from __future__ import annotations
@@ -16,10 +15,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-from adytum.attestation.devroot import DevRootError, init_dev_root
-from adytum.attestation.measurement import measure
+from ..attestation.measurement import measure
+from ..issuer.devroot import init_dev_root
+from ..issuer.quoter import DevRootError
 
-__all__ = ["DEFAULT_DEV_ROOT", "add_commands", "main"]
+__all__ = ["DEFAULT_DEV_ROOT", "add_commands"]
 
 DEFAULT_DEV_ROOT = Path("adytum-data") / "devroot"
 
@@ -48,7 +48,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from adytum import operator  # host-side, like this command
+    from .. import operator  # host-side, like this command
     try:
         root = init_dev_root(args.dir or args.data_dir / "devroot")
         operator_key = operator.ensure_key(args.data_dir)
@@ -91,13 +91,3 @@ def add_commands(subparsers: Any) -> None:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(handler=_init)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adytum")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The development root: the local stand-in for Intel's attestation PKI in simulation mode.
+"""The development root: the local stand-in for Intel's attestation PKI in simulation mode (host side).
 
 ``adytum init`` makes, in one directory:
 
@@ -26,23 +26,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from adytum.attestation.quote import platform_id
+from adytum.attestation.simulated import platform_id
 from adytum.files import write_atomic
+from adytum.issuer.quoter import PLATFORM_KEY, DevRootError, load_p256_key
 
-__all__ = ["DevRoot", "ROOT_COMMON_NAME", "init_dev_root", "load_dev_root", "load_quoting_key", "DevRootError"]
+__all__ = ["ROOT_COMMON_NAME", "DevRoot", "init_dev_root", "load_dev_root"]
 
 ROOT_COMMON_NAME = "adytum DEVELOPMENT root — simulated attestation, not hardware"
 SIGNING_COMMON_NAME = "adytum DEVELOPMENT simulated attestation report signing"
 ORGANIZATION = "adytum simulation (not for production)"
 ROOT_KEY, ROOT_CERT = "root.key", "root.pem"
 SIGNING_KEY, SIGNING_CERT = "report-signing.key", "report-signing.pem"
-PLATFORM_KEY, PLATFORMS = "platform.key", "platforms.json"
+PLATFORMS = "platforms.json"
 ROOT_LIFETIME = timedelta(days=3650)
 SIGNING_LIFETIME = timedelta(days=825)
-
-
-class DevRootError(Exception):
-    """The development root directory is missing files or its files do not belong together."""
 
 
 @dataclass(frozen=True)
@@ -73,19 +70,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 def _ensure_key(path: Path) -> ec.EllipticCurvePrivateKey:
     if not path.exists():
         write_atomic(path, _key_pem(ec.generate_private_key(ec.SECP256R1())), exclusive=True, mode=0o600)
-    return _load_key(path)
-
-
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise DevRootError(f"{path} is missing; run `adytum init`") from None
-    except (ValueError, TypeError):
-        raise DevRootError(f"{path} is not an unencrypted PEM private key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise DevRootError(f"{path} is not a P-256 key")
-    return key
+    return load_p256_key(path)
 
 
 def _name(common_name: str, root_key: ec.EllipticCurvePublicKey) -> x509.Name:
@@ -187,18 +172,13 @@ def _load_platforms(path: Path) -> dict[bytes, ec.EllipticCurvePublicKey]:
         raise DevRootError(f"{path} is not a platform registration ({exc})") from None
 
 
-def load_quoting_key(directory: str | Path) -> ec.EllipticCurvePrivateKey:
-    """Only the platform quoting key: what the (simulated) enclave needs, without the CA keys."""
-    return _load_key(Path(directory) / PLATFORM_KEY)
-
-
 def load_dev_root(directory: str | Path) -> DevRoot:
     """Load a development root and check its parts belong together (else :class:`DevRootError`)."""
     directory = Path(directory)
     root = _load_cert(directory / ROOT_CERT)
     signing = _load_cert(directory / SIGNING_CERT)
-    signing_key = _load_key(directory / SIGNING_KEY)
-    quoting_key = _load_key(directory / PLATFORM_KEY)
+    signing_key = load_p256_key(directory / SIGNING_KEY)
+    quoting_key = load_p256_key(directory / PLATFORM_KEY)
     platforms = _load_platforms(directory / PLATFORMS)
     try:
         root.verify_directly_issued_by(root)
