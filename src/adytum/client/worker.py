@@ -17,12 +17,13 @@ from cryptography import x509
 
 from .. import crypto
 from ..attestation import AttestationError, Policy, Verdict, verify_worker_evidence
-from ..protocol import EeaError, Status, encryption_key_digest
+from ..errors import AdytumError
+from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest
 
 DEFAULT_MAX_REPORT_AGE = timedelta(days=1)
 
 
-class UntrustedWorker(Exception):
+class UntrustedWorker(AdytumError):
     """The worker's keys or attestation do not check out: refuse to use it."""
 
     def __init__(self, message: str, reason: str = "keys") -> None:
@@ -71,7 +72,7 @@ class WorkerInfo:
     verifying_key: str
     encryption_key: str
     encryption_key_signature: str
-    status: int = 1
+    status: int = WorkerStatus.ACTIVE
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
 
@@ -89,7 +90,7 @@ class WorkerInfo:
             info = cls(worker_id=worker_id.lower(), verifying_key=data["verificationKey"],
                        encryption_key=data["encryptionKey"],
                        encryption_key_signature=data["encryptionKeySignature"],
-                       status=int(record.get("status", 1)), record=record)
+                       status=int(record.get("status", WorkerStatus.ACTIVE)), record=record)
         except (KeyError, TypeError, ValueError) as exc:
             raise UntrustedWorker(f"worker record lacks {exc}") from None
         info.check_keys()
@@ -107,5 +108,5 @@ class WorkerInfo:
 
 
 def require_active(info: WorkerInfo) -> None:
-    if info.status != 1:
+    if info.status != WorkerStatus.ACTIVE:
         raise EeaError(Status.INVALID_PARAMETER, f"worker {info.worker_id} is not active")
