@@ -44,7 +44,7 @@ def local_node(data_dir: Path, port: int, *options: str, timeout: float = 90.0) 
             node.kill()
 
 
-def _wait_ready(client: Client, node: subprocess.Popen, log: Path, timeout: float) -> None:
+def _wait_ready(client: Client, node: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if node.poll() is not None:
