@@ -72,7 +72,7 @@ class WorkerInfo:
     verifying_key: str
     encryption_key: str
     encryption_key_signature: str
-    status: int = WorkerStatus.ACTIVE
+    status: int = WorkerStatus.ACTIVE  # an int: a server may report a status this client does not know
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
 
