@@ -15,8 +15,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import (AsyncClient, Client, NodeUnreachable, PendingOrder, Trust, UntrustedWorker,
-                         VerificationError, WorkerInfo)
+    from .client import (
+        AsyncClient,
+        Client,
+        NodeUnreachable,
+        PendingOrder,
+        Trust,
+        UntrustedWorker,
+        VerificationError,
+        WorkerInfo,
+    )
     from .errors import AdytumError
     from .protocol import EeaError, Status
     from .workloads import Context, Workload, WorkloadError

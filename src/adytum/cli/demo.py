@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .options import Subparsers, add_json
 from .output import console, emit_json, fail

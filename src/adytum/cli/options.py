@@ -49,6 +49,6 @@ def add_data_dir(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"{help} (default ./{DEFAULT_DATA_DIR})")
 
 
-def trust_from_args(args: argparse.Namespace) -> "Trust":
+def trust_from_args(args: argparse.Namespace) -> Trust:
     from ..client import Trust
     return Trust.from_files(args.trust_root, mr_enclaves=args.allow_mrenclave, allow_debug=args.allow_debug)

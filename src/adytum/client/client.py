@@ -20,8 +20,8 @@ from .. import crypto, operator
 from ..config import DEFAULT_PORT
 from ..errors import AdytumError
 from ..protocol import EeaError, Status, encode, encryption_key_get_digest
-from .workorder import PendingOrder, build, open_result
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
+from .workorder import PendingOrder, build, open_result
 
 DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
@@ -76,7 +76,7 @@ class AsyncClient:
         self._own_session = session is None
         self._workers: dict[str, WorkerInfo] = {}
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *_: object) -> None:
