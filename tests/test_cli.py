@@ -18,6 +18,26 @@ def test_help_teaches():
         assert sub.returncode == 0 and "usage: adytum " + command in sub.stdout
 
 
+def test_every_command_registers_itself_and_help_stays_light():
+    """One convention: each module of the table adds its parsers with `run`; building them imports no SDK,
+    node, manager or enclave code (those load in `run`)."""
+    code = ("import argparse, json, sys\n"
+            "from adytum.cli import COMMANDS\n"
+            "root = argparse.ArgumentParser()\n"
+            "sub = root.add_subparsers()\n"
+            "for module in COMMANDS:\n"
+            "    module.register(sub)\n"
+            "runs = {name: callable(p.get_default('run')) for name, p in sub.choices.items()}\n"
+            "print(json.dumps({'runs': runs, 'modules': sorted(sys.modules)}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["runs"] == dict.fromkeys(("up", "submit", "workers", "bench", "demo", "worker", "attestation",
+                                            "measure", "init", "workloads", "pool"), True)
+    heavy = ("aiohttp", "uvloop", "adytum.client", "adytum.node", "adytum.manager", "adytum.enclave",
+             "adytum.listener", "adytum.store")
+    assert not [m for m in report["modules"] if m.startswith(heavy)]
+
+
 def test_submit_prints_the_verified_output(node):
     out = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "CLI", "--trust-root", str(node.root_pem))
     assert out.returncode == 0 and out.stdout.strip() == "Hello CLI"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import crypto
+from .errors import AdytumError
 from .files import write_atomic
 
 OPERATOR_DIR = "operator"
@@ -28,7 +29,7 @@ NONCE, SIGNATURE = "operatorNonce", "operatorSignature"
 _DOMAIN = b"adytum-operator/1\0"
 
 
-class OperatorError(Exception):
+class OperatorError(AdytumError):
     """The request is not signed by the operator, or replays an earlier one."""
 
 

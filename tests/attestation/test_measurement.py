@@ -218,10 +218,10 @@ def test_init_command_creates_the_root_and_says_it_is_simulated(tmp_path: Path) 
 def test_handlers_are_set_for_the_main_cli() -> None:
     import argparse
 
-    from adytum.cli.measure import add_commands
+    from adytum.cli.measure import register
 
     parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
-    assert callable(parser.parse_args(["measure"]).handler)
-    assert callable(parser.parse_args(["init", "--dir", "x"]).handler)
+    register(parser.add_subparsers(dest="command"))
+    assert callable(parser.parse_args(["measure"]).run)
+    assert callable(parser.parse_args(["init", "--dir", "x"]).run)
     assert main(["measure", "--no-plugins", "--json"]) == 0

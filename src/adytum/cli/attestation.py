@@ -1,6 +1,6 @@
 """``adytum attestation verify``: check hardware evidence from the command line.
 
-Registers on the ``adytum`` command's subparsers (:func:`add_commands`). Exit status: 0 accepted,
+Registers on the ``adytum`` command's subparsers (:func:`register`). Exit status: 0 accepted,
 1 refused (the reason is printed), 2 usage error.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from ..attestation.errors import AttestationError
 from ..attestation.policy import ALL_STATUSES, IAS_STATUS_MAP, Policy, Verdict
 
-__all__ = ["add_commands", "parse_duration", "parse_time_arg", "verify_file"]
+__all__ = ["parse_duration", "parse_time_arg", "register", "run_verify", "verify_file"]
 
 EPILOG = textwrap.dedent(
     """\
@@ -89,14 +89,14 @@ def _hex(text: str) -> bytes:
         raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
 
 
-def add_commands(subparsers: Any) -> None:
-    """Register ``attestation verify`` on an argparse subparsers object."""
+def register(subparsers: Any) -> None:
+    """``attestation`` (prints its help) and ``attestation verify``, each with its ``run``."""
     group = subparsers.add_parser(
         "attestation",
         help="verify SGX/TDX hardware attestation evidence",
         description="Verify Intel SGX/TDX attestation evidence (DCAP quotes, IAS reports).",
     )
-    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    group.set_defaults(run=lambda args: (group.print_help(), 2)[1])
     commands = group.add_subparsers(dest="attestation_command", metavar="COMMAND")
     verify = commands.add_parser(
         "verify",
@@ -119,7 +119,7 @@ def add_commands(subparsers: Any) -> None:
     verify.add_argument("--report-data", metavar="HEX", type=_hex, help="required report-data prefix (nonce or key hash)")
     verify.add_argument("--max-age", metavar="DURATION", type=parse_duration, help="refuse collateral/report older than this (e.g. 2h, 30d)")
     verify.add_argument("--allow-missing-crls", action="store_true", help="verify without PCK/Root CA CRLs (reported as unchecked)")
-    verify.set_defaults(func=run_verify)
+    verify.set_defaults(run=run_verify)
 
 
 def _policy(args: argparse.Namespace) -> Policy:

@@ -16,19 +16,40 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from ..client import AsyncClient, Trust, UntrustedWorker, WorkerInfo, build
-from ..crypto import sha256
-from ..enclave.keys import WorkerKeys
-from ..enclave.processor import WorkOrderProcessor
-from ..enclave.service import PLATFORM_DIR
-from ..protocol import EeaError, encode
-from ..workloads import load_workloads
-from . import trust_from_args
-from .local_node import free_port, local_node
+from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..client import Trust
+
+
+def register(sub: Subparsers) -> None:
+    bench = sub.add_parser("bench", help="drive a running node and report throughput and latency",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="C concurrent requesters each build, submit, wait for, verify and decrypt "
+                                       "work orders until N are done. Prints verified work orders/s, latency "
+                                       "percentiles, and the ratio to the worker-side crypto bound measured in "
+                                       "this run on this machine.",
+                           epilog="examples:\n"
+                                  "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
+                                  "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves")
+    add_uri(bench)
+    add_trust(bench)
+    bench.add_argument("-n", type=int, default=2000, help="work orders to complete (default 2000)")
+    bench.add_argument("-c", type=int, default=32, help="concurrent requesters (default 32)")
+    bench.add_argument("--workload", default="hello", help="workload (default hello)")
+    bench.add_argument("--in-data", default="world", help="the input of every order")
+    bench.add_argument("--bound-samples", type=int, default=300,
+                       help="work orders processed in-process to measure the crypto bound (default 300)")
+    bench.add_argument("--enclaves", metavar="N,M,...",
+                       help="instead of --uri, start a fresh local node with N work-order enclaves, measure it, "
+                            "stop it; then M; and print how throughput scales (e.g. --enclaves 1,2)")
+    add_json(bench)
+    bench.set_defaults(run=run)
 
 
 @dataclass
@@ -52,6 +73,13 @@ class Report:
 
 def crypto_bound(samples: int, workload: str, data: bytes) -> float:
     """Microseconds the enclave spends on one work order, measured in-process."""
+    from ..client import WorkerInfo, build
+    from ..crypto import sha256
+    from ..enclave.keys import WorkerKeys
+    from ..enclave.processor import WorkOrderProcessor
+    from ..protocol import encode
+    from ..workloads import load_workloads
+
     keys = WorkerKeys.generate(sha256(b"bench").hex())
     proc = WorkOrderProcessor(keys, load_workloads())
     info = WorkerInfo(keys.worker_id, keys.verifying_key, keys.encryption_key, keys.encryption_key_signature)
@@ -71,6 +99,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, concurrency: int,
                 progress: Progress | None) -> tuple[list[float], int, float]:
+    from ..client import AsyncClient
+    from ..protocol import EeaError
+
     latencies: list[float] = []
     failed = 0
     issued = 0
@@ -100,6 +131,8 @@ async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, conc
 
 def measure_node(args: argparse.Namespace, uri: str, trust: Trust, enclaves: int | None, data: bytes,
                  bound_us: float) -> Report:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     if args.json:
         latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, None))
     else:
@@ -128,7 +161,12 @@ def measure_node(args: argparse.Namespace, uri: str, trust: Trust, enclaves: int
     return report
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from ..client import Trust, UntrustedWorker
+    from ..enclave.service import PLATFORM_DIR
+    from ..protocol import EeaError
+    from .local_node import free_port, local_node
+
     try:
         import uvloop
         uvloop.install()

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..client import Client, Trust, UntrustedWorker
-from ..crypto import SigningKey
-from ..enclave.service import PLATFORM_DIR
-from ..protocol import EeaError
-from .local_node import free_port, local_node
+from .options import Subparsers, add_json
 from .output import console, emit_json, fail
 
 #: One work order per built-in workload: (workload, its input items). The stateful ones keep their
@@ -31,14 +28,28 @@ EXAMPLES: list[tuple[str, list[str]]] = [
 ]
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def register(sub: Subparsers) -> None:
+    demo = sub.add_parser("demo", help="start a node, run every built-in workload through the SDK, stop",
+                          description="Starts `adytum up` as a real process on a free port with a fresh data "
+                                      "directory, submits one work order per built-in workload, prints each "
+                                      "verified result and stops the node.")
+    demo.add_argument("--data-dir", type=Path, default=None, help="keep the node's data here (default: temporary)")
+    add_json(demo)
+    demo.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import UntrustedWorker
+    from ..protocol import EeaError
+    from .local_node import free_port, local_node
+
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="adytum-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     uri = f"http://127.0.0.1:{port}/"
     say = (lambda *a, **k: None) if args.json else console.print
     say(f"[bold]starting a node[/] on {uri} (simulated enclaves, SQLite store in {data_dir})")
-    results = []
+    results: list[dict[str, Any]] = []
     try:
         with local_node(data_dir, port):
             _run_examples(uri, data_dir, say, results)
@@ -52,6 +63,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: list[dict[str, Any]]) -> None:
+    from ..client import Client, Trust
+    from ..crypto import SigningKey
+    from ..enclave.service import PLATFORM_DIR
+
     root = data_dir / PLATFORM_DIR / "root.pem"
     say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
         "no hardware protection[/]")

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ..client import Client
 from ..protocol import EeaError
@@ -44,7 +44,7 @@ def local_node(data_dir: Path, port: int, *options: str, timeout: float = 90.0) 
             node.kill()
 
 
-def _wait_ready(client: Client, node: subprocess.Popen, log: Path, timeout: float) -> None:
+def _wait_ready(client: Client, node: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if node.poll() is not None:

@@ -19,7 +19,7 @@ from ..attestation.measurement import measure
 from ..issuer.devroot import init_dev_root
 from ..issuer.quoter import DevRootError
 
-__all__ = ["DEFAULT_DEV_ROOT", "add_commands"]
+__all__ = ["DEFAULT_DEV_ROOT", "register"]
 
 DEFAULT_DEV_ROOT = Path("adytum-data") / "devroot"
 
@@ -74,14 +74,14 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: Any) -> None:
-    """Register ``measure`` and ``init`` on an argparse subparsers object (``handler=`` each)."""
+def register(subparsers: Any) -> None:
+    """``measure`` and ``init``, each with its ``run``."""
     m = subparsers.add_parser("measure", help="print the enclave measurement (mr_enclave, mr_signer, per-file hashes)",
                               description="Measure the enclave code installed here, as a simulated enclave reports it.")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.add_argument("--module", action="append", default=[], metavar="NAME", help="also measure this module or package (repeatable)")
     m.add_argument("--no-plugins", action="store_true", help="leave out installed workload plug-ins")
-    m.set_defaults(handler=_measure)
+    m.set_defaults(run=_measure)
     i = subparsers.add_parser("init", help="create the development root for SIMULATED attestation and the operator key",
                               description=WARNING)
     i.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_ROOT.parent,
@@ -89,5 +89,5 @@ def add_commands(subparsers: Any) -> None:
                         f"in DATA_DIR/operator (default {DEFAULT_DEV_ROOT.parent})")
     i.add_argument("--dir", type=Path, default=None, help="keep the development root here instead")
     i.add_argument("--json", action="store_true", help="machine-readable output")
-    i.set_defaults(handler=_init)
+    i.set_defaults(run=_init)
 

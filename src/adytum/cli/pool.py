@@ -10,17 +10,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from ..crypto import sha256
-from ..enclave.service import TRUSTED_ROOTS_DIR
-from ..files import write_atomic
-from ..manager.pool import allow_build, policy_path
-from ..protocol import EeaError
+from .options import Subparsers, add_data_dir, add_json, add_uri
 from .output import console, emit_json, fail
 
 
-def add_command(sub: Any, add_uri: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser("pool", help="the worker's key manager and enclaves: status, allow a build, trust a host",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="One key-manager enclave seals the worker's keys and provisions them to every "
@@ -37,12 +31,12 @@ def add_command(sub: Any, add_uri: Any) -> None:
                         "from another host's development root (simulation only)")
     p.add_argument("value", nargs="?", help="allow: the mr_enclave hex (see `adytum measure`); trust: a root PEM")
     add_uri(p)
-    p.add_argument("--data-dir", type=Path, default=Path("adytum-data"),
-                   help="allow/trust: the node's data directory (default ./adytum-data)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_data_dir(p, "allow/trust: the node's data directory")
+    add_json(p)
+    p.set_defaults(run=run)
 
 
-def run_pool(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         return _status(args)
     if not args.value:
@@ -59,6 +53,8 @@ def run_pool(args: argparse.Namespace) -> int:
 
 
 def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
+    from ..manager.pool import allow_build, policy_path
+
     listed = allow_build(data_dir, mr_enclave)
     path = policy_path(data_dir)
     return {"policy": str(path), "wpe_mr_enclaves": listed,
@@ -67,6 +63,12 @@ def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
 
 
 def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
+    from cryptography import x509
+
+    from ..crypto import sha256
+    from ..enclave.service import TRUSTED_ROOTS_DIR
+    from ..files import write_atomic
+
     pem = root.read_bytes()
     cert = x509.load_pem_x509_certificate(pem)  # ValueError if it is not one
     target = data_dir / TRUSTED_ROOTS_DIR / f"{sha256(pem).hex()[:16]}.pem"
@@ -79,6 +81,8 @@ def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
 
 def _status(args: argparse.Namespace) -> int:
     from ..client import Client
+    from ..protocol import EeaError
+
     try:
         with Client(args.uri) as client:
             status = client.call("PoolStatus", {})

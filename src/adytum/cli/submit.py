@@ -4,16 +4,43 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import crypto
-from ..client import Client, UntrustedWorker, VerificationError
-from ..files import write_atomic
-from ..protocol import EeaError
-from . import trust_from_args
+from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
+if TYPE_CHECKING:
+    from ..crypto import SigningKey
 
-def run_submit(args: argparse.Namespace) -> int:
+
+def register(sub: Subparsers) -> None:
+    submit = sub.add_parser("submit", help="send one work order and print its verified output",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Encrypt inputs to the worker's key, submit, wait, verify the worker's "
+                                        "signature and decrypt. Nothing is printed unless the signature verifies.",
+                            epilog="examples:\n  adytum submit --workload hello --in-data world\n"
+                                   "  adytum submit --workload fib --in-data 100 --json\n"
+                                   "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
+                                   "--requester-key me.pem")
+    add_uri(submit)
+    submit.add_argument("--workload", required=True, help="workload name, e.g. hello, echo-result, fib")
+    submit.add_argument("--in-data", action="append", required=True,
+                        help="an input item (repeat for several)")
+    submit.add_argument("--worker-id", help="hex worker id (default: the first worker the node lists)")
+    add_trust(submit)
+    submit.add_argument("--sign", action="store_true", help="sign the request with a fresh requester key")
+    submit.add_argument("--requester-key", metavar="PEM",
+                        help="sign with this secp256k1 key, made there if missing: per-requester state "
+                             "(e.g. simple-wallet balances) belongs to it across orders")
+    submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
+    add_json(submit)
+    submit.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import Client, UntrustedWorker, VerificationError
+    from ..protocol import EeaError
+
     try:
         signer = _signer(args)
     except (OSError, ValueError) as exc:
@@ -41,11 +68,14 @@ def run_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signer(args: argparse.Namespace) -> crypto.SigningKey | None:
+def _signer(args: argparse.Namespace) -> SigningKey | None:
     """The requester key: loaded from --requester-key (made there on first use), or fresh with --sign."""
+    from ..crypto import SigningKey
+    from ..files import write_atomic
+
     if args.requester_key is not None:
         path = Path(args.requester_key)
         if not path.exists():
-            write_atomic(path, crypto.SigningKey().private_pem().encode(), exclusive=True, mode=0o600)
-        return crypto.SigningKey.from_pem(path.read_text())
-    return crypto.SigningKey() if args.sign else None
+            write_atomic(path, SigningKey().private_pem().encode(), exclusive=True, mode=0o600)
+        return SigningKey.from_pem(path.read_text())
+    return SigningKey() if args.sign else None

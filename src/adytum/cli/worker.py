@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from .. import operator
-from ..protocol import EeaError
+from .options import Subparsers, add_data_dir, add_json, add_uri
 from .output import console, emit_json, fail
 
-STATUSES = {"active": 1, "offline": 2, "decommissioned": 3, "compromised": 4}
+#: What `set-status` takes, and the `WorkerStatus` member each name stands for.
+STATUSES = {"active": "ACTIVE", "offline": "OFF_LINE", "decommissioned": "DECOMMISSIONED",
+            "compromised": "COMPROMISED"}
 
 
-def add_command(sub: Any, add_uri: Any) -> None:
+def register(sub: Subparsers) -> None:
     w = sub.add_parser("worker", help="operator actions: rotate a worker's encryption key, set its status",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Registry changes signed with the operator key (ACCESS_DENIED otherwise).",
@@ -32,14 +32,18 @@ def add_command(sub: Any, add_uri: Any) -> None:
     add_uri(w)
     w.add_argument("--worker-id", help="hex worker id (default: the worker the node hosts; for set-status, "
                                        "the only worker it lists)")
-    w.add_argument("--data-dir", type=Path, default=Path("adytum-data"),
-                   help="where the operator key lives (default ./adytum-data)")
-    w.add_argument("--operator-key", type=Path, help="the operator key PEM (default DATA_DIR/operator/operator-key.pem)")
-    w.add_argument("--json", action="store_true", help="machine-readable output")
+    add_data_dir(w, "where the operator key lives")
+    w.add_argument("--operator-key", type=Path,
+                   help="the operator key PEM (default DATA_DIR/operator/operator-key.pem)")
+    add_json(w)
+    w.set_defaults(run=run)
 
 
-def run_worker(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from .. import operator
     from ..client import Client
+    from ..protocol import EeaError, WorkerStatus
+
     if args.action == "set-status" and args.status is None:
         return fail("set-status needs a status: " + ", ".join(sorted(STATUSES)), as_json=args.json)
     try:
@@ -55,8 +59,9 @@ def run_worker(args: argparse.Namespace) -> int:
                            f"{result['encryptionKeyNonce']}) attested and published")
             else:
                 worker_id = args.worker_id or _only_worker(client.call("WorkerLookUp", {})["ids"])
-                client.operator_call("WorkerSetStatus", {"workerId": worker_id, "status": STATUSES[args.status]}, key)
-                result = {"workerId": worker_id, "status": STATUSES[args.status]}
+                status = int(WorkerStatus[STATUSES[args.status]])
+                client.operator_call("WorkerSetStatus", {"workerId": worker_id, "status": status}, key)
+                result = {"workerId": worker_id, "status": status}
                 message = f"worker {worker_id}: status {args.status}"
     except EeaError as exc:
         return fail(exc.message, as_json=args.json, code=exc.code)

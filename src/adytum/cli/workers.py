@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
-from ..client import Client, Trust, UntrustedWorker, WorkerInfo
-from ..protocol import EeaError
-from . import trust_from_args
+from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
+if TYPE_CHECKING:
+    from ..client import Trust
 
-def run_workers(args: argparse.Namespace) -> int:
+
+def register(sub: Subparsers) -> None:
+    workers = sub.add_parser("workers", help="list the node's workers, or show one",
+                             description="List workers (WorkerLookUp), or `workers show ID` for one record "
+                                         "with its keys checked.")
+    add_uri(workers)
+    workers.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    workers.add_argument("worker_id", nargs="?", help="with `show`: the worker id")
+    add_trust(workers)
+    add_json(workers)
+    workers.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import Client
+    from ..protocol import EeaError
+
     try:
         trust = trust_from_args(args)
     except (OSError, ValueError) as exc:
@@ -37,7 +54,9 @@ def run_workers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(worker_id: str, record: dict, trust: Trust, as_json: bool) -> int:
+def _show(worker_id: str, record: dict[str, Any], trust: Trust, as_json: bool) -> int:
+    from ..client import UntrustedWorker, WorkerInfo
+
     try:
         info = WorkerInfo.verified(worker_id, record, trust)
         verdict, problem = info.verdict, ""

@@ -11,21 +11,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from ..attestation.measurement import measure, source_locations
-from ..protocol import workload_hex
-from ..workloads.base import Workload
-from ..workloads.registry import BUILTIN, CONFIG_FILE, configured_modules, configured_plugins, workload_classes
+from ..workloads.registry import CONFIG_FILE
+from .options import Subparsers, add_data_dir, add_json
 from .output import console, emit_json, fail
 
-DEFAULT_DATA_DIR = Path("adytum-data")
+if TYPE_CHECKING:
+    from ..workloads import Workload
 
 
-def add_command(sub: Any) -> None:
-    """Register ``workloads`` on the ``adytum`` subparsers (``handler=``)."""
+def register(sub: Subparsers) -> None:
     p = sub.add_parser("workloads", help="list the workloads, their source hashes and the resulting mr_enclave",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="List every workload an enclave started with this data directory serves: "
@@ -33,10 +31,9 @@ def add_command(sub: Any) -> None:
                                    f"DATA_DIR/{CONFIG_FILE}, with the SHA-256 of each source file and the "
                                    "enclave measurement they add up to.",
                        epilog="examples:\n  adytum workloads\n  adytum workloads --data-dir /var/lib/adytum --json")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                   help=f"the node's data directory, for {CONFIG_FILE} and workloads/ (default ./adytum-data)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler=run_workloads)
+    add_data_dir(p, f"the node's data directory, for {CONFIG_FILE} and workloads/")
+    add_json(p)
+    p.set_defaults(run=run)
 
 
 def _measured_path(module: str, location: Path) -> tuple[str, Path]:
@@ -48,6 +45,8 @@ def _measured_path(module: str, location: Path) -> tuple[str, Path]:
 
 
 def _origin(cls: type[Workload], configured: set[str]) -> str:
+    from ..workloads.registry import BUILTIN
+
     if cls in BUILTIN:
         return "built-in"
     return CONFIG_FILE if cls.name in configured else "entry point"
@@ -55,6 +54,10 @@ def _origin(cls: type[Workload], configured: set[str]) -> str:
 
 def describe(data_dir: Path) -> dict[str, Any]:
     """Everything the command prints, as JSON-ready data; raises on a bad configuration."""
+    from ..attestation.measurement import measure, source_locations
+    from ..protocol import workload_hex
+    from ..workloads.registry import configured_modules, configured_plugins, workload_classes
+
     classes = workload_classes(data_dir)  # also puts DATA_DIR/workloads on sys.path for the measurement
     measurement = measure(extra_modules=configured_modules(data_dir))
     measured = dict(measurement.files)
@@ -80,7 +83,7 @@ def describe(data_dir: Path) -> dict[str, Any]:
             "measured_files": len(measurement.files)}
 
 
-def run_workloads(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         report = describe(args.data_dir)
     except (ImportError, ValueError, OSError) as exc:  # WorkloadConfigError is a ValueError

@@ -1,9 +1,9 @@
-"""The requester SDK: look up a worker, check its keys, submit, wait, verify and decrypt.
+"""The requester SDK over asyncio: look up a worker, check its keys, submit, wait, verify and decrypt.
 
     async with AsyncClient("http://localhost:1947") as c:
         outputs = await c.run("hello", [b"world"])          # [b"Hello world"], verified
 
-`Client` is the same API without asyncio.
+`Client` (adytum.client.sync) is the same API without asyncio.
 """
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ import aiohttp
 import msgspec
 
 from .. import crypto, operator
+from ..config import DEFAULT_PORT
+from ..errors import AdytumError
 from ..protocol import EeaError, Status, encode, encryption_key_get_digest
-from .workorder import PendingOrder, build, open_result
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
+from .workorder import PendingOrder, build, open_result
+
+DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
 _ids = itertools.count(1)
 
 
-class NodeUnreachable(ConnectionError):
+class NodeUnreachable(AdytumError, ConnectionError):
     """The node could not be reached or hung up; the work order may or may not have been accepted."""
 
 
@@ -59,7 +63,9 @@ def _unwrap(body: bytes) -> msgspec.Raw:
 
 
 class AsyncClient:
-    def __init__(self, uri: str = "http://localhost:1947/", *, trust: Trust | None = None,
+    """A requester's connection to one node; workers it verified are cached until `forget`."""
+
+    def __init__(self, uri: str = DEFAULT_URI, *, trust: Trust | None = None,
                  signer: crypto.SigningKey | None = None, requester_id: str | None = None,
                  session: aiohttp.ClientSession | None = None) -> None:
         self.uri = uri
@@ -70,7 +76,7 @@ class AsyncClient:
         self._own_session = session is None
         self._workers: dict[str, WorkerInfo] = {}
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -98,6 +104,7 @@ class AsyncClient:
         return _unwrap(body)
 
     async def worker_ids(self, **filters: Any) -> list[str]:
+        """WorkerLookUp: the ids of the node's workers (filters: workerType, organizationId, ...)."""
         return list((await self.call("WorkerLookUp", filters))["ids"])
 
     async def worker(self, worker_id: str | None = None) -> WorkerInfo:
@@ -119,8 +126,8 @@ class AsyncClient:
         self._workers.pop(worker_id, None)
 
     async def encryption_key(self, worker: WorkerInfo) -> tuple[str, str]:
-        """EncryptionKeyGet: the worker's current encryption key and its nonce, accepted only if the
-        worker's attested signing key signed them (Avalon returned an unsigned hash here)."""
+        """EncryptionKeyGet, accepted only if the worker's attested signing key signed the answer: the
+        worker's current encryption key and its nonce (Avalon returned an unsigned hash here)."""
         reply = await self.call("EncryptionKeyGet", {"workerId": worker.worker_id})
         try:
             key, nonce, tag = reply["encryptionKey"], reply["encryptionKeyNonce"], reply.get("tag", "")
@@ -135,7 +142,7 @@ class AsyncClient:
         return await self.call(method, operator.sign(method, params, key))
 
     async def submit(self, worker: WorkerInfo, workload: str, inputs: list[bytes], *,
-                     wait_ms: int = 0) -> tuple[PendingOrder, Any]:
+                     wait_ms: int = 0) -> tuple[PendingOrder, msgspec.Raw | None]:
         """Send one order; returns it and the result if the node answered within `wait_ms`."""
         order = build(worker, workload, inputs, requester_id=self.requester_id, signer=self.signer,
                       response_timeout_ms=wait_ms)
@@ -147,7 +154,7 @@ class AsyncClient:
             raise
 
     async def result(self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0,
-                     result: Any = None) -> list[bytes]:
+                     result: msgspec.Raw | None = None) -> list[bytes]:
         """Wait for the result, then verify and decrypt it."""
         deadline = time.monotonic() + timeout
         delay = 0.02
@@ -163,50 +170,7 @@ class AsyncClient:
 
     async def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
                   timeout: float = 60.0) -> list[bytes]:
+        """Look up and verify the worker, submit, wait, verify and decrypt: the outputs."""
         worker = await self.worker(worker_id)
         order, result = await self.submit(worker, workload, inputs, wait_ms=int(timeout * 1000))
         return await self.result(order, worker, timeout=timeout, result=result)
-
-
-class Client:
-    """The same API without asyncio: an AsyncClient driven by a private event loop."""
-
-    def __init__(self, uri: str = "http://localhost:1947/", *, trust: Trust | None = None,
-                 signer: crypto.SigningKey | None = None, requester_id: str | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id)
-        self.uri = uri
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-        self._loop.close()
-
-    def _run(self, coro: Any) -> Any:
-        return self._loop.run_until_complete(coro)
-
-    def close(self) -> None:
-        """Close the connection; the client reconnects on its next call."""
-        if not self._loop.is_closed():
-            self._run(self._async.close())
-
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        return self._run(self._async.call(method, params))
-
-    def worker(self, worker_id: str | None = None) -> WorkerInfo:
-        return self._run(self._async.worker(worker_id))
-
-    def forget(self, worker_id: str) -> None:
-        self._async.forget(worker_id)
-
-    def encryption_key(self, worker: WorkerInfo) -> tuple[str, str]:
-        return self._run(self._async.encryption_key(worker))
-
-    def operator_call(self, method: str, params: dict[str, Any], key: crypto.SigningKey) -> Any:
-        return self._run(self._async.operator_call(method, params, key))
-
-    def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
-            timeout: float = 60.0) -> list[bytes]:
-        return self._run(self._async.run(workload, inputs, worker_id=worker_id, timeout=timeout))

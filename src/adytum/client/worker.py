@@ -17,12 +17,13 @@ from cryptography import x509
 
 from .. import crypto
 from ..attestation import AttestationError, Policy, Verdict, verify_worker_evidence
+from ..errors import AdytumError
 from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest
 
 DEFAULT_MAX_REPORT_AGE = timedelta(days=1)
 
 
-class UntrustedWorker(Exception):
+class UntrustedWorker(AdytumError):
     """The worker's keys or attestation do not check out: refuse to use it."""
 
     def __init__(self, message: str, reason: str = "keys") -> None:

@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 
 from .. import crypto
+from ..errors import AdytumError
 from ..protocol import (DataItem, WorkOrderParams, WorkOrderResult, decode_result, encode, request_hash,
                         response_hash, workload_hex)
 from .worker import WorkerInfo
 
 
-class VerificationError(Exception):
+class VerificationError(AdytumError):
     """A result that must not be believed: bad signature, wrong order, or undecryptable output."""
 
 

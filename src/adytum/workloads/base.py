@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
+from ..errors import AdytumError
 
-class WorkloadError(Exception):
+
+class WorkloadError(AdytumError):
     """Bad input for a workload. The message reaches the requester's host in clear: never echo
     private input in it."""
 

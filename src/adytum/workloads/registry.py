@@ -25,6 +25,7 @@ import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from ..errors import AdytumError
 from .base import Workload
 from .echo import EchoResult
 from .fib import Fibonacci
@@ -43,7 +44,7 @@ _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<cls>[A-Za
 log = logging.getLogger(__name__)
 
 
-class WorkloadConfigError(ValueError):
+class WorkloadConfigError(AdytumError, ValueError):
     """``workloads.toml`` is unreadable or names something that is not a usable workload."""
 
 
