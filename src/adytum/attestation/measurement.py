@@ -49,7 +49,8 @@ __all__ = [
 #: What the enclave process executes (besides the interpreter and third-party libraries). The enclave
 #: quotes and seals with `adytum.attestation` code, so that package is measured too.
 MEASURED_MODULES: tuple[str, ...] = ("adytum.enclave", "adytum.crypto", "adytum.protocol", "adytum.workloads",
-                                     "adytum.attestation", "adytum.files")
+                                     "adytum.attestation", "adytum.files", "adytum.channel", "adytum.datadir",
+                                     "adytum.errors")
 
 #: Same group name as ``adytum.workloads.registry.ENTRY_POINT_GROUP`` (not imported: it would run
 #: the code we are about to measure).

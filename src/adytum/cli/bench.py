@@ -21,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..client import AsyncClient, Trust, UntrustedWorker, WorkerInfo, build
 from ..crypto import sha256
+from ..datadir import DataDir
 from ..enclave.keys import WorkerKeys
 from ..enclave.processor import WorkOrderProcessor
-from ..enclave.service import PLATFORM_DIR
 from ..protocol import EeaError, encode
 from ..workloads import load_workloads
 from . import trust_from_args
@@ -153,7 +153,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 console.print(f"[bold]starting a local node with {n} work-order enclave(s)[/]")
             node_dir = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{n}-"))
             with local_node(node_dir, free_port(), "--enclaves", str(n), timeout=120) as uri:
-                trust = Trust.from_files([node_dir / PLATFORM_DIR / "root.pem"])
+                trust = Trust.from_files([DataDir(node_dir).platform_root])
                 reports.append(measure_node(args, uri, trust, n, data, bound_us))
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..client import Client, Trust, UntrustedWorker
 from ..crypto import SigningKey
-from ..enclave.service import PLATFORM_DIR
+from ..datadir import DataDir
 from ..protocol import EeaError
 from .local_node import free_port, local_node
 from .output import console, emit_json, fail
@@ -52,7 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: list[dict[str, Any]]) -> None:
-    root = data_dir / PLATFORM_DIR / "root.pem"
+    root = DataDir(data_dir).platform_root
     say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
         "no hardware protection[/]")
     with Client(uri, trust=Trust.from_files([root]), signer=SigningKey()) as client:

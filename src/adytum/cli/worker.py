@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import operator
+from ..datadir import DataDir
 from ..protocol import EeaError
 from .output import console, emit_json, fail
 
@@ -43,7 +44,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.action == "set-status" and args.status is None:
         return fail("set-status needs a status: " + ", ".join(sorted(STATUSES)), as_json=args.json)
     try:
-        key = operator.load_private(args.operator_key or args.data_dir / operator.OPERATOR_DIR / operator.PRIVATE_FILE)
+        key = operator.load_private(args.operator_key or DataDir(args.data_dir).operator_private_key)
     except operator.OperatorError as exc:
         return fail(str(exc), as_json=args.json)
     try:

@@ -15,13 +15,16 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..attestation.measurement import measure, source_locations
+from ..attestation.measurement import source_locations
+from ..datadir import DataDir
 from ..protocol import workload_hex
 from ..workloads.base import Workload
-from ..workloads.registry import BUILTIN, CONFIG_FILE, configured_modules, configured_plugins, workload_classes
+from ..workloads.registry import (BUILTIN, configured_modules, configured_plugins, measure_work_order_build,
+                                 workload_classes)
 from .output import console, emit_json, fail
 
 DEFAULT_DATA_DIR = Path("adytum-data")
+CONFIG_FILE = DataDir(".").workloads_config.name
 
 
 def add_command(sub: Any) -> None:
@@ -55,8 +58,8 @@ def _origin(cls: type[Workload], configured: set[str]) -> str:
 
 def describe(data_dir: Path) -> dict[str, Any]:
     """Everything the command prints, as JSON-ready data; raises on a bad configuration."""
-    classes = workload_classes(data_dir)  # also puts DATA_DIR/workloads on sys.path for the measurement
-    measurement = measure(extra_modules=configured_modules(data_dir))
+    classes = workload_classes(data_dir)
+    measurement = measure_work_order_build(data_dir)
     measured = dict(measurement.files)
     configured = set(configured_plugins(data_dir))
     rows = []
@@ -98,7 +101,7 @@ def run_workloads(args: argparse.Namespace) -> int:
         if not row["measured"]:
             console.print("  [bold red]NOT MEASURED[/]: this file is not part of mr_enclave", highlight=False)
     console.print()
-    config = Path(report["data_dir"]) / CONFIG_FILE
+    config = DataDir(report["data_dir"]).workloads_config
     console.print(f"mr_enclave: {report['mr_enclave']}", highlight=False)
     console.print(f"            over {report['measured_files']} files, plug-in modules of {config}: "
                   f"{', '.join(report['plugin_modules']) or 'none'}", highlight=False)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import crypto
+from ..datadir import DataDir
 from ..files import write_atomic
-
-PLATFORM_SECRET_FILE = "platform.secret"
 
 
 class UnsealError(Exception):
@@ -21,7 +20,7 @@ class UnsealError(Exception):
 
 def platform_secret(data_dir: Path) -> bytes:
     """The simulated platform's secret, created once per data directory."""
-    path = data_dir / PLATFORM_SECRET_FILE
+    path = DataDir(data_dir).platform_secret
     try:
         return path.read_bytes()
     except FileNotFoundError:

@@ -10,18 +10,19 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed,
-                               Provision, RotateKey, StateRead, StateValue, frame_length, pack, unpack)
+from ..channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision,
+                       RotateKey, StateRead, StateValue, frame_length, pack, unpack)
+from ..errors import AdytumError
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
-class EnclaveDied(Exception):
+class EnclaveDied(AdytumError):
     """The enclave process went away (crash, kill or timeout) with work in flight."""
 
 
-class EnclaveStartError(Exception):
+class EnclaveStartError(AdytumError):
     """The enclave refused to start (e.g. its sealed keys do not unseal); restarting will not help."""
 
 
