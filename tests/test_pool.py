@@ -306,3 +306,42 @@ def test_a_data_directory_from_before_pools_is_refused_not_silently_rekeyed(tmp_
         with running_node(tmp_path):
             pass
     assert not (tmp_path / "kme" / "worker-keys.sealed").exists()
+
+
+def test_a_malformed_policy_stops_the_node_and_pool_allow_naming_the_file(tmp_path, capsys):
+    from adytum.datadir import DataDir, PolicyError
+
+    data = DataDir(tmp_path)
+    assert data.allowed_builds() == []  # no policy: nothing is allowed
+    data.kme.mkdir()
+    data.policy.write_text('{"wpe_mr_enclaves": ["xyz"]}')
+    with pytest.raises(PolicyError, match="policy.json: wpe_mr_enclaves must be a list of 64-hex-digit"):
+        with running_node(tmp_path):
+            pass
+    assert cli(["pool", "allow", "ab" * 32, "--data-dir", str(tmp_path), "--json"]) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["ok"] is False and str(data.policy) in shown["error"]
+    assert data.policy.read_text() == '{"wpe_mr_enclaves": ["xyz"]}'  # left for the operator to fix
+
+
+def test_each_identity_is_attested_once_at_start(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from adytum.node import SimulatedAttestation
+
+    quotes: list[bytes] = []
+    attest = SimulatedAttestation.attest
+
+    def counting(self, quote):
+        quotes.append(quote)
+        return attest(self, quote)
+
+    monkeypatch.setattr(SimulatedAttestation, "attest", counting)
+    with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
+        published = n.node.manager.publisher
+        # the key manager's admission, then per enclave: the key manager's challenge, the enclave's
+        # response and its admission; publishing reuses the admission's evidence
+        assert len(quotes) == 1 + 2 * 3 and max(Counter(quotes).values()) == 1
+        assert published.identity.quote in quotes
+        record = client.worker().record
+        assert record["details"]["workerTypeData"]["proofData"] == published.proof_data
