@@ -10,6 +10,7 @@ from typing import Iterator
 
 from adytum.client import Trust
 from adytum.config import NodeConfig
+from adytum.datadir import DataDir
 from adytum.node import Node
 
 
@@ -24,7 +25,7 @@ class RunningNode:
     @property
     def root_pem(self) -> Path:
         """The node's development attestation root: what a requester must trust explicitly."""
-        return self.node.config.data_dir / "devroot" / "root.pem"
+        return DataDir(self.node.config.data_dir).platform_root
 
     @property
     def trust(self) -> Trust:
@@ -71,22 +72,21 @@ class LocalPool:
     """A key manager and work-order enclaves as the node runs them, without the node around them."""
 
     def __init__(self, data_dir: Path, worker_id: str, wpe_data_dir: Path | None = None) -> None:
-        from adytum.issuer.devroot import init_dev_root
-        from adytum.issuer.service import SimulatedAttestationService
-        from adytum.crypto import random_bytes
         from adytum.manager import EnclaveProcess
-        from adytum.manager.pool import LocalKeyManager, allow_build, local_build
+        from adytum.manager.pool import LocalKeyManager
+        from adytum.issuer.service import SimulatedAttestation
+        from adytum.workloads.registry import measure_work_order_build
 
         self.data_dir, self.worker_id = data_dir, worker_id
         self.wpe_data_dir = wpe_data_dir or data_dir
-        allow_build(data_dir, local_build(self.wpe_data_dir))  # as a node's first start does
-        service = SimulatedAttestationService(init_dev_root(data_dir / "devroot"))
-        self.attest = lambda quote: service.verify_quote(quote, nonce=random_bytes(16).hex()).to_proof_data()
-        self.kme = LocalKeyManager(EnclaveProcess("kme", data_dir, worker_id, role="kme"), self.attest)
+        build = measure_work_order_build(self.wpe_data_dir).mr_enclave.hex()
+        DataDir(data_dir).allow_build(build)  # as a node's first start does
+        self.attestation = SimulatedAttestation(DataDir(data_dir))
+        self.kme = LocalKeyManager(EnclaveProcess("kme", data_dir, worker_id, role="kme"), self.attestation)
 
     def wpe(self, name: str = "wpe", worker_id: str | None = None):
         from adytum.manager import EnclaveProcess
         from adytum.manager.pool import provision
 
         return EnclaveProcess(name, self.wpe_data_dir, worker_id or self.worker_id,
-                              provision=lambda e: provision(e, self.kme, self.attest))
+                              provision=lambda e: provision(e, self.kme, self.attestation))

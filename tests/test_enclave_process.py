@@ -134,3 +134,28 @@ def test_killed_enclave_fails_in_flight_work_and_is_provisioned_again(tmp_path):
     assert any(isinstance(o, EnclaveDied) for o in outcomes)
     assert all(isinstance(o, EnclaveDied) or o.code == 0 for o in outcomes)
     assert after.code == 0 and restarts == 1 and provisioned == 2
+
+
+@pytest.mark.parametrize("policy, refusal", [
+    (None, "not in the key manager's policy"),  # no policy file: nothing is allowed
+    ('{"wpe_mr_enclaves": "not a list"}', "policy.json: wpe_mr_enclaves must be a list"),
+    ("{not json", "policy.json is not a key-manager policy"),
+])
+def test_the_key_manager_refuses_the_handshake_under_a_missing_or_malformed_policy(tmp_path, policy, refusal):
+    from adytum.datadir import DataDir
+    from adytum.manager import ProvisioningRefused
+
+    async def main():
+        pool = LocalPool(tmp_path, WORKER_ID)  # writes a good policy for this build
+        if policy is None:
+            DataDir(tmp_path).policy.unlink()
+        else:
+            DataDir(tmp_path).policy.write_text(policy)
+        await pool.kme.start()
+        try:
+            with pytest.raises(ProvisioningRefused, match=refusal):
+                await pool.wpe().start()
+        finally:
+            await pool.kme.stop()
+
+    run(main())

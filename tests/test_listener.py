@@ -211,3 +211,35 @@ def test_fuzz_listener_always_answers_with_an_eea_code(node, body):
     assert status == 200 and reply["jsonrpc"] == "2.0"
     if "error" in reply:
         assert reply["error"]["code"] in (2, 5) and reply["error"]["message"]
+
+
+def test_an_order_reaches_the_enclave_from_the_store_once_dispatch_is_woken(node, worker):
+    """The store is the only hand-over: an order another writer committed is taken at the next wake(),
+    not before (nothing polls), and answered once."""
+    from adytum.datadir import DataDir
+    from adytum.protocol import canonical
+    from adytum.store import NewOrder, Store
+
+    order = build(worker, "hello", [b"from the store"])
+    p = order.params
+    other = Store(DataDir(node.node.config.data_dir).store)
+    try:
+        with other.transaction():
+            other.insert_order(NewOrder(canonical(p.work_order_id), canonical(p.worker_id),
+                                        canonical(p.requester_id), p.requester_nonce.lower(),
+                                        json.dumps(to_builtins(p)).encode()))
+    finally:
+        other.close()
+    time.sleep(0.5)
+    assert node.node.reader.state(canonical(p.work_order_id)) == "scheduled"  # not taken without a wake
+    node.loop.call_soon_threadsafe(node.node.manager.dispatch.wake)
+    reply = None
+    for _ in range(500):
+        reply = rpc(node.url, "WorkOrderGetResult", {"workOrderId": p.work_order_id})
+        if "result" in reply:
+            break
+        time.sleep(0.02)
+    assert open_result(order, worker, reply["result"]) == [b"Hello from the store"]
+    count = node.node.reader.db.execute("SELECT COUNT(*) FROM responses WHERE work_order_id = ?",
+                                        (canonical(p.work_order_id),)).fetchone()[0]
+    assert count == 1

@@ -75,7 +75,7 @@ def test_one_key_manager_provisions_every_enclave(tmp_path, capsys):
         kme, wpes = status["keyManager"], status["enclaves"]
         assert kme["state"] == "running" and kme["location"] == "local" and kme["provisioned"] == 2
         assert [e["state"] for e in wpes] == ["running", "running"]
-        record = n.node.manager.identity
+        record = n.node.manager.publisher.identity
         assert {e["mr_enclave"] for e in wpes} == {record.mr_enclave} and kme["mr_enclave"]
         assert len({e["pid"] for e in wpes} | {kme["pid"]}) == 3  # three processes
         for _ in range(8):
@@ -139,7 +139,7 @@ def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
     with running_node(a, kme_listen="127.0.0.1:0") as na:
         address = na.node.manager.kme_server.address
         with running_node(b, join=address) as nb, Client(nb.url, trust=nb.trust) as client:
-            ia, ib = na.node.manager.identity, nb.node.manager.identity
+            ia, ib = na.node.manager.publisher.identity, nb.node.manager.publisher.identity
             assert (ib.verifying_key, ib.encryption_key) == (ia.verifying_key, ia.encryption_key)
             assert client.run("fib", [b"30"]) == [b"832040"]
             status = client.call("PoolStatus", {})
@@ -147,11 +147,14 @@ def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
             assert na.node.manager.kme.provisioned == 2  # A's own enclave and B's
             # B cannot rotate: the keys are A's
             with pytest.raises(EnclaveStartError, match="rotate the key there"):
-                nb.call(nb.node.manager.rotate_key)
+                nb.call(nb.node.manager.keys.rotate)
             # A rotates; B picks the new key up at its next refresh
-            rotated = na.call(na.node.manager.rotate_key)
-            nb.call(nb.node.manager.refresh)
-            assert nb.node.manager.identity.encryption_key == rotated.encryption_key
+            before = na.node.manager.publisher.identity
+            na.call(na.node.manager.keys.rotate)
+            rotated = na.node.manager.publisher.identity
+            assert rotated.encryption_key != before.encryption_key
+            nb.call(nb.node.manager.keys.refresh)
+            assert nb.node.manager.publisher.identity.encryption_key == rotated.encryption_key
             assert client.run("hello", [b"rotated"]) == [b"Hello rotated"]
     capsys.readouterr()
 
@@ -165,9 +168,9 @@ def test_a_joined_node_keeps_serving_when_the_key_manager_host_goes_away(tmp_pat
         with running_node(b, join=na.node.manager.kme_server.address) as nb, Client(nb.url, trust=nb.trust) as c:
             host_a.close()  # host A (and its key manager) goes away
             assert c.run("hello", [b"alone"]) == [b"Hello alone"]
-            published = nb.node.manager.proof_data
-            nb.call(nb.node.manager.refresh)  # cannot provision again: re-attests the keys the enclaves hold
-            assert nb.node.manager.proof_data != published
+            published = nb.node.manager.publisher.proof_data
+            nb.call(nb.node.manager.keys.refresh)  # cannot provision again: re-attests the keys the enclaves hold
+            assert nb.node.manager.publisher.proof_data != published
             assert c.call("PoolStatus", {})["keyManager"]["state"] == "unreachable"
             assert c.run("hello", [b"still"]) == [b"Hello still"]
 
@@ -207,13 +210,13 @@ def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, cap
         assert cli(["pool", "allow", new_build, "--data-dir", str(a), "--json"]) == 0
         with running_node(b, join=address) as nb, Client(nb.url, trust=nb.trust) as client:
             assert client.run("upgraded", [b""]) == [b"new build"]
-            assert nb.node.manager.identity.verifying_key == na.node.manager.identity.verifying_key
+            assert nb.node.manager.publisher.identity.verifying_key == na.node.manager.publisher.identity.verifying_key
     capsys.readouterr()
 
 
 def test_a_plugin_upgrade_on_one_node_keeps_the_worker_once_the_operator_allows_it(tmp_path, capsys):
     with running_node(tmp_path) as n:
-        before = n.node.manager.identity
+        before = n.node.manager.publisher.identity
     (tmp_path / "workloads").mkdir()
     (tmp_path / "workloads" / "upgraded.py").write_text(UPGRADE)
     (tmp_path / "workloads.toml").write_text('upgraded = "upgraded:Upgraded"\n')
@@ -226,7 +229,7 @@ def test_a_plugin_upgrade_on_one_node_keeps_the_worker_once_the_operator_allows_
     assert cli(["pool", "allow", new_build, "--data-dir", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["wpe_mr_enclaves"] == [before.mr_enclave, new_build]
     with running_node(tmp_path) as n, Client(n.url, trust=n.trust) as client:
-        after = n.node.manager.identity
+        after = n.node.manager.publisher.identity
         assert after.mr_enclave == new_build and after.verifying_key == before.verifying_key
         assert after.encryption_key == before.encryption_key and client.run("upgraded", [b""]) == [b"new build"]
 
@@ -291,7 +294,7 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
         with pytest.raises(ProvisioningRefused, match="too many handshakes"):
             asyncio.run(RemoteKeyManager(address).exchange(offer))
         assert n.node.manager.kme.process.alive
-        n.call(n.node.manager.refresh)  # and it still provisions its own enclaves
+        n.call(n.node.manager.keys.refresh)  # and it still provisions its own enclaves
         assert n.node.manager.kme.provisioned >= 2
     assert "dropped" in caplog.text and "refused" in caplog.text
 
@@ -303,3 +306,42 @@ def test_a_data_directory_from_before_pools_is_refused_not_silently_rekeyed(tmp_
         with running_node(tmp_path):
             pass
     assert not (tmp_path / "kme" / "worker-keys.sealed").exists()
+
+
+def test_a_malformed_policy_stops_the_node_and_pool_allow_naming_the_file(tmp_path, capsys):
+    from adytum.datadir import DataDir, PolicyError
+
+    data = DataDir(tmp_path)
+    assert data.allowed_builds() == []  # no policy: nothing is allowed
+    data.kme.mkdir()
+    data.policy.write_text('{"wpe_mr_enclaves": ["xyz"]}')
+    with pytest.raises(PolicyError, match="policy.json: wpe_mr_enclaves must be a list of 64-hex-digit"):
+        with running_node(tmp_path):
+            pass
+    assert cli(["pool", "allow", "ab" * 32, "--data-dir", str(tmp_path), "--json"]) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["ok"] is False and str(data.policy) in shown["error"]
+    assert data.policy.read_text() == '{"wpe_mr_enclaves": ["xyz"]}'  # left for the operator to fix
+
+
+def test_each_identity_is_attested_once_at_start(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from adytum.node import SimulatedAttestation
+
+    quotes: list[bytes] = []
+    attest = SimulatedAttestation.attest
+
+    def counting(self, quote):
+        quotes.append(quote)
+        return attest(self, quote)
+
+    monkeypatch.setattr(SimulatedAttestation, "attest", counting)
+    with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
+        published = n.node.manager.publisher
+        # the key manager's admission, then per enclave: the key manager's challenge, the enclave's
+        # response and its admission; publishing reuses the admission's evidence
+        assert len(quotes) == 1 + 2 * 3 and max(Counter(quotes).values()) == 1
+        assert published.identity.quote in quotes
+        record = client.worker().record
+        assert record["details"]["workerTypeData"]["proofData"] == published.proof_data

@@ -48,9 +48,6 @@ def test_unknown_names_are_attribute_errors_and_submodules_still_import():
 #: (the test fails for any entry that is already an AdytumError or no longer exists, so none is forgotten).
 CONVERTED_ELSEWHERE = {
     "adytum.enclave.budget.OverBudget",
-    "adytum.enclave.channel.ChannelError", "adytum.manager.enclave.EnclaveDied",
-    "adytum.manager.enclave.EnclaveStartError", "adytum.manager.enclave.ProvisioningRefused",
-    "adytum.store.sqlite.StateConflict", "adytum.store.sqlite.Duplicate",
 }
 
 

@@ -170,7 +170,7 @@ def test_the_hosted_worker_goes_stale_without_renewal(tmp_path):
                WorkerRow(row.worker_id, row.worker_type, row.organization_id, row.application_type_id,
                          row.status, row.record, time.time() - 1))
         assert rpc(n, "WorkerLookUp", {})["result"] == {"totalCount": 0, "lookupTag": "", "ids": []}
-        n.call(n.node.manager.refresh)  # what the renewal task does before the lifetime runs out
+        n.call(n.node.manager.keys.refresh)  # what the renewal task does before the lifetime runs out
         assert rpc(n, "WorkerLookUp", {})["result"]["ids"] == [wid]
 
 
@@ -254,18 +254,18 @@ def test_rotate_key_needs_the_operator(reg):
 
 def test_the_manager_refuses_a_debug_enclave_and_a_swapped_key(reg):
     manager = reg.node.manager
-    ident = manager.identity
+    ident = manager.publisher.identity
     quoter = SimulatedQuoter(load_quoting_key(manager.config.data_dir / "devroot"),
                              bytes.fromhex(ident.mr_enclave), bytes.fromhex(ident.mr_signer), debug=True)
     from adytum.attestation.verify import report_data_for
     debug = msgspec.structs.replace(ident, quote=quoter.quote(report_data_for(
         ident.verifying_key, ident.encryption_key, ident.worker_id)))
     with pytest.raises(EnclaveStartError, match="(?i)debug"):
-        manager._admit(debug)
+        manager.admit(debug)
     host_key = crypto.rsa_public_pem(crypto.rsa_generate())
     with pytest.raises(EnclaveStartError, match="(?i)report.?data|bind"):
-        manager._admit(msgspec.structs.replace(ident, encryption_key=host_key))
-    manager._admit(ident)  # the genuine identity passes
+        manager.admit(msgspec.structs.replace(ident, encryption_key=host_key))
+    manager.admit(ident)  # the genuine identity passes
 
 
 def test_a_restarted_enclave_is_admitted_again(tmp_path):

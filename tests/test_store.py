@@ -23,7 +23,8 @@ def test_lifecycle(store):
     with store.transaction():
         store.insert_order(order(1))
     assert store.state(order(1).work_order_id) == "scheduled"
-    assert store.scheduled("aa" * 32) == [(order(1).work_order_id, b'{"p":1}')]
+    assert store.scheduled("aa" * 32) == [(1, order(1).work_order_id, b'{"p":1}')]
+    assert store.scheduled("aa" * 32, after=1) == []  # a dispatcher that took seq 1 sees nothing new
     with store.transaction():
         store.mark_processing(order(1).work_order_id)
     assert store.state(order(1).work_order_id) == "processing"
@@ -60,7 +61,7 @@ def test_requeue_after_crash(tmp_path):
     s = Store(tmp_path / "db.sqlite3")
     with s.transaction():
         assert s.requeue_processing() == 2
-    assert [wo for wo, _ in s.scheduled("aa" * 32)] == [order(i).work_order_id for i in range(3)]
+    assert [wo for _, wo, _ in s.scheduled("aa" * 32)] == [order(i).work_order_id for i in range(3)]
 
 
 def test_group_commit_isolates_a_failing_transition(store):

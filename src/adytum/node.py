@@ -1,17 +1,22 @@
-"""A node: the store, the enclave manager and the listener, started and stopped as one."""
+"""A node: the store, the enclave manager and the listener, started and stopped as one.
+
+This is where the parts are wired: the listener gets the store and the manager's narrow ports
+(`Dispatch`, `KeyOps`, `PoolView`), never the manager itself; the manager gets its attestation service.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from aiohttp import web
 
 from . import operator
+from .config import NodeConfig
+from .datadir import DataDir
+from .issuer.service import SimulatedAttestation
 from .listener import Api, Listener
 from .listener.registry import Registry
-from .config import NodeConfig
 from .manager import Manager
 from .store import GroupCommit, Store
 
@@ -21,15 +26,16 @@ log = logging.getLogger("adytum.node")
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        db = config.data_dir / "adytum.sqlite3"
-        writer = Store(db, durable=config.durable)
+        data = DataDir(config.data_dir)
+        writer = Store(data.store, durable=config.durable)
         writer.create_schema()
-        self.reader = Store(db, durable=config.durable)
+        self.reader = Store(data.store, durable=config.durable)
         self.committer = GroupCommit(writer)
-        self.manager = Manager(config.manager, self.reader, self.committer)
+        self.manager = Manager(config.manager, self.reader, self.committer, SimulatedAttestation(data))
         operator.ensure_key(config.data_dir)
-        registry = Registry(self.reader, self.committer, self.manager, operator.load_public(config.data_dir))
-        self.api = Api(self.reader, self.committer, self.manager, registry, max_pending=config.max_pending)
+        registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
+        self.api = Api(self.reader, self.committer, self.manager.dispatch, self.manager.keys, self.manager.status,
+                       registry, max_pending=config.max_pending)
         self.listener = Listener(self.api, max_body=config.max_body)
         self._runner: web.AppRunner | None = None
 

@@ -20,11 +20,9 @@ from typing import Any
 
 from . import crypto
 from .errors import AdytumError
+from .datadir import DataDir
 from .files import write_atomic
 
-OPERATOR_DIR = "operator"
-PRIVATE_FILE = "operator-key.pem"
-PUBLIC_FILE = "operator.pub.pem"
 NONCE, SIGNATURE = "operatorNonce", "operatorSignature"
 _DOMAIN = b"adytum-operator/1\0"
 
@@ -35,12 +33,12 @@ class OperatorError(AdytumError):
 
 def ensure_key(data_dir: Path) -> Path:
     """Create the operator key pair under DATA_DIR/operator once; returns the private key's path."""
-    directory = Path(data_dir) / OPERATOR_DIR
-    private = directory / PRIVATE_FILE
+    layout = DataDir(data_dir)
+    private = layout.operator_private_key
     if not private.exists():
         key = crypto.SigningKey()
         if write_atomic(private, key.private_pem().encode(), exclusive=True, mode=0o600):
-            write_atomic(directory / PUBLIC_FILE, key.public_pem().encode(), mode=0o644)
+            write_atomic(layout.operator_public_key, key.public_pem().encode(), mode=0o644)
     return private
 
 
@@ -52,7 +50,7 @@ def load_private(path: Path) -> crypto.SigningKey:
 
 
 def load_public(data_dir: Path) -> str:
-    return (Path(data_dir) / OPERATOR_DIR / PUBLIC_FILE).read_text()
+    return DataDir(data_dir).operator_public_key.read_text()
 
 
 def digest(method: str, params: dict[str, Any]) -> bytes:

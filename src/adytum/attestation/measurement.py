@@ -51,8 +51,8 @@ __all__ = [
 #: too; of `adytum.issuer` only the quoter and the package file importing it runs: the report service
 #: and the development CA are host side.
 MEASURED_MODULES: tuple[str, ...] = ("adytum.enclave", "adytum.crypto", "adytum.protocol", "adytum.workloads",
-                                     "adytum.attestation", "adytum.files", "adytum.errors",
-                                     "adytum.issuer.__init__", "adytum.issuer.quoter")
+                                     "adytum.attestation", "adytum.files", "adytum.errors", "adytum.channel",
+                                     "adytum.datadir", "adytum.issuer.__init__", "adytum.issuer.quoter")
 
 #: Same group name as ``adytum.workloads.registry.ENTRY_POINT_GROUP`` (not imported: it would run
 #: the code we are about to measure).

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..datadir import DataDir
 from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
@@ -163,7 +164,6 @@ def measure_node(args: argparse.Namespace, uri: str, trust: Trust, enclaves: int
 
 def run(args: argparse.Namespace) -> int:
     from ..client import Trust, UntrustedWorker
-    from ..enclave.service import PLATFORM_DIR
     from ..protocol import EeaError
     from .local_node import free_port, local_node
 
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"[bold]starting a local node with {n} work-order enclave(s)[/]")
             node_dir = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{n}-"))
             with local_node(node_dir, free_port(), "--enclaves", str(n), timeout=120) as uri:
-                trust = Trust.from_files([node_dir / PLATFORM_DIR / "root.pem"])
+                trust = Trust.from_files([DataDir(node_dir).platform_root])
                 reports.append(measure_node(args, uri, trust, n, data, bound_us))
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)

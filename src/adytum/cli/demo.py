@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..datadir import DataDir
 from .options import Subparsers, add_json
 from .output import console, emit_json, fail
 
@@ -65,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: list[dict[str, Any]]) -> None:
     from ..client import Client, Trust
     from ..crypto import SigningKey
-    from ..enclave.service import PLATFORM_DIR
 
-    root = data_dir / PLATFORM_DIR / "root.pem"
+    root = DataDir(data_dir).platform_root
     say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
         "no hardware protection[/]")
     with Client(uri, trust=Trust.from_files([root]), signer=SigningKey()) as client:

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..datadir import DataDir, PolicyError
 from .options import Subparsers, add_data_dir, add_json, add_uri
 from .output import console, emit_json, fail
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"`adytum pool {args.action}` needs a value (see --help)", as_json=args.json)
     try:
         done = _allow(args.data_dir, args.value) if args.action == "allow" else _trust(args.data_dir, Path(args.value))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, PolicyError) as exc:
         return fail(str(exc), as_json=args.json)
     if args.json:
         emit_json({"ok": True, **done})
@@ -53,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
-    from ..manager.pool import allow_build, policy_path
-
-    listed = allow_build(data_dir, mr_enclave)
-    path = policy_path(data_dir)
+    listed = DataDir(data_dir).allow_build(mr_enclave)
+    path = DataDir(data_dir).policy
     return {"policy": str(path), "wpe_mr_enclaves": listed,
             "message": f"the key manager in {data_dir} now provisions work-order enclaves of "
                        f"{len(listed)} build(s), listed in {path}: {', '.join(listed)}"}
@@ -66,12 +65,11 @@ def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
     from cryptography import x509
 
     from ..crypto import sha256
-    from ..enclave.service import TRUSTED_ROOTS_DIR
     from ..files import write_atomic
 
     pem = root.read_bytes()
     cert = x509.load_pem_x509_certificate(pem)  # ValueError if it is not one
-    target = data_dir / TRUSTED_ROOTS_DIR / f"{sha256(pem).hex()[:16]}.pem"
+    target = DataDir(data_dir).trusted_roots / f"{sha256(pem).hex()[:16]}.pem"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, pem)
     return {"root": str(target), "subject": cert.subject.rfc4514_string(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..datadir import DataDir
 from .options import Subparsers, add_data_dir, add_json, add_uri
 from .output import console, emit_json, fail
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "set-status" and args.status is None:
         return fail("set-status needs a status: " + ", ".join(sorted(STATUSES)), as_json=args.json)
     try:
-        key = operator.load_private(args.operator_key or args.data_dir / operator.OPERATOR_DIR / operator.PRIVATE_FILE)
+        key = operator.load_private(args.operator_key or DataDir(args.data_dir).operator_private_key)
     except operator.OperatorError as exc:
         return fail(str(exc), as_json=args.json)
     try:

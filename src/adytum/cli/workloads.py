@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from ..workloads.registry import CONFIG_FILE
+from ..datadir import DataDir
 from .options import Subparsers, add_data_dir, add_json
 from .output import console, emit_json, fail
 
 if TYPE_CHECKING:
     from ..workloads import Workload
+
+CONFIG_FILE = DataDir(".").workloads_config.name
 
 
 def register(sub: Subparsers) -> None:
@@ -54,12 +56,12 @@ def _origin(cls: type[Workload], configured: set[str]) -> str:
 
 def describe(data_dir: Path) -> dict[str, Any]:
     """Everything the command prints, as JSON-ready data; raises on a bad configuration."""
-    from ..attestation.measurement import measure, source_locations
+    from ..attestation.measurement import source_locations
     from ..protocol import workload_hex
-    from ..workloads.registry import configured_modules, configured_plugins, workload_classes
+    from ..workloads.registry import configured_modules, configured_plugins, measure_work_order_build, workload_classes
 
-    classes = workload_classes(data_dir)  # also puts DATA_DIR/workloads on sys.path for the measurement
-    measurement = measure(extra_modules=configured_modules(data_dir))
+    classes = workload_classes(data_dir)
+    measurement = measure_work_order_build(data_dir)
     measured = dict(measurement.files)
     configured = set(configured_plugins(data_dir))
     rows = []
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if not row["measured"]:
             console.print("  [bold red]NOT MEASURED[/]: this file is not part of mr_enclave", highlight=False)
     console.print()
-    config = Path(report["data_dir"]) / CONFIG_FILE
+    config = DataDir(report["data_dir"]).workloads_config
     console.print(f"mr_enclave: {report['mr_enclave']}", highlight=False)
     console.print(f"            over {report['measured_files']} files, plug-in modules of {config}: "
                   f"{', '.join(report['plugin_modules']) or 'none'}", highlight=False)

@@ -17,7 +17,8 @@ from ..files import write_atomic
 from ..protocol import encryption_key_digest, encryption_key_get_digest
 from .sealing import Sealer
 
-KEYS_FILE = "worker-keys.sealed"
+#: The label sealed keys are bound to (associated data): fixed forever, whatever the file is called.
+SEAL_LABEL = "worker-keys.sealed"
 
 
 class _SealedKeys(msgspec.Struct):
@@ -78,16 +79,15 @@ class WorkerKeys:
                    crypto.rsa_private_from_der(body.rsa_der), body.encryption_key_nonce, previous)
 
     def seal(self, sealer: Sealer) -> bytes:
-        return sealer.seal(KEYS_FILE, self.to_bytes())
+        return sealer.seal(SEAL_LABEL, self.to_bytes())
 
     @classmethod
     def unseal(cls, sealer: Sealer, blob: bytes) -> "WorkerKeys":
-        return cls.from_bytes(sealer.unseal(KEYS_FILE, blob))
+        return cls.from_bytes(sealer.unseal(SEAL_LABEL, blob))
 
 
-def load_or_create(directory: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
-    """Unseal the worker's keys, or make and seal them on first start."""
-    path = directory / KEYS_FILE
+def load_or_create(path: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
+    """Unseal the worker's keys from `path`, or make and seal them there on first start."""
     if not path.exists():  # exclusive: two key managers racing on one directory end up with one set
         write_atomic(path, WorkerKeys.generate(worker_id).seal(sealer), exclusive=True)
     keys = WorkerKeys.unseal(sealer, path.read_bytes())
@@ -96,8 +96,8 @@ def load_or_create(directory: Path, sealer: Sealer, worker_id: str) -> WorkerKey
     return keys
 
 
-def rotate(directory: Path, sealer: Sealer, keys: WorkerKeys) -> WorkerKeys:
-    """Seal a rotated key set in place of `keys` (atomically: a crash leaves the old set or the new)."""
+def rotate(path: Path, sealer: Sealer, keys: WorkerKeys) -> WorkerKeys:
+    """Seal a rotated key set at `path` in place of `keys` (atomically: a crash leaves the old set or the new)."""
     new = keys.rotated()
-    write_atomic(directory / KEYS_FILE, new.seal(sealer))
+    write_atomic(path, new.seal(sealer))
     return new

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from .. import crypto
 from ..crypto import primitives
+from ..channel import StateWrite
 from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderResult,
                         decode_params, encode, request_hash, response_hash, workload_name)
 from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
 from .keys import WorkerKeys
-from .channel import StateWrite
 from .state import ReadItem, StateKeys, StateSession
 
 log = logging.getLogger("adytum.enclave")

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from .. import crypto
 from ..errors import AdytumError
+from ..datadir import DataDir
 from ..files import write_atomic
-
-PLATFORM_SECRET_FILE = "platform.secret"
 
 
 class UnsealError(AdytumError):
@@ -22,7 +21,7 @@ class UnsealError(AdytumError):
 
 def platform_secret(data_dir: Path) -> bytes:
     """The simulated platform's secret, created once per data directory."""
-    path = data_dir / PLATFORM_SECRET_FILE
+    path = DataDir(data_dir).platform_secret
     try:
         return path.read_bytes()
     except FileNotFoundError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections import deque
@@ -14,39 +13,31 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..attestation.measurement import Measurement, measure
 from ..attestation.verify import report_data_for
+from ..channel import (ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision, RotateKey,
+                       StateRead, StateValue, pack, read_frame)
+from ..datadir import DataDir, PolicyError
 from ..issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
-from ..workloads.registry import configured_modules, use_plugin_dir
+from ..workloads.registry import measure_work_order_build
 from .budget import Budget, alarm_held
-from .channel import (ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision, RotateKey,
-                      StateRead, StateValue, pack, read_frame)
-from .keys import KEYS_FILE, WorkerKeys, load_or_create, rotate
+from .keys import WorkerKeys, load_or_create, rotate
 from .processor import WorkOrderProcessor
 from .provisioning import (KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step,
                            WpeHandshake)
 from .sealing import Sealer, UnsealError, platform_secret
 
 log = logging.getLogger("adytum.enclave")
-#: The simulated platform: its quoting key plays the role of SGX's quoting enclave.
-PLATFORM_DIR = "devroot"
-#: Development roots of other hosts whose enclaves this one may provision or be provisioned by.
-TRUSTED_ROOTS_DIR = "trusted-roots"
-#: The key manager's sealed keys and its policy of work-order enclave measurements.
-KME_DIR = "kme"
-POLICY_FILE = "policy.json"
 
 
 class Platform:
     """What any enclave on this (simulated) platform has: its measurement and a quoter for its product."""
 
-    def __init__(self, data_dir: Path, product: int, plugins: bool = True) -> None:
-        if plugins:  # workloads.toml plug-ins may live in DATA_DIR/workloads; they are part of the build
-            use_plugin_dir(data_dir)
-            self.measurement: Measurement = measure(extra_modules=configured_modules(data_dir))
-        else:
-            self.measurement = measure(include_plugins=False)
-        self.quoter = SimulatedQuoter(_quoting_key(data_dir), self.measurement.mr_enclave,
+    def __init__(self, data: DataDir, product: int, plugins: bool = True) -> None:
+        # workloads.toml plug-ins are part of a work-order enclave's build; the key manager runs none
+        self.measurement: Measurement = measure_work_order_build(data.path) if plugins else \
+            measure(include_plugins=False)
+        self.quoter = SimulatedQuoter(_quoting_key(data), self.measurement.mr_enclave,
                                       self.measurement.mr_signer, isv_prod_id=product)
 
     def identity(self, keys: WorkerKeys, seq: int, workloads: list[str], avalon_compat: bool) -> Identity:
@@ -63,10 +54,10 @@ class Platform:
         return Provision(seq=seq, body=step.body, quote=self.quoter.quote(step.report_data) if step.report_data else b"")
 
 
-def trusted_roots(data_dir: Path) -> list[x509.Certificate]:
+def trusted_roots(data: DataDir) -> list[x509.Certificate]:
     """The roots a peer enclave's evidence must chain to, read afresh for each handshake: this platform's
     development root and any in DATA_DIR/trusted-roots (`adytum pool trust`). On SGX: Intel's, built in."""
-    paths = [data_dir / PLATFORM_DIR / "root.pem", *sorted((data_dir / TRUSTED_ROOTS_DIR).glob("*.pem"))]
+    paths = [data.platform_root, *sorted(data.trusted_roots.glob("*.pem"))]
     roots = []
     for path in paths:
         try:
@@ -76,59 +67,55 @@ def trusted_roots(data_dir: Path) -> list[x509.Certificate]:
     return roots
 
 
-def _quoting_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
+def _quoting_key(data: DataDir) -> ec.EllipticCurvePrivateKey:
     try:
-        return load_quoting_key(data_dir / PLATFORM_DIR)
+        return load_quoting_key(data.platform)
     except DevRootError as exc:
         raise ValueError(f"no simulated platform to quote with: {exc}") from None
 
 
 class KeyManager:
     """The key-manager enclave (KME): makes the worker's keys once, seals them, and provisions them to
-    work-order enclaves its policy lists: DATA_DIR/kme/policy.json (``{"wpe_mr_enclaves": [hex, ...]}``),
-    read at every handshake so that an upgrade is allowed without a restart. It runs no workloads, so
+    work-order enclaves its policy lists: DATA_DIR/kme/policy.json (see `adytum.datadir`), read at every
+    handshake so that an upgrade is allowed without a restart. It runs no workloads, so
     its own measurement leaves the plug-ins out: changing them changes the work-order enclaves' build,
     not the key manager's, and its sealed keys still open."""
 
-    def __init__(self, data_dir: Path, worker_id: str) -> None:
-        self.data_dir = data_dir
-        self.platform = Platform(data_dir, KME_PRODUCT, plugins=False)
-        self.keys_dir = data_dir / KME_DIR
-        self.keys_dir.mkdir(exist_ok=True)
-        self.sealer = Sealer(platform_secret(data_dir), self.platform.measurement.mr_enclave)
+    def __init__(self, data: DataDir, worker_id: str) -> None:
+        self.data = data
+        self.platform = Platform(data, KME_PRODUCT, plugins=False)
+        data.kme.mkdir(exist_ok=True)
+        self.sealer = Sealer(platform_secret(data.path), self.platform.measurement.mr_enclave)
         try:
-            self.keys = load_or_create(self.keys_dir, self.sealer, worker_id)
+            self.keys = load_or_create(data.kme_keys, self.sealer, worker_id)
         except UnsealError as exc:
             raise UnsealError(
                 f"{exc}. This key manager measures {self.platform.measurement.mr_enclave.hex()}; its sealed "
                 f"keys belong to another build. Run the build that sealed them, or move "
-                f"{self.keys_dir / KEYS_FILE} aside to start a new worker identity.") from None
-        self.sessions = KeyManagerSessions(lambda: self.keys, self.platform.measurement, trusted_roots(data_dir),
+                f"{data.kme_keys} aside to start a new worker identity.") from None
+        self.sessions = KeyManagerSessions(lambda: self.keys, self.platform.measurement, trusted_roots(data),
                                            self.allowed)
 
     def allowed(self) -> frozenset[bytes]:
-        path = self.keys_dir / POLICY_FILE
+        """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
         try:
-            return frozenset(bytes.fromhex(m) for m in json.loads(path.read_text())["wpe_mr_enclaves"])
-        except FileNotFoundError:
-            log.error("no policy %s: no work-order enclave is allowed", path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("policy %s is unreadable (%s): no work-order enclave is allowed", path, exc)
-        return frozenset()
+            return frozenset(bytes.fromhex(m) for m in self.data.allowed_builds())
+        except PolicyError as exc:
+            raise ProvisioningError(str(exc)) from None
 
     def handle(self, msg: Message, link: "HostLink") -> Message | None:
         if isinstance(msg, Hello):
             return self.platform.identity(self.keys, msg.seq, [], False)
         if isinstance(msg, RotateKey):
             try:
-                self.keys = rotate(self.keys_dir, self.sealer, self.keys)
+                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys)
             except OSError as exc:  # keep serving with the keys it has
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
             return self.platform.identity(self.keys, msg.seq, [], False)
         if isinstance(msg, Provision):
             if msg.proof:  # a response to check: with the roots trusted now (`adytum pool trust` needs no restart)
-                self.sessions.roots = trusted_roots(self.data_dir)
+                self.sessions.roots = trusted_roots(self.data)
             try:
                 return self.platform.reply(msg.seq, self.sessions.handle(msg.body, msg.proof_type, msg.proof))
             except ProvisioningError as exc:
@@ -141,13 +128,13 @@ class WorkOrderEnclave:
     """A work-order enclave (WPE): holds the worker's keys only in memory, as the KME provisioned them,
     and processes work orders with them."""
 
-    def __init__(self, data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget) -> None:
-        self.data_dir = data_dir
-        self.platform = Platform(data_dir, WPE_PRODUCT)
+    def __init__(self, data: DataDir, worker_id: str, avalon_compat: bool, budget: Budget) -> None:
+        self.data = data
+        self.platform = Platform(data, WPE_PRODUCT)
         self.worker_id = worker_id
         self.avalon_compat = avalon_compat
         self.budget = budget
-        self.workloads = load_workloads(data_dir)
+        self.workloads = load_workloads(data.path)
         self.processor: WorkOrderProcessor | None = None
         self._handshake: WpeHandshake | None = None
 
@@ -169,7 +156,7 @@ class WorkOrderEnclave:
 
     def _provision(self, msg: Provision) -> Message:
         if not msg.body:  # a new handshake (also to take rotated keys): offer
-            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, trusted_roots(self.data_dir))
+            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, trusted_roots(self.data))
             return Provision(seq=msg.seq, body=self._handshake.offer)
         if self._handshake is None:
             raise ProvisioningError("no handshake in progress")
@@ -242,8 +229,9 @@ def serve(data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget | 
     link = HostLink(inp, out)
     enclave: KeyManager | WorkOrderEnclave
     try:
-        enclave = KeyManager(data_dir, worker_id) if role == "kme" else \
-            WorkOrderEnclave(data_dir, worker_id, avalon_compat, budget or Budget())
+        data = DataDir(data_dir)
+        enclave = KeyManager(data, worker_id) if role == "kme" else \
+            WorkOrderEnclave(data, worker_id, avalon_compat, budget or Budget())
     except (UnsealError, ValueError, TypeError, ImportError, OSError) as exc:
         link.send(Fatal(message=str(exc)))
         return 2

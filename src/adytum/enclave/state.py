@@ -27,9 +27,9 @@ import struct
 from typing import Callable
 
 from .. import crypto
+from ..channel import StateWrite
 from ..protocol import EeaError, Status
 from ..workloads.base import State, check_state_item
-from .channel import StateWrite
 
 _DOMAIN = b"adytum-state/1\0"
 _DELETED, _PRESENT = b"\x00", b"\x01"

@@ -11,21 +11,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 from datetime import datetime, timezone
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adytum.attestation.errors import AttestationError, Reason
-from adytum.attestation.simulated import BODY_LEN, Evidence, parse_quote, verify_quote_signature
-from adytum.issuer.devroot import DevRoot
+from adytum.attestation.simulated import BODY_LEN, SIMULATED_IAS, Evidence, parse_quote, verify_quote_signature
+from adytum.datadir import DataDir
+from adytum.issuer.devroot import DevRoot, init_dev_root
 
-__all__ = ["REPORT_VERSION", "SimulatedAttestationService", "report_timestamp", "sign_report"]
+__all__ = ["REPORT_VERSION", "SimulatedAttestation", "SimulatedAttestationService", "report_timestamp", "sign_report"]
 
 REPORT_VERSION = 4
 MAX_NONCE_LEN = 64
+log = logging.getLogger("adytum.issuer")
 
 
 def report_timestamp(moment: datetime) -> str:
@@ -71,3 +75,20 @@ class SimulatedAttestationService:
             "simulated": True,
         }
         return sign_report(self._root, fields)
+
+
+class SimulatedAttestation:
+    """The node's attestation service in simulation (the manager's `AttestationService`): reports on its
+    enclaves' quotes signed by the data directory's development root, which requesters must trust explicitly."""
+
+    proof_data_type = SIMULATED_IAS
+
+    def __init__(self, data: DataDir) -> None:
+        root = init_dev_root(data.platform)
+        log.warning("SIMULATION: enclaves are attested by the development root %s, not by hardware; "
+                    "requesters must trust it explicitly", data.platform_root)
+        self._service = SimulatedAttestationService(root)
+        self.trusted_roots: list[x509.Certificate] = [root.root_certificate]
+
+    def attest(self, quote: bytes) -> str:
+        return self._service.verify_quote(quote, nonce=os.urandom(16).hex()).to_proof_data()

@@ -35,17 +35,17 @@ def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None) ->
 
 
 class _NodeCollector:
-    """Gauges and counters read from the manager and store at scrape time."""
+    """Gauges and counters read from dispatch, the pool status and the store at scrape time."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
 
     def collect(self) -> Any:
-        m = self.api.manager
+        dispatch, pool = self.api.dispatch, self.api.pool.pool_status()
         yield GaugeMetricFamily("adytum_work_orders_pending", "Accepted work orders not yet answered",
-                                value=m.pending)
+                                value=dispatch.pending)
         yield CounterMetricFamily("adytum_work_orders_completed", "Work orders answered since start",
-                                  value=m.completed)
+                                  value=dispatch.completed)
         yield CounterMetricFamily("adytum_store_commits", "Durable store commits",
                                   value=self.api.committer.commits)
         yield CounterMetricFamily("adytum_store_transitions", "Work-order state transitions stored",
@@ -53,16 +53,16 @@ class _NodeCollector:
         up = GaugeMetricFamily("adytum_enclave_up", "1 if the enclave process is running and provisioned", labels=["enclave"])
         served = CounterMetricFamily("adytum_enclave_served", "Work orders processed", labels=["enclave"])
         restarts = CounterMetricFamily("adytum_enclave_restarts", "Enclave restarts", labels=["enclave"])
-        for e in m.enclaves:
-            up.add_metric([e.name], 1 if e.serving else 0)
+        for e in pool.enclaves:
+            up.add_metric([e.name], 1 if e.state == "running" else 0)
             served.add_metric([e.name], e.served)
             restarts.add_metric([e.name], e.restarts)
-        kme = m.kme.status()
-        up.add_metric(["kme"], 1 if kme["state"] in ("running", "reachable") else 0)
-        restarts.add_metric(["kme"], int(kme["restarts"]))  # type: ignore[call-overload]
+        kme = pool.key_manager
+        up.add_metric(["kme"], 1 if kme.state in ("running", "reachable") else 0)
+        restarts.add_metric(["kme"], kme.restarts)
         yield from (up, served, restarts)
         yield CounterMetricFamily("adytum_keys_provisioned", "Work-order enclaves this node's key manager "
-                                  "provisioned (or, joined, was provisioned by)", value=kme["provisioned"])
+                                  "provisioned (or, joined, was provisioned by)", value=kme.provisioned)
 
 
 class Listener:

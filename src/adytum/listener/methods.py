@@ -1,4 +1,4 @@
-"""The EEA JSON-RPC method table: each method validates its params and talks to store and manager."""
+"""The EEA JSON-RPC method table: each method validates its params and talks to the store and the node's ports."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
-from ..manager import Manager, Outcome
 from ..protocol import EeaError, GetResultParams, NoParams, Status, WorkerStatus, canonical, decode, decode_params
-from ..store import Duplicate, GroupCommit, NewOrder, Store
+from ..store import Duplicate, GroupCommit, NewOrder, Outcome, Store
 from .openrpc import document
+from .ports import Dispatch, KeyOps, PoolView
 from .registry import Registry
 
 
@@ -18,7 +18,9 @@ from .registry import Registry
 class Api:
     reader: Store
     committer: GroupCommit
-    manager: Manager
+    dispatch: Dispatch
+    keys: KeyOps
+    pool: PoolView
     registry: Registry
     max_pending: int = 10_000
 
@@ -39,11 +41,11 @@ class Api:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is not registered here")
         if worker.status != WorkerStatus.ACTIVE:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is not active")
-        if worker_id != self.manager.worker_id:
+        if worker_id != self.keys.worker_id:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is registered here but served elsewhere; "
                                                      "submit to its own node")
-        if self.manager.pending >= self.max_pending:
-            raise EeaError(Status.BUSY, f"the worker has {self.manager.pending} work orders queued; "
+        if self.dispatch.pending >= self.max_pending:
+            raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; "
                                         "retry later")
         order = NewOrder(wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw)
         try:
@@ -51,10 +53,10 @@ class Api:
         except Duplicate as dup:
             raise EeaError(Status.INVALID_PARAMETER,
                            f"{dup.field} was already used by an accepted work order") from None
-        self.manager.enqueue(wo_id, raw)
+        self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
         if p.response_timeout_m_secs > 0:
-            # No await lies between enqueue and the waiter's registration, so it cannot miss the answer.
-            outcome = await self.manager.wait(wo_id, p.response_timeout_m_secs / 1000)
+            # No await lies between wake and the waiter's registration, so it cannot miss the answer.
+            outcome = await self.dispatch.wait(wo_id, p.response_timeout_m_secs / 1000)
             if outcome is not None:
                 return _answer(wo_id, outcome)
         raise _pending(wo_id, "scheduled")
@@ -71,7 +73,7 @@ class Api:
 
     async def pool_status(self, raw: bytes) -> Any:
         decode(raw, NoParams, "PoolStatus")
-        return self.manager.pool_status()
+        return self.pool.pool_status()
 
     async def discover(self, raw: bytes) -> Any:
         return document(sorted(self.table()))

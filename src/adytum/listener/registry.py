@@ -3,7 +3,8 @@
 Reads (WorkerLookUp, WorkerLookUpNext, WorkerRetrieve, EncryptionKeyGet) are open to anyone.
 Changes (WorkerRegister, WorkerUpdate, WorkerSetStatus, EncryptionKeyRotate) must be signed by the
 operator key (see `adytum.operator`); anything else gets ACCESS_DENIED. EncryptionKeySet takes a
-key only with the worker's own signature over it, and only a key its enclaves hold.
+key only with the worker's own signature over it, and only a key its enclaves hold. The hosted worker's
+keys are read from its published record in the store: the one source of truth for them.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
+
 from .. import crypto, operator
-from ..manager import Manager
 from ..protocol import (EeaError, KeyGetParams, KeySetParams, LookUpNextParams, LookUpParams, RegisterParams,
-                        RegistryStatus, RotateParams, SetStatusParams, UpdateParams, WorkerIdParams, WorkerStatus,
-                        canonical, decode, encryption_key_get_digest)
+                        RegistryStatus, RotateParams, SetStatusParams, UpdateParams, WorkerIdParams, WorkerRecord,
+                        WorkerStatus, WorkerTypeData, canonical, decode, encryption_key_get_digest)
 from ..store import Duplicate, GroupCommit, Store, WorkerRow
+from .ports import KeyOps
 
 
 @dataclass
 class Registry:
     reader: Store
     committer: GroupCommit
-    manager: Manager
+    keys: KeyOps
     operator_key: str  # PEM of the operator's public key
     page_size: int = 100
 
@@ -72,11 +75,7 @@ class Registry:
         worker_id = self._hosted(p.workerId, "EncryptionKeyGet")
         if p.tag:
             raise EeaError(RegistryStatus.INVALID_PARAMETER, "this worker has one encryption key: tag must be empty")
-        ident = self.manager.identity
-        assert ident is not None
-        return {"workerId": worker_id, "encryptionKey": ident.encryption_key,
-                "encryptionKeyNonce": ident.encryption_key_nonce, "tag": "",
-                "signature": ident.key_get_signature}
+        return _key_reply(worker_id, self._published_keys(worker_id))
 
     # -- operator changes --------------------------------------------------------------------------
 
@@ -96,7 +95,7 @@ class Registry:
     async def update(self, raw: bytes) -> Any:
         p = await self._operator(raw, UpdateParams, "WorkerUpdate")
         row = self._row(p.workerId)
-        if row.worker_id == self.manager.worker_id and "workerTypeData" in p.details:
+        if row.worker_id == self.keys.worker_id and "workerTypeData" in p.details:
             raise EeaError(RegistryStatus.ACCESS_DENIED, "the keys and evidence of a worker hosted here come from "
                            "its enclaves; rotate keys with EncryptionKeyRotate")
         record = json.loads(row.record)
@@ -112,13 +111,12 @@ class Registry:
 
     async def key_rotate(self, raw: bytes) -> Any:
         p = await self._operator(raw, RotateParams, "EncryptionKeyRotate")
-        worker_id = self._hosted(p.workerId or self.manager.worker_id, "EncryptionKeyRotate")
+        worker_id = self._hosted(p.workerId or self.keys.worker_id, "EncryptionKeyRotate")
         try:
-            ident = await self.manager.rotate_key()
+            await self.keys.rotate()
         except Exception as exc:
             raise EeaError(RegistryStatus.UNKNOWN_ERROR, f"key rotation failed: {exc}") from None
-        return {"workerId": worker_id, "encryptionKey": ident.encryption_key,
-                "encryptionKeyNonce": ident.encryption_key_nonce, "tag": "", "signature": ident.key_get_signature}
+        return _key_reply(worker_id, self._published_keys(worker_id))
 
     async def key_set(self, raw: bytes) -> Any:
         """EEA's way for a worker to publish a key it made. Here only the enclaves make keys, so a key
@@ -126,19 +124,18 @@ class Registry:
         refreshed (re-attested). Anything else is refused; EncryptionKeyRotate makes a new key."""
         p = decode(raw, KeySetParams, "EncryptionKeySet", RegistryStatus.INVALID_PARAMETER)
         worker_id = self._hosted(p.workerId, "EncryptionKeySet")
-        ident = self.manager.identity
-        assert ident is not None
+        published = self._published_keys(worker_id)
         try:
-            crypto.verify_digest(ident.verifying_key, encryption_key_get_digest(
+            crypto.verify_digest(published.verification_key, encryption_key_get_digest(
                 worker_id, p.encryptionKey, p.encryptionKeyNonce, p.tag), crypto.b64decode(p.signature))
         except crypto.CryptoError:
             raise EeaError(RegistryStatus.INVALID_SIGNATURE,
                            "the signature is not the worker's over workerId, encryptionKey, "
                            "encryptionKeyNonce and tag") from None
-        if (p.encryptionKey, p.encryptionKeyNonce) != (ident.encryption_key, ident.encryption_key_nonce):
+        if (p.encryptionKey, p.encryptionKeyNonce) != (published.encryption_key, published.encryption_key_nonce):
             raise EeaError(RegistryStatus.ACCESS_DENIED, "the worker's enclaves no longer hold this key; "
                            "a new key comes from EncryptionKeyRotate (`adytum worker rotate-key`)")
-        await self.manager.refresh()
+        await self.keys.refresh()
         return None
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -164,10 +161,25 @@ class Registry:
             raise EeaError(RegistryStatus.INVALID_PARAMETER, f"worker {canonical(worker_id)} is not registered here")
         return row
 
+    def _published_keys(self, worker_id: str) -> WorkerTypeData:
+        """The hosted worker's keys as its record publishes them (what WorkerRetrieve returns)."""
+        row = self._row(worker_id)
+        try:
+            return msgspec.json.decode(row.record, type=WorkerRecord).details.worker_type_data
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise EeaError(RegistryStatus.UNKNOWN_ERROR, f"the published record of worker {row.worker_id} "
+                           f"carries no usable keys: {exc}") from None
+
     def _hosted(self, worker_id: str, method: str) -> str:
         wid = canonical(worker_id)
-        if wid != self.manager.worker_id:
+        if wid != self.keys.worker_id:
             self._row(wid)
             raise EeaError(RegistryStatus.INVALID_PARAMETER,
                            f"{method}: worker {wid} is registered here but not hosted by this node")
         return wid
+
+
+def _key_reply(worker_id: str, keys: WorkerTypeData) -> dict[str, Any]:
+    """EncryptionKeyGet's answer: the published key with the signature the enclave made over it."""
+    return {"workerId": worker_id, "encryptionKey": keys.encryption_key,
+            "encryptionKeyNonce": keys.encryption_key_nonce, "tag": "", "signature": keys.encryption_key_get_signature}

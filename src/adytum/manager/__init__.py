@@ -1,9 +1,8 @@
-"""Host side of the enclaves: their processes, dispatch and crash recovery."""
+"""Host side of the enclaves: their processes, the pool, dispatch, attest-and-publish, keys, status."""
 
-from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
-from ..config import ManagerConfig, worker_id_from_name
-from ..store import Outcome
+from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError, ProvisioningRefused
+from .evidence import AttestationService
 from .manager import Manager
 
-__all__ = ["EnclaveDied", "EnclaveProcess", "EnclaveStartError", "Manager", "ManagerConfig", "Outcome",
-           "worker_id_from_name"]
+__all__ = ["AttestationService", "EnclaveDied", "EnclaveProcess", "EnclaveStartError", "Manager",
+           "ProvisioningRefused"]

@@ -10,18 +10,19 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..enclave.channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed,
-                               Provision, RotateKey, StateRead, StateValue, frame_length, pack, unpack)
+from ..channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision,
+                       RotateKey, StateRead, StateValue, frame_length, pack, unpack)
+from ..errors import AdytumError
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
-class EnclaveDied(Exception):
+class EnclaveDied(AdytumError):
     """The enclave process went away (crash, kill or timeout) with work in flight."""
 
 
-class EnclaveStartError(Exception):
+class EnclaveStartError(AdytumError):
     """The enclave refused to start (e.g. its sealed keys do not unseal); restarting will not help."""
 
 
@@ -124,8 +125,11 @@ class EnclaveProcess:
     async def ensure_running(self) -> None:
         """Restart a dead enclave once, however many callers notice at the same time."""
         async with self._lock:
-            if self.alive:
+            stdin = self._proc.stdin if self._proc else None
+            if self.alive and not (stdin and stdin.is_closing()):
                 return
+            if self._reader is not None and not self._reader.done():  # dead, its end not read yet: let the
+                await asyncio.wait({self._reader})  # old reader fail the old process's requests before a restart
             delay = min(5.0, 0.1 * 2 ** min(self.restarts, 6))
             self.restarts += 1
             log.warning("enclave %s is down; restarting in %.1f s", self.name, delay)

@@ -13,27 +13,20 @@ keys sealed to one handshake.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import struct
 import time
 from collections import defaultdict, deque
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import msgspec
 
-from ..attestation.measurement import measure
-from ..attestation.simulated import SIMULATED_IAS
-from ..enclave.channel import Identity, Provision
-from ..enclave.service import KME_DIR, POLICY_FILE
-from ..files import write_atomic
-from ..workloads.registry import configured_modules, use_plugin_dir
+from ..channel import Identity, Provision
+from ..protocol import KeyManagerStatus
 from .enclave import EnclaveDied, EnclaveProcess, ProvisioningRefused
+from .evidence import AttestationService
 
 log = logging.getLogger("adytum.pool")
-#: quote -> proof data (the host's attestation service; SIMULATED-IAS in simulation)
-Attest = Callable[[bytes], str]
 MAX_RELAY_FRAME = 1 << 20
 _LEN = struct.Struct(">I")
 
@@ -50,54 +43,16 @@ class Relay(msgspec.Struct, forbid_unknown_fields=True):
 class KeyManagerLink(Protocol):
     async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay: ...
 
-    def status(self) -> dict[str, object]: ...
+    def status(self) -> KeyManagerStatus: ...
 
 
-def policy_path(data_dir: Path) -> Path:
-    return data_dir / KME_DIR / POLICY_FILE
-
-
-def allowed_builds(data_dir: Path) -> list[str]:
-    """The work-order enclave measurements the key manager of `data_dir` provisions."""
-    path = policy_path(data_dir)
-    try:
-        listed = json.loads(path.read_text())["wpe_mr_enclaves"]
-    except FileNotFoundError:
-        return []
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a policy file ({exc}); fix or remove it") from None
-    if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
-        raise ValueError(f"{path}: wpe_mr_enclaves must be a list of hex strings")
-    return listed
-
-
-def allow_build(data_dir: Path, mr_enclave: str) -> list[str]:
-    """Add a work-order enclave measurement to the key manager's policy (an operator's decision)."""
-    value = mr_enclave.lower().removeprefix("0x")
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
-    listed = allowed_builds(data_dir)
-    if value not in listed:
-        listed.append(value)
-        path = policy_path(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"wpe_mr_enclaves": listed}, indent=2).encode() + b"\n")
-    return listed
-
-
-def local_build(data_dir: Path) -> str:
-    """The measurement of the work-order enclaves this data directory runs (built-ins and plug-ins)."""
-    use_plugin_dir(data_dir)
-    return measure(extra_modules=configured_modules(data_dir)).mr_enclave.hex()
-
-
-async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attest: Attest) -> Identity:
+async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attestation: AttestationService) -> Identity:
     """Run one handshake between a work-order enclave and the key manager; return the WPE's identity."""
     offer = await wpe.provision_step()
     challenge = await kme.exchange(offer.body)
     response = await wpe.provision_step(challenge.body, challenge.proof_type, challenge.proof)
     assert isinstance(response, Provision)
-    delivery = await kme.exchange(response.body, SIMULATED_IAS, attest(response.quote))
+    delivery = await kme.exchange(response.body, attestation.proof_data_type, attestation.attest(response.quote))
     ident = await wpe.provision_step(delivery.body)
     if not isinstance(ident, Identity):
         raise ProvisioningRefused(f"{wpe.name} did not take the delivered keys")
@@ -107,9 +62,9 @@ async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attest: Attest) ->
 class LocalKeyManager:
     """This node's key-manager enclave process; restarted (same sealed keys) whenever it is needed dead."""
 
-    def __init__(self, process: EnclaveProcess, attest: Attest) -> None:
+    def __init__(self, process: EnclaveProcess, attestation: AttestationService) -> None:
         self.process = process
-        self.attest = attest
+        self.attestation = attestation
         self.provisioned = 0
 
     async def start(self) -> Identity:
@@ -125,18 +80,30 @@ class LocalKeyManager:
         if not reply.quote:
             self.provisioned += 1  # a delivery
             return Relay(body=reply.body)
-        return Relay(body=reply.body, proof_type=SIMULATED_IAS, proof=self.attest(reply.quote))
+        return Relay(body=reply.body, proof_type=self.attestation.proof_data_type,
+                     proof=self.attestation.attest(reply.quote))
 
     async def rotate(self) -> Identity:
         await self.process.ensure_running()
         return await self.process.rotate_keys()
 
-    def status(self) -> dict[str, object]:
+    async def keep_alive(self) -> None:
+        """Restart the key manager as soon as it dies: it unseals the same keys; enclaves keep serving."""
+        while True:
+            await self.process.wait_exit()
+            try:
+                await self.process.ensure_running()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep watching; ensure_running backs off between attempts
+                log.error("the key manager did not come back: %s; retrying", exc)
+
+    def status(self) -> KeyManagerStatus:
         p, ident = self.process, self.process.identity
         state = "running" if p.serving else "starting" if p.alive else "down"
-        return {"name": p.name, "role": "kme", "location": "local", "state": state,
-                "pid": p.pid, "mr_enclave": ident.mr_enclave if ident else "", "restarts": p.restarts,
-                "provisioned": self.provisioned}
+        return KeyManagerStatus(name=p.name, role="kme", location="local", state=state, pid=p.pid,
+                                mr_enclave=ident.mr_enclave if ident else "", restarts=p.restarts,
+                                provisioned=self.provisioned)
 
 
 class RemoteKeyManager:
@@ -170,10 +137,10 @@ class RemoteKeyManager:
         finally:
             writer.close()
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> KeyManagerStatus:
         state = {None: "not contacted yet", True: "reachable", False: "unreachable"}[self.reachable]
-        return {"name": "kme", "role": "kme", "location": f"{self.host}:{self.port}", "state": state,
-                "pid": None, "mr_enclave": "", "restarts": 0, "provisioned": self.provisioned}
+        return KeyManagerStatus(name="kme", role="kme", location=f"{self.host}:{self.port}", state=state,
+                                provisioned=self.provisioned)
 
 
 class KeyManagerServer:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import WorkerStatus
+from ..errors import AdytumError
 from .schema import schema
 
 
-class StateConflict(Exception):
+class StateConflict(AdytumError):
     """A state item changed since the order read it: the order must run again on the new value."""
 
 
@@ -35,7 +36,7 @@ class Outcome:
     body: bytes
 
 
-class Duplicate(Exception):
+class Duplicate(AdytumError):
     """A work order with this id, or this requester nonce, was already accepted."""
 
     def __init__(self, field: str) -> None:
@@ -189,11 +190,13 @@ class Store:
         row = self.db.execute("SELECT 1 FROM responses WHERE work_order_id = ?", (work_order_id,)).fetchone()
         return "done" if row else None
 
-    def scheduled(self, worker_id: str) -> list[tuple[str, bytes]]:
-        rows = self.db.execute("SELECT s.work_order_id, o.params FROM schedule s "
+    def scheduled(self, worker_id: str, after: int = 0) -> list[tuple[int, str, bytes]]:
+        """(seq, work order id, params) of the worker's unanswered orders after schedule seq `after`, in seq
+        order: a dispatcher reads from the last seq it took, so each order is taken once."""
+        rows = self.db.execute("SELECT s.seq, s.work_order_id, o.params FROM schedule s "
                                "JOIN work_orders o ON o.work_order_id = s.work_order_id "
-                               "WHERE s.worker_id = ? ORDER BY s.seq", (worker_id,)).fetchall()
-        return [(r[0], bytes(r[1])) for r in rows]
+                               "WHERE s.worker_id = ? AND s.seq > ? ORDER BY s.seq", (worker_id, after)).fetchall()
+        return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
 
     def counts(self) -> dict[str, int]:
         out = {"scheduled": 0, "processing": 0}

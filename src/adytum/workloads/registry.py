@@ -26,6 +26,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from ..errors import AdytumError
+from ..attestation.measurement import Measurement, measure
+from ..datadir import DataDir
 from .base import Workload
 from .echo import EchoResult
 from .fib import Fibonacci
@@ -38,8 +40,6 @@ from .simple_wallet import SimpleWallet
 BUILTIN: tuple[type[Workload], ...] = (Hello, EchoResult, Fibonacci, SecureTransaction, SimpleWallet,
                                        HospitalRecords, HeartDiseaseEval)
 ENTRY_POINT_GROUP = "adytum.workloads"
-CONFIG_FILE = "workloads.toml"
-PLUGIN_DIR = "workloads"
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<cls>[A-Za-z_]\w*)")
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def plugin_classes() -> list[type[Workload]]:
 
 def configured_plugins(data_dir: Path) -> dict[str, tuple[str, str]]:
     """name -> (module, class name) from ``<data_dir>/workloads.toml``; {} if there is no such file."""
-    path = Path(data_dir) / CONFIG_FILE
+    path = DataDir(data_dir).workloads_config
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f)
@@ -94,7 +94,7 @@ def use_plugin_dir(data_dir: Path | None) -> Path | None:
     """
     if data_dir is None:
         return None
-    directory = (Path(data_dir) / PLUGIN_DIR).resolve()
+    directory = DataDir(data_dir).plugins.resolve()
     if not directory.is_dir():
         return None
     if str(directory) not in sys.path:
@@ -102,11 +102,18 @@ def use_plugin_dir(data_dir: Path | None) -> Path | None:
     return directory
 
 
+def measure_work_order_build(data_dir: Path) -> Measurement:
+    """The measurement of the work-order enclaves `data_dir` runs: the built-ins and the plug-ins of its
+    ``workloads.toml`` (found in ``<data_dir>/workloads/``). The enclave quotes with it; the host allows it."""
+    use_plugin_dir(data_dir)
+    return measure(extra_modules=configured_modules(data_dir))
+
+
 def _configured_classes(data_dir: Path, taken: dict[str, type[Workload]]) -> list[type[Workload]]:
     plugins = configured_plugins(data_dir)
     if not plugins:
         return []
-    where = Path(data_dir) / CONFIG_FILE
+    where = DataDir(data_dir).workloads_config
     for name in plugins:
         if name in taken:  # refused before any plug-in code runs
             raise WorkloadConfigError(f"{where}: {name} is already a workload ({taken[name].__module__}); "

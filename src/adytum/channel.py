@@ -1,6 +1,7 @@
 """The narrow message channel between host and enclave: length-prefixed msgpack frames.
 
-Only these message types cross it, and none carries a secret in clear. The host may pipeline
+Owned by neither side: the host (`adytum.manager.enclave`) and the enclave (`adytum.enclave.service`)
+both speak it, and nothing else crosses the process boundary. Only these message types cross it, and none carries a secret in clear. The host may pipeline
 several `Process` frames; the enclave answers each with a `Processed` frame carrying the same seq.
 """
 
@@ -10,6 +11,8 @@ import struct
 from typing import BinaryIO, Union
 
 import msgspec
+
+from .errors import AdytumError
 
 MAX_FRAME = 64 * 1024 * 1024
 HEADER = struct.Struct(">I")
@@ -113,7 +116,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 
 
-class ChannelError(Exception):
+class ChannelError(AdytumError):
     """The peer sent something that is not a frame of this protocol, or went away."""
 
 

@@ -1,0 +1,138 @@
+"""The data directory's layout, in one place: the host and the enclave both take their paths from here.
+
+::
+
+    DATA_DIR/
+    ├── adytum.sqlite3          the store (work orders, responses, state, worker records)
+    ├── operator/               the operator key pair (`adytum.operator`)
+    │   ├── operator-key.pem
+    │   └── operator.pub.pem
+    ├── devroot/                the simulated platform: development CA (root.pem), report signer, quoting key
+    ├── trusted-roots/*.pem     other hosts' development roots (`adytum pool trust`)
+    ├── platform.secret         the simulated platform's sealing secret
+    ├── kme/                    the key manager
+    │   ├── worker-keys.sealed  the worker's keys, sealed to the key manager's build
+    │   └── policy.json         the work-order enclave builds it provisions: {"wpe_mr_enclaves": [hex, ...]}
+    ├── workloads.toml          plug-in workloads (`adytum.workloads.registry`)
+    ├── workloads/              plug-in modules
+    └── enclave/                keys of an enclave from before key-manager pools (refused, never read)
+
+The key manager's policy is parsed here too, with one rule for both sides: no file is an empty policy
+(nothing is allowed); a malformed file is a `PolicyError` naming the file and what is wrong. This module
+imports nothing of adytum but its errors and `files`: the enclave runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import AdytumError
+from .files import write_atomic
+
+
+class PolicyError(AdytumError):
+    """The key manager's policy file is malformed, or a measurement given for it is not one."""
+
+
+class DataDir:
+    """Paths under one data directory; nothing is created by asking for a path."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"DataDir({str(self.path)!r})"
+
+    @property
+    def store(self) -> Path:
+        return self.path / "adytum.sqlite3"
+
+    @property
+    def operator(self) -> Path:
+        return self.path / "operator"
+
+    @property
+    def operator_private_key(self) -> Path:
+        return self.operator / "operator-key.pem"
+
+    @property
+    def operator_public_key(self) -> Path:
+        return self.operator / "operator.pub.pem"
+
+    @property
+    def platform(self) -> Path:
+        """The simulated platform (development root); on SGX the CPU plays this part."""
+        return self.path / "devroot"
+
+    @property
+    def platform_root(self) -> Path:
+        """The development root certificate: what a requester trusts to accept this node's evidence."""
+        return self.platform / "root.pem"
+
+    @property
+    def trusted_roots(self) -> Path:
+        return self.path / "trusted-roots"
+
+    @property
+    def platform_secret(self) -> Path:
+        return self.path / "platform.secret"
+
+    @property
+    def kme(self) -> Path:
+        return self.path / "kme"
+
+    @property
+    def kme_keys(self) -> Path:
+        return self.kme / "worker-keys.sealed"
+
+    @property
+    def policy(self) -> Path:
+        return self.kme / "policy.json"
+
+    @property
+    def workloads_config(self) -> Path:
+        return self.path / "workloads.toml"
+
+    @property
+    def plugins(self) -> Path:
+        return self.path / "workloads"
+
+    @property
+    def pre_pool_keys(self) -> Path:
+        return self.path / "enclave" / "worker-keys.sealed"
+
+    # -- the key manager's policy --------------------------------------------------------------------
+
+    def allowed_builds(self) -> list[str]:
+        """The work-order enclave measurements (hex) the key manager provisions; [] if there is no policy."""
+        path = self.policy
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise PolicyError(f"{path}: cannot read the key manager's policy: {exc.strerror or exc}") from None
+        try:
+            listed = json.loads(text)["wpe_mr_enclaves"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PolicyError(f"{path} is not a key-manager policy ({type(exc).__name__}: {exc}); "
+                              'expected {"wpe_mr_enclaves": [hex, ...]}: fix or remove it') from None
+        if not isinstance(listed, list) or not all(isinstance(m, str) and _is_measurement(m) for m in listed):
+            raise PolicyError(f"{path}: wpe_mr_enclaves must be a list of 64-hex-digit measurements")
+        return listed
+
+    def allow_build(self, mr_enclave: str) -> list[str]:
+        """Add a work-order enclave measurement to the key manager's policy (an operator's decision)."""
+        value = mr_enclave.lower().removeprefix("0x")
+        if not _is_measurement(value):
+            raise PolicyError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
+        listed = self.allowed_builds()
+        if value not in listed:
+            listed.append(value)
+            write_atomic(self.policy, json.dumps({"wpe_mr_enclaves": listed}, indent=2).encode() + b"\n")
+        return listed
+
+
+def _is_measurement(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())

@@ -1,0 +1,173 @@
+"""Dispatch (`listener.ports.Dispatch`): work orders from the store to the enclaves, answers back to the store.
+
+The store is the only hand-over: whoever commits an order calls `wake()`, and the dispatcher reads the
+worker's scheduled rows after the last one it took, in seq order (many wakes between two reads are one
+read; nothing polls). Consumers (a few per enclave, so each enclave always has the next order waiting)
+take an order, mark it processing, run it in their enclave and commit the response. An order whose enclave
+dies goes back to the queue; one that has killed its enclave `max_attempts` times gets an error. One whose
+state changed under it runs again on the new state, up to `max_conflicts` times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from ..config import ManagerConfig
+from ..protocol import Status
+from ..store import GroupCommit, ItemWrite, Outcome, StateConflict, Store
+from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
+
+log = logging.getLogger("adytum.manager")
+
+
+class Dispatcher:
+    def __init__(self, config: ManagerConfig, reader: Store, committer: GroupCommit,
+                 enclaves: list[EnclaveProcess]) -> None:
+        self.config = config
+        self.reader = reader
+        self.committer = committer
+        self.enclaves = enclaves
+        self.completed = 0
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._woken = asyncio.Event()
+        self._taken_seq = 0  # the schedule seq of the last order read from the store
+        self._inflight = 0
+        self._attempts: dict[str, int] = defaultdict(int)
+        self._conflicts: dict[str, int] = defaultdict(int)
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = defaultdict(list)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Accepted but not yet answered (queued plus in an enclave)."""
+        return self._queue.qsize() + self._inflight
+
+    def wake(self) -> None:
+        """An order was committed to the store: read it (and any others since) at the next turn."""
+        self._woken.set()
+
+    async def wait(self, work_order_id: str, timeout: float) -> Outcome | None:
+        """The outcome, waiting up to `timeout` seconds for it; None if still pending.
+
+        The waiter is registered before the first await: an outcome produced after the caller's `wake()`
+        is never missed (one produced before is in the store)."""
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters[work_order_id].append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(work_order_id)
+            if waiters is not None:
+                if fut in waiters:
+                    waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[work_order_id]
+
+    async def start(self) -> None:
+        """Recover what the last run left (in flight at a crash: scheduled again), then serve."""
+        requeued = await self.committer.run(Store.requeue_processing)
+        backlog = self._take()
+        if backlog:
+            log.info("recovered %d work orders (%d were in flight at the last stop)", backlog, requeued)
+        self._tasks.append(asyncio.create_task(self._feed(), name="dispatch-feed"))
+        for enclave in self.enclaves:
+            for slot in range(self.config.pipeline_depth):
+                self._tasks.append(asyncio.create_task(self._consume(enclave), name=f"{enclave.name}-{slot}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _feed(self) -> None:
+        while True:
+            await self._woken.wait()
+            self._woken.clear()
+            try:
+                self._take()
+            except Exception:  # the rows stay scheduled: the next wake (or start) reads them
+                log.exception("reading the schedule failed")
+
+    def _take(self) -> int:
+        rows = self.reader.scheduled(self.config.worker_id, after=self._taken_seq)
+        for seq, work_order_id, params in rows:
+            self._queue.put_nowait((work_order_id, params))
+            self._taken_seq = seq
+        return len(rows)
+
+    async def _consume(self, enclave: EnclaveProcess) -> None:
+        """Take the next order whenever this enclave has a free slot: the least loaded enclave takes the
+        next order. A dead enclave is restarted (and provisioned) before it takes more, while live
+        siblings take the queue; only when none is alive do orders wait for, and count, its restarts."""
+        while True:
+            if not enclave.alive and any(e.serving for e in self.enclaves):
+                try:
+                    await enclave.ensure_running()
+                except (EnclaveDied, EnclaveStartError) as exc:
+                    log.warning("%s stays out of service for now: %s", enclave.name, exc)
+                    continue
+            work_order_id, params = await self._queue.get()
+            self._inflight += 1
+            try:
+                await self._dispatch(enclave, work_order_id, params)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving; the order stays scheduled for the next start
+                log.exception("dispatch of %s failed", work_order_id)
+            finally:
+                self._inflight -= 1
+
+    async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str, params: bytes) -> None:
+        _ignore(self.committer.submit(Store.mark_processing, work_order_id))
+        try:
+            await enclave.ensure_running()
+            reply = await enclave.process(params)
+        except (EnclaveDied, EnclaveStartError) as exc:
+            self._attempts[work_order_id] += 1
+            if self._attempts[work_order_id] < self.config.max_attempts:
+                log.warning("%s; work order %s goes back to the queue", exc, work_order_id)
+                self._queue.put_nowait((work_order_id, params))
+                return
+            log.error("work order %s failed: its enclave died %d times", work_order_id,
+                      self._attempts[work_order_id])
+            await self._finish(work_order_id, Outcome(
+                Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"))
+            return
+        if reply.code != 0:
+            await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()))
+            return
+        writes = tuple(ItemWrite(w.item_id, w.version, w.value) for w in reply.writes)
+        try:
+            await self._finish(work_order_id, Outcome(0, reply.result), writes)
+        except StateConflict:
+            await self._run_again(work_order_id, params, "the state this work order changes kept changing "
+                                                         "under it; retry later")
+
+    async def _run_again(self, work_order_id: str, params: bytes, reason: str) -> None:
+        """Another order changed the same state first: run this one again on the state as it is now."""
+        self._conflicts[work_order_id] += 1
+        if self._conflicts[work_order_id] <= self.config.max_conflicts:
+            self._queue.put_nowait((work_order_id, params))
+        else:
+            await self._finish(work_order_id, Outcome(Status.FAILED, reason.encode()))
+
+    async def _finish(self, work_order_id: str, outcome: Outcome, writes: tuple[ItemWrite, ...] = ()) -> None:
+        stored = await self.committer.run(Store.insert_response, work_order_id, outcome.code, outcome.body, writes)
+        self._attempts.pop(work_order_id, None)
+        self._conflicts.pop(work_order_id, None)
+        if not stored:
+            log.warning("work order %s was already answered; the second answer is dropped", work_order_id)
+            return
+        self.completed += 1
+        for fut in self._waiters.pop(work_order_id, []):
+            if not fut.done():
+                fut.set_result(outcome)
+
+
+def _ignore(fut: "asyncio.Future[object]") -> None:
+    """A fire-and-forget transition: its failure is logged by the store, not raised here."""
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
