@@ -521,3 +521,17 @@ def test_mutated_proof_data_is_refused_never_crashes(root: DevRoot, worker: Work
 def test_random_quote_bytes_are_refused_by_the_service(root: DevRoot, blob: bytes) -> None:
     with pytest.raises(AttestationError):
         SimulatedAttestationService(root).verify_quote(blob, "n", at=REPORTED)
+
+
+def test_a_certificate_with_an_unusable_key_is_malformed_not_a_crash(root: DevRoot) -> None:
+    """Found by the fuzz test above: a chain certificate whose public key is not a point on its curve."""
+    from adytum.attestation.sgx.x509chain import key_id
+
+    der = root.root_certificate.public_bytes(serialization.Encoding.DER)
+    point = root.root_certificate.public_key().public_bytes(serialization.Encoding.X962,
+                                                            serialization.PublicFormat.UncompressedPoint)
+    assert der.count(point) == 1
+    broken = x509.load_der_x509_certificate(der.replace(point, point[:-1] + bytes([point[-1] ^ 1])))
+    with pytest.raises(AttestationError) as refused:
+        key_id(broken)
+    assert refused.value.reason == Reason.MALFORMED

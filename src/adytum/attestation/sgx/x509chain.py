@@ -30,8 +30,14 @@ __all__ = [
 
 
 def key_id(cert: x509.Certificate) -> bytes:
-    """The certificate's SubjectPublicKeyInfo DER: what an anchor is compared by."""
-    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    """The certificate's SubjectPublicKeyInfo DER: what an anchor is compared by. A certificate whose key
+    cannot be parsed (an invalid point, an unknown algorithm) is MALFORMED, never an exception of its own."""
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise AttestationError(Reason.MALFORMED, f"certificate {cert.subject.rfc4514_string()!r} has an unusable "
+                               f"public key ({exc})") from None
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
