@@ -43,9 +43,10 @@ class ManagerConfig:
     attestation_refresh: float | None = None
     #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
     allow_debug: bool = False
-    #: Seconds one workload run may take inside the enclave, and the enclave's address space in MB.
-    time_budget: float = 30.0
-    memory_mb: int = 2048
+    #: Seconds one workload run may take inside the enclave, and the enclave's address space in MB;
+    #: None: the enclave's own default (`adytum.enclave.budget.Budget`).
+    time_budget: float | None = None
+    memory_mb: int | None = None
     #: Times an order is run again because another order changed the same state first.
     max_conflicts: int = 100
     #: HOST:PORT of another node's key manager to take the worker's keys from (empty: run our own).

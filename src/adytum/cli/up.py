@@ -49,12 +49,12 @@ def register(sub: Subparsers) -> None:
                     help="how long a published attestation report counts as fresh; lookups hide the worker "
                          "after it, and the node renews it every quarter of it "
                          f"(default {manager.attestation_lifetime:g})")
-    up.add_argument("--time-budget", type=float, default=manager.time_budget,
+    up.add_argument("--time-budget", type=float, default=None,
                     help="seconds one workload run may take in its enclave before it fails "
-                         f"(default {manager.time_budget:g})")
-    up.add_argument("--memory-mb", type=int, default=manager.memory_mb,
+                         "(default: the enclave's own, shown by `python -m adytum.enclave --help`)")
+    up.add_argument("--memory-mb", type=int, default=None,
                     help="address space of each enclave process in MB; a workload past it fails "
-                         f"(default {manager.memory_mb})")
+                         "(default: the enclave's own)")
     up.add_argument("--no-fsync", action="store_true",
                     help="commit without fsync (faster; the last commits can be lost on power failure)")
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")

@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", required=True, help="hex worker id the keys belong to")
     parser.add_argument("--avalon-compat", action="store_true",
                         help="also accept Avalon clients (OAEP-SHA1, one IV for everything): weaker")
-    parser.add_argument("--time-budget", type=float, default=30.0,
-                        help="seconds one workload run may take before it is stopped (default 30)")
-    parser.add_argument("--memory-mb", type=int, default=2048,
-                        help="address space of this enclave process, in MB (default 2048)")
+    parser.add_argument("--time-budget", type=float, default=Budget.seconds,
+                        help=f"seconds one workload run may take before it is stopped (default {Budget.seconds:g})")
+    parser.add_argument("--memory-mb", type=int, default=Budget.memory_mb,
+                        help=f"address space of this enclave process, in MB (default {Budget.memory_mb})")
     args = parser.parse_args(argv)
     # One line per record, "LEVEL message": the host re-logs it with its own structure.
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")

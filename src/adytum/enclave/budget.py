@@ -22,6 +22,9 @@ class OverBudget(BaseException):
 
 @dataclass
 class Budget:
+    """The enclave's own defaults are these: on hardware the signed manifest fixes its command line, so the
+    host can only lower or raise them where the build lets it (`adytum up --time-budget`, `--memory-mb`)."""
+
     seconds: float = 30.0
     memory_mb: int = 2048
 

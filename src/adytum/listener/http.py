@@ -66,7 +66,7 @@ class _NodeCollector:
 
 
 class Listener:
-    def __init__(self, api: Api, *, max_body: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, api: Api, *, max_body: int) -> None:
         self.api = api
         self.max_body = max_body
         self.methods = api.table()

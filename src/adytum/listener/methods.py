@@ -22,7 +22,7 @@ class Api:
     keys: KeyOps
     pool: PoolView
     registry: Registry
-    max_pending: int = 10_000
+    max_pending: int
 
     def table(self) -> dict[str, Callable[[bytes], Awaitable[Any]]]:
         return {

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from .. import __version__
+from ..config import DEFAULT_PORT
 from ..protocol import (EncryptionKey, GetResultParams, KeyGetParams, KeySetParams, LookUpNextParams, LookUpPage,
                         LookUpParams, NoParams, PoolStatus, RegisterParams, RotateParams, SetStatusParams,
                         UpdateParams, WorkerIdParams, WorkerRecord, WorkerStatus, WorkOrderParams, WorkOrderResult)
@@ -112,7 +113,7 @@ def _document(served: tuple[str, ...]) -> dict[str, Any]:
         })
     return {"openrpc": "1.2.6",
             "info": {"title": "adytum EEA Off-Chain Trusted Compute API", "version": __version__},
-            "servers": [{"name": "listener", "url": "http://localhost:1947/"}],
+            "servers": [{"name": "listener", "url": f"http://localhost:{DEFAULT_PORT}/"}],
             "methods": methods,
             "components": {"schemas": _referenced(methods, components)}}
 

@@ -39,8 +39,7 @@ class Manager:
                                         avalon_compat=config.avalon_compat, timeout=config.order_timeout,
                                         provision=self._provision, admit=self.admit,
                                         read_state=reader.state_item,
-                                        extra_args=("--time-budget", str(config.time_budget),
-                                                    "--memory-mb", str(config.memory_mb)))
+                                        extra_args=_budget_args(config))
                          for i in range(config.enclaves)]
         self.kme: LocalKeyManager | RemoteKeyManager = RemoteKeyManager(config.join) if config.join else \
             LocalKeyManager(EnclaveProcess("kme", config.data_dir, config.worker_id, role="kme",
@@ -103,3 +102,13 @@ def _refuse_pre_pool_keys(data: DataDir) -> None:
         raise EnclaveStartError(f"{old} holds keys sealed by an enclave build from before key-manager pools; "
                                 f"they cannot be migrated. Move {old.parent} aside to start this worker with new "
                                 "keys (requesters must fetch the new record).")
+
+
+def _budget_args(config: ManagerConfig) -> tuple[str, ...]:
+    """The enclave's budget options the operator set; the enclave keeps its own defaults for the others."""
+    args: tuple[str, ...] = ()
+    if config.time_budget is not None:
+        args += ("--time-budget", str(config.time_budget))
+    if config.memory_mb is not None:
+        args += ("--memory-mb", str(config.memory_mb))
+    return args
