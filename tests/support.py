@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from adytum.client import Trust
 from adytum.config import NodeConfig
@@ -72,9 +72,9 @@ class LocalPool:
     """A key manager and work-order enclaves as the node runs them, without the node around them."""
 
     def __init__(self, data_dir: Path, worker_id: str, wpe_data_dir: Path | None = None) -> None:
+        from adytum.issuer.service import SimulatedAttestation
         from adytum.manager import EnclaveProcess
         from adytum.manager.pool import LocalKeyManager
-        from adytum.issuer.service import SimulatedAttestation
         from adytum.workloads.registry import measure_work_order_build
 
         self.data_dir, self.worker_id = data_dir, worker_id

@@ -2,17 +2,16 @@
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adytum import crypto
 from adytum.attestation import AttestationError, verify_worker_evidence
-from adytum.issuer.devroot import init_dev_root
 from adytum.client import Client, Trust, UntrustedWorker, WorkerInfo
 from adytum.enclave.keys import WorkerKeys
+from adytum.issuer.devroot import init_dev_root
 from adytum.manager import EnclaveStartError
-
 from support import running_node
 
 
@@ -93,7 +92,7 @@ def test_stale_report_refused(node, record):
     with pytest.raises(AttestationError) as err:
         verify_worker_evidence(data["proofDataType"], data["proofData"], verifying_key=info.verifying_key,
                                encryption_key=info.encryption_key, worker_id=info.worker_id, policy=trust.policy,
-                               at=datetime.now(timezone.utc) + timedelta(minutes=5), trusted_roots=trust.roots)
+                               at=datetime.now(UTC) + timedelta(minutes=5), trusted_roots=trust.roots)
     assert err.value.reason == "stale"
 
 

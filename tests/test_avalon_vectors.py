@@ -8,8 +8,16 @@ from adytum import crypto
 from adytum.client import WorkerInfo
 from adytum.enclave.keys import WorkerKeys
 from adytum.enclave.processor import WorkOrderProcessor
-from adytum.protocol import (EeaError, Status, decode_params, decode_result, encode,
-                             encryption_key_digest, request_hash, response_hash)
+from adytum.protocol import (
+    EeaError,
+    Status,
+    decode_params,
+    decode_result,
+    encode,
+    encryption_key_digest,
+    request_hash,
+    response_hash,
+)
 from adytum.workloads.hello import Hello
 
 

@@ -6,11 +6,10 @@ import signal
 
 import pytest
 
-from adytum.crypto import sha256
 from adytum.client import WorkerInfo, build, open_result
+from adytum.crypto import sha256
 from adytum.manager import EnclaveDied, EnclaveStartError
 from adytum.protocol import encode
-
 from support import LocalPool
 
 WORKER_ID = sha256(b"enclave-process-test").hex()

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from adytum import crypto
 from adytum.client import Client, build, open_result
 from adytum.protocol import Status, to_builtins
-
 from support import running_node
 
 

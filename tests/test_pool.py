@@ -9,12 +9,11 @@ import time
 import pytest
 from msgspec import to_builtins
 
-from adytum.issuer.devroot import init_dev_root
 from adytum.cli import main as cli
 from adytum.client import Client, build, open_result
+from adytum.issuer.devroot import init_dev_root
 from adytum.manager import EnclaveStartError
 from adytum.protocol import EeaError, Status
-
 from support import running_node
 
 FIB = b"20000"
@@ -269,8 +268,8 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
 
     from adytum.crypto import sha256
     from adytum.enclave.provisioning import Offer
-    from adytum.manager.pool import MAX_RELAY_FRAME, RemoteKeyManager, parse_address
     from adytum.manager.enclave import ProvisioningRefused
+    from adytum.manager.pool import MAX_RELAY_FRAME, RemoteKeyManager, parse_address
 
     with running_node(tmp_path, kme_listen="127.0.0.1:0") as n:
         address = n.node.manager.kme_server.address

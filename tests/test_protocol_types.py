@@ -5,9 +5,20 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from adytum.protocol import (EeaError, LookUpNextParams, LookUpParams, RegistryStatus, SetStatusParams,
-                             WorkerRecord, WorkerStatus, WorkerType, WorkOrderParams, canonical, decode,
-                             workload_name)
+from adytum.protocol import (
+    EeaError,
+    LookUpNextParams,
+    LookUpParams,
+    RegistryStatus,
+    SetStatusParams,
+    WorkerRecord,
+    WorkerStatus,
+    WorkerType,
+    WorkOrderParams,
+    canonical,
+    decode,
+    workload_name,
+)
 from adytum.protocol.hexid import HEX, HexId
 from adytum.store import Store, WorkerRow
 

@@ -17,13 +17,24 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from adytum import crypto
 from adytum.attestation.measurement import Measurement
 from adytum.attestation.simulated import SIMULATED_IAS
+from adytum.enclave import provisioning
+from adytum.enclave.keys import WorkerKeys
+from adytum.enclave.provisioning import (
+    KME_PRODUCT,
+    MAX_SESSIONS,
+    SESSION_SECONDS,
+    WPE_PRODUCT,
+    Challenge,
+    Delivery,
+    KeyManagerSessions,
+    Offer,
+    ProvisioningError,
+    Response,
+    WpeHandshake,
+)
 from adytum.issuer.devroot import init_dev_root
 from adytum.issuer.quoter import SimulatedQuoter
 from adytum.issuer.service import SimulatedAttestationService
-from adytum.enclave import provisioning
-from adytum.enclave.keys import WorkerKeys
-from adytum.enclave.provisioning import (KME_PRODUCT, MAX_SESSIONS, SESSION_SECONDS, WPE_PRODUCT, Challenge, Delivery,
-                                         KeyManagerSessions, Offer, ProvisioningError, Response, WpeHandshake)
 
 WORKER = "a1" * 32
 OTHER_WORKER = "b2" * 32

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from adytum import crypto, operator
-from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_result
+from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.manager.enclave import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
 from adytum.store import Store, WorkerRow

@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 from adytum.store.schema import schema
-
 from conftest import IN_CI
 
 DSN = os.environ.get("ADYTUM_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5")

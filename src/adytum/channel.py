@@ -8,7 +8,7 @@ several `Process` frames; the enclave answers each with a `Processed` frame carr
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import msgspec
 
@@ -111,7 +111,7 @@ class Fatal(msgspec.Struct, tag="fatal"):
     message: str
 
 
-Message = Union[Hello, RotateKey, Process, Provision, StateValue, Identity, Processed, StateRead, Fatal]
+Message = Hello | RotateKey | Process | Provision | StateValue | Identity | Processed | StateRead | Fatal
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 

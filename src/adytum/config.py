@@ -91,7 +91,7 @@ class NodeConfig:
         return self.manager.data_dir
 
     @classmethod
-    def of(cls, data_dir: Path | str, **options: Any) -> "NodeConfig":
+    def of(cls, data_dir: Path | str, **options: Any) -> NodeConfig:
         """A config from flat options; None means "the default" (as argparse passes an option not given)."""
         options = {k: v for k, v in options.items() if v is not None}
         node_fields = {f.name for f in dataclasses.fields(cls)} - {"manager"}

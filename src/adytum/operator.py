@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import crypto
-from .errors import AdytumError
 from .datadir import DataDir
+from .errors import AdytumError
 from .files import write_atomic
 
 NONCE, SIGNATURE = "operatorNonce", "operatorSignature"

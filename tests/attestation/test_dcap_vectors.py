@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,7 +94,7 @@ def test_now_is_expired(sgx_vectors: Path, name: str) -> None:
     """Verified now, every set's collateral is past its time."""
     policy = lenient(sgx_vectors, name)
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=datetime.now(timezone.utc))
+        verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=datetime.now(UTC))
     assert err.value.reason == Reason.EXPIRED
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def test_production_report_accepted_only_with_its_status(sgx_vectors: Path) -> N
 def test_now_is_expired(sgx_vectors: Path) -> None:
     """The IAS signing certificate ended 2026-11-20; every report is refused now."""
     with pytest.raises(AttestationError) as err:
-        verify_ias_evidence(_evidence(sgx_vectors), LENIENT, at=datetime.now(timezone.utc))
+        verify_ias_evidence(_evidence(sgx_vectors), LENIENT, at=datetime.now(UTC))
     assert err.value.reason == Reason.EXPIRED
 
 

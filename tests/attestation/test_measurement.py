@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from adytum.cli import main
 from adytum.attestation.measurement import (
     DEV_SIGNER_PEM,
     MEASURED_MODULES,
@@ -27,6 +26,7 @@ from adytum.attestation.measurement import (
     signer_measurement,
     source_locations,
 )
+from adytum.cli import main
 from adytum.enclave.sealing import Sealer, UnsealError
 
 PYTHON = sys.executable

@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +35,7 @@ from adytum.issuer.service import SimulatedAttestationService, report_timestamp,
 
 from .conftest import quote_bytes, suggested_time
 
-CREATED = datetime(2030, 1, 1, tzinfo=timezone.utc)
+CREATED = datetime(2030, 1, 1, tzinfo=UTC)
 REPORTED = CREATED + timedelta(days=1)
 CHECKED = REPORTED + timedelta(minutes=10)
 MR_ENCLAVE = hashlib.sha256(b"enclave build 1").digest()
@@ -395,7 +394,7 @@ def test_ias_proof_data_dispatches_to_the_ias_verifier_and_checks_binding(sgx_ve
         "ias_report_signing_certificate": (folder / "signing_cert.pem").read_text(),
     })
     lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True)
-    when = datetime(2018, 7, 11, 19, 31, tzinfo=timezone.utc)
+    when = datetime(2018, 7, 11, 19, 31, tzinfo=UTC)
     err = refused(Reason.REPORT_DATA, lambda: verify_worker_evidence(
         "TEE-SGX-IAS", proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
         worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))

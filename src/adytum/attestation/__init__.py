@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from adytum.attestation.errors import AttestationError, Reason
 from adytum.attestation.measurement import Measurement, measure
-from adytum.attestation.policy import ALL_STATUSES, Policy, Verdict, normalize_status
+from adytum.attestation.policy import ALL_STATUSES, Policy, Verdict, measurement_set, normalize_status
 from adytum.attestation.sgx import (
     Collateral,
     IasEvidence,
@@ -45,6 +45,7 @@ __all__ = [
     "IasEvidence",
     "Measurement",
     "Policy",
+    "measurement_set",
     "Reason",
     "Verdict",
     "check_key_binding",

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adytum.attestation.errors import AttestationError, Reason
 
-__all__ = ["ALL_STATUSES", "IAS_STATUS_MAP", "Policy", "Verdict", "normalize_status", "require_aware"]
+__all__ = ["ALL_STATUSES", "IAS_STATUS_MAP", "Policy", "Verdict", "measurement_set", "normalize_status", "require_aware"]
 
 #: Every TCB status Intel defines, in DCAP spelling.
 ALL_STATUSES: frozenset[str] = frozenset(
@@ -62,7 +62,8 @@ def _as_bytes(value: bytes | str) -> bytes:
     return bytes.fromhex(value) if isinstance(value, str) else bytes(value)
 
 
-def _byte_set(values: Iterable[bytes | str]) -> frozenset[bytes]:
+def measurement_set(values: Iterable[bytes | str]) -> frozenset[bytes]:
+    """Measurements given as bytes or hex (an allow-list from a command line or a config), as a Policy holds them."""
     return frozenset(_as_bytes(v) for v in values)
 
 
@@ -94,12 +95,12 @@ class Policy:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "accepted_statuses", frozenset(normalize_status(s) for s in self.accepted_statuses))
-        set_(self, "mr_enclaves", _byte_set(self.mr_enclaves))
-        set_(self, "mr_signers", _byte_set(self.mr_signers))
-        set_(self, "mr_tds", _byte_set(self.mr_tds))
+        set_(self, "mr_enclaves", measurement_set(self.mr_enclaves))
+        set_(self, "mr_signers", measurement_set(self.mr_signers))
+        set_(self, "mr_tds", measurement_set(self.mr_tds))
         if len(self.rtmrs) > 4:
             raise ValueError("a TD has four RTMRs")
-        set_(self, "rtmrs", tuple(_byte_set(r) for r in self.rtmrs))
+        set_(self, "rtmrs", tuple(measurement_set(r) for r in self.rtmrs))
         if self.report_data_prefix is not None:
             set_(self, "report_data_prefix", _as_bytes(self.report_data_prefix))
 
@@ -168,7 +169,7 @@ class Policy:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _hex(value: bytes | None) -> str | None:

@@ -39,7 +39,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -266,7 +266,7 @@ def _timestamp(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise AttestationError(Reason.MALFORMED, f"simulated report has a bad timestamp {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def verify_simulated(proof_data: str, policy: Policy, trusted_roots: Sequence[x509.Certificate], *,

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +54,14 @@ EPILOG = textwrap.dedent(
 def parse_time_arg(text: str) -> datetime:
     """ISO 8601 (naive means UTC), ``@<unix seconds>`` or ``now``."""
     if text == "now":
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         if text.startswith("@"):
-            return datetime.fromtimestamp(float(text[1:]), timezone.utc)
+            return datetime.fromtimestamp(float(text[1:]), UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a time: {text!r} (use 2025-07-04T10:16:31Z, @1751624191 or now)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_duration(text: str) -> timedelta:

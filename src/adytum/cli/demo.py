@@ -74,7 +74,7 @@ def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: l
         worker = client.worker()
         assert worker.verdict is not None
         say(f"worker {worker.worker_id[:16]}…: attestation verified ({worker.verdict.kind}, mr_enclave "
-            f"{worker.verdict.mr_enclave.hex()[:16]}…), report data binds both keys and the worker id")
+            f"{(worker.verdict.mr_enclave or b'').hex()[:16]}…), report data binds both keys and the worker id")
         for workload, inputs in EXAMPLES:
             started = time.perf_counter()
             outputs = [o.decode() for o in client.run(workload, [i.encode() for i in inputs])]

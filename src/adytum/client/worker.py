@@ -8,15 +8,16 @@ worker id (so a host cannot swap a key after attestation).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cryptography import x509
 
 from .. import crypto
-from ..attestation import AttestationError, Policy, Verdict, verify_worker_evidence
+from ..attestation import AttestationError, Policy, Verdict, measurement_set, verify_worker_evidence
 from ..errors import AdytumError
 from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest
 
@@ -41,7 +42,7 @@ class Trust:
 
     @classmethod
     def from_files(cls, root_files: Iterable[str | Path] = (), *, mr_enclaves: Iterable[str] = (),
-                   allow_debug: bool = False, max_age: timedelta = DEFAULT_MAX_REPORT_AGE) -> "Trust":
+                   allow_debug: bool = False, max_age: timedelta = DEFAULT_MAX_REPORT_AGE) -> Trust:
         roots = []
         for path in root_files:
             data = Path(path).read_bytes()
@@ -49,16 +50,16 @@ class Trust:
                 roots.extend(x509.load_pem_x509_certificates(data))
             except ValueError:
                 raise ValueError(f"{path} holds no PEM certificate") from None
-        return cls(tuple(roots), Policy(mr_enclaves=frozenset(mr_enclaves), allow_debug=allow_debug,
+        return cls(tuple(roots), Policy(mr_enclaves=measurement_set(mr_enclaves), allow_debug=allow_debug,
                                         max_collateral_age=max_age))
 
-    def verify(self, info: "WorkerInfo") -> Verdict:
+    def verify(self, info: WorkerInfo) -> Verdict:
         data = info.record.get("details", {}).get("workerTypeData", {})
         try:
             return verify_worker_evidence(str(data.get("proofDataType") or ""), str(data.get("proofData") or ""),
                                           verifying_key=info.verifying_key, encryption_key=info.encryption_key,
                                           worker_id=info.worker_id, policy=self.policy,
-                                          at=datetime.now(timezone.utc), trusted_roots=self.roots)
+                                          at=datetime.now(UTC), trusted_roots=self.roots)
         except AttestationError as exc:
             hint = "" if self.roots else (" (no attestation root is trusted: pass --trust-root; a development "
                                           "node's root is DATA_DIR/devroot/root.pem)")
@@ -77,13 +78,13 @@ class WorkerInfo:
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def verified(cls, worker_id: str, record: dict[str, Any], trust: Trust) -> "WorkerInfo":
+    def verified(cls, worker_id: str, record: dict[str, Any], trust: Trust) -> WorkerInfo:
         """Parse a `WorkerRetrieve` result and check keys and attestation; UntrustedWorker if anything fails."""
         info = cls.from_record(worker_id, record)
         return dataclasses.replace(info, verdict=trust.verify(info))
 
     @classmethod
-    def from_record(cls, worker_id: str, record: dict[str, Any]) -> "WorkerInfo":
+    def from_record(cls, worker_id: str, record: dict[str, Any]) -> WorkerInfo:
         """Parse a `WorkerRetrieve` result and check the key signature only (no attestation)."""
         try:
             data = record["details"]["workerTypeData"]

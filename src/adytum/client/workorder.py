@@ -13,8 +13,16 @@ import msgspec
 
 from .. import crypto
 from ..errors import AdytumError
-from ..protocol import (DataItem, WorkOrderParams, WorkOrderResult, decode_result, encode, request_hash,
-                        response_hash, workload_hex)
+from ..protocol import (
+    DataItem,
+    WorkOrderParams,
+    WorkOrderResult,
+    decode_result,
+    encode,
+    request_hash,
+    response_hash,
+    workload_hex,
+)
 from .worker import WorkerInfo
 
 

@@ -10,10 +10,32 @@ from __future__ import annotations
 
 from .errors import CryptoError, LengthError
 from .primitives import IV_LEN, KEY_LEN
-from .recipes import (RSA_BITS, SECP256K1_N, Encrypted, SigningKey, aead_decrypt, aead_encrypt, b64decode, b64encode,
-                      check_verifying_key, generate_aead_key, hexdecode, hkdf, random_bytes, rsa_generate,
-                      rsa_private_from_der, rsa_private_from_pem, rsa_private_to_der, rsa_public_from_pem,
-                      rsa_public_pem, sha256, unwrap_session_key, verify_digest, verifying_key_pem, wrap_session_key)
+from .recipes import (
+                      RSA_BITS,
+                      SECP256K1_N,
+                      Encrypted,
+                      SigningKey,
+                      aead_decrypt,
+                      aead_encrypt,
+                      b64decode,
+                      b64encode,
+                      check_verifying_key,
+                      generate_aead_key,
+                      hexdecode,
+                      hkdf,
+                      random_bytes,
+                      rsa_generate,
+                      rsa_private_from_der,
+                      rsa_private_from_pem,
+                      rsa_private_to_der,
+                      rsa_public_from_pem,
+                      rsa_public_pem,
+                      sha256,
+                      unwrap_session_key,
+                      verify_digest,
+                      verifying_key_pem,
+                      wrap_session_key,
+)
 
 __all__ = [
     "IV_LEN",

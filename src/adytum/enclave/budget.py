@@ -11,9 +11,9 @@ from __future__ import annotations
 import resource
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 
 class OverBudget(BaseException):

@@ -56,10 +56,10 @@ class WorkerKeys:
             (self.encryption, self.previous_encryption)
 
     @classmethod
-    def generate(cls, worker_id: str) -> "WorkerKeys":
+    def generate(cls, worker_id: str) -> WorkerKeys:
         return cls(worker_id, crypto.SigningKey(), crypto.rsa_generate(), crypto.random_bytes(16).hex())
 
-    def rotated(self) -> "WorkerKeys":
+    def rotated(self) -> WorkerKeys:
         """The same identity with a fresh encryption key; this one's key becomes the previous."""
         return WorkerKeys(self.worker_id, self.signing, crypto.rsa_generate(), crypto.random_bytes(16).hex(),
                           previous_encryption=self.encryption)
@@ -72,7 +72,7 @@ class WorkerKeys:
                                                   self.encryption_key_nonce, previous))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "WorkerKeys":
+    def from_bytes(cls, data: bytes) -> WorkerKeys:
         body = msgspec.msgpack.decode(data, type=_SealedKeys)
         previous = crypto.rsa_private_from_der(body.previous_rsa_der) if body.previous_rsa_der else None
         return cls(body.worker_id, crypto.SigningKey(body.signing_secret),
@@ -82,7 +82,7 @@ class WorkerKeys:
         return sealer.seal(SEAL_LABEL, self.to_bytes())
 
     @classmethod
-    def unseal(cls, sealer: Sealer, blob: bytes) -> "WorkerKeys":
+    def unseal(cls, sealer: Sealer, blob: bytes) -> WorkerKeys:
         return cls.from_bytes(sealer.unseal(SEAL_LABEL, blob))
 
 

@@ -13,10 +13,20 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .. import crypto
-from ..crypto import primitives
 from ..channel import StateWrite
-from ..protocol import (DataItem, EeaError, Status, WorkOrderParams, WorkOrderResult,
-                        decode_params, encode, request_hash, response_hash, workload_name)
+from ..crypto import primitives
+from ..protocol import (
+    DataItem,
+    EeaError,
+    Status,
+    WorkOrderParams,
+    WorkOrderResult,
+    decode_params,
+    encode,
+    request_hash,
+    response_hash,
+    workload_name,
+)
 from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
 from .keys import WorkerKeys
@@ -49,9 +59,9 @@ class ReplayGuard:
                            "replayed requester nonce: each work order needs a fresh requesterNonce")
 
     def record(self, p: WorkOrderParams) -> None:
-        for table, key in ((self._orders, p.work_order_id.lower()),
-                           (self._nonces, (p.requester_id.lower(), p.requester_nonce.lower()))):
-            table[key] = None
+        self._orders[p.work_order_id.lower()] = None
+        self._nonces[(p.requester_id.lower(), p.requester_nonce.lower())] = None
+        for table in (self._orders, self._nonces):
             if len(table) > self._capacity:
                 table.popitem(last=False)
 
@@ -64,6 +74,8 @@ class _Session:
 
 
 class WorkOrderProcessor:
+    _keys: WorkerKeys | None = None
+
     def __init__(self, keys: WorkerKeys, workloads: dict[str, Workload], *,
                  avalon_compat: bool = False, replay: ReplayGuard | None = None,
                  budget: Budget | None = None) -> None:
@@ -75,11 +87,12 @@ class WorkOrderProcessor:
 
     @property
     def keys(self) -> WorkerKeys:
+        assert self._keys is not None, "set in __init__"
         return self._keys
 
     @keys.setter
     def keys(self, keys: WorkerKeys) -> None:  # rotation replaces the encryption key; the state key stays
-        if getattr(self, "_keys", None) is None or keys.signing.secret != self._keys.signing.secret:
+        if self._keys is None or keys.signing.secret != self._keys.signing.secret:
             self.state_keys = StateKeys(keys.signing.secret)
         self._keys = keys
 

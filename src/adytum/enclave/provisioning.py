@@ -27,8 +27,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Union
+from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from cryptography import x509
@@ -72,7 +72,7 @@ class Delivery(msgspec.Struct, tag="delivery", forbid_unknown_fields=True):
     sealed_keys: bytes
 
 
-_to_kme = msgspec.msgpack.Decoder(Union[Offer, Response])
+_to_kme = msgspec.msgpack.Decoder(Offer | Response)
 _to_wpe_challenge = msgspec.msgpack.Decoder(Challenge)
 _to_wpe_delivery = msgspec.msgpack.Decoder(Delivery)
 
@@ -110,7 +110,7 @@ def _public(secret: X25519PrivateKey) -> bytes:
     return secret.public_key().public_bytes_raw()
 
 
-def _decode(decoder: msgspec.msgpack.Decoder, body: bytes, what: str):  # type: ignore[no-untyped-def]
+def _decode(decoder: msgspec.msgpack.Decoder[Any], body: bytes, what: str) -> Any:
     try:
         return decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -120,7 +120,7 @@ def _decode(decoder: msgspec.msgpack.Decoder, body: bytes, what: str):  # type: 
 def _verify_peer(role: str, proof_type: str, proof: str, policy: Policy,
                  roots: Sequence[x509.Certificate]) -> Verdict:
     try:
-        return verify_evidence(proof_type, proof, policy=policy, at=datetime.now(timezone.utc), trusted_roots=roots)
+        return verify_evidence(proof_type, proof, policy=policy, at=datetime.now(UTC), trusted_roots=roots)
     except AttestationError as exc:
         raise ProvisioningError(f"the {role}'s evidence is refused ({exc.reason.value}): {exc}") from None
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import crypto
-from ..errors import AdytumError
 from ..datadir import DataDir
+from ..errors import AdytumError
 from ..files import write_atomic
 
 

@@ -5,16 +5,30 @@ from __future__ import annotations
 import logging
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..attestation.measurement import Measurement, measure
 from ..attestation.verify import report_data_for
-from ..channel import (ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision, RotateKey,
-                       StateRead, StateValue, pack, read_frame)
+from ..channel import (
+    ChannelError,
+    Fatal,
+    Hello,
+    Identity,
+    Message,
+    Process,
+    Processed,
+    Provision,
+    RotateKey,
+    StateRead,
+    StateValue,
+    pack,
+    read_frame,
+)
 from ..datadir import DataDir, PolicyError
 from ..issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key
 from ..protocol import EeaError, Status
@@ -23,8 +37,7 @@ from ..workloads.registry import measure_work_order_build
 from .budget import Budget, alarm_held
 from .keys import WorkerKeys, load_or_create, rotate
 from .processor import WorkOrderProcessor
-from .provisioning import (KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step,
-                           WpeHandshake)
+from .provisioning import KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step, WpeHandshake
 from .sealing import Sealer, UnsealError, platform_secret
 
 log = logging.getLogger("adytum.enclave")
@@ -103,7 +116,7 @@ class KeyManager:
         except PolicyError as exc:
             raise ProvisioningError(str(exc)) from None
 
-    def handle(self, msg: Message, link: "HostLink") -> Message | None:
+    def handle(self, msg: Message, link: HostLink) -> Message | None:
         if isinstance(msg, Hello):
             return self.platform.identity(self.keys, msg.seq, [], False)
         if isinstance(msg, RotateKey):
@@ -138,7 +151,7 @@ class WorkOrderEnclave:
         self.processor: WorkOrderProcessor | None = None
         self._handshake: WpeHandshake | None = None
 
-    def handle(self, msg: Message, link: "HostLink") -> Message | None:
+    def handle(self, msg: Message, link: HostLink) -> Message | None:
         if isinstance(msg, Process):
             if self.processor is None:
                 return Processed(seq=msg.seq, code=Status.FAILED, message="this enclave has no keys yet")

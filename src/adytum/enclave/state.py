@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from .. import crypto
 from ..channel import StateWrite
@@ -93,7 +93,7 @@ class StateSession:
         self._values: dict[str, bytes | None] = {}  # item id -> current value (read or written)
         self._dirty: set[str] = set()
 
-    def scope(self, requester_key: str | None) -> "State":
+    def scope(self, requester_key: str | None) -> State:
         """The shared scope (None), or the scope of the key that signed the order ("" if unsigned)."""
         if requester_key is None:
             return ScopedState(self, "*")

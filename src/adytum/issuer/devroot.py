@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -129,7 +129,7 @@ def init_dev_root(directory: str | Path, *, now: datetime | None = None) -> DevR
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     root_key = _ensure_key(directory / ROOT_KEY)
     if not (directory / ROOT_CERT).exists():
         write_atomic(directory / ROOT_CERT, _root_certificate(root_key, moment).public_bytes(serialization.Encoding.PEM), exclusive=True, mode=0o644)

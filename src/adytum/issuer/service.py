@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -34,7 +34,7 @@ log = logging.getLogger("adytum.issuer")
 
 def report_timestamp(moment: datetime) -> str:
     """IAS's timestamp format: UTC, microseconds, no zone (``2025-01-02T03:04:05.000000``)."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def sign_report(dev_root: DevRoot, fields: dict[str, Any]) -> Evidence:
@@ -63,7 +63,7 @@ class SimulatedAttestationService:
         if key is None:
             raise AttestationError(Reason.CHAIN, f"simulated quote comes from unregistered platform {parsed.platform_id.hex()[:16]}…")
         verify_quote_signature(parsed, key)
-        moment = at or datetime.now(timezone.utc)
+        moment = at or datetime.now(UTC)
         fields = {
             "id": os.urandom(16).hex(),
             "timestamp": report_timestamp(moment),

@@ -16,9 +16,26 @@ import msgspec
 
 from .. import __version__
 from ..config import DEFAULT_PORT
-from ..protocol import (EncryptionKey, GetResultParams, KeyGetParams, KeySetParams, LookUpNextParams, LookUpPage,
-                        LookUpParams, NoParams, PoolStatus, RegisterParams, RotateParams, SetStatusParams,
-                        UpdateParams, WorkerIdParams, WorkerRecord, WorkerStatus, WorkOrderParams, WorkOrderResult)
+from ..protocol import (
+    EncryptionKey,
+    GetResultParams,
+    KeyGetParams,
+    KeySetParams,
+    LookUpNextParams,
+    LookUpPage,
+    LookUpParams,
+    NoParams,
+    PoolStatus,
+    RegisterParams,
+    RotateParams,
+    SetStatusParams,
+    UpdateParams,
+    WorkerIdParams,
+    WorkerRecord,
+    WorkerStatus,
+    WorkOrderParams,
+    WorkOrderResult,
+)
 
 SCHEMAS = "#/components/schemas/"
 ERRORS = [
@@ -101,7 +118,7 @@ def _document(served: tuple[str, ...]) -> dict[str, Any]:
         [spec.params for spec in specs] + [spec.result for spec in specs], ref_template=SCHEMAS + "{name}")
     params, results = schemas[:len(specs)], schemas[len(specs):]
     methods = []
-    for name, params_ref, result in zip(served, params, results):
+    for name, params_ref, result in zip(served, params, results, strict=True):
         struct = components[params_ref["$ref"].removeprefix(SCHEMAS)]
         required = set(struct.get("required", ()))
         methods.append({

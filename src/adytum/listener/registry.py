@@ -16,9 +16,25 @@ from typing import Any
 import msgspec
 
 from .. import crypto, operator
-from ..protocol import (EeaError, KeyGetParams, KeySetParams, LookUpNextParams, LookUpParams, RegisterParams,
-                        RegistryStatus, RotateParams, SetStatusParams, UpdateParams, WorkerIdParams, WorkerRecord,
-                        WorkerStatus, WorkerTypeData, canonical, decode, encryption_key_get_digest)
+from ..protocol import (
+    EeaError,
+    KeyGetParams,
+    KeySetParams,
+    LookUpNextParams,
+    LookUpParams,
+    RegisterParams,
+    RegistryStatus,
+    RotateParams,
+    SetStatusParams,
+    UpdateParams,
+    WorkerIdParams,
+    WorkerRecord,
+    WorkerStatus,
+    WorkerTypeData,
+    canonical,
+    decode,
+    encryption_key_get_digest,
+)
 from ..store import Duplicate, GroupCommit, Store, WorkerRow
 from .ports import KeyOps
 

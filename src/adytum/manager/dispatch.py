@@ -57,7 +57,7 @@ class Dispatcher:
         self._waiters[work_order_id].append(fut)
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             waiters = self._waiters.get(work_order_id)
@@ -168,6 +168,6 @@ class Dispatcher:
                 fut.set_result(outcome)
 
 
-def _ignore(fut: "asyncio.Future[object]") -> None:
+def _ignore(fut: asyncio.Future[object]) -> None:
     """A fire-and-forget transition: its failure is logged by the store, not raised here."""
     fut.add_done_callback(lambda f: f.cancelled() or f.exception())

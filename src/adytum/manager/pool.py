@@ -49,6 +49,8 @@ class KeyManagerLink(Protocol):
 async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attestation: AttestationService) -> Identity:
     """Run one handshake between a work-order enclave and the key manager; return the WPE's identity."""
     offer = await wpe.provision_step()
+    if not isinstance(offer, Provision):
+        raise ProvisioningRefused(f"{wpe.name} answered a new handshake with its identity, not an offer")
     challenge = await kme.exchange(offer.body)
     response = await wpe.provision_step(challenge.body, challenge.proof_type, challenge.proof)
     assert isinstance(response, Provision)
@@ -118,7 +120,7 @@ class RemoteKeyManager:
     async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay:
         try:
             reply = await asyncio.wait_for(self._call(Relay(body, proof_type, proof)), self.timeout)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
             self.reachable = False
             raise EnclaveDied(f"key manager at {self.host}:{self.port} unreachable: "
                               f"{exc or type(exc).__name__}") from None
@@ -154,7 +156,7 @@ class KeyManagerServer:
         self.host, self.port = parse_address(address)
         self.offers_per_minute = offers_per_minute
         self._offers: dict[str, deque[float]] = defaultdict(deque)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     def _allow_offer(self, peer: str) -> bool:
         now = time.monotonic()
@@ -203,7 +205,7 @@ class KeyManagerServer:
                 except EnclaveDied as exc:
                     reply = Relay(error=f"the key manager is restarting ({exc}); try again")
                 await write_relay(writer, reply)
-        except (OSError, asyncio.TimeoutError, msgspec.DecodeError, ValueError) as exc:
+        except (TimeoutError, OSError, msgspec.DecodeError, ValueError) as exc:
             log.warning("provisioning connection from %s dropped: %s", peer, exc or type(exc).__name__)
         finally:
             writer.close()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
 from ..attestation.errors import AttestationError
-from ..attestation.policy import Policy
+from ..attestation.policy import Policy, measurement_set
 from ..attestation.verify import verify_worker_evidence
 from ..channel import Identity
 from ..config import ManagerConfig
@@ -83,11 +83,11 @@ class Publisher:
         would: the node never registers evidence it would refuse."""
         proof = self.attestation.attest(ident.quote)
         allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
-        policy = Policy(mr_enclaves=frozenset(allowed), allow_debug=self.config.allow_debug)
+        policy = Policy(mr_enclaves=measurement_set(allowed), allow_debug=self.config.allow_debug)
         try:
             verify_worker_evidence(self.attestation.proof_data_type, proof, verifying_key=ident.verifying_key,
                                    encryption_key=ident.encryption_key, worker_id=ident.worker_id,
-                                   policy=policy, at=datetime.now(timezone.utc),
+                                   policy=policy, at=datetime.now(UTC),
                                    trusted_roots=self.attestation.trusted_roots)
         except AttestationError as exc:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from None

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .sqlite import Store
 
@@ -36,7 +37,7 @@ class GroupCommit:
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Queue `fn(store, *args)`; the future resolves once its transaction is durable."""
         assert self._loop is not None, "GroupCommit.start() first"
         fut = self._loop.create_future()
@@ -85,8 +86,8 @@ class GroupCommit:
         self._loop.call_soon_threadsafe(_resolve, [op[2] for op in batch], outcomes)
 
 
-def _resolve(futures: list["asyncio.Future[Any]"], outcomes: list[tuple[bool, Any]]) -> None:
-    for fut, (ok, value) in zip(futures, outcomes):
+def _resolve(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    for fut, (ok, value) in zip(futures, outcomes, strict=True):
         if fut.done():
             continue
         if ok:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol import WorkerStatus
 from ..errors import AdytumError
+from ..protocol import WorkerStatus
 from .schema import schema
 
 
@@ -84,10 +84,10 @@ class Store:
 
     # -- transactions ------------------------------------------------------------------------------
 
-    def transaction(self) -> "_Transaction":
+    def transaction(self) -> _Transaction:
         return _Transaction(self.db)
 
-    def savepoint(self, name: str) -> "_Savepoint":
+    def savepoint(self, name: str) -> _Savepoint:
         return _Savepoint(self.db, name)
 
     # -- work-order transitions (each called inside a transaction) ---------------------------------

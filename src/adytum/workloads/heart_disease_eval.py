@@ -102,7 +102,7 @@ def parse(data: bytes, item: int = 0) -> dict[str, float]:
         raise WorkloadError(f"{where} must be {len(ATTRIBUTES)} numbers: "
                             + " ".join(name for name, *_ in ATTRIBUTES))
     values = {}
-    for word, (name, low, high, allowed, whole) in zip(words, ATTRIBUTES):
+    for word, (name, low, high, allowed, whole) in zip(words, ATTRIBUTES, strict=True):
         try:
             number = Decimal(word) if len(word) <= 12 else None
         except InvalidOperation:

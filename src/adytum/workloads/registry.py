@@ -25,9 +25,9 @@ import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ..errors import AdytumError
 from ..attestation.measurement import Measurement, measure
 from ..datadir import DataDir
+from ..errors import AdytumError
 from .base import Workload
 from .echo import EchoResult
 from .fib import Fibonacci

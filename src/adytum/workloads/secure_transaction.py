@@ -62,7 +62,7 @@ def _parse(data: bytes, item: int) -> tuple[int, int, int, int]:
         raise WorkloadError(f"secure-transaction: item {item} must be four numbers: {' '.join(FIELDS)}")
     sender, receiver, amount, discount = (
         _whole_number(text, field, item, 100 if field == "discount" else MAX_AMOUNT)
-        for text, field in zip(words, FIELDS))
+        for text, field in zip(words, FIELDS, strict=True))
     if amount == 0:
         raise WorkloadError(f"secure-transaction: item {item}: amount must be positive")
     return sender, receiver, amount, discount

@@ -65,7 +65,7 @@ def _parse(data: bytes, index: int) -> tuple[str, list[str], int]:
     kinds = _ARGUMENTS[verb]
     if len(args) != len(kinds):
         raise WorkloadError(f"{where}: {verb} takes {len(kinds)} argument(s): {_USAGE}")
-    accounts = [a for a, kind in zip(args, kinds) if kind == "account"]
+    accounts = [a for a, kind in zip(args, kinds, strict=True) if kind == "account"]
     for account in accounts:
         if not ACCOUNT_NAME.fullmatch(account):
             raise WorkloadError(f"{where}: account names are 1 to 64 letters, digits, '_', '.' or '-'")

@@ -26,7 +26,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def _report_time(value: Any) -> datetime:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise _malformed(f"bad timestamp {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # IAS times are UTC without a zone
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # IAS times are UTC without a zone
 
 
 def _status(raw: Any) -> str:

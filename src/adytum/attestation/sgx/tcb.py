@@ -110,7 +110,7 @@ def platform_levels(
     for level in _levels(tcb_info, "platform"):
         tcb = level["tcb"]
         required = _sgx_components(tcb, version)
-        if any(have < need for have, need in zip(pck.components, required)):
+        if any(have < need for have, need in zip(pck.components, required, strict=False)):
             continue
         if pck.pce_svn < _int(tcb.get("pcesvn"), "pcesvn"):
             continue
@@ -133,7 +133,7 @@ def qe_identity_status(identity: dict[str, Any], report: EnclaveReport) -> tuple
     expected = _hex(identity.get("attributes"), "attributes")
     if len(attr_mask) != 16 or len(expected) != 16:
         raise _bad("QE identity attributes must be 16 bytes")
-    if bytes(a & m for a, m in zip(report.attributes, attr_mask)) != expected:
+    if bytes(a & m for a, m in zip(report.attributes, attr_mask, strict=True)) != expected:
         raise AttestationError(Reason.QE_IDENTITY, "QE attributes do not match Intel's QE identity")
     if report.mr_signer != _hex(identity.get("mrsigner"), "mrsigner"):
         raise AttestationError(Reason.QE_IDENTITY, "QE mrsigner is not Intel's")

@@ -100,7 +100,7 @@ def verify_chain(
     anchor_list = list(anchors)
     anchor_keys = {key_id(a) for a in anchor_list}
     path = list(chain)
-    for child, parent in zip(path, path[1:]):
+    for child, parent in zip(path, path[1:], strict=False):
         _link(child, parent)
     top = path[-1]
     if key_id(top) in anchor_keys:
