@@ -15,7 +15,7 @@ import pytest
 from adytum import crypto, operator
 from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_result
 from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
-from adytum.manager.enclave import EnclaveStartError
+from adytum.manager.errors import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
 from adytum.store import Store, WorkerRow
 from support import running_node

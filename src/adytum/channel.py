@@ -1,6 +1,6 @@
 """The narrow message channel between host and enclave: length-prefixed msgpack frames.
 
-Owned by neither side: the host (`adytum.manager.enclave`) and the enclave (`adytum.enclave.service`)
+Owned by neither side: the host (`adytum.manager.link`) and the enclave (`adytum.enclave.service`)
 both speak it, and nothing else crosses the process boundary. Only these message types cross it, and none carries a secret in clear. The host may pipeline
 several `Process` frames; the enclave answers each with a `Processed` frame carrying the same seq.
 """

@@ -1,6 +1,7 @@
 """Host side of the enclaves: their processes, the pool, dispatch, attest-and-publish, keys, status."""
 
-from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError, ProvisioningRefused
+from .enclave import EnclaveProcess
+from .errors import EnclaveDied, EnclaveStartError, ProvisioningRefused
 from .evidence import AttestationService
 from .manager import Manager
 

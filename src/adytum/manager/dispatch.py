@@ -17,7 +17,8 @@ from collections import defaultdict
 from ..config import ManagerConfig
 from ..protocol import Status
 from ..store import GroupCommit, ItemWrite, Outcome, StateConflict, Store
-from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
+from .enclave import EnclaveProcess
+from .errors import EnclaveDied, EnclaveStartError
 
 log = logging.getLogger("adytum.manager")
 

@@ -1,4 +1,4 @@
-"""The host's handle on one enclave process: start it, pipeline work to it, notice when it dies."""
+"""The host's handle on one enclave process: spawn it, admit it, restart it when it dies, stop it."""
 
 from __future__ import annotations
 
@@ -7,36 +7,23 @@ import itertools
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
-from ..channel import (HEADER, ChannelError, Fatal, Hello, Identity, Message, Process, Processed, Provision,
-                       RotateKey, StateRead, StateValue, frame_length, pack, unpack)
-from ..errors import AdytumError
+from ..channel import Identity, Message, Process, Processed, Provision, RotateKey
+from .errors import EnclaveDied, EnclaveStartError, ProvisioningRefused
+from .link import EnclaveLink, Reply
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
-class EnclaveDied(AdytumError):
-    """The enclave process went away (crash, kill or timeout) with work in flight."""
-
-
-class EnclaveStartError(AdytumError):
-    """The enclave refused to start (e.g. its sealed keys do not unseal); restarting will not help."""
-
-
-class ProvisioningRefused(EnclaveStartError):
-    """An enclave refused a provisioning step (the peer's evidence, policy, worker or transcript)."""
-
-
-Reply = Processed | Identity | Provision
-
-
 class EnclaveProcess:
+    """One enclave's lifecycle across restarts; each spawned process gets its own `EnclaveLink` for the work."""
+
     def __init__(self, name: str, data_dir: Path, worker_id: str, *, role: str = "wpe",
                  avalon_compat: bool = False, timeout: float = 60.0,
-                 provision: Callable[["EnclaveProcess"], Awaitable[Identity]] | None = None,
+                 provision: Callable[[EnclaveProcess], Awaitable[Identity]] | None = None,
                  admit: Callable[[Identity], None] | None = None,
                  read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
@@ -58,12 +45,10 @@ class EnclaveProcess:
         self.served = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
-        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._link: EnclaveLink | None = None
         self._seq = itertools.count(1)
-        self._reader: asyncio.Task[None] | None = None
         self._stderr: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._hello: asyncio.Future[Identity] | None = None
         self._starting = False
 
     @property
@@ -72,8 +57,8 @@ class EnclaveProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None and self._reader is not None \
-            and not self._reader.done()
+        return self._proc is not None and self._proc.returncode is None and self._link is not None \
+            and self._link.reading
 
     @property
     def serving(self) -> bool:
@@ -82,7 +67,7 @@ class EnclaveProcess:
 
     @property
     def inflight(self) -> int:
-        return len(self._pending)
+        return self._link.inflight if self._link else 0
 
     async def start(self) -> Identity:
         """Spawn the process and learn its identity; a restarted enclave must present the same keys."""
@@ -95,8 +80,8 @@ class EnclaveProcess:
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             limit=2**20)
-        self._hello = None if self.provision else asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
+        self._link = EnclaveLink(self.name, self._proc, timeout=self.timeout, seq=self._seq,
+                                 read_state=self.read_state, greet=self.provision is None)
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
         self._starting = True
         try:
@@ -118,9 +103,8 @@ class EnclaveProcess:
     async def _introduce(self) -> Identity:
         if self.provision is not None:
             return await self.provision(self)
-        assert self._hello is not None
-        self._send(Hello())
-        return await self._hello
+        assert self._link is not None
+        return await self._link.hello()
 
     async def ensure_running(self) -> None:
         """Restart a dead enclave once, however many callers notice at the same time."""
@@ -128,8 +112,8 @@ class EnclaveProcess:
             stdin = self._proc.stdin if self._proc else None
             if self.alive and not (stdin and stdin.is_closing()):
                 return
-            if self._reader is not None and not self._reader.done():  # dead, its end not read yet: let the
-                await asyncio.wait({self._reader})  # old reader fail the old process's requests before a restart
+            if self._link is not None and self._link.reading:  # dead, its end not read yet: let the old
+                await self._link.closed()  # link fail the old process's requests before a restart
             delay = min(5.0, 0.1 * 2 ** min(self.restarts, 6))
             self.restarts += 1
             log.warning("enclave %s is down; restarting in %.1f s", self.name, delay)
@@ -161,22 +145,9 @@ class EnclaveProcess:
         return reply
 
     async def _request(self, make: Callable[[int], Message], what: str) -> Reply:
-        if not self.alive:
+        if not self.alive or self._link is None:
             raise EnclaveDied(f"{self.name} is not running")
-        seq = next(self._seq)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = fut
-        try:
-            self._send(make(seq))
-            return await asyncio.wait_for(asyncio.shield(fut), timeout=self.timeout)
-        except asyncio.TimeoutError:
-            log.error("enclave %s exceeded %.0f s on %s; killing it", self.name, self.timeout, what)
-            self.kill()
-            raise EnclaveDied(f"{self.name} timed out") from None
-        except (ConnectionError, RuntimeError) as exc:
-            raise EnclaveDied(f"{self.name}: {exc}") from None
-        finally:
-            self._pending.pop(seq, None)
+        return await self._link.request(make, what)
 
     async def wait_exit(self) -> None:
         """Return when the current process has exited (at once if there is none)."""
@@ -193,55 +164,13 @@ class EnclaveProcess:
             self._proc.stdin.close()
             try:
                 await asyncio.wait_for(self._proc.wait(), timeout=5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._proc.kill()
                 await self._proc.wait()
-        for task in (self._reader, self._stderr):
-            if task:
-                task.cancel()
-
-    def _send(self, msg: Message) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        if self._proc.stdin.is_closing():
-            raise ConnectionError("enclave stdin is closed")
-        self._proc.stdin.write(pack(msg))
-
-    async def _read_loop(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        out = self._proc.stdout
-        reason = "exited"
-        try:
-            while True:
-                msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
-                if isinstance(msg, (Processed, Identity, Provision)) and msg.seq in self._pending:
-                    fut = self._pending[msg.seq]
-                    if not fut.done():
-                        fut.set_result(msg)
-                elif isinstance(msg, StateRead):
-                    self._send(self._state_value(msg))
-                elif isinstance(msg, Identity) and self._hello and not self._hello.done():
-                    self._hello.set_result(msg)
-                elif isinstance(msg, Fatal):
-                    reason = msg.message
-                    if self._hello and not self._hello.done():
-                        self._hello.set_exception(EnclaveStartError(msg.message))
-                    return
-        except (asyncio.IncompleteReadError, ChannelError, ConnectionError) as exc:
-            reason = str(exc) or type(exc).__name__
-        finally:
-            died = EnclaveDied(f"{self.name} {reason}")
-            if self._hello and not self._hello.done():
-                self._hello.set_exception(EnclaveStartError(f"{self.name} exited during start: {reason}"))
-            for fut in list(self._pending.values()):
-                if not fut.done():
-                    fut.set_exception(died)
-            self.kill()
-
-    def _state_value(self, msg: StateRead) -> StateValue:
-        stored = self.read_state(msg.item_id) if self.read_state else None
-        if stored is None:
-            return StateValue(seq=msg.seq, item_id=msg.item_id)
-        return StateValue(seq=msg.seq, item_id=msg.item_id, version=stored[0], value=stored[1])
+        if self._link:
+            self._link.cancel()
+        if self._stderr:
+            self._stderr.cancel()
 
     async def _log_loop(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None

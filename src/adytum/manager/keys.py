@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from ..channel import Identity
 from ..config import ManagerConfig
-from .enclave import EnclaveDied, EnclaveProcess, EnclaveStartError
+from .enclave import EnclaveProcess
+from .errors import EnclaveDied, EnclaveStartError
 from .pool import LocalKeyManager, RemoteKeyManager
 from .publish import Publisher
 

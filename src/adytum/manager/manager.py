@@ -18,7 +18,8 @@ from ..datadir import DataDir
 from ..store import GroupCommit, Store
 from ..workloads.registry import measure_work_order_build
 from .dispatch import Dispatcher
-from .enclave import EnclaveProcess, EnclaveStartError
+from .enclave import EnclaveProcess
+from .errors import EnclaveStartError
 from .evidence import AttestationService
 from .keys import KeyRotation
 from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision

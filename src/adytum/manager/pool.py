@@ -23,7 +23,8 @@ import msgspec
 
 from ..channel import Identity, Provision
 from ..protocol import KeyManagerStatus
-from .enclave import EnclaveDied, EnclaveProcess, ProvisioningRefused
+from .enclave import EnclaveProcess
+from .errors import EnclaveDied, ProvisioningRefused
 from .evidence import AttestationService
 
 log = logging.getLogger("adytum.pool")

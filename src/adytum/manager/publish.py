@@ -20,7 +20,7 @@ from ..channel import Identity
 from ..config import ManagerConfig
 from ..protocol import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
 from ..store import GroupCommit, Store, WorkerRow
-from .enclave import EnclaveStartError
+from .errors import EnclaveStartError
 from .evidence import AttestationService
 
 #: Admissions whose evidence is kept for publishing (restarts between two publications add to it).

@@ -1,0 +1,136 @@
+"""Requests to one enclave process and their replies, matched by seq over its stdin/stdout frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+
+from ..channel import (
+    HEADER,
+    ChannelError,
+    Fatal,
+    Hello,
+    Identity,
+    Message,
+    Processed,
+    Provision,
+    StateRead,
+    StateValue,
+    frame_length,
+    pack,
+    unpack,
+)
+from .errors import EnclaveDied, EnclaveStartError
+
+log = logging.getLogger("adytum.manager")
+
+Reply = Processed | Identity | Provision
+
+
+class EnclaveLink:
+    """The link to one spawned process; a restart makes a new one, so a dying process fails only its own requests.
+
+    Replies may come back in any order (the enclave pipelines), so each request waits on its own future. The
+    enclave may read the store in the middle of a work order; `read_state` answers it."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, *, timeout: float, seq: Iterator[int],
+                 read_state: Callable[[str], tuple[int, bytes] | None] | None, greet: bool) -> None:
+        """`seq` is shared by every link of one enclave, so a number never means two requests. With `greet`
+        the enclave introduces itself on `hello()`; the future exists before the reader so an early Fatal
+        reaches it."""
+        self.name = name
+        self.timeout = timeout
+        self.read_state = read_state
+        self._proc = proc
+        self._seq = seq
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._hello: asyncio.Future[Identity] | None = asyncio.get_running_loop().create_future() if greet else None
+        self._reader = asyncio.create_task(self._read_loop(), name=f"{name}-reader")
+
+    @property
+    def reading(self) -> bool:
+        """False once the process's stdout ended (or it sent Fatal): every request of it has then failed."""
+        return not self._reader.done()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+    async def closed(self) -> None:
+        """Return when the reader has finished and so failed the requests still in flight."""
+        await asyncio.wait({self._reader})
+
+    def cancel(self) -> None:
+        self._reader.cancel()
+
+    async def hello(self) -> Identity:
+        """Ask the enclave who it is; a Fatal or an exit before it answers raises EnclaveStartError."""
+        assert self._hello is not None
+        self._send(Hello())
+        return await self._hello
+
+    async def request(self, make: Callable[[int], Message], what: str) -> Reply:
+        """Send one request and wait for its reply; a timeout kills the process (it may be stuck in a workload)."""
+        seq = next(self._seq)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        try:
+            self._send(make(seq))
+            return await asyncio.wait_for(asyncio.shield(fut), timeout=self.timeout)
+        except TimeoutError:
+            log.error("enclave %s exceeded %.0f s on %s; killing it", self.name, self.timeout, what)
+            self._kill()
+            raise EnclaveDied(f"{self.name} timed out") from None
+        except (ConnectionError, RuntimeError) as exc:
+            raise EnclaveDied(f"{self.name}: {exc}") from None
+        finally:
+            self._pending.pop(seq, None)
+
+    def _kill(self) -> None:
+        if self._proc.returncode is None:
+            self._proc.kill()
+
+    def _send(self, msg: Message) -> None:
+        assert self._proc.stdin is not None
+        if self._proc.stdin.is_closing():
+            raise ConnectionError("enclave stdin is closed")
+        self._proc.stdin.write(pack(msg))
+
+    async def _read_loop(self) -> None:
+        """Route each frame to its request until stdout ends; then fail what is left and make sure it is dead."""
+        assert self._proc.stdout is not None
+        out = self._proc.stdout
+        reason = "exited"
+        try:
+            while True:
+                msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
+                if isinstance(msg, (Processed, Identity, Provision)) and msg.seq in self._pending:
+                    fut = self._pending[msg.seq]
+                    if not fut.done():
+                        fut.set_result(msg)
+                elif isinstance(msg, StateRead):
+                    self._send(self._state_value(msg))
+                elif isinstance(msg, Identity) and self._hello and not self._hello.done():
+                    self._hello.set_result(msg)
+                elif isinstance(msg, Fatal):
+                    reason = msg.message
+                    if self._hello and not self._hello.done():
+                        self._hello.set_exception(EnclaveStartError(msg.message))
+                    return
+        except (asyncio.IncompleteReadError, ChannelError, ConnectionError) as exc:
+            reason = str(exc) or type(exc).__name__
+        finally:
+            died = EnclaveDied(f"{self.name} {reason}")
+            if self._hello and not self._hello.done():
+                self._hello.set_exception(EnclaveStartError(f"{self.name} exited during start: {reason}"))
+            for fut in list(self._pending.values()):
+                if not fut.done():
+                    fut.set_exception(died)
+            self._kill()
+
+    def _state_value(self, msg: StateRead) -> StateValue:
+        stored = self.read_state(msg.item_id) if self.read_state else None
+        if stored is None:
+            return StateValue(seq=msg.seq, item_id=msg.item_id)
+        return StateValue(seq=msg.seq, item_id=msg.item_id, version=stored[0], value=stored[1])
