@@ -88,5 +88,9 @@ class LocalPool:
         from adytum.manager import EnclaveProcess
         from adytum.manager.pool import provision
 
-        return EnclaveProcess(name, self.wpe_data_dir, worker_id or self.worker_id,
-                              provision=lambda e: provision(e, self.kme, self.attestation))
+        return EnclaveProcess(
+            name,
+            self.wpe_data_dir,
+            worker_id or self.worker_id,
+            provision=lambda e: provision(e, self.kme, self.attestation),
+        )

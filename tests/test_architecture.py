@@ -28,16 +28,40 @@ ALLOWED: dict[str, set[str]] = {
     "adytum.attestation": {"adytum.files"},
     "adytum.issuer": {"adytum.attestation", "adytum.files", "adytum.datadir"},
     "adytum.workloads": {"adytum.protocol", "adytum.attestation", "adytum.datadir"},
-    "adytum.enclave": {"adytum.crypto", "adytum.protocol", "adytum.workloads", "adytum.attestation",
-                       "adytum.issuer.quoter", "adytum.channel", "adytum.datadir", "adytum.files"},
+    "adytum.enclave": {
+        "adytum.crypto",
+        "adytum.protocol",
+        "adytum.workloads",
+        "adytum.attestation",
+        "adytum.issuer.quoter",
+        "adytum.channel",
+        "adytum.datadir",
+        "adytum.files",
+    },
     "adytum.store": {"adytum.protocol"},
     "adytum.operator": {"adytum.crypto", "adytum.datadir", "adytum.files"},
-    "adytum.manager": {"adytum.config", "adytum.crypto", "adytum.protocol", "adytum.store", "adytum.attestation",
-                       "adytum.channel", "adytum.datadir", "adytum.files", "adytum.workloads"},
+    "adytum.manager": {
+        "adytum.config",
+        "adytum.crypto",
+        "adytum.protocol",
+        "adytum.store",
+        "adytum.attestation",
+        "adytum.channel",
+        "adytum.datadir",
+        "adytum.files",
+        "adytum.workloads",
+    },
     "adytum.listener": {"adytum.protocol", "adytum.store", "adytum.crypto", "adytum.operator", "adytum.config"},
     "adytum.client": {"adytum.crypto", "adytum.protocol", "adytum.attestation", "adytum.operator", "adytum.config"},
-    "adytum.node": {"adytum.config", "adytum.store", "adytum.manager", "adytum.listener", "adytum.operator",
-                    "adytum.issuer", "adytum.datadir"},
+    "adytum.node": {
+        "adytum.config",
+        "adytum.store",
+        "adytum.manager",
+        "adytum.listener",
+        "adytum.operator",
+        "adytum.issuer",
+        "adytum.datadir",
+    },
     "adytum.logs": set(),
     "adytum.cli": {"*"},  # the entry point may use everything
     "adytum.__main__": {"adytum.cli"},
@@ -105,9 +129,12 @@ def test_every_part_has_a_rule() -> None:
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SRC)))
 def test_imports_follow_the_layering(path: Path) -> None:
     source = _module_name(path)
-    wrong = [f"{path.relative_to(SRC)}:{line} imports {target}" for line, target in _imports(path)
-             if not _allowed(source, target) or (_part(target) in ENTRY_POINTS and _part(source) not in
-                                                  {_part(target), "adytum.__main__"})]
+    wrong = [
+        f"{path.relative_to(SRC)}:{line} imports {target}"
+        for line, target in _imports(path)
+        if not _allowed(source, target)
+        or (_part(target) in ENTRY_POINTS and _part(source) not in {_part(target), "adytum.__main__"})
+    ]
     assert not wrong, "imports across the layering rules:\n" + "\n".join(wrong)
 
 
@@ -118,11 +145,12 @@ def test_no_cycles_between_parts() -> None:
         if source in ("adytum", "adytum.cli", "adytum.__main__"):
             continue
         graph.setdefault(source, set()).update(
-            _part(t) for _, t in _imports(path) if _part(t) not in (source, "adytum"))
+            _part(t) for _, t in _imports(path) if _part(t) not in (source, "adytum")
+        )
 
     def visit(node: str, trail: list[str]) -> None:
         if node in trail:
-            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node):] + [node]))
+            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node) :] + [node]))
         for nxt in sorted(graph.get(node, ())):
             visit(nxt, trail + [node])
 

@@ -51,8 +51,11 @@ def test_keys_swapped_by_the_host_after_attestation(node, record):
     impostor = WorkerKeys.generate(worker_id)  # the host's own, correctly self-signed, key pair
     swapped = copy.deepcopy(rec)
     data = swapped["details"]["workerTypeData"]
-    data.update(verificationKey=impostor.verifying_key, encryptionKey=impostor.encryption_key,
-                encryptionKeySignature=impostor.encryption_key_signature)
+    data.update(
+        verificationKey=impostor.verifying_key,
+        encryptionKey=impostor.encryption_key,
+        encryptionKeySignature=impostor.encryption_key_signature,
+    )
     assert _refused(worker_id, swapped, node.trust) == "report-data"
     assert _refused("ab" * 32, rec, node.trust) == "report-data"  # evidence of another worker id
 
@@ -74,8 +77,10 @@ def test_tampered_report_and_signature(node, record):
     proof = json.loads(rec["details"]["workerTypeData"]["proofData"])
     report = json.loads(proof["verification_report"])
     report["isvEnclaveQuoteStatus"] = "OK " if report["isvEnclaveQuoteStatus"] == "OK" else "OK"
-    for mutate in ({"verification_report": json.dumps(report)},
-                   {"report_signature": crypto.b64encode(_flip_last(crypto.b64decode(proof["report_signature"])))}):
+    for mutate in (
+        {"verification_report": json.dumps(report)},
+        {"report_signature": crypto.b64encode(_flip_last(crypto.b64decode(proof["report_signature"])))},
+    ):
         bad = copy.deepcopy(rec)
         bad["details"]["workerTypeData"]["proofData"] = json.dumps({**proof, **mutate})
         assert _refused(worker_id, bad, node.trust) in ("signature", "malformed")
@@ -90,9 +95,16 @@ def test_stale_report_refused(node, record):
     info = WorkerInfo.from_record(*record)
     data = record[1]["details"]["workerTypeData"]
     with pytest.raises(AttestationError) as err:
-        verify_worker_evidence(data["proofDataType"], data["proofData"], verifying_key=info.verifying_key,
-                               encryption_key=info.encryption_key, worker_id=info.worker_id, policy=trust.policy,
-                               at=datetime.now(UTC) + timedelta(minutes=5), trusted_roots=trust.roots)
+        verify_worker_evidence(
+            data["proofDataType"],
+            data["proofData"],
+            verifying_key=info.verifying_key,
+            encryption_key=info.encryption_key,
+            worker_id=info.worker_id,
+            policy=trust.policy,
+            at=datetime.now(UTC) + timedelta(minutes=5),
+            trusted_roots=trust.roots,
+        )
     assert err.value.reason == "stale"
 
 

@@ -38,8 +38,12 @@ def _vectors(generated):
 def _avalon_worker_keys(generated) -> WorkerKeys:
     k = generated["worker_keys"]
     worker_id = generated["vectors"][0]["request"]["params"]["workerId"]
-    return WorkerKeys(worker_id, crypto.SigningKey.from_pem(k["worker_ecdsa_secp256k1_private_key_pem"]),
-                      crypto.rsa_private_from_pem(k["worker_rsa_private_key_pem"]), "00")
+    return WorkerKeys(
+        worker_id,
+        crypto.SigningKey.from_pem(k["worker_ecdsa_secp256k1_private_key_pem"]),
+        crypto.rsa_private_from_pem(k["worker_rsa_private_key_pem"]),
+        "00",
+    )
 
 
 @pytest.mark.parametrize("i", [0, 1])
@@ -76,8 +80,11 @@ def test_recorded_worker_signature_verifies_and_output_decrypts(generated, i):
 
 def test_avalon_encryption_key_signature_verifies(generated):
     signup = generated["worker_signup"]
-    crypto.verify_digest(signup["verifying_key"], encryption_key_digest(signup["encryption_key"]),
-                         bytes.fromhex(signup["encryption_key_signature"]))
+    crypto.verify_digest(
+        signup["verifying_key"],
+        encryption_key_digest(signup["encryption_key"]),
+        bytes.fromhex(signup["encryption_key_signature"]),
+    )
 
 
 @pytest.mark.parametrize("i", [0, 1])

@@ -6,8 +6,13 @@ import sys
 
 
 def adytum(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adytum", *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "adytum", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_help_teaches():
@@ -21,28 +26,55 @@ def test_help_teaches():
 def test_every_command_registers_itself_and_help_stays_light():
     """One convention: each module of the table adds its parsers with `run`; building them imports no SDK,
     node, manager or enclave code (those load in `run`)."""
-    code = ("import argparse, json, sys\n"
-            "from adytum.cli import COMMANDS\n"
-            "root = argparse.ArgumentParser()\n"
-            "sub = root.add_subparsers()\n"
-            "for module in COMMANDS:\n"
-            "    module.register(sub)\n"
-            "runs = {name: callable(p.get_default('run')) for name, p in sub.choices.items()}\n"
-            "print(json.dumps({'runs': runs, 'modules': sorted(sys.modules)}))\n")
+    code = (
+        "import argparse, json, sys\n"
+        "from adytum.cli import COMMANDS\n"
+        "root = argparse.ArgumentParser()\n"
+        "sub = root.add_subparsers()\n"
+        "for module in COMMANDS:\n"
+        "    module.register(sub)\n"
+        "runs = {name: callable(p.get_default('run')) for name, p in sub.choices.items()}\n"
+        "print(json.dumps({'runs': runs, 'modules': sorted(sys.modules)}))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
-    assert report["runs"] == dict.fromkeys(("up", "submit", "workers", "bench", "demo", "worker", "attestation",
-                                            "measure", "init", "workloads", "pool"), True)
-    heavy = ("aiohttp", "uvloop", "adytum.client", "adytum.node", "adytum.manager", "adytum.enclave",
-             "adytum.listener", "adytum.store")
+    assert report["runs"] == dict.fromkeys(
+        ("up", "submit", "workers", "bench", "demo", "worker", "attestation", "measure", "init", "workloads", "pool"),
+        True,
+    )
+    heavy = (
+        "aiohttp",
+        "uvloop",
+        "adytum.client",
+        "adytum.node",
+        "adytum.manager",
+        "adytum.enclave",
+        "adytum.listener",
+        "adytum.store",
+    )
     assert not [m for m in report["modules"] if m.startswith(heavy)]
 
 
 def test_submit_prints_the_verified_output(node):
-    out = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "CLI", "--trust-root", str(node.root_pem))
+    out = adytum(
+        "submit", "--uri", node.url, "--workload", "hello", "--in-data", "CLI", "--trust-root", str(node.root_pem)
+    )
     assert out.returncode == 0 and out.stdout.strip() == "Hello CLI"
-    out = adytum("submit", "--uri", node.url, "--workload", "fib", "--in-data", "10", "--in-data", "20", "--json",
-                 "--sign", "--trust-root", str(node.root_pem))
+    out = adytum(
+        "submit",
+        "--uri",
+        node.url,
+        "--workload",
+        "fib",
+        "--in-data",
+        "10",
+        "--in-data",
+        "20",
+        "--json",
+        "--sign",
+        "--trust-root",
+        str(node.root_pem),
+    )
     assert out.returncode == 0
     assert json.loads(out.stdout) == {"ok": True, "verified": True, "workload": "fib", "outputs": ["55", "6765"]}
 
@@ -67,8 +99,20 @@ def test_workers(node):
 
 
 def test_bench_reports_throughput_and_ratio(node):
-    out = adytum("bench", "--uri", node.url, "-n", "60", "-c", "4", "--bound-samples", "20", "--json",
-                 "--trust-root", str(node.root_pem))
+    out = adytum(
+        "bench",
+        "--uri",
+        node.url,
+        "-n",
+        "60",
+        "-c",
+        "4",
+        "--bound-samples",
+        "20",
+        "--json",
+        "--trust-root",
+        str(node.root_pem),
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["orders"] == 60 and report["failed"] == 0
@@ -80,11 +124,13 @@ def test_demo_runs_every_builtin_workload(tmp_path):
     out = adytum("demo", "--data-dir", str(tmp_path), "--json")
     assert out.returncode == 0, out.stderr
     results = [(r["workload"], r["outputs"]) for r in json.loads(out.stdout)["results"]]
-    assert results[:3] == [("hello", ["Hello world"]), ("echo-result", ["RESULT: adytum"]),
-                           ("fib", ["354224848179261915075"])]
+    assert results[:3] == [
+        ("hello", ["Hello world"]),
+        ("echo-result", ["RESULT: adytum"]),
+        ("fib", ["354224848179261915075"]),
+    ]
     outputs = dict(results[3:4] + results[5:6] + results[7:9])  # the later order of each stateful workload
-    assert json.loads(outputs["secure-transaction"][0]) == {"paid": 180, "receiver_balance": 680,
-                                                            "sender_balance": 820}
+    assert json.loads(outputs["secure-transaction"][0]) == {"paid": 180, "receiver_balance": 680, "sender_balance": 820}
     assert outputs["simple-wallet"] == ["WALLET RESULT: bob::30"]  # state kept between orders
     assert json.loads(outputs["hospital-records"][0])["score"] == 30
     assert outputs["heart-disease-eval"][0].startswith("You have a 91% risk")
@@ -102,21 +148,55 @@ def test_attestation_verify_through_the_main_command(sgx_vectors):
 
 def test_measure_matches_what_the_running_enclave_attests(node):
     measured = json.loads(adytum("measure", "--json").stdout)
-    shown = json.loads(adytum("workers", "show", "--uri", node.url, "--json", "--trust-root", str(node.root_pem)).stdout)
+    shown = json.loads(
+        adytum("workers", "show", "--uri", node.url, "--json", "--trust-root", str(node.root_pem)).stdout
+    )
     assert shown["trusted"] and shown["verdict"]["mr_enclave"] == measured["mr_enclave"]
     assert shown["record"]["details"]["workerTypeData"]["extendedMeasurements"][0] == measured["mr_enclave"]
-    pinned = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "pinned",
-                    "--trust-root", str(node.root_pem), "--allow-mrenclave", measured["mr_enclave"])
+    pinned = adytum(
+        "submit",
+        "--uri",
+        node.url,
+        "--workload",
+        "hello",
+        "--in-data",
+        "pinned",
+        "--trust-root",
+        str(node.root_pem),
+        "--allow-mrenclave",
+        measured["mr_enclave"],
+    )
     assert pinned.returncode == 0 and pinned.stdout.strip() == "Hello pinned"
-    wrong = adytum("submit", "--uri", node.url, "--workload", "hello", "--in-data", "x",
-                   "--trust-root", str(node.root_pem), "--allow-mrenclave", "00" * 32)
+    wrong = adytum(
+        "submit",
+        "--uri",
+        node.url,
+        "--workload",
+        "hello",
+        "--in-data",
+        "x",
+        "--trust-root",
+        str(node.root_pem),
+        "--allow-mrenclave",
+        "00" * 32,
+    )
     assert wrong.returncode == 1 and "measurement" in wrong.stderr
 
 
 def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path):
     key = tmp_path / "me.pem"
-    common = ("submit", "--uri", node.url, "--trust-root", str(node.root_pem), "--workload", "simple-wallet",
-              "--requester-key", str(key), "--json")
+    common = (
+        "submit",
+        "--uri",
+        node.url,
+        "--trust-root",
+        str(node.root_pem),
+        "--workload",
+        "simple-wallet",
+        "--requester-key",
+        str(key),
+        "--json",
+    )
     first = adytum(*common, "--in-data", "deposit cli 7")
     assert first.returncode == 0, first.stderr
     assert oct(key.stat().st_mode & 0o777) == "0o600"

@@ -20,8 +20,24 @@ def free_port() -> int:
 
 
 def start_node(data_dir, port, log):
-    return subprocess.Popen([sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir", str(data_dir),
-                             "--enclaves", "1", "--log-format", "text"], stdout=log, stderr=log)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adytum",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--enclaves",
+            "1",
+            "--log-format",
+            "text",
+        ],
+        stdout=log,
+        stderr=log,
+    )
 
 
 def wait_ready(uri: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -102,8 +118,9 @@ def test_sigkill_loses_nothing_and_answers_once(tmp_path):
         assert accepted == answered and failures == 0
         assert accepted in (len(acknowledged), len(acknowledged) + len(uncertain))
         assert answered > answered_before
-        dupes = db.execute("SELECT work_order_id, COUNT(*) FROM responses GROUP BY work_order_id "
-                           "HAVING COUNT(*) > 1").fetchall()
+        dupes = db.execute(
+            "SELECT work_order_id, COUNT(*) FROM responses GROUP BY work_order_id HAVING COUNT(*) > 1"
+        ).fetchall()
         assert dupes == []
     finally:
         node.send_signal(signal.SIGTERM)

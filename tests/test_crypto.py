@@ -41,9 +41,14 @@ def test_aead_refuses_wrong_key_tampering_and_other_aad():
     key = crypto.generate_aead_key()
     m = crypto.aead_encrypt(key, b"secret", b"aad")
     flipped = m.ciphertext[:-1] + bytes([m.ciphertext[-1] ^ 1])
-    refused = [(crypto.generate_aead_key(), m, b"aad"), (key, crypto.Encrypted(m.iv, flipped), b"aad"),
-               (key, m, b"other aad"), (key, m, b""), (key, crypto.Encrypted(bytes(12), m.ciphertext), b"aad"),
-               (key, crypto.Encrypted(m.iv, m.ciphertext[:15]), b"aad")]
+    refused = [
+        (crypto.generate_aead_key(), m, b"aad"),
+        (key, crypto.Encrypted(m.iv, flipped), b"aad"),
+        (key, m, b"other aad"),
+        (key, m, b""),
+        (key, crypto.Encrypted(bytes(12), m.ciphertext), b"aad"),
+        (key, crypto.Encrypted(m.iv, m.ciphertext[:15]), b"aad"),
+    ]
     for k, message, aad in refused:
         with pytest.raises(crypto.CryptoError) as err:
             crypto.aead_decrypt(k, message, aad)
@@ -76,6 +81,7 @@ def test_a_blob_too_short_for_an_iv_is_refused():
 def test_crypto_and_enclave_refusals_are_adytum_errors():
     from adytum.enclave.provisioning import ProvisioningError
     from adytum.enclave.sealing import UnsealError
+
     assert issubclass(crypto.CryptoError, AdytumError) and issubclass(crypto.CryptoError, ValueError)
     assert issubclass(crypto.LengthError, crypto.CryptoError)
     assert issubclass(UnsealError, AdytumError) and issubclass(ProvisioningError, AdytumError)
@@ -141,8 +147,11 @@ def _draws_an_iv(node: ast.Call) -> bool:
     if _callee(node) not in RANDOM_CALLS or len(node.args) != 1:
         return False
     arg = node.args[0]
-    return (isinstance(arg, ast.Constant) and arg.value == 12) or \
-        (isinstance(arg, ast.Name) and arg.id == "IV_LEN") or (isinstance(arg, ast.Attribute) and arg.attr == "IV_LEN")
+    return (
+        (isinstance(arg, ast.Constant) and arg.value == 12)
+        or (isinstance(arg, ast.Name) and arg.id == "IV_LEN")
+        or (isinstance(arg, ast.Attribute) and arg.attr == "IV_LEN")
+    )
 
 
 class _Calls(ast.NodeVisitor):
@@ -197,8 +206,11 @@ def test_only_the_avalon_compat_path_imports_the_primitives():
             if not isinstance(node, ast.ImportFrom):
                 continue
             module, names = node.module or "", {a.name for a in node.names}
-            if module.endswith("crypto.primitives") or (module.endswith("crypto") and "primitives" in names) \
-                    or module.startswith("cryptography.hazmat.primitives.ciphers"):  # the raw AES-GCM cipher
+            if (
+                module.endswith("crypto.primitives")
+                or (module.endswith("crypto") and "primitives" in names)
+                or module.startswith("cryptography.hazmat.primitives.ciphers")
+            ):  # the raw AES-GCM cipher
                 importers.add(rel)
     assert importers == {"enclave/processor.py"}
 
@@ -222,8 +234,12 @@ def test_high_s_signatures_from_other_libraries_verify():
     """OpenSSL and python-ecdsa emit high S about half the time; we must accept them."""
     key = ec.generate_private_key(ec.SECP256K1())
     from cryptography.hazmat.primitives import serialization
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     for i in range(16):
         digest = crypto.sha256(bytes([i]))
         sig = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
@@ -237,8 +253,12 @@ def test_high_s_signatures_from_other_libraries_verify():
 def test_verifying_key_must_be_secp256k1():
     p256 = ec.generate_private_key(ec.SECP256R1())
     from cryptography.hazmat.primitives import serialization
-    pem = p256.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    pem = (
+        p256.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     with pytest.raises(crypto.CryptoError):
         crypto.check_verifying_key(pem)
     with pytest.raises(crypto.CryptoError):

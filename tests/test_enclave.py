@@ -70,7 +70,9 @@ def test_fib_exact(proc, worker):
     for _ in range(100_000):
         a, b = b, a + b
     assert len(out[3]) == 20899 and out[3].startswith(b"25974069347221724166")
-    assert int(out[3]) == a and fibonacci(1000) == int("43466557686937456435688527675040625802564660517371780402481729089536555417949051890403879840079255169295922593080322634775209689623239873322471161642996440906533187938298969649928516003704476137795166849228875")
+    assert int(out[3]) == a and fibonacci(1000) == int(
+        "43466557686937456435688527675040625802564660517371780402481729089536555417949051890403879840079255169295922593080322634775209689623239873322471161642996440906533187938298969649928516003704476137795166849228875"
+    )
 
 
 @pytest.mark.parametrize("bad", [b"-1", b"abc", b"100001", b"1e3", b"", b"9999999"])
@@ -137,8 +139,7 @@ def test_wrong_requester_signature(proc, worker):
 
 def test_session_key_for_another_worker(proc, worker):
     other = WorkerKeys.generate(worker.worker_id)
-    stranger = WorkerInfo(worker.worker_id, other.verifying_key, other.encryption_key,
-                          other.encryption_key_signature)
+    stranger = WorkerInfo(worker.worker_id, other.verifying_key, other.encryption_key, other.encryption_key_signature)
     err = _refused(proc, _params(build(stranger, "hello", [b"x"])))
     assert "does not decrypt with this worker" in err.message
 
@@ -183,11 +184,21 @@ def test_result_tampering_is_caught_by_the_sdk(proc, worker):
         open_result(order, worker, result)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("workOrderId", "xyz"), ("workOrderId", 5), ("inData", []), ("inData", "nope"),
-    ("encryptedSessionKey", "zz"), ("sessionKeyIv", "abcd"), ("payloadFormat", "JSON-RPC-JWT"),
-    ("dataEncryptionAlgorithm", "DES"), ("unexpected", 1), ("responseTimeoutMSecs", -1),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("workOrderId", "xyz"),
+        ("workOrderId", 5),
+        ("inData", []),
+        ("inData", "nope"),
+        ("encryptedSessionKey", "zz"),
+        ("sessionKeyIv", "abcd"),
+        ("payloadFormat", "JSON-RPC-JWT"),
+        ("dataEncryptionAlgorithm", "DES"),
+        ("unexpected", 1),
+        ("responseTimeoutMSecs", -1),
+    ],
+)
 def test_malformed_params(proc, worker, field, value):
     p = _params(build(worker, "hello", [b"x"]))
     p[field] = value
@@ -201,15 +212,34 @@ def test_fuzz_raw_bytes_never_escape_as_anything_but_eea_errors(proc, data):
         proc.process(data)
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                           max_leaves=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["workOrderId", "workerId", "workloadId", "requesterId", "encryptedSessionKey",
-                        "sessionKeyIv", "requesterNonce", "encryptedRequestHash", "inData", "outData",
-                        "requesterSignature", "verifyingKey", "responseTimeoutMSecs"]), json_values)
+@given(
+    st.sampled_from(
+        [
+            "workOrderId",
+            "workerId",
+            "workloadId",
+            "requesterId",
+            "encryptedSessionKey",
+            "sessionKeyIv",
+            "requesterNonce",
+            "encryptedRequestHash",
+            "inData",
+            "outData",
+            "requesterSignature",
+            "verifyingKey",
+            "responseTimeoutMSecs",
+        ]
+    ),
+    json_values,
+)
 def test_fuzz_mutated_fields_are_refused_with_a_code(proc, worker, field, value):
     p = _params(build(worker, "hello", [b"x"]))
     p[field] = value

@@ -135,11 +135,14 @@ def test_killed_enclave_fails_in_flight_work_and_is_provisioned_again(tmp_path):
     assert after.code == 0 and restarts == 1 and provisioned == 2
 
 
-@pytest.mark.parametrize("policy, refusal", [
-    (None, "not in the key manager's policy"),  # no policy file: nothing is allowed
-    ('{"wpe_mr_enclaves": "not a list"}', "policy.json: wpe_mr_enclaves must be a list"),
-    ("{not json", "policy.json is not a key-manager policy"),
-])
+@pytest.mark.parametrize(
+    "policy, refusal",
+    [
+        (None, "not in the key manager's policy"),  # no policy file: nothing is allowed
+        ('{"wpe_mr_enclaves": "not a list"}', "policy.json: wpe_mr_enclaves must be a list"),
+        ("{not json", "policy.json is not a key-manager policy"),
+    ],
+)
 def test_the_key_manager_refuses_the_handshake_under_a_missing_or_malformed_policy(tmp_path, policy, refusal):
     from adytum.datadir import DataDir
     from adytum.manager import ProvisioningRefused

@@ -116,19 +116,22 @@ def test_tampered_and_unknown(node, worker):
     assert rpc(node.url, "WorkOrderGetResult", {"workOrderId": "ab" * 32})["error"]["code"] == 2
 
 
-@pytest.mark.parametrize("body,expect", [
-    (b"{not json", "not valid JSON"),
-    (b"[]", "envelope"),
-    (b'{"jsonrpc":"1.0","id":1,"method":"WorkerLookUp","params":{}}', "envelope"),
-    (b'{"jsonrpc":"2.0","id":1,"params":{}}', "envelope"),
-    (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{},"extra":1}', "envelope"),
-    (b'{"jsonrpc":"2.0","id":1,"method":"NoSuchMethod","params":{}}', "not supported"),
-    (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"xyz"}}', "params"),
-    (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":12}}', "params"),
-    (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"workerType":"one"}}', "params"),
-    (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderSubmit","params":{}}', "params"),
-    (b"\xff\xfe\x00", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "body,expect",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "envelope"),
+        (b'{"jsonrpc":"1.0","id":1,"method":"WorkerLookUp","params":{}}', "envelope"),
+        (b'{"jsonrpc":"2.0","id":1,"params":{}}', "envelope"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{},"extra":1}', "envelope"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"NoSuchMethod","params":{}}', "not supported"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"xyz"}}', "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":12}}', "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"workerType":"one"}}', "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderSubmit","params":{}}', "params"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+    ],
+)
 def test_malformed_requests_get_code_2(node, body, expect):
     status, reply = post(node.url, body)
     assert status == 200 and reply["error"]["code"] == 2 and expect in reply["error"]["message"]
@@ -136,8 +139,9 @@ def test_malformed_requests_get_code_2(node, body, expect):
 
 def test_oversized_request_refused(tmp_path):
     with running_node(tmp_path, max_body=64 * 1024) as small:
-        status, reply = post(small.url, b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"x":"'
-                             + b"a" * 100_000 + b'"}}')
+        status, reply = post(
+            small.url, b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"x":"' + b"a" * 100_000 + b'"}}'
+        )
         assert reply["error"]["code"] == 2 and "limit" in reply["error"]["message"]
         assert rpc(small.url, "WorkerLookUp", {})["result"]["totalCount"] == 1  # still serving
 
@@ -145,8 +149,10 @@ def test_oversized_request_refused(tmp_path):
 def test_truncated_body_does_not_hurt_the_node(node):
     parts = urlsplit(node.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
-        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
-                  b'{"jsonrpc":"2.0","id":1,"meth')
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+            b'{"jsonrpc":"2.0","id":1,"meth'
+        )
         s.shutdown(socket.SHUT_WR)
         s.recv(65536)  # whatever the server says (or nothing), it must not die
     assert rpc(node.url, "WorkerLookUp", {})["result"]["totalCount"] == 1
@@ -195,12 +201,17 @@ def test_busy_when_the_queue_is_full_and_nothing_is_lost(tmp_path):
 
 body_strategy = st.one_of(
     st.binary(max_size=300),
-    st.builds(lambda m, p, i: json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p}).encode(),
-              st.sampled_from(["WorkOrderSubmit", "WorkOrderGetResult", "WorkerLookUp", "WorkerRetrieve", "x"]),
-              st.dictionaries(st.sampled_from(["workOrderId", "workerId", "workerType", "inData", "params"]),
-                              st.one_of(st.text(max_size=20), st.integers(), st.none(), st.lists(st.integers())),
-                              max_size=4),
-              st.one_of(st.integers(), st.text(max_size=5), st.none())))
+    st.builds(
+        lambda m, p, i: json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p}).encode(),
+        st.sampled_from(["WorkOrderSubmit", "WorkOrderGetResult", "WorkerLookUp", "WorkerRetrieve", "x"]),
+        st.dictionaries(
+            st.sampled_from(["workOrderId", "workerId", "workerType", "inData", "params"]),
+            st.one_of(st.text(max_size=20), st.integers(), st.none(), st.lists(st.integers())),
+            max_size=4,
+        ),
+        st.one_of(st.integers(), st.text(max_size=5), st.none()),
+    ),
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -224,9 +235,15 @@ def test_an_order_reaches_the_enclave_from_the_store_once_dispatch_is_woken(node
     other = Store(DataDir(node.node.config.data_dir).store)
     try:
         with other.transaction():
-            other.insert_order(NewOrder(canonical(p.work_order_id), canonical(p.worker_id),
-                                        canonical(p.requester_id), p.requester_nonce.lower(),
-                                        json.dumps(to_builtins(p)).encode()))
+            other.insert_order(
+                NewOrder(
+                    canonical(p.work_order_id),
+                    canonical(p.worker_id),
+                    canonical(p.requester_id),
+                    p.requester_nonce.lower(),
+                    json.dumps(to_builtins(p)).encode(),
+                )
+            )
     finally:
         other.close()
     time.sleep(0.5)
@@ -239,6 +256,7 @@ def test_an_order_reaches_the_enclave_from_the_store_once_dispatch_is_woken(node
             break
         time.sleep(0.02)
     assert open_result(order, worker, reply["result"]) == [b"Hello from the store"]
-    count = node.node.reader.db.execute("SELECT COUNT(*) FROM responses WHERE work_order_id = ?",
-                                        (canonical(p.work_order_id),)).fetchone()[0]
+    count = node.node.reader.db.execute(
+        "SELECT COUNT(*) FROM responses WHERE work_order_id = ?", (canonical(p.work_order_id),)
+    ).fetchone()[0]
     assert count == 1

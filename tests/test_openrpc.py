@@ -74,8 +74,9 @@ def test_each_methods_params_are_its_structs_fields(doc):
     """Names, order and required-ness of every method's params are those of the struct it decodes."""
     for method in doc["methods"]:
         fields = msgspec.structs.fields(METHODS[method["name"]].params)
-        assert [(p["name"], p["required"]) for p in method["params"]] == \
-               [(f.encode_name, f.required) for f in fields], method["name"]
+        assert [(p["name"], p["required"]) for p in method["params"]] == [
+            (f.encode_name, f.required) for f in fields
+        ], method["name"]
 
 
 def test_the_document_keeps_the_wire_details(doc):
@@ -120,16 +121,22 @@ def test_each_method_decodes_exactly_the_documented_params(node, doc):
 
 def test_results_have_their_documented_types(node):
     """What the read methods return decodes strictly into the result types the document names."""
-    results = {name: METHODS[name].result for name in ("WorkerLookUp", "WorkerRetrieve", "EncryptionKeyGet",
-                                                        "PoolStatus")}
-    assert results == {"WorkerLookUp": LookUpPage, "WorkerRetrieve": WorkerRecord, "EncryptionKeyGet": EncryptionKey,
-                       "PoolStatus": PoolStatus}
+    results = {
+        name: METHODS[name].result for name in ("WorkerLookUp", "WorkerRetrieve", "EncryptionKeyGet", "PoolStatus")
+    }
+    assert results == {
+        "WorkerLookUp": LookUpPage,
+        "WorkerRetrieve": WorkerRecord,
+        "EncryptionKeyGet": EncryptionKey,
+        "PoolStatus": PoolStatus,
+    }
     page = msgspec.convert(rpc(node.url, "WorkerLookUp", {})["result"], LookUpPage)
     worker_id = page.ids[0]
     record = msgspec.convert(rpc(node.url, "WorkerRetrieve", {"workerId": worker_id})["result"], WorkerRecord)
     assert record.status is WorkerStatus.ACTIVE and record.details.worker_type_data.encryption_key
-    key = msgspec.convert(rpc(node.url, "EncryptionKeyGet", {"workerId": "0x" + worker_id.upper()})["result"],
-                          EncryptionKey)
+    key = msgspec.convert(
+        rpc(node.url, "EncryptionKeyGet", {"workerId": "0x" + worker_id.upper()})["result"], EncryptionKey
+    )
     assert key.workerId == worker_id  # answered under the canonical id
     status = msgspec.convert(rpc(node.url, "PoolStatus", {})["result"], PoolStatus)
     assert status.worker_id == worker_id

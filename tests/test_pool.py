@@ -49,8 +49,9 @@ def eventually(predicate, seconds=60):
 
 
 def answered_once(node, orders):
-    rows = node.node.reader.db.execute("SELECT work_order_id, COUNT(*) FROM responses GROUP BY work_order_id") \
-        .fetchall()
+    rows = node.node.reader.db.execute(
+        "SELECT work_order_id, COUNT(*) FROM responses GROUP BY work_order_id"
+    ).fetchall()
     counts = dict(rows)
     return all(counts.get(o.params.work_order_id) == 1 for o in orders)
 
@@ -62,8 +63,10 @@ def assert_no_key_material(data_dir, text):
     from adytum.enclave.keys import WorkerKeys
     from adytum.enclave.sealing import Sealer, platform_secret
 
-    keys = WorkerKeys.unseal(Sealer(platform_secret(data_dir), measure(include_plugins=False).mr_enclave),
-                             (data_dir / "kme" / "worker-keys.sealed").read_bytes())
+    keys = WorkerKeys.unseal(
+        Sealer(platform_secret(data_dir), measure(include_plugins=False).mr_enclave),
+        (data_dir / "kme" / "worker-keys.sealed").read_bytes(),
+    )
     secrets = [keys.signing.secret.hex(), rsa_private_to_der(keys.encryption)[-40:].hex(), "PRIVATE KEY"]
     assert text and not any(s in text for s in secrets)
 
@@ -174,7 +177,7 @@ def test_a_joined_node_keeps_serving_when_the_key_manager_host_goes_away(tmp_pat
             assert c.run("hello", [b"still"]) == [b"Hello still"]
 
 
-UPGRADE = '''
+UPGRADE = """
 from adytum.workloads import Workload
 
 
@@ -183,7 +186,7 @@ class Upgraded(Workload):
 
     def execute(self, ctx, inputs):
         return [b"new build"]
-'''
+"""
 
 
 def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, caplog, capsys):
@@ -273,7 +276,11 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
 
     with running_node(tmp_path, kme_listen="127.0.0.1:0") as n:
         address = n.node.manager.kme_server.address
-        for junk in (b"\xff" * 64, struct.pack(">I", MAX_RELAY_FRAME + 1), struct.pack(">I", 5) + b"\x01\x02\x03\x04\x05"):
+        for junk in (
+            b"\xff" * 64,
+            struct.pack(">I", MAX_RELAY_FRAME + 1),
+            struct.pack(">I", 5) + b"\x01\x02\x03\x04\x05",
+        ):
             with socket.create_connection(parse_address(address)) as s:
                 s.sendall(junk)
                 s.settimeout(10)
@@ -283,12 +290,20 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
         with pytest.raises(ProvisioningRefused, match="another worker|holds worker"):
             asyncio.run(RemoteKeyManager(address).exchange(offer))
         with pytest.raises(ProvisioningRefused, match="no open handshake"):
-            asyncio.run(RemoteKeyManager(address).exchange(msgspec.msgpack.encode(
-                {"type": "response", "session": bytes(16)}), "SIMULATED-IAS", "{}"))
+            asyncio.run(
+                RemoteKeyManager(address).exchange(
+                    msgspec.msgpack.encode({"type": "response", "session": bytes(16)}), "SIMULATED-IAS", "{}"
+                )
+            )
         n.node.manager.kme_server.offers_per_minute = 4  # the offer for another worker was the first
-        offers = [asyncio.run(RemoteKeyManager(address).exchange(
-            msgspec.msgpack.encode(Offer(n.node.manager.worker_id, os.urandom(32), os.urandom(16)))))
-            for _ in range(3)]
+        offers = [
+            asyncio.run(
+                RemoteKeyManager(address).exchange(
+                    msgspec.msgpack.encode(Offer(n.node.manager.worker_id, os.urandom(32), os.urandom(16)))
+                )
+            )
+            for _ in range(3)
+        ]
         assert all(o.proof for o in offers)  # three challenges, each with the key manager's evidence
         with pytest.raises(ProvisioningRefused, match="too many handshakes"):
             asyncio.run(RemoteKeyManager(address).exchange(offer))

@@ -45,15 +45,22 @@ def test_workload_name_takes_any_0x_spelling():
 def test_decode_names_the_method_and_uses_the_given_code():
     assert decode(b"", LookUpParams, "WorkerLookUp") == LookUpParams()
     with pytest.raises(EeaError) as err:
-        decode(b'{"status": 5, "workerId": "ab", "operatorNonce": "1", "operatorSignature": "x"}',
-               SetStatusParams, "WorkerSetStatus", RegistryStatus.INVALID_PARAMETER)
+        decode(
+            b'{"status": 5, "workerId": "ab", "operatorNonce": "1", "operatorSignature": "x"}',
+            SetStatusParams,
+            "WorkerSetStatus",
+            RegistryStatus.INVALID_PARAMETER,
+        )
     assert err.value.code == RegistryStatus.INVALID_PARAMETER
     assert err.value.message.startswith("invalid WorkerSetStatus params:") and "`$.status`" in err.value.message
 
 
 def test_status_and_type_decode_as_enums():
-    p = decode(b'{"status": 3, "workerId": "ab", "operatorNonce": "1", "operatorSignature": "x"}',
-               SetStatusParams, "WorkerSetStatus")
+    p = decode(
+        b'{"status": 3, "workerId": "ab", "operatorNonce": "1", "operatorSignature": "x"}',
+        SetStatusParams,
+        "WorkerSetStatus",
+    )
     assert p.status is WorkerStatus.DECOMMISSIONED
     filters = decode(b'{"workerType": 1, "organizationId": "0xAA"}', LookUpParams, "WorkerLookUp")
     assert filters.workerType is WorkerType.TEE_SGX
@@ -66,9 +73,21 @@ def test_lookup_next_takes_both_tag_spellings():
 
 
 def test_worker_record_types_its_enums():
-    record = msgspec.convert({"details": {"workerTypeData": {
-        "verificationKey": "v", "encryptionKey": "e", "encryptionKeyNonce": "n", "encryptionKeySignature": "s"}},
-        "workerType": 1, "status": 2}, WorkerRecord)
+    record = msgspec.convert(
+        {
+            "details": {
+                "workerTypeData": {
+                    "verificationKey": "v",
+                    "encryptionKey": "e",
+                    "encryptionKeyNonce": "n",
+                    "encryptionKeySignature": "s",
+                }
+            },
+            "workerType": 1,
+            "status": 2,
+        },
+        WorkerRecord,
+    )
     assert record.worker_type is WorkerType.TEE_SGX and record.status is WorkerStatus.OFF_LINE
     assert msgspec.json.decode(msgspec.json.encode(record))["status"] == 2
 

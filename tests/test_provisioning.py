@@ -46,7 +46,7 @@ Attest = Callable[[bytes], str]
 
 
 def flip(data: bytes, index: int) -> bytes:
-    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
 
 
 def reencode(body: bytes, kind: type, **changes: object) -> bytes:
@@ -64,8 +64,9 @@ class World:
         self.keys = WorkerKeys.generate(WORKER)
         self.allowed = {BUILD.mr_enclave}
         self.now = 1000.0
-        self.sessions = KeyManagerSessions(lambda: self.keys, BUILD, self.roots, lambda: frozenset(self.allowed),
-                                           clock=lambda: self.now)
+        self.sessions = KeyManagerSessions(
+            lambda: self.keys, BUILD, self.roots, lambda: frozenset(self.allowed), clock=lambda: self.now
+        )
         self.kme_attest = self.attester(BUILD, KME_PRODUCT)
         self.wpe_attest = self.attester(BUILD, WPE_PRODUCT)
 
@@ -83,8 +84,9 @@ class World:
         step = self.sessions.handle(wpe.offer if offer is None else offer)
         return step.body, self.kme_attest(step.report_data)
 
-    def response(self, wpe: WpeHandshake, challenge: tuple[bytes, str],
-                 attest: Attest | None = None) -> tuple[bytes, str]:
+    def response(
+        self, wpe: WpeHandshake, challenge: tuple[bytes, str], attest: Attest | None = None
+    ) -> tuple[bytes, str]:
         """Challenge -> WPE; the Response and the WPE's evidence over its report data."""
         step = wpe.answer(challenge[0], SIMULATED_IAS, challenge[1])
         return step.body, (attest or self.wpe_attest)(step.report_data)
@@ -105,8 +107,13 @@ def world(tmp_path) -> World:
 
 
 def same_keys(a: WorkerKeys, b: WorkerKeys) -> bool:
-    return (a.worker_id, a.verifying_key, a.encryption_key, a.signing.secret, a.encryption_key_nonce) == \
-        (b.worker_id, b.verifying_key, b.encryption_key, b.signing.secret, b.encryption_key_nonce)
+    return (a.worker_id, a.verifying_key, a.encryption_key, a.signing.secret, a.encryption_key_nonce) == (
+        b.worker_id,
+        b.verifying_key,
+        b.encryption_key,
+        b.signing.secret,
+        b.encryption_key_nonce,
+    )
 
 
 # --- the handshake ---------------------------------------------------------------------------------
@@ -295,8 +302,9 @@ def test_kme_refuses_a_wpe_under_an_untrusted_root_until_it_is_trusted(world, tm
 
 
 def test_kme_refuses_an_offer_for_another_worker(world):
-    with pytest.raises(ProvisioningError, match=f"an offer for worker '{OTHER_WORKER}'; this key manager holds "
-                                                f"worker {WORKER}"):
+    with pytest.raises(
+        ProvisioningError, match=f"an offer for worker '{OTHER_WORKER}'; this key manager holds worker {WORKER}"
+    ):
         world.sessions.handle(world.wpe(worker_id=OTHER_WORKER).offer)
     assert world.sessions.open_sessions == 0
 
@@ -305,8 +313,9 @@ def test_wpe_refuses_keys_of_another_worker(world):
     wpe = world.wpe(worker_id=WORKER)
     delivery = world.delivery(world.response(wpe, world.challenge(wpe)))
     wpe.worker_id = OTHER_WORKER  # the enclave serves B; the offer said A and the KME holds A
-    with pytest.raises(ProvisioningError, match=f"keys delivered for worker {WORKER}; this enclave serves "
-                                                f"{OTHER_WORKER}"):
+    with pytest.raises(
+        ProvisioningError, match=f"keys delivered for worker {WORKER}; this enclave serves {OTHER_WORKER}"
+    ):
         wpe.accept(delivery)
 
 
@@ -325,14 +334,22 @@ MALFORMED_TO_KME = {
     "a delivery": (_encode(Delivery(bytes(16), bytes(12), bytes(40))), "malformed provisioning message"),
     "a list": (_encode([1, 2, 3]), "malformed provisioning message"),
     "a string": (_encode("offer"), "malformed provisioning message"),
-    "untagged offer": (_encode({"worker_id": WORKER, "public_key": bytes(32), "nonce": bytes(16)}),
-                       "malformed provisioning message"),
-    "integer worker id": (_encode({"type": "offer", "worker_id": 7, "public_key": bytes(32), "nonce": bytes(16)}),
-                          "malformed provisioning message"),
-    "text key": (_encode({"type": "offer", "worker_id": WORKER, "public_key": "ab" * 16, "nonce": bytes(16)}),
-                 "malformed provisioning message"),
-    "extra field": (_encode({"type": "offer", "worker_id": WORKER, "public_key": bytes(32), "nonce": bytes(16),
-                             "keys": b"please"}), "malformed provisioning message"),
+    "untagged offer": (
+        _encode({"worker_id": WORKER, "public_key": bytes(32), "nonce": bytes(16)}),
+        "malformed provisioning message",
+    ),
+    "integer worker id": (
+        _encode({"type": "offer", "worker_id": 7, "public_key": bytes(32), "nonce": bytes(16)}),
+        "malformed provisioning message",
+    ),
+    "text key": (
+        _encode({"type": "offer", "worker_id": WORKER, "public_key": "ab" * 16, "nonce": bytes(16)}),
+        "malformed provisioning message",
+    ),
+    "extra field": (
+        _encode({"type": "offer", "worker_id": WORKER, "public_key": bytes(32), "nonce": bytes(16), "keys": b"please"}),
+        "malformed provisioning message",
+    ),
     "short key": (_encode(Offer(WORKER, bytes(31), bytes(16))), "a 32-byte X25519 key and a 16-byte nonce"),
     "long nonce": (_encode(Offer(WORKER, bytes(32), bytes(17))), "a 32-byte X25519 key and a 16-byte nonce"),
     "response without session": (_encode({"type": "response"}), "malformed provisioning message"),
@@ -374,9 +391,11 @@ MALFORMED_PROOFS = {
     "not json": (SIMULATED_IAS, NOISE.hex(), "malformed"),
     "json list": (SIMULATED_IAS, "[]", "malformed"),
     "empty object": (SIMULATED_IAS, "{}", "malformed"),
-    "fields of the wrong type": (SIMULATED_IAS, '{"simulated": true, "verification_report": 1, '
-                                                  '"report_signature": [], "report_signing_certificate": null}',
-                                 "malformed"),
+    "fields of the wrong type": (
+        SIMULATED_IAS,
+        '{"simulated": true, "verification_report": 1, "report_signature": [], "report_signing_certificate": null}',
+        "malformed",
+    ),
     "unknown proof type": ("NO-SUCH-TYPE", "{}", "unsupported"),
     "dcap without collateral": ("TEE-SGX-DCAP", "{}", "collateral"),
     "ias garbage": ("TEE-SGX-IAS", '{"verification_report": "x"}', "malformed"),
@@ -418,12 +437,21 @@ def test_malformed_ephemeral_keys_are_refused(world):
 
 def secret_fragments(keys: WorkerKeys) -> list[str]:
     der = crypto.rsa_private_to_der(keys.encryption)
-    pem = keys.encryption.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()).decode()
+    pem = keys.encryption.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     pem_lines = [line for line in pem.splitlines() if "-----" not in line and len(line) >= 40]
     secret = keys.signing.secret.hex()
-    return [secret, secret.upper(), der[-64:].hex(), der[-64:].hex().upper(), crypto.b64encode(der)[-40:],
-            keys.signing.private_pem().splitlines()[1], *pem_lines[len(pem_lines) // 2:][:3], "PRIVATE"]
+    return [
+        secret,
+        secret.upper(),
+        der[-64:].hex(),
+        der[-64:].hex().upper(),
+        crypto.b64encode(der)[-40:],
+        keys.signing.private_pem().splitlines()[1],
+        *pem_lines[len(pem_lines) // 2 :][:3],
+        "PRIVATE",
+    ]
 
 
 def test_no_key_material_in_logs_or_refusals(world, caplog):

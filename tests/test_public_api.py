@@ -20,8 +20,10 @@ from support import RunningNode
 
 
 def test_the_enclave_loads_neither_the_sdk_nor_aiohttp():
-    code = ("import json, sys; import adytum.enclave.service, adytum.enclave.__main__; "
-            "print(json.dumps(sorted(sys.modules)))")
+    code = (
+        "import json, sys; import adytum.enclave.service, adytum.enclave.__main__; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout))
     assert "adytum.enclave.service" in loaded
@@ -41,6 +43,7 @@ def test_unknown_names_are_attribute_errors_and_submodules_still_import():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         adytum.Nope  # noqa: B018
     from adytum import operator
+
     assert operator.__name__ == "adytum.operator"
 
 
@@ -58,8 +61,12 @@ def _public_exceptions() -> dict[str, type[BaseException]]:
             continue  # running it is what importing it does
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
-            if (inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__
-                    and not name.startswith("_")):
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == module.__name__
+                and not name.startswith("_")
+            ):
                 found[f"{module.__name__}.{name}"] = obj
     return found
 
@@ -79,8 +86,7 @@ def _signature(method: object) -> str:
 
 
 def _public_methods(cls: type) -> dict[str, object]:
-    return {name: member for name, member in vars(cls).items()
-            if callable(member) and not name.startswith("_")}
+    return {name: member for name, member in vars(cls).items() if callable(member) and not name.startswith("_")}
 
 
 def test_client_has_every_method_of_async_client_with_the_same_signature():

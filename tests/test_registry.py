@@ -40,8 +40,13 @@ def rpc(n, method: str, params: dict) -> dict:
 
 
 def foreign(worker_id: str, org: str = "aa") -> dict:
-    return {"workerId": worker_id, "workerType": 1, "organizationId": org, "applicationTypeId": "bb",
-            "details": {"hashingAlgorithm": "SHA-256", "workerTypeData": {"verificationKey": "elsewhere"}}}
+    return {
+        "workerId": worker_id,
+        "workerType": 1,
+        "organizationId": org,
+        "applicationTypeId": "bb",
+        "details": {"hashingAlgorithm": "SHA-256", "workerTypeData": {"verificationKey": "elsewhere"}},
+    }
 
 
 def signed(n, method: str, params: dict, nonce: int | None = None) -> dict:
@@ -49,6 +54,7 @@ def signed(n, method: str, params: dict, nonce: int | None = None) -> dict:
 
 
 # -- operator-only changes -------------------------------------------------------------------------
+
 
 def test_registry_changes_need_the_operator_signature(reg):
     unsigned = rpc(reg, "WorkerRegister", foreign("a1"))
@@ -67,25 +73,32 @@ def test_registry_changes_need_the_operator_signature(reg):
     older = signed(reg, "WorkerSetStatus", {"workerId": "a1", "status": 2}, nonce=int(good["operatorNonce"]) - 1)
     assert rpc(reg, "WorkerSetStatus", older)["error"]["code"] == RegistryStatus.ACCESS_DENIED
     again = rpc(reg, "WorkerRegister", signed(reg, "WorkerRegister", foreign("A1")))
-    assert again["error"]["code"] == RegistryStatus.INVALID_PARAMETER and "already registered" in again["error"]["message"]
+    assert (
+        again["error"]["code"] == RegistryStatus.INVALID_PARAMETER and "already registered" in again["error"]["message"]
+    )
     record = rpc(reg, "WorkerRetrieve", {"workerId": "0xA1"})["result"]
     assert record["organizationId"] == "aa" and record["status"] == 1
 
 
 def test_bad_registry_params_get_code_2_even_when_signed(reg):
-    for method, params in (("WorkerRegister", {**foreign("a2"), "workerType": 7}),
-                           ("WorkerRegister", {**foreign("a2"), "surprise": 1}),
-                           ("WorkerSetStatus", {"workerId": "a1", "status": 9}),
-                           ("WorkerUpdate", {"workerId": "not-hex", "details": {}}),
-                           ("WorkerSetStatus", {"workerId": "ffff", "status": 2})):
+    for method, params in (
+        ("WorkerRegister", {**foreign("a2"), "workerType": 7}),
+        ("WorkerRegister", {**foreign("a2"), "surprise": 1}),
+        ("WorkerSetStatus", {"workerId": "a1", "status": 9}),
+        ("WorkerUpdate", {"workerId": "not-hex", "details": {}}),
+        ("WorkerSetStatus", {"workerId": "ffff", "status": 2}),
+    ):
         reply = rpc(reg, method, signed(reg, method, params))
         assert reply["error"]["code"] == RegistryStatus.INVALID_PARAMETER, (method, params, reply)
 
 
 def test_update_and_status(reg):
     assert "result" in rpc(reg, "WorkerRegister", signed(reg, "WorkerRegister", foreign("b1")))
-    assert "result" in rpc(reg, "WorkerUpdate", signed(reg, "WorkerUpdate",
-                                                      {"workerId": "b1", "details": {"hashingAlgorithm": "KECCAK-256"}}))
+    assert "result" in rpc(
+        reg,
+        "WorkerUpdate",
+        signed(reg, "WorkerUpdate", {"workerId": "b1", "details": {"hashingAlgorithm": "KECCAK-256"}}),
+    )
     record = rpc(reg, "WorkerRetrieve", {"workerId": "b1"})["result"]
     assert record["details"]["hashingAlgorithm"] == "KECCAK-256"
     assert record["details"]["workerTypeData"] == {"verificationKey": "elsewhere"}  # merged, not replaced
@@ -93,8 +106,15 @@ def test_update_and_status(reg):
     assert rpc(reg, "WorkerRetrieve", {"workerId": "b1"})["result"]["status"] == 3
 
     hosted = reg.node.manager.worker_id
-    swap = rpc(reg, "WorkerUpdate", signed(reg, "WorkerUpdate", {"workerId": hosted, "details": {
-        "workerTypeData": {"encryptionKey": "host's own key"}}}))
+    swap = rpc(
+        reg,
+        "WorkerUpdate",
+        signed(
+            reg,
+            "WorkerUpdate",
+            {"workerId": hosted, "details": {"workerTypeData": {"encryptionKey": "host's own key"}}},
+        ),
+    )
     assert swap["error"]["code"] == RegistryStatus.ACCESS_DENIED
 
 
@@ -126,6 +146,7 @@ def test_an_offline_worker_is_refused_and_its_status_survives_a_restart(tmp_path
 
 
 # -- lookups -----------------------------------------------------------------------------------------
+
 
 def test_lookup_pages_with_a_working_tag(tmp_path):
     with running_node(tmp_path) as n:
@@ -166,9 +187,19 @@ def test_the_hosted_worker_goes_stale_without_renewal(tmp_path):
         wid = n.node.manager.worker_id
         assert rpc(n, "WorkerLookUp", {})["result"]["ids"] == [wid]
         row = n.node.reader.worker(wid)
-        n.call(n.node.committer.run, Store.put_worker,
-               WorkerRow(row.worker_id, row.worker_type, row.organization_id, row.application_type_id,
-                         row.status, row.record, time.time() - 1))
+        n.call(
+            n.node.committer.run,
+            Store.put_worker,
+            WorkerRow(
+                row.worker_id,
+                row.worker_type,
+                row.organization_id,
+                row.application_type_id,
+                row.status,
+                row.record,
+                time.time() - 1,
+            ),
+        )
         assert rpc(n, "WorkerLookUp", {})["result"] == {"totalCount": 0, "lookupTag": "", "ids": []}
         n.call(n.node.manager.keys.refresh)  # what the renewal task does before the lifetime runs out
         assert rpc(n, "WorkerLookUp", {})["result"]["ids"] == [wid]
@@ -176,16 +207,28 @@ def test_the_hosted_worker_goes_stale_without_renewal(tmp_path):
 
 # -- keys ----------------------------------------------------------------------------------------------
 
+
 def test_encryption_key_get_is_signed_by_the_attested_worker(reg):
     with Client(reg.url, trust=reg.trust) as c:
         worker = c.worker(reg.node.manager.worker_id)
         key, nonce = c.encryption_key(worker)
     assert key == worker.encryption_key and nonce == worker.record["details"]["workerTypeData"]["encryptionKeyNonce"]
-    reply = rpc(reg, "EncryptionKeyGet", {"workerId": worker.worker_id, "lastUsedKeyNonce": "", "tag": "",
-                                          "requesterId": "", "signatureNonce": "", "signature": ""})["result"]
+    reply = rpc(
+        reg,
+        "EncryptionKeyGet",
+        {
+            "workerId": worker.worker_id,
+            "lastUsedKeyNonce": "",
+            "tag": "",
+            "requesterId": "",
+            "signatureNonce": "",
+            "signature": "",
+        },
+    )["result"]
     assert set(reply) == {"workerId", "encryptionKey", "encryptionKeyNonce", "tag", "signature"}
-    forged = WorkerInfo(worker.worker_id, crypto.SigningKey().public_pem(), worker.encryption_key,
-                        worker.encryption_key_signature)
+    forged = WorkerInfo(
+        worker.worker_id, crypto.SigningKey().public_pem(), worker.encryption_key, worker.encryption_key_signature
+    )
     with Client(reg.url) as c, pytest.raises(UntrustedWorker, match="not signed by the worker"):
         c.encryption_key(forged)
     assert rpc(reg, "EncryptionKeyGet", {"workerId": worker.worker_id, "tag": "x"})["error"]["code"] == 2
@@ -201,8 +244,10 @@ def test_encryption_key_set_takes_only_the_key_the_enclaves_hold(reg):
     swapped = rpc(reg, "EncryptionKeySet", {**params, "encryptionKey": host_key})
     assert swapped["error"]["code"] == RegistryStatus.INVALID_SIGNATURE
     signed_by_host = crypto.b64encode(crypto.SigningKey().sign_digest(b"\0" * 32))
-    assert rpc(reg, "EncryptionKeySet", {**params, "signature": signed_by_host})["error"]["code"] == \
-        RegistryStatus.INVALID_SIGNATURE
+    assert (
+        rpc(reg, "EncryptionKeySet", {**params, "signature": signed_by_host})["error"]["code"]
+        == RegistryStatus.INVALID_SIGNATURE
+    )
 
 
 def test_rotate_key_keeps_in_flight_orders_working(reg):
@@ -213,9 +258,24 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
         old_key_set = {k: v for k, v in rpc(reg, "EncryptionKeyGet", {"workerId": wid})["result"].items()}
         in_flight = build(old_worker, "hello", [b"in flight"])  # encrypted to the key about to be replaced
 
-        rotated = subprocess.run([sys.executable, "-m", "adytum", "worker", "rotate-key", "--uri", reg.url,
-                                  "--data-dir", str(data_dir), "--json"], capture_output=True, text=True,
-                                 timeout=120, stdin=subprocess.DEVNULL)
+        rotated = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "adytum",
+                "worker",
+                "rotate-key",
+                "--uri",
+                reg.url,
+                "--data-dir",
+                str(data_dir),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert rotated.returncode == 0, rotated.stderr
         new_key = json.loads(rotated.stdout)["encryptionKey"]
         assert new_key != old_worker.encryption_key
@@ -230,8 +290,11 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
         assert c.run("hello", [b"new key"], worker_id=wid) == [b"Hello new key"]
 
         # The worker's signature on the old key is genuine, but its enclaves no longer hold it as current.
-        stale = rpc(reg, "EncryptionKeySet", {k: old_key_set[k] for k in
-                                              ("workerId", "encryptionKey", "encryptionKeyNonce", "tag", "signature")})
+        stale = rpc(
+            reg,
+            "EncryptionKeySet",
+            {k: old_key_set[k] for k in ("workerId", "encryptionKey", "encryptionKeyNonce", "tag", "signature")},
+        )
         assert stale["error"]["code"] == RegistryStatus.ACCESS_DENIED
 
         c.operator_call("EncryptionKeyRotate", {"workerId": wid}, op_key(reg))  # two rotations on: gone
@@ -244,22 +307,43 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
 def test_rotate_key_needs_the_operator(reg):
     wid = reg.node.manager.worker_id
     assert rpc(reg, "EncryptionKeyRotate", {"workerId": wid})["error"]["code"] == RegistryStatus.ACCESS_DENIED
-    cli = subprocess.run([sys.executable, "-m", "adytum", "worker", "rotate-key", "--uri", reg.url, "--data-dir",
-                          str(reg.node.config.data_dir / "nowhere")], capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adytum",
+            "worker",
+            "rotate-key",
+            "--uri",
+            reg.url,
+            "--data-dir",
+            str(reg.node.config.data_dir / "nowhere"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert cli.returncode == 1 and "operator key" in cli.stderr
 
 
 # -- the manager's own checks --------------------------------------------------------------------
 
+
 def test_the_manager_refuses_a_debug_enclave_and_a_swapped_key(reg):
     manager = reg.node.manager
     ident = manager.publisher.identity
-    quoter = SimulatedQuoter(load_quoting_key(manager.config.data_dir / "devroot"),
-                             bytes.fromhex(ident.mr_enclave), bytes.fromhex(ident.mr_signer), debug=True)
+    quoter = SimulatedQuoter(
+        load_quoting_key(manager.config.data_dir / "devroot"),
+        bytes.fromhex(ident.mr_enclave),
+        bytes.fromhex(ident.mr_signer),
+        debug=True,
+    )
     from adytum.attestation.verify import report_data_for
-    debug = msgspec.structs.replace(ident, quote=quoter.quote(report_data_for(
-        ident.verifying_key, ident.encryption_key, ident.worker_id)))
+
+    debug = msgspec.structs.replace(
+        ident, quote=quoter.quote(report_data_for(ident.verifying_key, ident.encryption_key, ident.worker_id))
+    )
     with pytest.raises(EnclaveStartError, match="(?i)debug"):
         manager.admit(debug)
     host_key = crypto.rsa_public_pem(crypto.rsa_generate())

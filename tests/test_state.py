@@ -42,7 +42,9 @@ def test_state_persists_is_private_and_is_opaque_to_the_host(tmp_path):
         with Client(n.url, trust=n.trust, signer=alice) as c:
             assert wallet(c, "deposit savings 100") == ["WALLET RESULT: savings::100"]
             assert wallet(c, "withdraw savings 30", "balance savings") == [
-                "WALLET RESULT: savings::70", "WALLET RESULT: savings::70"]
+                "WALLET RESULT: savings::70",
+                "WALLET RESULT: savings::70",
+            ]
             with pytest.raises(EeaError, match="command 1"):  # overdraft: the whole order is refused
                 wallet(c, "deposit savings 5", "withdraw savings 1000")
             assert wallet(c, "balance savings") == ["WALLET RESULT: savings::70"]
@@ -125,7 +127,7 @@ def test_a_conflicting_write_leaves_neither_response_nor_state(tmp_path):
     store.close()
 
 
-SLOW = textwrap.dedent('''
+SLOW = textwrap.dedent("""
     from adytum.workloads.base import Context, Workload
 
     class Greedy(Workload):
@@ -145,7 +147,7 @@ SLOW = textwrap.dedent('''
             except Exception:  # a plug-in's own handler cannot swallow the budget either
                 pass
             return [ctx.state.get("touched")]
-''')
+""")
 
 
 def test_budget_overruns_fail_cleanly_and_the_enclave_survives(tmp_path):

@@ -32,8 +32,20 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdytumError", "AsyncClient", "Client", "Context", "EeaError", "NodeUnreachable", "PendingOrder", "Status",
-    "Trust", "UntrustedWorker", "VerificationError", "WorkerInfo", "Workload", "WorkloadError",
+    "AdytumError",
+    "AsyncClient",
+    "Client",
+    "Context",
+    "EeaError",
+    "NodeUnreachable",
+    "PendingOrder",
+    "Status",
+    "Trust",
+    "UntrustedWorker",
+    "VerificationError",
+    "WorkerInfo",
+    "Workload",
+    "WorkloadError",
 ]
 
 #: The module each public name is defined in (or re-exported from).

@@ -116,8 +116,10 @@ class DataDir:
         try:
             listed = json.loads(text)["wpe_mr_enclaves"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise PolicyError(f"{path} is not a key-manager policy ({type(exc).__name__}: {exc}); "
-                              'expected {"wpe_mr_enclaves": [hex, ...]}: fix or remove it') from None
+            raise PolicyError(
+                f"{path} is not a key-manager policy ({type(exc).__name__}: {exc}); "
+                'expected {"wpe_mr_enclaves": [hex, ...]}: fix or remove it'
+            ) from None
         if not isinstance(listed, list) or not all(isinstance(m, str) and _is_measurement(m) for m in listed):
             raise PolicyError(f"{path}: wpe_mr_enclaves must be a list of 64-hex-digit measurements")
         return listed

@@ -34,8 +34,15 @@ class Node:
         self.manager = Manager(config.manager, self.reader, self.committer, SimulatedAttestation(data))
         operator.ensure_key(config.data_dir)
         registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
-        self.api = Api(self.reader, self.committer, self.manager.dispatch, self.manager.keys, self.manager.status,
-                       registry, max_pending=config.max_pending)
+        self.api = Api(
+            self.reader,
+            self.committer,
+            self.manager.dispatch,
+            self.manager.keys,
+            self.manager.status,
+            registry,
+            max_pending=config.max_pending,
+        )
         self.listener = Listener(self.api, max_body=config.max_body)
         self._runner: web.AppRunner | None = None
 
@@ -59,12 +66,17 @@ class Node:
             raise
         self._runner = web.AppRunner(self.listener.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024,
-                           reuse_address=True)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024, reuse_address=True)
         await site.start()
         kme = self.config.manager.join or "its own key manager"
-        log.info("node serving worker %s on %s with %d enclave(s) provisioned by %s, data in %s",
-                 self.manager.worker_id, self.url, len(self.manager.enclaves), kme, self.config.data_dir)
+        log.info(
+            "node serving worker %s on %s with %d enclave(s) provisioned by %s, data in %s",
+            self.manager.worker_id,
+            self.url,
+            len(self.manager.enclaves),
+            kme,
+            self.config.data_dir,
+        )
 
     async def stop(self) -> None:
         if self._runner:

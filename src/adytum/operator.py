@@ -71,8 +71,9 @@ def verify(method: str, params: dict[str, Any], public_pem: str) -> int:
     The caller still has to check that the nonce grew."""
     nonce, signature = params.get(NONCE), params.get(SIGNATURE)
     if not isinstance(signature, str) or not isinstance(nonce, str):
-        raise OperatorError(f"{method} is for the operator: sign it with the operator key "
-                            f"({NONCE} and {SIGNATURE} are missing)")
+        raise OperatorError(
+            f"{method} is for the operator: sign it with the operator key ({NONCE} and {SIGNATURE} are missing)"
+        )
     if not nonce.isdigit() or len(nonce) > 30:
         raise OperatorError(f"{NONCE} must be a decimal number")
     try:

@@ -26,7 +26,13 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 def dcap_args(vectors: Path, name: str) -> list[str | Path]:
     folder = set_dir(vectors, name)
-    args: list[str | Path] = [folder / "quote.bin", "--collateral", folder, "--at", dcap_entry(vectors, name)["suggested_time"]]
+    args: list[str | Path] = [
+        folder / "quote.bin",
+        "--collateral",
+        folder,
+        "--at",
+        dcap_entry(vectors, name)["suggested_time"],
+    ]
     if not has_all_crls(vectors, name):
         args.append("--allow-missing-crls")
     return args
@@ -41,9 +47,13 @@ def test_accepts_uptodate_tdx_quote(sgx_vectors: Path) -> None:
 
 @pytest.mark.parametrize("name", VERDICT_SETS)
 def test_json_verdict_for_every_set(sgx_vectors: Path, name: str) -> None:
-    result = run(*dcap_args(sgx_vectors, name), "--json", "--allow-debug", "--accept", *sorted(
-        ["UpToDate", "SWHardeningNeeded", "ConfigurationAndSWHardeningNeeded"]
-    ))
+    result = run(
+        *dcap_args(sgx_vectors, name),
+        "--json",
+        "--allow-debug",
+        "--accept",
+        *sorted(["UpToDate", "SWHardeningNeeded", "ConfigurationAndSWHardeningNeeded"]),
+    )
     out = json.loads(result.stdout)
     assert result.returncode == 0 and out["accepted"] is True
     assert out["verdict"]["tcb_status"] == dcap_entry(sgx_vectors, name)["expected_status"]

@@ -91,7 +91,10 @@ COLLATERAL_FILES = {
 
 #: (set, file) pairs that exist: integritee ships no PCK CRL, fortanix no Root CA CRL.
 COLLATERAL_CASES = [
-    (name, file) for name in VERDICT_SETS for file in sorted(COLLATERAL_FILES) if (VECTORS / "dcap" / name / file).is_file()
+    (name, file)
+    for name in VERDICT_SETS
+    for file in sorted(COLLATERAL_FILES)
+    if (VECTORS / "dcap" / name / file).is_file()
 ]
 
 
@@ -138,6 +141,7 @@ def test_signature_hex_flip_in_tcb_info_is_a_signature_failure(sgx_vectors: Path
         other = "0" if digit != "0" else "1"
         (tmp_path / "tcb_info.json").write_bytes(original[:offset] + other.encode() + original[offset + 1 :])
         with pytest.raises(AttestationError) as err:
-            verify_dcap_quote(quote_bytes(sgx_vectors, name), load_collateral(tmp_path), policy,
-                              at=suggested_time(sgx_vectors, name))
+            verify_dcap_quote(
+                quote_bytes(sgx_vectors, name), load_collateral(tmp_path), policy, at=suggested_time(sgx_vectors, name)
+            )
         assert err.value.reason == "collateral-signature"

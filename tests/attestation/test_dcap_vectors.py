@@ -43,15 +43,27 @@ def test_set_gives_expected_verdict(sgx_vectors: Path, name: str) -> None:
     policy = lenient(sgx_vectors, name)
     if status is None:
         with pytest.raises(AttestationError) as err:
-            verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name))
+            verify_dcap_quote(
+                quote_bytes(sgx_vectors, name),
+                collateral(sgx_vectors, name),
+                policy,
+                at=suggested_time(sgx_vectors, name),
+            )
         assert err.value.reason == Reason.COLLATERAL
         return
     if status == "NoMatchingTcbLevel":
         with pytest.raises(AttestationError) as err:
-            verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name))
+            verify_dcap_quote(
+                quote_bytes(sgx_vectors, name),
+                collateral(sgx_vectors, name),
+                policy,
+                at=suggested_time(sgx_vectors, name),
+            )
         assert err.value.reason == Reason.NO_TCB_MATCH
         return
-    verdict = verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name))
+    verdict = verify_dcap_quote(
+        quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name)
+    )
     tcb = exp["collector_check"]["tcb"]
     assert verdict.tcb_status == status == tcb["converged_status"]
     assert list(verdict.advisory_ids) == tcb["advisory_ids"]
@@ -111,7 +123,10 @@ def test_window_edges(sgx_vectors: Path, name: str) -> None:
             with pytest.raises(AttestationError) as err:
                 verify_dcap_quote(quote, coll, lenient(sgx_vectors, name), at=when)
             assert err.value.reason == inside
-    for when, reason in ((start - timedelta(seconds=1), Reason.NOT_YET_VALID), (end + timedelta(seconds=1), Reason.EXPIRED)):
+    for when, reason in (
+        (start - timedelta(seconds=1), Reason.NOT_YET_VALID),
+        (end + timedelta(seconds=1), Reason.EXPIRED),
+    ):
         with pytest.raises(AttestationError) as err:
             verify_dcap_quote(quote, coll, lenient(sgx_vectors, name), at=when)
         assert err.value.reason == reason
@@ -122,7 +137,9 @@ def test_phala_source_time_is_before_the_collateral(sgx_vectors: Path) -> None:
     name = "phala_sgx_v3_2023"
     when = at(expected(sgx_vectors, name)["source_test"]["time_iso"])
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), lenient(sgx_vectors, name), at=when)
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), lenient(sgx_vectors, name), at=when
+        )
     assert err.value.reason == Reason.NOT_YET_VALID
 
 
@@ -148,7 +165,9 @@ def test_production_policy(sgx_vectors: Path, name: str) -> None:
     debug = expected(sgx_vectors, name)["quote_fields"].get("report_body", {}).get("debug", False)
     policy = Policy()
     quote, coll = quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name)
-    if (set_dir(sgx_vectors, name) / "pck_crl.der").is_file() and (set_dir(sgx_vectors, name) / "root_ca_crl.der").is_file():
+    if (set_dir(sgx_vectors, name) / "pck_crl.der").is_file() and (
+        set_dir(sgx_vectors, name) / "root_ca_crl.der"
+    ).is_file():
         want = {None: Reason.COLLATERAL, "NoMatchingTcbLevel": Reason.NO_TCB_MATCH}.get(entry["expected_status"])
     else:
         want = Reason.COLLATERAL
@@ -169,13 +188,25 @@ def test_dcap_qvl_collateral_json_gives_the_same_verdict(sgx_vectors: Path) -> N
             continue
         policy = lenient(sgx_vectors, name)
         try:
-            split = verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name))
+            split = verify_dcap_quote(
+                quote_bytes(sgx_vectors, name),
+                collateral(sgx_vectors, name),
+                policy,
+                at=suggested_time(sgx_vectors, name),
+            )
         except AttestationError as exc:
             with pytest.raises(AttestationError) as err:
-                verify_dcap_quote(quote_bytes(sgx_vectors, name), load_collateral(file), policy, at=suggested_time(sgx_vectors, name))
+                verify_dcap_quote(
+                    quote_bytes(sgx_vectors, name), load_collateral(file), policy, at=suggested_time(sgx_vectors, name)
+                )
             assert err.value.reason == exc.reason
             continue
-        assert verify_dcap_quote(quote_bytes(sgx_vectors, name), load_collateral(file), policy, at=suggested_time(sgx_vectors, name)) == split
+        assert (
+            verify_dcap_quote(
+                quote_bytes(sgx_vectors, name), load_collateral(file), policy, at=suggested_time(sgx_vectors, name)
+            )
+            == split
+        )
 
 
 # --- negative vectors -------------------------------------------------------------------------
@@ -206,7 +237,9 @@ def test_mobilecoin_negatives(sgx_vectors: Path, file: str) -> None:
         verify_quote_signatures(data, at=suggested_time(sgx_vectors, name))
     assert err.value.reason == MOBILECOIN_NEGATIVES[file]
     with pytest.raises(AttestationError):
-        verify_dcap_quote(data, collateral(sgx_vectors, name), lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name))
+        verify_dcap_quote(
+            data, collateral(sgx_vectors, name), lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name)
+        )
 
 
 @pytest.mark.parametrize("member", ["tcb_info", "qe_identity"])
@@ -224,7 +257,12 @@ def test_fortanix_corrupted_collateral(sgx_vectors: Path, member: str) -> None:
     parts[member] = (bad / f"{member}.json").read_bytes()
     parts[f"{member}_issuer_chain"] = (bad / f"{member}_issuer_chain.pem").read_bytes()
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, name), Collateral.from_bytes(**parts), lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name))
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, name),
+            Collateral.from_bytes(**parts),
+            lenient(sgx_vectors, name),
+            at=suggested_time(sgx_vectors, name),
+        )
     assert err.value.reason == Reason.COLLATERAL_SIGNATURE
 
 
@@ -235,7 +273,9 @@ def test_integritee_mismatched_pck_crl(sgx_vectors: Path) -> None:
     crl = load_crl((folder / "mismatched_platform_ca_pck_crl.der").read_bytes(), "PCK CRL")
     coll = dataclasses.replace(collateral(sgx_vectors, name), pck_crl=crl)
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, name), coll, lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name))
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, name), coll, lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name)
+        )
     assert err.value.reason == Reason.CRL
     issuer = x509.load_pem_x509_certificates((folder / "processor_ca_issuer_chain.pem").read_bytes())[0]
     assert not crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
@@ -245,10 +285,14 @@ def test_missing_crl_is_refused_unless_waived(sgx_vectors: Path) -> None:
     name = "dcapqvl_tdx_v4_2025"
     coll = dataclasses.replace(collateral(sgx_vectors, name), pck_crl=None)
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, name), coll, lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name))
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, name), coll, lenient(sgx_vectors, name), at=suggested_time(sgx_vectors, name)
+        )
     assert err.value.reason == Reason.COLLATERAL
     waived = dataclasses.replace(lenient(sgx_vectors, name), require_crls=False)
-    assert verify_dcap_quote(quote_bytes(sgx_vectors, name), coll, waived, at=suggested_time(sgx_vectors, name)).unchecked == ("pck-crl",)
+    assert verify_dcap_quote(
+        quote_bytes(sgx_vectors, name), coll, waived, at=suggested_time(sgx_vectors, name)
+    ).unchecked == ("pck-crl",)
 
 
 def test_collateral_for_another_platform_is_refused(sgx_vectors: Path) -> None:
@@ -258,11 +302,21 @@ def test_collateral_for_another_platform_is_refused(sgx_vectors: Path) -> None:
     mixed = dataclasses.replace(sgx, tcb_info=coll.tcb_info)
     policy = lenient(sgx_vectors, "dcapqvl_sgx_v3_2025")
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, "dcapqvl_sgx_v3_2025"), mixed, policy, at=suggested_time(sgx_vectors, "dcapqvl_sgx_v3_2025"))
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, "dcapqvl_sgx_v3_2025"),
+            mixed,
+            policy,
+            at=suggested_time(sgx_vectors, "dcapqvl_sgx_v3_2025"),
+        )
     assert err.value.reason == Reason.COLLATERAL
     mixed = dataclasses.replace(sgx, qe_identity=coll.qe_identity)
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, "dcapqvl_sgx_v3_2025"), mixed, policy, at=suggested_time(sgx_vectors, "dcapqvl_sgx_v3_2025"))
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, "dcapqvl_sgx_v3_2025"),
+            mixed,
+            policy,
+            at=suggested_time(sgx_vectors, "dcapqvl_sgx_v3_2025"),
+        )
     assert err.value.reason == Reason.COLLATERAL
 
 
@@ -272,18 +326,34 @@ def test_collateral_for_another_platform_is_refused(sgx_vectors: Path) -> None:
 def test_anchor_is_matched_by_key_not_bytes(sgx_vectors: Path) -> None:
     """Fortanix's chain embeds the 2033 issue of the Root CA; both issues anchor it (same key)."""
     name = "fortanix_sgx_v3_2020"
-    reissue = x509.load_der_x509_certificate((sgx_vectors / "common" / "intel_sgx_root_ca_reissue_2033.der").read_bytes())
+    reissue = x509.load_der_x509_certificate(
+        (sgx_vectors / "common" / "intel_sgx_root_ca_reissue_2033.der").read_bytes()
+    )
     current = x509.load_pem_x509_certificate((sgx_vectors / "common" / "intel_sgx_root_ca.pem").read_bytes())
-    assert reissue.fingerprint(reissue.signature_hash_algorithm) != current.fingerprint(current.signature_hash_algorithm)  # type: ignore[arg-type]
+    assert reissue.fingerprint(reissue.signature_hash_algorithm) != current.fingerprint(
+        current.signature_hash_algorithm
+    )  # type: ignore[arg-type]
     for anchor in (reissue, current):
-        verdict = verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), lenient(sgx_vectors, name), anchors=[anchor], at=suggested_time(sgx_vectors, name))
+        verdict = verify_dcap_quote(
+            quote_bytes(sgx_vectors, name),
+            collateral(sgx_vectors, name),
+            lenient(sgx_vectors, name),
+            anchors=[anchor],
+            at=suggested_time(sgx_vectors, name),
+        )
         assert verdict.tcb_status == "SWHardeningNeeded"
 
 
 def test_wrong_anchor_is_refused(sgx_vectors: Path) -> None:
     name = "dcapqvl_tdx_v4_2025"
     with pytest.raises(AttestationError) as err:
-        verify_dcap_quote(quote_bytes(sgx_vectors, name), collateral(sgx_vectors, name), lenient(sgx_vectors, name), anchors=[ias_report_signing_ca()], at=suggested_time(sgx_vectors, name))
+        verify_dcap_quote(
+            quote_bytes(sgx_vectors, name),
+            collateral(sgx_vectors, name),
+            lenient(sgx_vectors, name),
+            anchors=[ias_report_signing_ca()],
+            at=suggested_time(sgx_vectors, name),
+        )
     assert err.value.reason == Reason.CHAIN
 
 
@@ -294,8 +364,16 @@ def test_trailing_padding_is_ignored(sgx_vectors: Path) -> None:
     assert quote.endswith(bytes(70))
     policy = lenient(sgx_vectors, name)
     base = verify_dcap_quote(quote, collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name))
-    assert verify_dcap_quote(quote[:-70], collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name)) == base
-    assert verify_dcap_quote(quote[:-70] + b"\xff" * 70, collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name)) == base
+    assert (
+        verify_dcap_quote(quote[:-70], collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name))
+        == base
+    )
+    assert (
+        verify_dcap_quote(
+            quote[:-70] + b"\xff" * 70, collateral(sgx_vectors, name), policy, at=suggested_time(sgx_vectors, name)
+        )
+        == base
+    )
 
 
 def test_all_statuses_are_known() -> None:

@@ -21,7 +21,10 @@ from .conftest import manifest, manifest_names
 
 #: Where each manifest entry's evidence lives, in every shipped encoding.
 FILES: dict[tuple[str, str], list[str]] = {
-    **{("integritee_ratls", t): [f"ra_dump_cert_{t}.der", f"extracted/{t}.report.json"] for t in ("TEST4", "TEST5", "TEST6", "TEST7", "TEST8_PRODUCTION")},
+    **{
+        ("integritee_ratls", t): [f"ra_dump_cert_{t}.der", f"extracted/{t}.report.json"]
+        for t in ("TEST4", "TEST5", "TEST6", "TEST7", "TEST8_PRODUCTION")
+    },
     ("mesatee_ratls", "valid"): ["mesatee_ratls_cert_valid.der", "extracted/mesatee.report.json"],
     ("phala", "crate_sample_2023"): ["crate_sample_2023.original.json", "extracted/crate_sample_2023.report.json"],
     ("phala", "pallet_sample_2021"): ["pallet_sample_2021.original.json", "extracted/pallet_sample_2021.report.json"],
@@ -94,8 +97,9 @@ def test_negative_report(sgx_vectors: Path, group: str, entry: str) -> None:
             when = _report_time("2018-07-11T19:31:00")
             report = (folder / "report.json").read_bytes()
             signature = base64.b64decode((folder / "report.sig.b64").read_bytes())
-            verify_ias_report(report, signature, (folder / "negative_wrong_cert_avalon_test_ca.pem").read_bytes(), LENIENT,
-                              at=when)
+            verify_ias_report(
+                report, signature, (folder / "negative_wrong_cert_avalon_test_ca.pem").read_bytes(), LENIENT, at=when
+            )
         else:
             verify_ias_evidence(load_ias_evidence(folder / entry), LENIENT, at=when)
     assert err.value.reason == NEGATIVES[(group, entry)]
@@ -132,7 +136,9 @@ def test_production_report_accepted_only_with_its_status(sgx_vectors: Path) -> N
     with pytest.raises(AttestationError) as err:
         verify_ias_evidence(evidence, Policy(), at=when)
     assert err.value.reason == Reason.TCB_STATUS
-    verdict = verify_ias_evidence(evidence, Policy(accepted_statuses={"CONFIGURATION_AND_SW_HARDENING_NEEDED"}), at=when)
+    verdict = verify_ias_evidence(
+        evidence, Policy(accepted_statuses={"CONFIGURATION_AND_SW_HARDENING_NEEDED"}), at=when
+    )
     assert not verdict.debug
 
 
@@ -196,8 +202,14 @@ def test_flipped_report_byte_is_refused(sgx_vectors: Path) -> None:
 def test_adytum_format_round_trip(sgx_vectors: Path, tmp_path: Path) -> None:
     evidence = _evidence(sgx_vectors)
     pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in evidence.certificates)
-    doc = {"format": FORMAT, "report": evidence.report.decode(), "signature": base64.b64encode(evidence.signature).decode(), "certificates": pem.decode()}
+    doc = {
+        "format": FORMAT,
+        "report": evidence.report.decode(),
+        "signature": base64.b64encode(evidence.signature).decode(),
+        "certificates": pem.decode(),
+    }
     (tmp_path / "evidence.json").write_text(json.dumps(doc))
     when = PALLET_TIME + timedelta(seconds=60)
-    assert (verify_ias_evidence(load_ias_evidence(tmp_path / "evidence.json"), LENIENT, at=when)
-            == verify_ias_evidence(evidence, LENIENT, at=when))
+    assert verify_ias_evidence(load_ias_evidence(tmp_path / "evidence.json"), LENIENT, at=when) == verify_ias_evidence(
+        evidence, LENIENT, at=when
+    )

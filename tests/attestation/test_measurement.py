@@ -47,10 +47,18 @@ def test_measurement_covers_the_enclave_code_and_is_deterministic() -> None:
     assert first == second and len(first.mr_enclave) == 32
     paths = [p for p, _ in first.files]
     assert paths == sorted(paths, key=str.encode)
-    for expected in ("adytum/crypto/__init__.py", "adytum/crypto/primitives.py", "adytum/enclave/keys.py",
-                     "adytum/enclave/sealing.py", "adytum/protocol/hashing.py", "adytum/workloads/registry.py"):
+    for expected in (
+        "adytum/crypto/__init__.py",
+        "adytum/crypto/primitives.py",
+        "adytum/enclave/keys.py",
+        "adytum/enclave/sealing.py",
+        "adytum/protocol/hashing.py",
+        "adytum/workloads/registry.py",
+    ):
         assert expected in paths
-    assert not [p for p in paths if p.startswith(("adytum/store", "adytum/manager", "adytum/listener", "adytum/client"))]
+    assert not [
+        p for p in paths if p.startswith(("adytum/store", "adytum/manager", "adytum/listener", "adytum/client"))
+    ]
     installed = Path(source_locations(["adytum.crypto"])["adytum.crypto"]) / "primitives.py"
     assert dict(first.files)["adytum/crypto/primitives.py"] == hashlib.sha256(installed.read_bytes()).hexdigest()
 

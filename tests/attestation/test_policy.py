@@ -80,7 +80,9 @@ def test_window_and_age() -> None:
 
 def test_identity_rules() -> None:
     v = verdict()
-    assert Policy(mr_enclaves={"11" * 32}, mr_signers={b"\x22" * 32}, isv_prod_id=3, min_isv_svn=5).enforce(v, at=T0) is v
+    assert (
+        Policy(mr_enclaves={"11" * 32}, mr_signers={b"\x22" * 32}, isv_prod_id=3, min_isv_svn=5).enforce(v, at=T0) is v
+    )
     assert refused(Policy(mr_enclaves={"12" * 32}), v) == Reason.MEASUREMENT
     assert refused(Policy(mr_signers={"12" * 32}), v) == Reason.MEASUREMENT
     assert refused(Policy(mr_tds={"12" * 48}), v) == Reason.MEASUREMENT  # no MRTD at all
@@ -92,7 +94,15 @@ def test_identity_rules() -> None:
 
 def test_tdx_rules() -> None:
     rtmrs = tuple(bytes([i]) * 48 for i in range(4))
-    td = verdict(kind="tdx-dcap", mr_enclave=None, mr_signer=None, isv_prod_id=None, isv_svn=None, mr_td=b"\x33" * 48, rtmrs=rtmrs)
+    td = verdict(
+        kind="tdx-dcap",
+        mr_enclave=None,
+        mr_signer=None,
+        isv_prod_id=None,
+        isv_svn=None,
+        mr_td=b"\x33" * 48,
+        rtmrs=rtmrs,
+    )
     assert Policy(mr_tds={"33" * 48}, rtmrs=(frozenset(), {rtmrs[1]})).enforce(td, at=T0) is td
     assert refused(Policy(rtmrs=(frozenset(), frozenset(), {b"\x09" * 48})), td) == Reason.MEASUREMENT
     assert refused(Policy(mr_enclaves={"11" * 32}), td) == Reason.MEASUREMENT

@@ -75,13 +75,19 @@ def host_key() -> str:
 
 
 def quote_for(root: DevRoot, worker: Worker, **overrides: Any) -> bytes:
-    fields: dict[str, Any] = dict(mr_enclave=MR_ENCLAVE, mr_signer=MR_SIGNER, isv_prod_id=7, isv_svn=3, debug=False, report_data=worker.binding())
+    fields: dict[str, Any] = dict(
+        mr_enclave=MR_ENCLAVE, mr_signer=MR_SIGNER, isv_prod_id=7, isv_svn=3, debug=False, report_data=worker.binding()
+    )
     fields.update(overrides)
     return make_quote(root.quoting_key, **fields)
 
 
 def proof_for(root: DevRoot, worker: Worker, *, at: datetime = REPORTED, **overrides: Any) -> str:
-    return SimulatedAttestationService(root).verify_quote(quote_for(root, worker, **overrides), "a1b2c3", at=at).to_proof_data()
+    return (
+        SimulatedAttestationService(root)
+        .verify_quote(quote_for(root, worker, **overrides), "a1b2c3", at=at)
+        .to_proof_data()
+    )
 
 
 def policy(**kwargs: Any) -> Policy:
@@ -90,8 +96,15 @@ def policy(**kwargs: Any) -> Policy:
     return Policy(**kwargs)
 
 
-def verify(proof: str, root: DevRoot, worker: Worker, *, roots: list[x509.Certificate] | None = None,
-           at: datetime = CHECKED, **kwargs: Any) -> Verdict:
+def verify(
+    proof: str,
+    root: DevRoot,
+    worker: Worker,
+    *,
+    roots: list[x509.Certificate] | None = None,
+    at: datetime = CHECKED,
+    **kwargs: Any,
+) -> Verdict:
     return verify_worker_evidence(
         SIMULATED_IAS,
         proof,
@@ -138,7 +151,16 @@ def test_proof_data_and_report_are_ias_shaped_and_say_simulated(root: DevRoot, w
     assert set(proof) == {"verification_report", "report_signature", "report_signing_certificate", "simulated"}
     assert proof["simulated"] is True
     report = json.loads(proof["verification_report"])
-    assert set(report) == {"id", "timestamp", "version", "isvEnclaveQuoteStatus", "isvEnclaveQuoteBody", "nonce", "epidPseudonym", "simulated"}
+    assert set(report) == {
+        "id",
+        "timestamp",
+        "version",
+        "isvEnclaveQuoteStatus",
+        "isvEnclaveQuoteBody",
+        "nonce",
+        "epidPseudonym",
+        "simulated",
+    }
     assert report["simulated"] is True and report["isvEnclaveQuoteStatus"] == "OK" and report["nonce"] == "a1b2c3"
     assert report["timestamp"] == report_timestamp(REPORTED)
     assert base64.b64decode(report["isvEnclaveQuoteBody"]) == quote[:176]
@@ -150,7 +172,13 @@ def test_the_quote_layout_round_trips(root: DevRoot, worker: Worker) -> None:
     quote = quote_for(root, worker, debug=True)
     parsed = parse_quote(quote)
     assert len(quote) == QUOTE_LEN
-    assert (parsed.mr_enclave, parsed.mr_signer, parsed.isv_prod_id, parsed.isv_svn, parsed.debug) == (MR_ENCLAVE, MR_SIGNER, 7, 3, True)
+    assert (parsed.mr_enclave, parsed.mr_signer, parsed.isv_prod_id, parsed.isv_svn, parsed.debug) == (
+        MR_ENCLAVE,
+        MR_SIGNER,
+        7,
+        3,
+        True,
+    )
     assert parsed.report_data == worker.binding() and parsed.platform_id == platform_id(root.quoting_key.public_key())
 
 
@@ -190,7 +218,9 @@ def test_quote_from_an_unregistered_platform_is_refused(root: DevRoot, other_roo
     assert "unregistered platform" in str(err)
 
 
-def test_quote_signed_by_another_key_claiming_a_registered_platform_is_refused(root: DevRoot, other_root: DevRoot, worker: Worker) -> None:
+def test_quote_signed_by_another_key_claiming_a_registered_platform_is_refused(
+    root: DevRoot, other_root: DevRoot, worker: Worker
+) -> None:
     forged = bytearray(quote_for(other_root, worker))
     forged[144:176] = platform_id(root.quoting_key.public_key())
     refused(Reason.SIGNATURE, lambda: SimulatedAttestationService(root).verify_quote(bytes(forged), "n", at=REPORTED))
@@ -202,7 +232,10 @@ def test_truncated_or_padded_quote_is_malformed(root: DevRoot, quote: bytes) -> 
 
 
 def test_unprintable_nonce_is_refused(root: DevRoot, worker: Worker) -> None:
-    refused(Reason.MALFORMED, lambda: SimulatedAttestationService(root).verify_quote(quote_for(root, worker), "a\nb", at=REPORTED))
+    refused(
+        Reason.MALFORMED,
+        lambda: SimulatedAttestationService(root).verify_quote(quote_for(root, worker), "a\nb", at=REPORTED),
+    )
 
 
 # --- refused: the evidence at the verifier -----------------------------------------------------
@@ -218,19 +251,26 @@ def test_tampered_quote_body_in_report_is_refused(root: DevRoot, worker: Worker)
     refused(Reason.SIGNATURE, lambda: verify(tampered, root, worker))
 
 
-@pytest.mark.parametrize(("old", "new"), [('"nonce":"a1b2c3"', '"nonce":"a1b2c4"'), ('"OK"', '"ok"'), ('"version":4', '"version":5')])
+@pytest.mark.parametrize(
+    ("old", "new"), [('"nonce":"a1b2c3"', '"nonce":"a1b2c4"'), ('"OK"', '"ok"'), ('"version":4', '"version":5')]
+)
 def test_tampered_report_is_refused(root: DevRoot, worker: Worker, old: str, new: str) -> None:
     proof = proof_for(root, worker)
     report = json.loads(proof)["verification_report"]
     assert old in report
-    refused(Reason.SIGNATURE, lambda: verify(edit_proof(proof, verification_report=report.replace(old, new)), root, worker))
+    refused(
+        Reason.SIGNATURE, lambda: verify(edit_proof(proof, verification_report=report.replace(old, new)), root, worker)
+    )
 
 
 def test_tampered_signature_is_refused(root: DevRoot, worker: Worker) -> None:
     proof = proof_for(root, worker)
     signature = bytearray(base64.b64decode(json.loads(proof)["report_signature"]))
     signature[-1] ^= 0x01
-    refused(Reason.SIGNATURE, lambda: verify(edit_proof(proof, report_signature=base64.b64encode(bytes(signature)).decode()), root, worker))
+    refused(
+        Reason.SIGNATURE,
+        lambda: verify(edit_proof(proof, report_signature=base64.b64encode(bytes(signature)).decode()), root, worker),
+    )
 
 
 def test_signature_over_a_different_report_is_refused(root: DevRoot, worker: Worker) -> None:
@@ -296,7 +336,10 @@ def test_simulated_evidence_without_a_trusted_root_is_refused(root: DevRoot, wor
 def test_intel_anchor_does_not_vouch_for_simulated_evidence(root: DevRoot, worker: Worker) -> None:
     from adytum.attestation.sgx.anchors import ias_report_signing_ca, intel_sgx_root_ca
 
-    refused(Reason.CHAIN, lambda: verify(proof_for(root, worker), root, worker, roots=[intel_sgx_root_ca(), ias_report_signing_ca()]))
+    refused(
+        Reason.CHAIN,
+        lambda: verify(proof_for(root, worker), root, worker, roots=[intel_sgx_root_ca(), ias_report_signing_ca()]),
+    )
 
 
 def test_report_older_than_the_policy_allows_is_refused(root: DevRoot, worker: Worker) -> None:
@@ -342,8 +385,12 @@ def test_encryption_key_swapped_by_the_host_is_refused(root: DevRoot, worker: Wo
 
 def test_verifying_key_or_worker_id_swapped_is_refused(root: DevRoot, worker: Worker) -> None:
     proof = proof_for(root, worker)
-    refused(Reason.REPORT_DATA, lambda: verify(proof, root, Worker(crypto.SigningKey().public_pem(), worker.encryption_key)))
-    refused(Reason.REPORT_DATA, lambda: verify(proof, root, Worker(worker.verifying_key, worker.encryption_key, "6f" * 32)))
+    refused(
+        Reason.REPORT_DATA, lambda: verify(proof, root, Worker(crypto.SigningKey().public_pem(), worker.encryption_key))
+    )
+    refused(
+        Reason.REPORT_DATA, lambda: verify(proof, root, Worker(worker.verifying_key, worker.encryption_key, "6f" * 32))
+    )
 
 
 def test_debug_enclave_under_no_debug_policy_is_refused(root: DevRoot, worker: Worker) -> None:
@@ -369,18 +416,37 @@ def test_report_that_does_not_say_simulated_is_refused(root: DevRoot, worker: Wo
     refused(Reason.MALFORMED, lambda: verify(edit_proof(proof_for(root, worker), simulated=False), root, worker))
 
 
-@pytest.mark.parametrize("proof", ["{", "[]", '{"simulated": true}',
-                                   '{"simulated": true, "verification_report": "{}", "report_signature": "", "report_signing_certificate": "none"}',
-                                   '{"simulated": true, "verification_report": 1, "report_signature": "", "report_signing_certificate": ""}'])
+@pytest.mark.parametrize(
+    "proof",
+    [
+        "{",
+        "[]",
+        '{"simulated": true}',
+        '{"simulated": true, "verification_report": "{}", "report_signature": "", "report_signing_certificate": "none"}',
+        '{"simulated": true, "verification_report": 1, "report_signature": "", "report_signing_certificate": ""}',
+    ],
+)
 def test_malformed_proof_data_is_refused(root: DevRoot, worker: Worker, proof: str) -> None:
     refused(Reason.MALFORMED, lambda: verify(proof, root, worker))
 
 
-@pytest.mark.parametrize(("kind", "proof"), [("SIMULATED", ""), ("", ""), ("TEE-SGX-EPID", "{}"), ("SIMULATED-IAS", "")])
+@pytest.mark.parametrize(
+    ("kind", "proof"), [("SIMULATED", ""), ("", ""), ("TEE-SGX-EPID", "{}"), ("SIMULATED-IAS", "")]
+)
 def test_missing_or_unknown_evidence_is_unsupported(root: DevRoot, worker: Worker, kind: str, proof: str) -> None:
-    refused(Reason.UNSUPPORTED, lambda: verify_worker_evidence(
-        kind, proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key, worker_id=WORKER_ID,
-        policy=policy(), at=CHECKED, trusted_roots=[root.root_certificate]))
+    refused(
+        Reason.UNSUPPORTED,
+        lambda: verify_worker_evidence(
+            kind,
+            proof,
+            verifying_key=worker.verifying_key,
+            encryption_key=worker.encryption_key,
+            worker_id=WORKER_ID,
+            policy=policy(),
+            at=CHECKED,
+            trusted_roots=[root.root_certificate],
+        ),
+    )
 
 
 # --- hardware kinds go through the same function -----------------------------------------------
@@ -388,21 +454,43 @@ def test_missing_or_unknown_evidence_is_unsupported(root: DevRoot, worker: Worke
 
 def test_ias_proof_data_dispatches_to_the_ias_verifier_and_checks_binding(sgx_vectors: Path, worker: Worker) -> None:
     folder = sgx_vectors / "ias" / "avalon"
-    proof = json.dumps({
-        "verification_report": (folder / "report.json").read_text(),
-        "ias_report_signature": (folder / "report.sig.b64").read_text().strip(),
-        "ias_report_signing_certificate": (folder / "signing_cert.pem").read_text(),
-    })
+    proof = json.dumps(
+        {
+            "verification_report": (folder / "report.json").read_text(),
+            "ias_report_signature": (folder / "report.sig.b64").read_text().strip(),
+            "ias_report_signing_certificate": (folder / "signing_cert.pem").read_text(),
+        }
+    )
     lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True)
     when = datetime(2018, 7, 11, 19, 31, tzinfo=UTC)
-    err = refused(Reason.REPORT_DATA, lambda: verify_worker_evidence(
-        "TEE-SGX-IAS", proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
+    err = refused(
+        Reason.REPORT_DATA,
+        lambda: verify_worker_evidence(
+            "TEE-SGX-IAS",
+            proof,
+            verifying_key=worker.verifying_key,
+            encryption_key=worker.encryption_key,
+            worker_id=WORKER_ID,
+            policy=lenient,
+            at=when,
+            trusted_roots=[],
+        ),
+    )
     assert err.verdict is not None and err.verdict.kind == "sgx-ias"  # the IAS checks passed; only the binding failed
     bad_sig = json.dumps({**json.loads(proof), "ias_report_signature": base64.b64encode(bytes(256)).decode()})
-    refused(Reason.SIGNATURE, lambda: verify_worker_evidence(
-        "TEE-SGX-IAS", bad_sig, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
+    refused(
+        Reason.SIGNATURE,
+        lambda: verify_worker_evidence(
+            "TEE-SGX-IAS",
+            bad_sig,
+            verifying_key=worker.verifying_key,
+            encryption_key=worker.encryption_key,
+            worker_id=WORKER_ID,
+            policy=lenient,
+            at=when,
+            trusted_roots=[],
+        ),
+    )
 
 
 def test_dcap_proof_data_dispatches_to_the_dcap_verifier_and_checks_binding(sgx_vectors: Path, worker: Worker) -> None:
@@ -411,14 +499,34 @@ def test_dcap_proof_data_dispatches_to_the_dcap_verifier_and_checks_binding(sgx_
     proof = json.dumps({"quote": base64.b64encode(quote_bytes(sgx_vectors, name)).decode(), "collateral": collateral})
     lenient = Policy(accepted_statuses=ALL_STATUSES, allow_debug=True, require_crls=False)
     when = suggested_time(sgx_vectors, name)
-    err = refused(Reason.REPORT_DATA, lambda: verify_worker_evidence(
-        TEE_SGX_DCAP, proof, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
+    err = refused(
+        Reason.REPORT_DATA,
+        lambda: verify_worker_evidence(
+            TEE_SGX_DCAP,
+            proof,
+            verifying_key=worker.verifying_key,
+            encryption_key=worker.encryption_key,
+            worker_id=WORKER_ID,
+            policy=lenient,
+            at=when,
+            trusted_roots=[],
+        ),
+    )
     assert err.verdict is not None and err.verdict.kind == "sgx-dcap"
     no_collateral = json.dumps({"quote": json.loads(proof)["quote"]})
-    refused(Reason.COLLATERAL, lambda: verify_worker_evidence(
-        "TEE-SGX-DCAP", no_collateral, verifying_key=worker.verifying_key, encryption_key=worker.encryption_key,
-        worker_id=WORKER_ID, policy=lenient, at=when, trusted_roots=[]))
+    refused(
+        Reason.COLLATERAL,
+        lambda: verify_worker_evidence(
+            "TEE-SGX-DCAP",
+            no_collateral,
+            verifying_key=worker.verifying_key,
+            encryption_key=worker.encryption_key,
+            worker_id=WORKER_ID,
+            policy=lenient,
+            at=when,
+            trusted_roots=[],
+        ),
+    )
 
 
 # --- the verification time is the caller's -----------------------------------------------------
@@ -497,14 +605,16 @@ def valid_proof(root: DevRoot, worker: Worker) -> str:
 
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_mutated_proof_data_is_refused_never_crashes(root: DevRoot, worker: Worker, valid_proof: str, data: st.DataObject) -> None:
+def test_mutated_proof_data_is_refused_never_crashes(
+    root: DevRoot, worker: Worker, valid_proof: str, data: st.DataObject
+) -> None:
     """Random edits of a valid proofData's fields raise AttestationError, or change nothing that matters."""
     proof = json.loads(valid_proof)
     key = data.draw(st.sampled_from(sorted(proof)))
     value = proof[key]
     if isinstance(value, str) and value:
         at = data.draw(st.integers(0, len(value) - 1))
-        value = value[:at] + data.draw(st.text(max_size=3)) + value[at + 1:]
+        value = value[:at] + data.draw(st.text(max_size=3)) + value[at + 1 :]
     else:
         value = data.draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans()))
     mutated = json.dumps({**proof, key: value})
@@ -527,8 +637,9 @@ def test_a_certificate_with_an_unusable_key_is_malformed_not_a_crash(root: DevRo
     from adytum.attestation.sgx.x509chain import key_id
 
     der = root.root_certificate.public_bytes(serialization.Encoding.DER)
-    point = root.root_certificate.public_key().public_bytes(serialization.Encoding.X962,
-                                                            serialization.PublicFormat.UncompressedPoint)
+    point = root.root_certificate.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     assert der.count(point) == 1
     broken = x509.load_der_x509_certificate(der.replace(point, point[:-1] + bytes([point[-1] ^ 1])))
     with pytest.raises(AttestationError) as refused:

@@ -73,11 +73,21 @@ def test_component_count_mismatch(sgx_vectors: Path, key: str) -> None:
 
 def test_qe_out_of_date_converges(sgx_vectors: Path) -> None:
     tcb, qe, check = inputs(sgx_vectors, "phala_sgx_v3_2023")
-    qe["tcbLevels"] = [{"tcb": {"isvsvn": 99}, "tcbDate": "2030-01-01T00:00:00Z", "tcbStatus": "UpToDate"},
-                       {"tcb": {"isvsvn": 0}, "tcbDate": "2020-01-01T00:00:00Z", "tcbStatus": "OutOfDate", "advisoryIDs": ["INTEL-SA-99999"]}]
+    qe["tcbLevels"] = [
+        {"tcb": {"isvsvn": 99}, "tcbDate": "2030-01-01T00:00:00Z", "tcbStatus": "UpToDate"},
+        {
+            "tcb": {"isvsvn": 0},
+            "tcbDate": "2020-01-01T00:00:00Z",
+            "tcbStatus": "OutOfDate",
+            "advisoryIDs": ["INTEL-SA-99999"],
+        },
+    ]
     result = evaluate_tcb(tcb, qe, check.pck, check.quote)
     assert (result.platform_status, result.qe_status, result.status) == (
-        "ConfigurationAndSWHardeningNeeded", "OutOfDate", "OutOfDateConfigurationNeeded")
+        "ConfigurationAndSWHardeningNeeded",
+        "OutOfDate",
+        "OutOfDateConfigurationNeeded",
+    )
     assert result.advisory_ids == ("INTEL-SA-00289", "INTEL-SA-00615", "INTEL-SA-99999")
     qe["tcbLevels"] = qe["tcbLevels"][:1]
     with pytest.raises(AttestationError) as err:
@@ -85,7 +95,10 @@ def test_qe_out_of_date_converges(sgx_vectors: Path) -> None:
     assert err.value.reason == Reason.NO_TCB_MATCH
 
 
-@pytest.mark.parametrize(("field", "value"), [("mrsigner", "00" * 32), ("isvprodid", 7), ("miscselect", "00000001"), ("attributes", "ff" * 16)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mrsigner", "00" * 32), ("isvprodid", 7), ("miscselect", "00000001"), ("attributes", "ff" * 16)],
+)
 def test_different_qe_is_refused(sgx_vectors: Path, field: str, value: Any) -> None:
     tcb, qe, check = inputs(sgx_vectors, "integritee_sgx_v3_2022")
     qe[field] = value

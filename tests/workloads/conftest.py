@@ -21,9 +21,15 @@ class Worker:
         self.orders += 1
         shared = MemoryState(self.shared)
         private = MemoryState(self.private.get(requester, {}))
-        ctx = Context(requester_id=requester, work_order_id=f"order-{self.orders}", worker_id="worker-1",
-                      random=lambda n: bytes(n), state=shared, requester_state=private,
-                      requester_key=f"key-of-{requester}")  # as if each requester signed with its own key
+        ctx = Context(
+            requester_id=requester,
+            work_order_id=f"order-{self.orders}",
+            worker_id="worker-1",
+            random=lambda n: bytes(n),
+            state=shared,
+            requester_state=private,
+            requester_key=f"key-of-{requester}",
+        )  # as if each requester signed with its own key
         outputs = self.workload.execute(ctx, [i.encode() if isinstance(i, str) else i for i in inputs])
         assert isinstance(outputs, list) and all(isinstance(o, bytes) for o in outputs)
         self.shared = shared.items

@@ -25,7 +25,7 @@ def test_one_answer_per_item_with_the_disclaimer():
 
 def test_the_logistic_formula():
     # at the reference patient z = intercept + CP[3] = -1.2 - 0.2
-    assert risk(parse(REFERENCE.encode())) == pytest.approx(1 / (1 + 2.718281828459045 ** 1.4))
+    assert risk(parse(REFERENCE.encode())) == pytest.approx(1 / (1 + 2.718281828459045**1.4))
     # one more year of age adds 0.03 to z; a male adds 0.8
     older_male = "56 1 3 130 245 0 0 150 0 1 1 0 3 0"
     assert risk(parse(older_male.encode())) == pytest.approx(1 / (1 + 2.718281828459045 ** (1.4 - 0.83)))
@@ -47,27 +47,30 @@ def replace(row: str, name: str, value: str) -> str:
     return " ".join(words)
 
 
-@pytest.mark.parametrize("item, expected", [
-    (replace(LOW, "age", "0"), "age must be 1 to 120"),
-    (replace(LOW, "age", "-45"), "age must be 1 to 120"),
-    (replace(LOW, "sex", "10"), "sex must be 0 to 1"),
-    (replace(LOW, "cp", "5"), "cp must be 1 to 4"),
-    (replace(LOW, "trestbps", "1200"), "trestbps must be 50 to 250"),
-    (replace(LOW, "chol", "7000"), "chol must be 50 to 700"),
-    (replace(LOW, "thalach", "abc"), "thalach is not a number"),
-    (replace(LOW, "oldpeak", "nan"), "oldpeak is not a number"),
-    (replace(LOW, "oldpeak", "inf"), "oldpeak is not a number"),
-    (replace(LOW, "oldpeak", "11"), "oldpeak must be 0 to 10"),
-    (replace(LOW, "slope", "1.5"), "slope must be a whole number"),
-    (replace(LOW, "thal", "5"), "thal must be 3, 6, 7"),
-    (replace(LOW, "num", "9"), "num must be 0 to 4"),
-    (replace(LOW, "age", "4" + "0" * 30), "age is not a number"),
-    (LOW.rsplit(" ", 1)[0], "must be 14 numbers: age sex cp"),
-    (LOW + " 1", "must be 14 numbers"),
-    ("Data:", "must be 14 numbers"),
-    ("Data: 25 10 1 67 102 125 1 95 5 10 1 11 36 1", "sex must be 0 to 1"),  # Avalon's sample is not UCI data
-    ("45 0 3 120 200 0 0 160 0 0 1 0 3 ０", "not ASCII"),
-])
+@pytest.mark.parametrize(
+    "item, expected",
+    [
+        (replace(LOW, "age", "0"), "age must be 1 to 120"),
+        (replace(LOW, "age", "-45"), "age must be 1 to 120"),
+        (replace(LOW, "sex", "10"), "sex must be 0 to 1"),
+        (replace(LOW, "cp", "5"), "cp must be 1 to 4"),
+        (replace(LOW, "trestbps", "1200"), "trestbps must be 50 to 250"),
+        (replace(LOW, "chol", "7000"), "chol must be 50 to 700"),
+        (replace(LOW, "thalach", "abc"), "thalach is not a number"),
+        (replace(LOW, "oldpeak", "nan"), "oldpeak is not a number"),
+        (replace(LOW, "oldpeak", "inf"), "oldpeak is not a number"),
+        (replace(LOW, "oldpeak", "11"), "oldpeak must be 0 to 10"),
+        (replace(LOW, "slope", "1.5"), "slope must be a whole number"),
+        (replace(LOW, "thal", "5"), "thal must be 3, 6, 7"),
+        (replace(LOW, "num", "9"), "num must be 0 to 4"),
+        (replace(LOW, "age", "4" + "0" * 30), "age is not a number"),
+        (LOW.rsplit(" ", 1)[0], "must be 14 numbers: age sex cp"),
+        (LOW + " 1", "must be 14 numbers"),
+        ("Data:", "must be 14 numbers"),
+        ("Data: 25 10 1 67 102 125 1 95 5 10 1 11 36 1", "sex must be 0 to 1"),  # Avalon's sample is not UCI data
+        ("45 0 3 120 200 0 0 160 0 0 1 0 3 ０", "not ASCII"),
+    ],
+)
 def test_bad_items_are_refused(item, expected):
     message = Worker(HeartDiseaseEval()).refused([LOW, item])
     assert "item 1" in message and expected in message

@@ -50,8 +50,15 @@ def plugin(data_dir: Path, name: str = "reverse", toml: str | None = None) -> st
 
 
 def test_builtins_are_registered():
-    assert list(load_workloads()) == ["hello", "echo-result", "fib", "secure-transaction", "simple-wallet",
-                                      "hospital-records", "heart-disease-eval"]
+    assert list(load_workloads()) == [
+        "hello",
+        "echo-result",
+        "fib",
+        "secure-transaction",
+        "simple-wallet",
+        "hospital-records",
+        "heart-disease-eval",
+    ]
     assert len(BUILTIN) == 7
 
 
@@ -81,18 +88,21 @@ def test_an_installed_module_may_be_named(tmp_path):
         load_workloads(tmp_path)
 
 
-@pytest.mark.parametrize("toml, message", [
-    ('reverse = "MODULE"\n', 'reverse must be a string "module:Class"'),
-    ("reverse = 3\n", 'reverse must be a string "module:Class"'),
-    ('reverse = "MODULE:Reverse:x"\n', 'must be a string "module:Class"'),
-    ('[reverse]\nmodule = "MODULE"\n', 'must be a string "module:Class"'),
-    ("reverse = \n", "not valid TOML"),
-    ('reverse = "MODULE:Missing"\n', "has no Missing"),
-    ('reverse = "MODULE:NotAWorkload"\n', "NotAWorkload is not a Workload subclass"),
-    ('reverse = "MODULE:Workload"\n', "Workload is not a Workload subclass"),
-    ('reverse = "no_such_module_here:Reverse"\n', "cannot import no_such_module_here: ModuleNotFoundError"),
-    ('other-name = "MODULE:Reverse"\n', "the class is named 'reverse', not 'other-name'"),
-])
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ('reverse = "MODULE"\n', 'reverse must be a string "module:Class"'),
+        ("reverse = 3\n", 'reverse must be a string "module:Class"'),
+        ('reverse = "MODULE:Reverse:x"\n', 'must be a string "module:Class"'),
+        ('[reverse]\nmodule = "MODULE"\n', 'must be a string "module:Class"'),
+        ("reverse = \n", "not valid TOML"),
+        ('reverse = "MODULE:Missing"\n', "has no Missing"),
+        ('reverse = "MODULE:NotAWorkload"\n', "NotAWorkload is not a Workload subclass"),
+        ('reverse = "MODULE:Workload"\n', "Workload is not a Workload subclass"),
+        ('reverse = "no_such_module_here:Reverse"\n', "cannot import no_such_module_here: ModuleNotFoundError"),
+        ('other-name = "MODULE:Reverse"\n', "the class is named 'reverse', not 'other-name'"),
+    ],
+)
 def test_bad_entries_give_clear_errors(tmp_path, toml, message):
     plugin(tmp_path, toml=toml)
     with pytest.raises(WorkloadConfigError, match=message) as caught:

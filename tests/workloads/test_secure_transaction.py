@@ -33,23 +33,27 @@ def test_price_rounding_favours_the_agreed_discount_only():
 
 def test_limits_are_inclusive():
     assert run(f"{MAX_AMOUNT} 0 {MAX_AMOUNT} 0") == [
-        {"paid": MAX_AMOUNT, "receiver_balance": MAX_AMOUNT, "sender_balance": 0}]
+        {"paid": MAX_AMOUNT, "receiver_balance": MAX_AMOUNT, "sender_balance": 0}
+    ]
 
 
-@pytest.mark.parametrize("item, expected", [
-    ("4321 8765 -55 12", "item 0: amount is negative"),
-    ("-4321 8765 55 12", "item 0: sender_balance is negative"),
-    ("4321 8765 55 abc", "discount must be a whole number from 0 to 100"),
-    ("4321 8765 55.5 12", "amount must be a whole number"),
-    ("4321 8765 55 101", "discount is larger than 100"),
-    (f"{MAX_AMOUNT + 1} 8765 55 12", "sender_balance is larger than"),
-    ("1" + "0" * 40 + " 8765 55 12", "sender_balance must be a whole number"),
-    ("4321 8765 0 12", "amount must be positive"),
-    ("4321 8765 55", "must be four numbers"),
-    ("4321 8765 55 12 13", "must be four numbers"),
-    ("", "must be four numbers"),
-    ("4321 8765 ５ 12", "not ASCII"),  # a full-width digit: str.isdigit() says yes, we say no
-])
+@pytest.mark.parametrize(
+    "item, expected",
+    [
+        ("4321 8765 -55 12", "item 0: amount is negative"),
+        ("-4321 8765 55 12", "item 0: sender_balance is negative"),
+        ("4321 8765 55 abc", "discount must be a whole number from 0 to 100"),
+        ("4321 8765 55.5 12", "amount must be a whole number"),
+        ("4321 8765 55 101", "discount is larger than 100"),
+        (f"{MAX_AMOUNT + 1} 8765 55 12", "sender_balance is larger than"),
+        ("1" + "0" * 40 + " 8765 55 12", "sender_balance must be a whole number"),
+        ("4321 8765 0 12", "amount must be positive"),
+        ("4321 8765 55", "must be four numbers"),
+        ("4321 8765 55 12 13", "must be four numbers"),
+        ("", "must be four numbers"),
+        ("4321 8765 ５ 12", "not ASCII"),  # a full-width digit: str.isdigit() says yes, we say no
+    ],
+)
 def test_bad_items_are_refused_without_echoing_them(item, expected):
     message = refused(item)
     assert expected in message

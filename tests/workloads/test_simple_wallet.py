@@ -11,11 +11,25 @@ def wallet() -> Worker:
 
 
 def test_commands_answer_one_line_each_in_avalon_format(wallet):
-    assert wallet.texts(["deposit alice 100", "deposit bob 5", "withdraw alice 30", "transfer alice bob 20",
-                         "balance alice", "balance bob", "balance carol"]) == [
-        "WALLET RESULT: alice::100", "WALLET RESULT: bob::5", "WALLET RESULT: alice::70",
-        "WALLET RESULT: alice::50 bob::25", "WALLET RESULT: alice::50", "WALLET RESULT: bob::25",
-        "WALLET RESULT: carol::0"]
+    assert wallet.texts(
+        [
+            "deposit alice 100",
+            "deposit bob 5",
+            "withdraw alice 30",
+            "transfer alice bob 20",
+            "balance alice",
+            "balance bob",
+            "balance carol",
+        ]
+    ) == [
+        "WALLET RESULT: alice::100",
+        "WALLET RESULT: bob::5",
+        "WALLET RESULT: alice::70",
+        "WALLET RESULT: alice::50 bob::25",
+        "WALLET RESULT: alice::50",
+        "WALLET RESULT: bob::25",
+        "WALLET RESULT: carol::0",
+    ]
 
 
 def test_balances_persist_across_orders_in_the_requesters_private_state(wallet):
@@ -52,24 +66,27 @@ def test_balance_limit(wallet):
     assert "receiving balance would exceed" in wallet.refused(["transfer bob alice 1"])
 
 
-@pytest.mark.parametrize("command, expected", [
-    ("deposit alice -5", "the amount is negative"),
-    ("deposit alice 0", "from 1 to"),
-    ("deposit alice 5.5", "whole number"),
-    ("deposit alice ten", "whole number"),
-    (f"deposit alice {MAX_AMOUNT + 1}", "from 1 to"),
-    ("deposit alice " + "9" * 40, "from 1 to"),
-    ("deposit alice", "deposit takes 2 argument(s)"),
-    ("transfer alice 5", "transfer takes 3 argument(s)"),
-    ("balance alice 5", "balance takes 1 argument(s)"),
-    ("steal alice 5", "is not one of: deposit"),
-    ("", "is not one of"),
-    ("DEPOSIT alice 5", "is not one of"),
-    ("deposit al/ice 5", "account names are 1 to 64"),
-    ("deposit " + "a" * 65 + " 5", "account names are 1 to 64"),
-    ("transfer alice alice 5", "two different accounts"),
-    ("deposit alicé 5", "not ASCII"),
-])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("deposit alice -5", "the amount is negative"),
+        ("deposit alice 0", "from 1 to"),
+        ("deposit alice 5.5", "whole number"),
+        ("deposit alice ten", "whole number"),
+        (f"deposit alice {MAX_AMOUNT + 1}", "from 1 to"),
+        ("deposit alice " + "9" * 40, "from 1 to"),
+        ("deposit alice", "deposit takes 2 argument(s)"),
+        ("transfer alice 5", "transfer takes 3 argument(s)"),
+        ("balance alice 5", "balance takes 1 argument(s)"),
+        ("steal alice 5", "is not one of: deposit"),
+        ("", "is not one of"),
+        ("DEPOSIT alice 5", "is not one of"),
+        ("deposit al/ice 5", "account names are 1 to 64"),
+        ("deposit " + "a" * 65 + " 5", "account names are 1 to 64"),
+        ("transfer alice alice 5", "two different accounts"),
+        ("deposit alicé 5", "not ASCII"),
+    ],
+)
 def test_bad_commands_are_refused_without_echoing_them(wallet, command, expected):
     wallet.run(["deposit secretname 7"])
     message = wallet.refused(["balance secretname", command])

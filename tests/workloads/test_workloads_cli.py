@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adytum.attestation.measurement import measure
 
-REVERSE = '''from adytum.workloads.base import Workload
+REVERSE = """from adytum.workloads.base import Workload
 
 
 class Reverse(Workload):
@@ -16,12 +16,13 @@ class Reverse(Workload):
 
     def execute(self, ctx, inputs):
         return [data[::-1] for data in inputs]
-'''
+"""
 
 
 def adytum(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adytum", *args], capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "adytum", *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
 def data_dir_with_plugin(tmp_path: Path) -> Path:
@@ -36,8 +37,15 @@ def test_lists_builtins_with_ids_hashes_and_the_measurement(tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     rows = {row["name"]: row for row in report["workloads"]}
-    assert list(rows) == ["hello", "echo-result", "fib", "secure-transaction", "simple-wallet",
-                          "hospital-records", "heart-disease-eval"]
+    assert list(rows) == [
+        "hello",
+        "echo-result",
+        "fib",
+        "secure-transaction",
+        "simple-wallet",
+        "hospital-records",
+        "heart-disease-eval",
+    ]
     assert rows["hello"]["workload_id"] == "68656c6c6f" and rows["hello"]["origin"] == "built-in"
     measured = measure()
     assert report["mr_enclave"] == measured.mr_enclave.hex() and report["plugin_modules"] == []

@@ -50,9 +50,19 @@ __all__ = [
 #: verifies its peers with `adytum.attestation` and quotes with the simulated quoter, so both are measured
 #: too; of `adytum.issuer` only the quoter and the package file importing it runs: the report service
 #: and the development CA are host side.
-MEASURED_MODULES: tuple[str, ...] = ("adytum.enclave", "adytum.crypto", "adytum.protocol", "adytum.workloads",
-                                     "adytum.attestation", "adytum.files", "adytum.errors", "adytum.channel",
-                                     "adytum.datadir", "adytum.issuer.__init__", "adytum.issuer.quoter")
+MEASURED_MODULES: tuple[str, ...] = (
+    "adytum.enclave",
+    "adytum.crypto",
+    "adytum.protocol",
+    "adytum.workloads",
+    "adytum.attestation",
+    "adytum.files",
+    "adytum.errors",
+    "adytum.channel",
+    "adytum.datadir",
+    "adytum.issuer.__init__",
+    "adytum.issuer.quoter",
+)
 
 #: Same group name as ``adytum.workloads.registry.ENTRY_POINT_GROUP`` (not imported: it would run
 #: the code we are about to measure).
@@ -150,8 +160,10 @@ def measure_sources(
     files: dict[str, Path] = {}
     for name, location in locations.items():
         files.update(_files_of(name, Path(location)))
-    entries = sorted(((path, hashlib.sha256(file.read_bytes()).digest()) for path, file in files.items()),
-                     key=lambda e: e[0].encode("utf-8"))
+    entries = sorted(
+        ((path, hashlib.sha256(file.read_bytes()).digest()) for path, file in files.items()),
+        key=lambda e: e[0].encode("utf-8"),
+    )
     digest = hashlib.sha256(_DOMAIN)
     digest.update(struct.pack(">HHHI", *version, len(entries)))
     for path, file_hash in entries:

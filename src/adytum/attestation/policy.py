@@ -16,7 +16,15 @@ from typing import Any
 
 from adytum.attestation.errors import AttestationError, Reason
 
-__all__ = ["ALL_STATUSES", "IAS_STATUS_MAP", "Policy", "Verdict", "measurement_set", "normalize_status", "require_aware"]
+__all__ = [
+    "ALL_STATUSES",
+    "IAS_STATUS_MAP",
+    "Policy",
+    "Verdict",
+    "measurement_set",
+    "normalize_status",
+    "require_aware",
+]
 
 #: Every TCB status Intel defines, in DCAP spelling.
 ALL_STATUSES: frozenset[str] = frozenset(
@@ -151,11 +159,15 @@ class Policy:
             age = at - verdict.issued_at
             if age > self.max_collateral_age:
                 raise AttestationError(
-                    Reason.STALE, f"issued {_iso(verdict.issued_at)}, {age} before {_iso(at)} (max {self.max_collateral_age})"
+                    Reason.STALE,
+                    f"issued {_iso(verdict.issued_at)}, {age} before {_iso(at)} (max {self.max_collateral_age})",
                 )
 
     def _check_measurements(self, verdict: Verdict) -> None:
-        checks = [("mr_enclave", self.mr_enclaves, verdict.mr_enclave), ("mr_signer", self.mr_signers, verdict.mr_signer)]
+        checks = [
+            ("mr_enclave", self.mr_enclaves, verdict.mr_enclave),
+            ("mr_signer", self.mr_signers, verdict.mr_signer),
+        ]
         checks.append(("MRTD", self.mr_tds, verdict.mr_td))
         for index, allowed in enumerate(self.rtmrs):
             value = verdict.rtmrs[index] if index < len(verdict.rtmrs) else None

@@ -150,8 +150,9 @@ def parse_quote_body(body: bytes) -> SimulatedQuote:
         raise AttestationError(Reason.UNSUPPORTED, f"simulated quote attestation key type {key_type}")
     if flags & ~FLAG_DEBUG:
         raise _malformed(f"unknown flag bits {flags:#x}")
-    return SimulatedQuote(version, mr_enclave, mr_signer, prod, svn, bool(flags & FLAG_DEBUG), report_data, pid,
-                          bytes(body))
+    return SimulatedQuote(
+        version, mr_enclave, mr_signer, prod, svn, bool(flags & FLAG_DEBUG), report_data, pid, bytes(body)
+    )
 
 
 def parse_quote(data: bytes) -> SimulatedQuote:
@@ -169,8 +170,9 @@ def verify_quote_signature(quote: SimulatedQuote, public_key: ec.EllipticCurvePu
     try:
         public_key.verify(utils.encode_dss_signature(r, s), quote.body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
-        raise AttestationError(Reason.SIGNATURE,
-                               "simulated quote signature by the platform quoting key does not verify") from None
+        raise AttestationError(
+            Reason.SIGNATURE, "simulated quote signature by the platform quoting key does not verify"
+        ) from None
 
 
 # --- the proofData -----------------------------------------------------------------------------
@@ -215,8 +217,9 @@ class Evidence:
 
 def _check_trusted_top(certs: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]) -> None:
     if not roots:
-        raise AttestationError(Reason.CHAIN,
-                               "simulated evidence needs an explicitly trusted development root; none was given")
+        raise AttestationError(
+            Reason.CHAIN, "simulated evidence needs an explicitly trusted development root; none was given"
+        )
     top = certs[-1]
     if key_id(top) in {key_id(r) for r in roots} or any(r.subject == top.issuer for r in roots):
         return
@@ -226,8 +229,9 @@ def _check_trusted_top(certs: Sequence[x509.Certificate], roots: Sequence[x509.C
 def _check_signing_certificate(chain: Sequence[x509.Certificate]) -> ec.EllipticCurvePublicKey:
     leaf = chain[0]
     if len(chain) < 2:
-        raise AttestationError(Reason.CHAIN,
-                               "the report must be signed by a certificate issued by the root, not by the root")
+        raise AttestationError(
+            Reason.CHAIN, "the report must be signed by a certificate issued by the root, not by the root"
+        )
     try:
         constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
         if constraints.ca:
@@ -235,8 +239,9 @@ def _check_signing_certificate(chain: Sequence[x509.Certificate]) -> ec.Elliptic
     except x509.ExtensionNotFound:
         pass
     except (ValueError, x509.DuplicateExtension) as exc:
-        raise AttestationError(Reason.MALFORMED,
-                               f"report-signing certificate has malformed extensions ({exc})") from None
+        raise AttestationError(
+            Reason.MALFORMED, f"report-signing certificate has malformed extensions ({exc})"
+        ) from None
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise AttestationError(Reason.CHAIN, "the report-signing certificate does not hold a P-256 key")
@@ -269,8 +274,9 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def verify_simulated(proof_data: str, policy: Policy, trusted_roots: Sequence[x509.Certificate], *,
-                     at: datetime) -> Verdict:
+def verify_simulated(
+    proof_data: str, policy: Policy, trusted_roots: Sequence[x509.Certificate], *, at: datetime
+) -> Verdict:
     """Verify ``SIMULATED-IAS`` proofData at time ``at``: chain to one of ``trusted_roots``, report
     signature, report fields, quote body; return the verdict ``policy`` accepts (kind ``"simulated"``)."""
     require_aware(at)
@@ -284,8 +290,9 @@ def verify_simulated(proof_data: str, policy: Policy, trusted_roots: Sequence[x5
     try:
         key.verify(evidence.signature, evidence.report, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
-        raise AttestationError(Reason.SIGNATURE,
-                               "simulated report signature does not verify over the report bytes") from None
+        raise AttestationError(
+            Reason.SIGNATURE, "simulated report signature does not verify over the report bytes"
+        ) from None
     body = _report_fields(evidence.report)
     raw_status = body["isvEnclaveQuoteStatus"]
     status = _status(raw_status)

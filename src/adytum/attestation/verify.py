@@ -78,8 +78,12 @@ def report_data_for(verifying_key_pem: str, encryption_key_pem: str, worker_id: 
     quotes over these bytes, whatever its kind of evidence.
     """
     digest = hashlib.sha256(
-        _frame(_REPORT_DATA_DOMAIN, verifying_key_pem.encode("utf-8"), encryption_key_pem.encode("utf-8"),
-               worker_id.lower().encode("utf-8"))
+        _frame(
+            _REPORT_DATA_DOMAIN,
+            verifying_key_pem.encode("utf-8"),
+            encryption_key_pem.encode("utf-8"),
+            worker_id.lower().encode("utf-8"),
+        )
     ).digest()
     return digest + bytes(32)
 
@@ -104,8 +108,16 @@ def verify_worker_evidence(
     simulated evidence). ``ias_anchor`` / ``dcap_anchors`` default to the shipped Intel anchors.
     Raises :class:`AttestationError`; its ``reason`` says which rule failed.
     """
-    verdict = verify_evidence(proof_data_type, proof_data, policy=policy, at=at, trusted_roots=trusted_roots,
-                              ias_anchor=ias_anchor, dcap_anchors=dcap_anchors, collateral=collateral)
+    verdict = verify_evidence(
+        proof_data_type,
+        proof_data,
+        policy=policy,
+        at=at,
+        trusted_roots=trusted_roots,
+        ias_anchor=ias_anchor,
+        dcap_anchors=dcap_anchors,
+        collateral=collateral,
+    )
     check_key_binding(verdict, verifying_key=verifying_key, encryption_key=encryption_key, worker_id=worker_id)
     return verdict
 
@@ -125,7 +137,9 @@ def verify_evidence(
     report data must bind is the caller's rule (``policy.report_data_prefix`` or :func:`check_key_binding`)."""
     require_aware(at)
     if not isinstance(proof_data, str) or not proof_data:
-        raise AttestationError(Reason.UNSUPPORTED, f"no attestation evidence presented (proofDataType {proof_data_type!r})")
+        raise AttestationError(
+            Reason.UNSUPPORTED, f"no attestation evidence presented (proofDataType {proof_data_type!r})"
+        )
     if proof_data_type == SIMULATED_IAS:
         verdict = verify_simulated(proof_data, policy, trusted_roots, at=at)
     elif proof_data_type == TEE_SGX_IAS:
@@ -133,7 +147,9 @@ def verify_evidence(
     elif proof_data_type in (TEE_SGX_DCAP, TEE_TDX_DCAP):
         verdict = _verify_dcap(proof_data, policy, at, dcap_anchors, collateral)
     else:
-        raise AttestationError(Reason.UNSUPPORTED, f"unknown proofDataType {proof_data_type!r} (known: {', '.join(PROOF_DATA_TYPES)})")
+        raise AttestationError(
+            Reason.UNSUPPORTED, f"unknown proofDataType {proof_data_type!r} (known: {', '.join(PROOF_DATA_TYPES)})"
+        )
     return verdict
 
 
@@ -155,19 +171,30 @@ def _json_object(proof_data: str, kind: str) -> dict[str, Any]:
 
 def _verify_ias(proof_data: str, policy: Policy, at: datetime, anchor: x509.Certificate | None) -> Verdict:
     obj = _json_object(proof_data, TEE_SGX_IAS)
-    report, sig, certs = (obj.get(k) for k in ("verification_report", "ias_report_signature", "ias_report_signing_certificate"))
+    report, sig, certs = (
+        obj.get(k) for k in ("verification_report", "ias_report_signature", "ias_report_signing_certificate")
+    )
     if not (isinstance(report, str) and isinstance(sig, str) and isinstance(certs, str)):
-        raise AttestationError(Reason.MALFORMED, "TEE-SGX-IAS proofData needs string verification_report, ias_report_signature, ias_report_signing_certificate")
+        raise AttestationError(
+            Reason.MALFORMED,
+            "TEE-SGX-IAS proofData needs string verification_report, ias_report_signature, ias_report_signing_certificate",
+        )
     try:
         signature = base64.b64decode(sig, validate=True)
     except binascii.Error:
         raise AttestationError(Reason.MALFORMED, "ias_report_signature is not base64") from None
-    return verify_ias_report(report.encode("utf-8"), signature, certs.encode("ascii", "replace"), policy, at=at,
-                             trust_anchor=anchor)
+    return verify_ias_report(
+        report.encode("utf-8"), signature, certs.encode("ascii", "replace"), policy, at=at, trust_anchor=anchor
+    )
 
 
-def _verify_dcap(proof_data: str, policy: Policy, at: datetime, anchors: Sequence[x509.Certificate] | None,
-                 collateral: Collateral | None) -> Verdict:
+def _verify_dcap(
+    proof_data: str,
+    policy: Policy,
+    at: datetime,
+    anchors: Sequence[x509.Certificate] | None,
+    collateral: Collateral | None,
+) -> Verdict:
     obj = _json_object(proof_data, "DCAP")
     try:
         quote = base64.b64decode(obj.get("quote", ""), validate=True)

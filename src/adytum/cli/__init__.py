@@ -30,9 +30,12 @@ Every command that prints takes --json for scripts. `adytum COMMAND --help` expl
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="adytum", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="adytum",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="adytum runs confidential work orders (EEA Off-Chain Trusted Compute v1.1) in enclaves: "
-                    "inputs are encrypted end to end to a worker key, results come back signed.")
+        "inputs are encrypted end to end to a worker key, results come back signed.",
+    )
     sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.register(sub)

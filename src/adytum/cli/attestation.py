@@ -60,7 +60,9 @@ def parse_time_arg(text: str) -> datetime:
             return datetime.fromtimestamp(float(text[1:]), UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use 2025-07-04T10:16:31Z, @1751624191 or now)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use 2025-07-04T10:16:31Z, @1751624191 or now)"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -106,19 +108,41 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument("file", metavar="FILE", type=Path, help="quote.bin or IAS evidence (see below)")
-    verify.add_argument("--collateral", metavar="DIR", type=Path, help="DCAP collateral directory or dcap-qvl JSON (needed for quotes)")
-    verify.add_argument("--at", metavar="TIME", type=parse_time_arg, required=True, help="verification time: ISO 8601, @unix or now")
+    verify.add_argument(
+        "--collateral", metavar="DIR", type=Path, help="DCAP collateral directory or dcap-qvl JSON (needed for quotes)"
+    )
+    verify.add_argument(
+        "--at", metavar="TIME", type=parse_time_arg, required=True, help="verification time: ISO 8601, @unix or now"
+    )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.add_argument("--allow-debug", action="store_true", help="accept debug enclaves / TDs (never in production)")
-    verify.add_argument("--accept", metavar="STATUS", nargs="+", type=_status, default=["UpToDate"], help="acceptable TCB statuses (DCAP or IAS names; default UpToDate)")
-    verify.add_argument("--mr-enclave", metavar="HEX", nargs="+", type=_hex, default=[], help="allowed MRENCLAVE values")
+    verify.add_argument(
+        "--accept",
+        metavar="STATUS",
+        nargs="+",
+        type=_status,
+        default=["UpToDate"],
+        help="acceptable TCB statuses (DCAP or IAS names; default UpToDate)",
+    )
+    verify.add_argument(
+        "--mr-enclave", metavar="HEX", nargs="+", type=_hex, default=[], help="allowed MRENCLAVE values"
+    )
     verify.add_argument("--mr-signer", metavar="HEX", nargs="+", type=_hex, default=[], help="allowed MRSIGNER values")
     verify.add_argument("--mr-td", metavar="HEX", nargs="+", type=_hex, default=[], help="allowed TDX MRTD values")
     verify.add_argument("--isv-prod-id", metavar="N", type=int, help="required ISV product id")
     verify.add_argument("--min-isv-svn", metavar="N", type=int, help="minimum ISV security version")
-    verify.add_argument("--report-data", metavar="HEX", type=_hex, help="required report-data prefix (nonce or key hash)")
-    verify.add_argument("--max-age", metavar="DURATION", type=parse_duration, help="refuse collateral/report older than this (e.g. 2h, 30d)")
-    verify.add_argument("--allow-missing-crls", action="store_true", help="verify without PCK/Root CA CRLs (reported as unchecked)")
+    verify.add_argument(
+        "--report-data", metavar="HEX", type=_hex, help="required report-data prefix (nonce or key hash)"
+    )
+    verify.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        type=parse_duration,
+        help="refuse collateral/report older than this (e.g. 2h, 30d)",
+    )
+    verify.add_argument(
+        "--allow-missing-crls", action="store_true", help="verify without PCK/Root CA CRLs (reported as unchecked)"
+    )
     verify.set_defaults(run=run_verify)
 
 
@@ -172,7 +196,12 @@ def run_verify(args: argparse.Namespace) -> int:
     except AttestationError as exc:
         seen = exc.verdict if isinstance(exc.verdict, Verdict) else None
         if args.json:
-            out = {"accepted": False, "reason": exc.reason.value, "message": exc.message, "verdict": seen.to_json() if seen else None}
+            out = {
+                "accepted": False,
+                "reason": exc.reason.value,
+                "message": exc.message,
+                "verdict": seen.to_json() if seen else None,
+            }
             print(json.dumps(out, indent=2, sort_keys=True))
         else:
             print(f"REFUSED ({exc.reason.value}): {exc.message}")
@@ -181,9 +210,14 @@ def run_verify(args: argparse.Namespace) -> int:
                 print(textwrap.indent(seen.describe(), "  "))
         return 1
     if args.json:
-        print(json.dumps({"accepted": True, "reason": None, "message": None, "verdict": verdict.to_json()}, indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {"accepted": True, "reason": None, "message": None, "verdict": verdict.to_json()},
+                indent=2,
+                sort_keys=True,
+            )
+        )
     else:
         print("ACCEPTED")
         print(textwrap.indent(verdict.describe(), "  "))
     return 0
-

@@ -29,26 +29,36 @@ if TYPE_CHECKING:
 
 
 def register(sub: Subparsers) -> None:
-    bench = sub.add_parser("bench", help="drive a running node and report throughput and latency",
-                           formatter_class=argparse.RawDescriptionHelpFormatter,
-                           description="C concurrent requesters each build, submit, wait for, verify and decrypt "
-                                       "work orders until N are done. Prints verified work orders/s, latency "
-                                       "percentiles, and the ratio to the worker-side crypto bound measured in "
-                                       "this run on this machine.",
-                           epilog="examples:\n"
-                                  "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
-                                  "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves")
+    bench = sub.add_parser(
+        "bench",
+        help="drive a running node and report throughput and latency",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="C concurrent requesters each build, submit, wait for, verify and decrypt "
+        "work orders until N are done. Prints verified work orders/s, latency "
+        "percentiles, and the ratio to the worker-side crypto bound measured in "
+        "this run on this machine.",
+        epilog="examples:\n"
+        "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
+        "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves",
+    )
     add_uri(bench)
     add_trust(bench)
     bench.add_argument("-n", type=int, default=2000, help="work orders to complete (default 2000)")
     bench.add_argument("-c", type=int, default=32, help="concurrent requesters (default 32)")
     bench.add_argument("--workload", default="hello", help="workload (default hello)")
     bench.add_argument("--in-data", default="world", help="the input of every order")
-    bench.add_argument("--bound-samples", type=int, default=300,
-                       help="work orders processed in-process to measure the crypto bound (default 300)")
-    bench.add_argument("--enclaves", metavar="N,M,...",
-                       help="instead of --uri, start a fresh local node with N work-order enclaves, measure it, "
-                            "stop it; then M; and print how throughput scales (e.g. --enclaves 1,2)")
+    bench.add_argument(
+        "--bound-samples",
+        type=int,
+        default=300,
+        help="work orders processed in-process to measure the crypto bound (default 300)",
+    )
+    bench.add_argument(
+        "--enclaves",
+        metavar="N,M,...",
+        help="instead of --uri, start a fresh local node with N work-order enclaves, measure it, "
+        "stop it; then M; and print how throughput scales (e.g. --enclaves 1,2)",
+    )
     add_json(bench)
     bench.set_defaults(run=run)
 
@@ -98,8 +108,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, concurrency: int,
-                progress: Progress | None) -> tuple[list[float], int, float]:
+async def drive(
+    uri: str, trust: Trust, workload: str, data: bytes, n: int, concurrency: int, progress: Progress | None
+) -> tuple[list[float], int, float]:
     from ..client import AsyncClient
     from ..protocol import EeaError
 
@@ -130,35 +141,60 @@ async def drive(uri: str, trust: Trust, workload: str, data: bytes, n: int, conc
     return latencies, failed, elapsed
 
 
-def measure_node(args: argparse.Namespace, uri: str, trust: Trust, enclaves: int | None, data: bytes,
-                 bound_us: float) -> Report:
+def measure_node(
+    args: argparse.Namespace, uri: str, trust: Trust, enclaves: int | None, data: bytes, bound_us: float
+) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if args.json:
         latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, None))
     else:
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, progress))
     latencies.sort()
     ok = len(latencies)
     cores = os.cpu_count() or 1
     bound = cores * 1e6 / bound_us
     rate = ok / elapsed if elapsed else 0.0
-    report = Report(uri, enclaves, args.workload, ok, args.c, failed, round(elapsed, 3), round(rate, 1),
-                    round(percentile(latencies, 50) * 1e3, 2), round(percentile(latencies, 95) * 1e3, 2),
-                    round(percentile(latencies, 99) * 1e3, 2), round(bound_us, 1), cores, round(bound, 1),
-                    round(rate / bound, 3))
+    report = Report(
+        uri,
+        enclaves,
+        args.workload,
+        ok,
+        args.c,
+        failed,
+        round(elapsed, 3),
+        round(rate, 1),
+        round(percentile(latencies, 50) * 1e3, 2),
+        round(percentile(latencies, 95) * 1e3, 2),
+        round(percentile(latencies, 99) * 1e3, 2),
+        round(bound_us, 1),
+        cores,
+        round(bound, 1),
+        round(rate / bound, 3),
+    )
     if not args.json:
         pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
-        console.print(f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
-                      f"requesters{pool} ({failed} failed)")
+        console.print(
+            f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
+            f"requesters{pool} ({failed} failed)"
+        )
         console.print(f"  throughput  [bold]{rate:,.0f}[/] work orders/s")
         if latencies:
-            console.print(f"  latency     p50 {report.p50_ms} ms   p95 {report.p95_ms} ms   p99 {report.p99_ms} ms"
-                          f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)")
-        console.print(f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
-                      f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]")
+            console.print(
+                f"  latency     p50 {report.p50_ms} ms   p95 {report.p95_ms} ms   p99 {report.p99_ms} ms"
+                f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)"
+            )
+        console.print(
+            f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
+            f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]"
+        )
     return report
 
 
@@ -169,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass
@@ -195,11 +232,14 @@ def run(args: argparse.Namespace) -> int:
                 reports.append(measure_node(args, uri, trust, n, data, bound_us))
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
-    scaling = round(reports[-1].per_second / reports[0].per_second, 2) \
-        if len(reports) > 1 and reports[0].per_second else None
+    scaling = (
+        round(reports[-1].per_second / reports[0].per_second, 2) if len(reports) > 1 and reports[0].per_second else None
+    )
     if args.json:
         emit_json(asdict(reports[0]) if not counts else {"runs": [asdict(r) for r in reports], "scaling": scaling})
     elif scaling is not None:
-        console.print(f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
-                      f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)")
+        console.print(
+            f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
+            f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)"
+        )
     return 0 if all(r.failed == 0 for r in reports) else 1

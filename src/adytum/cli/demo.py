@@ -30,10 +30,13 @@ EXAMPLES: list[tuple[str, list[str]]] = [
 
 
 def register(sub: Subparsers) -> None:
-    demo = sub.add_parser("demo", help="start a node, run every built-in workload through the SDK, stop",
-                          description="Starts `adytum up` as a real process on a free port with a fresh data "
-                                      "directory, submits one work order per built-in workload, prints each "
-                                      "verified result and stops the node.")
+    demo = sub.add_parser(
+        "demo",
+        help="start a node, run every built-in workload through the SDK, stop",
+        description="Starts `adytum up` as a real process on a free port with a fresh data "
+        "directory, submits one work order per built-in workload, prints each "
+        "verified result and stops the node.",
+    )
     demo.add_argument("--data-dir", type=Path, default=None, help="keep the node's data here (default: temporary)")
     add_json(demo)
     demo.set_defaults(run=run)
@@ -68,19 +71,24 @@ def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: l
     from ..crypto import SigningKey
 
     root = DataDir(data_dir).platform_root
-    say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
-        "no hardware protection[/]")
+    say(
+        f"[yellow]trusting the node's DEVELOPMENT attestation root {root} explicitly: simulated enclaves, "
+        "no hardware protection[/]"
+    )
     with Client(uri, trust=Trust.from_files([root]), signer=SigningKey()) as client:
         worker = client.worker()
         assert worker.verdict is not None
-        say(f"worker {worker.worker_id[:16]}…: attestation verified ({worker.verdict.kind}, mr_enclave "
-            f"{(worker.verdict.mr_enclave or b'').hex()[:16]}…), report data binds both keys and the worker id")
+        say(
+            f"worker {worker.worker_id[:16]}…: attestation verified ({worker.verdict.kind}, mr_enclave "
+            f"{(worker.verdict.mr_enclave or b'').hex()[:16]}…), report data binds both keys and the worker id"
+        )
         for workload, inputs in EXAMPLES:
             started = time.perf_counter()
             outputs = [o.decode() for o in client.run(workload, [i.encode() for i in inputs])]
             ms = (time.perf_counter() - started) * 1000
-            results.append({"workload": workload, "inputs": inputs, "outputs": outputs, "verified": True,
-                            "ms": round(ms, 1)})
+            results.append(
+                {"workload": workload, "inputs": inputs, "outputs": outputs, "verified": True, "ms": round(ms, 1)}
+            )
             text, output = " | ".join(inputs), " | ".join(outputs)
             text = text if len(text) <= 50 else text[:47] + "..."
             shown = output if len(output) <= 70 else output[:67] + "..."

@@ -29,9 +29,24 @@ def local_node(data_dir: Path, port: int, *options: str, timeout: float = 90.0) 
     uri = f"http://127.0.0.1:{port}/"
     log = data_dir / "node.log"
     with open(log, "wb") as log_file:
-        node = subprocess.Popen([sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir",
-                                 str(data_dir), "--log-format", "text", *options], stdout=log_file,
-                                stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        node = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "adytum",
+                "up",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--log-format",
+                "text",
+                *options,
+            ],
+            stdout=log_file,
+            stderr=log_file,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         with Client(uri) as probe:
             _wait_ready(probe, node, log, timeout)

@@ -49,6 +49,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     from .. import operator  # host-side, like this command
+
     try:
         root = init_dev_root(args.dir or args.data_dir / "devroot")
         operator_key = operator.ensure_key(args.data_dir)
@@ -76,18 +77,27 @@ def _init(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """``measure`` and ``init``, each with its ``run``."""
-    m = subparsers.add_parser("measure", help="print the enclave measurement (mr_enclave, mr_signer, per-file hashes)",
-                              description="Measure the enclave code installed here, as a simulated enclave reports it.")
+    m = subparsers.add_parser(
+        "measure",
+        help="print the enclave measurement (mr_enclave, mr_signer, per-file hashes)",
+        description="Measure the enclave code installed here, as a simulated enclave reports it.",
+    )
     m.add_argument("--json", action="store_true", help="machine-readable output")
-    m.add_argument("--module", action="append", default=[], metavar="NAME", help="also measure this module or package (repeatable)")
+    m.add_argument(
+        "--module", action="append", default=[], metavar="NAME", help="also measure this module or package (repeatable)"
+    )
     m.add_argument("--no-plugins", action="store_true", help="leave out installed workload plug-ins")
     m.set_defaults(run=_measure)
-    i = subparsers.add_parser("init", help="create the development root for SIMULATED attestation and the operator key",
-                              description=WARNING)
-    i.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_ROOT.parent,
-                   help=f"the node's data directory: the root goes in DATA_DIR/devroot and the operator key "
-                        f"in DATA_DIR/operator (default {DEFAULT_DEV_ROOT.parent})")
+    i = subparsers.add_parser(
+        "init", help="create the development root for SIMULATED attestation and the operator key", description=WARNING
+    )
+    i.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DEV_ROOT.parent,
+        help=f"the node's data directory: the root goes in DATA_DIR/devroot and the operator key "
+        f"in DATA_DIR/operator (default {DEFAULT_DEV_ROOT.parent})",
+    )
     i.add_argument("--dir", type=Path, default=None, help="keep the development root here instead")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(run=_init)
-

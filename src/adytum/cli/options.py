@@ -31,12 +31,22 @@ def add_uri(p: argparse.ArgumentParser) -> None:
 def add_trust(p: argparse.ArgumentParser) -> None:
     """What a requester trusts: attestation roots, allowed measurements, debug enclaves (see `trust_from_args`)."""
     env = [f for f in os.environ.get("ADYTUM_TRUST_ROOT", "").split(os.pathsep) if f]
-    p.add_argument("--trust-root", action="append", default=env, metavar="PEM",
-                   help="trust simulated attestation signed by this root certificate (repeatable; default "
-                        "$ADYTUM_TRUST_ROOT). A development node's root is DATA_DIR/devroot/root.pem. Hardware "
-                        "evidence is checked against Intel's roots, built in.")
-    p.add_argument("--allow-mrenclave", action="append", default=[], metavar="HEX",
-                   help="accept only workers whose enclave measures this (repeatable; see `adytum measure`)")
+    p.add_argument(
+        "--trust-root",
+        action="append",
+        default=env,
+        metavar="PEM",
+        help="trust simulated attestation signed by this root certificate (repeatable; default "
+        "$ADYTUM_TRUST_ROOT). A development node's root is DATA_DIR/devroot/root.pem. Hardware "
+        "evidence is checked against Intel's roots, built in.",
+    )
+    p.add_argument(
+        "--allow-mrenclave",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="accept only workers whose enclave measures this (repeatable; see `adytum measure`)",
+    )
     p.add_argument("--allow-debug", action="store_true", help="accept debug enclaves (never in production)")
 
 
@@ -51,4 +61,5 @@ def add_data_dir(p: argparse.ArgumentParser, help: str) -> None:
 
 def trust_from_args(args: argparse.Namespace) -> Trust:
     from ..client import Trust
+
     return Trust.from_files(args.trust_root, mr_enclaves=args.allow_mrenclave, allow_debug=args.allow_debug)

@@ -16,20 +16,28 @@ from .output import console, emit_json, fail
 
 
 def register(sub: Subparsers) -> None:
-    p = sub.add_parser("pool", help="the worker's key manager and enclaves: status, allow a build, trust a host",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="One key-manager enclave seals the worker's keys and provisions them to every "
-                                   "work-order enclave (here and on nodes that --join it) after both sides "
-                                   "attest. It provisions only work-order enclave builds its policy lists: "
-                                   "the build of the node's first start, plus those added with `allow`.",
-                       epilog="examples:\n  adytum pool                         # status of the node at --uri\n"
-                              "  adytum pool allow 9f2c...e1 --data-dir adytum-data   # let an upgraded build in\n"
-                              "  adytum pool trust other/devroot/root.pem --data-dir adytum-data\n"
-                              "  adytum up --join kme-host:1948 --data-dir other     # a second node, same worker")
-    p.add_argument("action", nargs="?", choices=["status", "allow", "trust"], default="status",
-                   help="status (default): each enclave's measurement, state and orders served; allow: add a "
-                        "work-order enclave measurement to the key manager's policy; trust: accept attestation "
-                        "from another host's development root (simulation only)")
+    p = sub.add_parser(
+        "pool",
+        help="the worker's key manager and enclaves: status, allow a build, trust a host",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One key-manager enclave seals the worker's keys and provisions them to every "
+        "work-order enclave (here and on nodes that --join it) after both sides "
+        "attest. It provisions only work-order enclave builds its policy lists: "
+        "the build of the node's first start, plus those added with `allow`.",
+        epilog="examples:\n  adytum pool                         # status of the node at --uri\n"
+        "  adytum pool allow 9f2c...e1 --data-dir adytum-data   # let an upgraded build in\n"
+        "  adytum pool trust other/devroot/root.pem --data-dir adytum-data\n"
+        "  adytum up --join kme-host:1948 --data-dir other     # a second node, same worker",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["status", "allow", "trust"],
+        default="status",
+        help="status (default): each enclave's measurement, state and orders served; allow: add a "
+        "work-order enclave measurement to the key manager's policy; trust: accept attestation "
+        "from another host's development root (simulation only)",
+    )
     p.add_argument("value", nargs="?", help="allow: the mr_enclave hex (see `adytum measure`); trust: a root PEM")
     add_uri(p)
     add_data_dir(p, "allow/trust: the node's data directory")
@@ -56,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
 def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
     listed = DataDir(data_dir).allow_build(mr_enclave)
     path = DataDir(data_dir).policy
-    return {"policy": str(path), "wpe_mr_enclaves": listed,
-            "message": f"the key manager in {data_dir} now provisions work-order enclaves of "
-                       f"{len(listed)} build(s), listed in {path}: {', '.join(listed)}"}
+    return {
+        "policy": str(path),
+        "wpe_mr_enclaves": listed,
+        "message": f"the key manager in {data_dir} now provisions work-order enclaves of "
+        f"{len(listed)} build(s), listed in {path}: {', '.join(listed)}",
+    }
 
 
 def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
@@ -72,9 +83,12 @@ def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
     target = DataDir(data_dir).trusted_roots / f"{sha256(pem).hex()[:16]}.pem"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, pem)
-    return {"root": str(target), "subject": cert.subject.rfc4514_string(),
-            "message": f"enclaves of {data_dir} now accept peer evidence under {cert.subject.rfc4514_string()} "
-                       f"(copied to {target})"}
+    return {
+        "root": str(target),
+        "subject": cert.subject.rfc4514_string(),
+        "message": f"enclaves of {data_dir} now accept peer evidence under {cert.subject.rfc4514_string()} "
+        f"(copied to {target})",
+    }
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -92,16 +106,33 @@ def _status(args: argparse.Namespace) -> int:
         emit_json(status)
         return 0
     from rich.table import Table
+
     kme = status["keyManager"]
     table = Table(title=f"worker {status['workerId']}", title_justify="left")
     for column in ("enclave", "role", "state", "pid", "mr_enclave", "served", "in flight", "restarts"):
         table.add_column(column, justify="right" if column in ("served", "in flight", "restarts", "pid") else "left")
     where = "" if kme["location"] == "local" else f" @ {kme['location']}"
-    table.add_row(f"{kme['name']}{where}", "key manager", kme["state"], str(kme["pid"] or "-"),
-                  _short(kme["mr_enclave"]), f"{kme['provisioned']} provisioned", "-", str(kme["restarts"]))
+    table.add_row(
+        f"{kme['name']}{where}",
+        "key manager",
+        kme["state"],
+        str(kme["pid"] or "-"),
+        _short(kme["mr_enclave"]),
+        f"{kme['provisioned']} provisioned",
+        "-",
+        str(kme["restarts"]),
+    )
     for e in status["enclaves"]:
-        table.add_row(e["name"], "work orders", e["state"], str(e["pid"] or "-"), _short(e["mr_enclave"]),
-                      str(e["served"]), str(e["inflight"]), str(e["restarts"]))
+        table.add_row(
+            e["name"],
+            "work orders",
+            e["state"],
+            str(e["pid"] or "-"),
+            _short(e["mr_enclave"]),
+            str(e["served"]),
+            str(e["inflight"]),
+            str(e["restarts"]),
+        )
     console.print(table)
     if status.get("listening"):
         console.print(f"key manager accepts other nodes' enclaves on {status['listening']}")

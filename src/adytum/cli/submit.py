@@ -14,24 +14,29 @@ if TYPE_CHECKING:
 
 
 def register(sub: Subparsers) -> None:
-    submit = sub.add_parser("submit", help="send one work order and print its verified output",
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description="Encrypt inputs to the worker's key, submit, wait, verify the worker's "
-                                        "signature and decrypt. Nothing is printed unless the signature verifies.",
-                            epilog="examples:\n  adytum submit --workload hello --in-data world\n"
-                                   "  adytum submit --workload fib --in-data 100 --json\n"
-                                   "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
-                                   "--requester-key me.pem")
+    submit = sub.add_parser(
+        "submit",
+        help="send one work order and print its verified output",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Encrypt inputs to the worker's key, submit, wait, verify the worker's "
+        "signature and decrypt. Nothing is printed unless the signature verifies.",
+        epilog="examples:\n  adytum submit --workload hello --in-data world\n"
+        "  adytum submit --workload fib --in-data 100 --json\n"
+        "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
+        "--requester-key me.pem",
+    )
     add_uri(submit)
     submit.add_argument("--workload", required=True, help="workload name, e.g. hello, echo-result, fib")
-    submit.add_argument("--in-data", action="append", required=True,
-                        help="an input item (repeat for several)")
+    submit.add_argument("--in-data", action="append", required=True, help="an input item (repeat for several)")
     submit.add_argument("--worker-id", help="hex worker id (default: the first worker the node lists)")
     add_trust(submit)
     submit.add_argument("--sign", action="store_true", help="sign the request with a fresh requester key")
-    submit.add_argument("--requester-key", metavar="PEM",
-                        help="sign with this secp256k1 key, made there if missing: per-requester state "
-                             "(e.g. simple-wallet balances) belongs to it across orders")
+    submit.add_argument(
+        "--requester-key",
+        metavar="PEM",
+        help="sign with this secp256k1 key, made there if missing: per-requester state "
+        "(e.g. simple-wallet balances) belongs to it across orders",
+    )
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
     add_json(submit)
     submit.set_defaults(run=run)
@@ -51,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"trust root: {exc}", as_json=args.json)
     try:
         with Client(args.uri, trust=trust, signer=signer) as client:
-            outputs = client.run(args.workload, [d.encode() for d in args.in_data], worker_id=args.worker_id,
-                                 timeout=args.timeout)
+            outputs = client.run(
+                args.workload, [d.encode() for d in args.in_data], worker_id=args.worker_id, timeout=args.timeout
+            )
     except EeaError as exc:
         return fail(exc.message, as_json=args.json, code=exc.code)
     except (UntrustedWorker, VerificationError) as exc:

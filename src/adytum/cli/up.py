@@ -12,51 +12,97 @@ from .options import Subparsers, add_data_dir
 
 def register(sub: Subparsers) -> None:
     manager = DEFAULTS.manager
-    up = sub.add_parser("up", help="run a node: listener, store and enclaves, until Ctrl-C",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Run a node in the foreground. Enclaves are simulated (their own processes, "
-                                    "sealed keys, no SGX). Work orders survive restarts: on start, orders that "
-                                    "were in flight are processed again.",
-                        epilog="example:\n  adytum up --port 1947 --data-dir /var/lib/adytum --enclaves 2")
-    up.add_argument("--port", type=int, default=DEFAULT_PORT,
-                    help=f"JSON-RPC port (default {DEFAULT_PORT}; 0 = any free)")
+    up = sub.add_parser(
+        "up",
+        help="run a node: listener, store and enclaves, until Ctrl-C",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a node in the foreground. Enclaves are simulated (their own processes, "
+        "sealed keys, no SGX). Work orders survive restarts: on start, orders that "
+        "were in flight are processed again.",
+        epilog="example:\n  adytum up --port 1947 --data-dir /var/lib/adytum --enclaves 2",
+    )
+    up.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"JSON-RPC port (default {DEFAULT_PORT}; 0 = any free)"
+    )
     up.add_argument("--host", default=DEFAULTS.host, help=f"address to bind (default {DEFAULTS.host})")
     add_data_dir(up, "store, sealed keys and platform secret")
-    up.add_argument("--enclaves", type=int, default=None,
-                    help="work-order enclave processes serving the worker (default: one per core); a key-manager "
-                         "enclave seals the worker's keys and provisions each of them after mutual attestation")
-    up.add_argument("--join", metavar="HOST:PORT",
-                    help="take the worker's keys from another node's key manager (started with --kme-listen) "
-                         "instead of running one here; use the same --worker-name")
-    up.add_argument("--kme-listen", metavar="HOST:PORT",
-                    help="let work-order enclaves of other nodes (--join) be provisioned by this node's key "
-                         "manager over TCP (e.g. 0.0.0.0:1948); off by default")
-    up.add_argument("--worker-name", default=DEFAULT_WORKER_NAME,
-                    help=f"the worker's name; its id is SHA-256 of the name (default {DEFAULT_WORKER_NAME})")
-    up.add_argument("--avalon-compat", action="store_true",
-                    help="also accept unmodified Avalon clients (OAEP-SHA1, one IV reused for every item). "
-                         "Weaker: use only for migration.")
-    up.add_argument("--max-body", type=int, default=DEFAULTS.max_body,
-                    help=f"largest request accepted, in bytes (default {DEFAULTS.max_body / 2**20:g} MiB)")
-    up.add_argument("--max-pending", type=int, default=DEFAULTS.max_pending,
-                    help="accepted but unanswered work orders before new ones get BUSY "
-                         f"(default {DEFAULTS.max_pending})")
-    up.add_argument("--allow-mrenclave", action="append", default=[], metavar="HEX",
-                    help="register only enclaves with this measurement (repeatable; default: any build that "
-                         "attests). See `adytum measure`.")
-    up.add_argument("--attestation-lifetime", type=float, default=manager.attestation_lifetime,
-                    metavar="SECONDS",
-                    help="how long a published attestation report counts as fresh; lookups hide the worker "
-                         "after it, and the node renews it every quarter of it "
-                         f"(default {manager.attestation_lifetime:g})")
-    up.add_argument("--time-budget", type=float, default=None,
-                    help="seconds one workload run may take in its enclave before it fails "
-                         "(default: the enclave's own, shown by `python -m adytum.enclave --help`)")
-    up.add_argument("--memory-mb", type=int, default=None,
-                    help="address space of each enclave process in MB; a workload past it fails "
-                         "(default: the enclave's own)")
-    up.add_argument("--no-fsync", action="store_true",
-                    help="commit without fsync (faster; the last commits can be lost on power failure)")
+    up.add_argument(
+        "--enclaves",
+        type=int,
+        default=None,
+        help="work-order enclave processes serving the worker (default: one per core); a key-manager "
+        "enclave seals the worker's keys and provisions each of them after mutual attestation",
+    )
+    up.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        help="take the worker's keys from another node's key manager (started with --kme-listen) "
+        "instead of running one here; use the same --worker-name",
+    )
+    up.add_argument(
+        "--kme-listen",
+        metavar="HOST:PORT",
+        help="let work-order enclaves of other nodes (--join) be provisioned by this node's key "
+        "manager over TCP (e.g. 0.0.0.0:1948); off by default",
+    )
+    up.add_argument(
+        "--worker-name",
+        default=DEFAULT_WORKER_NAME,
+        help=f"the worker's name; its id is SHA-256 of the name (default {DEFAULT_WORKER_NAME})",
+    )
+    up.add_argument(
+        "--avalon-compat",
+        action="store_true",
+        help="also accept unmodified Avalon clients (OAEP-SHA1, one IV reused for every item). "
+        "Weaker: use only for migration.",
+    )
+    up.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULTS.max_body,
+        help=f"largest request accepted, in bytes (default {DEFAULTS.max_body / 2**20:g} MiB)",
+    )
+    up.add_argument(
+        "--max-pending",
+        type=int,
+        default=DEFAULTS.max_pending,
+        help=f"accepted but unanswered work orders before new ones get BUSY (default {DEFAULTS.max_pending})",
+    )
+    up.add_argument(
+        "--allow-mrenclave",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="register only enclaves with this measurement (repeatable; default: any build that "
+        "attests). See `adytum measure`.",
+    )
+    up.add_argument(
+        "--attestation-lifetime",
+        type=float,
+        default=manager.attestation_lifetime,
+        metavar="SECONDS",
+        help="how long a published attestation report counts as fresh; lookups hide the worker "
+        "after it, and the node renews it every quarter of it "
+        f"(default {manager.attestation_lifetime:g})",
+    )
+    up.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds one workload run may take in its enclave before it fails "
+        "(default: the enclave's own, shown by `python -m adytum.enclave --help`)",
+    )
+    up.add_argument(
+        "--memory-mb",
+        type=int,
+        default=None,
+        help="address space of each enclave process in MB; a workload past it fails (default: the enclave's own)",
+    )
+    up.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="commit without fsync (faster; the last commits can be lost on power failure)",
+    )
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")
     up.set_defaults(run=run)
 
@@ -69,14 +115,26 @@ def run(args: argparse.Namespace) -> int:
     from ..manager import EnclaveDied, EnclaveStartError
 
     logs.setup(args.log_format)
-    config = NodeConfig.of(args.data_dir, host=args.host, port=args.port, max_body=args.max_body,
-                           max_pending=args.max_pending, durable=not args.no_fsync,
-                           worker_name=args.worker_name, enclaves=args.enclaves, avalon_compat=args.avalon_compat,
-                           allowed_mr_enclaves=tuple(args.allow_mrenclave), time_budget=args.time_budget,
-                           memory_mb=args.memory_mb, attestation_lifetime=args.attestation_lifetime,
-                           join=args.join, kme_listen=args.kme_listen)
+    config = NodeConfig.of(
+        args.data_dir,
+        host=args.host,
+        port=args.port,
+        max_body=args.max_body,
+        max_pending=args.max_pending,
+        durable=not args.no_fsync,
+        worker_name=args.worker_name,
+        enclaves=args.enclaves,
+        avalon_compat=args.avalon_compat,
+        allowed_mr_enclaves=tuple(args.allow_mrenclave),
+        time_budget=args.time_budget,
+        memory_mb=args.memory_mb,
+        attestation_lifetime=args.attestation_lifetime,
+        join=args.join,
+        kme_listen=args.kme_listen,
+    )
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass

@@ -14,28 +14,36 @@ from .options import Subparsers, add_data_dir, add_json, add_uri
 from .output import console, emit_json, fail
 
 #: What `set-status` takes, and the `WorkerStatus` member each name stands for.
-STATUSES = {"active": "ACTIVE", "offline": "OFF_LINE", "decommissioned": "DECOMMISSIONED",
-            "compromised": "COMPROMISED"}
+STATUSES = {"active": "ACTIVE", "offline": "OFF_LINE", "decommissioned": "DECOMMISSIONED", "compromised": "COMPROMISED"}
 
 
 def register(sub: Subparsers) -> None:
-    w = sub.add_parser("worker", help="operator actions: rotate a worker's encryption key, set its status",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Registry changes signed with the operator key (ACCESS_DENIED otherwise).",
-                       epilog="examples:\n  adytum worker rotate-key\n"
-                              "  adytum worker set-status offline --worker-id 0x1234...\n"
-                              "  adytum worker rotate-key --operator-key /secure/operator-key.pem --json")
-    w.add_argument("action", choices=["rotate-key", "set-status"],
-                   help="rotate-key: a new encryption key made in the enclaves, re-attested and published "
-                        "(orders sent to the previous key still complete); set-status: active, offline, "
-                        "decommissioned or compromised (only active workers take work orders)")
+    w = sub.add_parser(
+        "worker",
+        help="operator actions: rotate a worker's encryption key, set its status",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Registry changes signed with the operator key (ACCESS_DENIED otherwise).",
+        epilog="examples:\n  adytum worker rotate-key\n"
+        "  adytum worker set-status offline --worker-id 0x1234...\n"
+        "  adytum worker rotate-key --operator-key /secure/operator-key.pem --json",
+    )
+    w.add_argument(
+        "action",
+        choices=["rotate-key", "set-status"],
+        help="rotate-key: a new encryption key made in the enclaves, re-attested and published "
+        "(orders sent to the previous key still complete); set-status: active, offline, "
+        "decommissioned or compromised (only active workers take work orders)",
+    )
     w.add_argument("status", nargs="?", choices=sorted(STATUSES), help="with set-status: the new status")
     add_uri(w)
-    w.add_argument("--worker-id", help="hex worker id (default: the worker the node hosts; for set-status, "
-                                       "the only worker it lists)")
+    w.add_argument(
+        "--worker-id",
+        help="hex worker id (default: the worker the node hosts; for set-status, the only worker it lists)",
+    )
     add_data_dir(w, "where the operator key lives")
-    w.add_argument("--operator-key", type=Path,
-                   help="the operator key PEM (default DATA_DIR/operator/operator-key.pem)")
+    w.add_argument(
+        "--operator-key", type=Path, help="the operator key PEM (default DATA_DIR/operator/operator-key.pem)"
+    )
     add_json(w)
     w.set_defaults(run=run)
 
@@ -56,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
             if args.action == "rotate-key":
                 params = {"workerId": args.worker_id} if args.worker_id else {}  # default: the hosted worker
                 result = client.operator_call("EncryptionKeyRotate", params, key)
-                message = (f"worker {result['workerId']}: new encryption key (nonce "
-                           f"{result['encryptionKeyNonce']}) attested and published")
+                message = (
+                    f"worker {result['workerId']}: new encryption key (nonce "
+                    f"{result['encryptionKeyNonce']}) attested and published"
+                )
             else:
                 worker_id = args.worker_id or _only_worker(client.call("WorkerLookUp", {})["ids"])
                 status = int(WorkerStatus[STATUSES[args.status]])

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
 
 
 def register(sub: Subparsers) -> None:
-    workers = sub.add_parser("workers", help="list the node's workers, or show one",
-                             description="List workers (WorkerLookUp), or `workers show ID` for one record "
-                                         "with its keys checked.")
+    workers = sub.add_parser(
+        "workers",
+        help="list the node's workers, or show one",
+        description="List workers (WorkerLookUp), or `workers show ID` for one record with its keys checked.",
+    )
     add_uri(workers)
     workers.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     workers.add_argument("worker_id", nargs="?", help="with `show`: the worker id")
@@ -63,15 +65,24 @@ def _show(worker_id: str, record: dict[str, Any], trust: Trust, as_json: bool) -
     except UntrustedWorker as exc:
         verdict, problem = None, str(exc)
     if as_json:
-        emit_json({"workerId": worker_id, "trusted": verdict is not None, "problem": problem,
-                   "verdict": verdict.to_json() if verdict else None, "record": record})
+        emit_json(
+            {
+                "workerId": worker_id,
+                "trusted": verdict is not None,
+                "problem": problem,
+                "verdict": verdict.to_json() if verdict else None,
+                "record": record,
+            }
+        )
         return 0 if verdict else 1
     console.print(f"worker {worker_id}")
     console.print(f"  status {record.get('status')}, workloads: {', '.join(record['details'].get('workloads', []))}")
     if verdict is None:
         console.print(f"  [bold red]NOT TRUSTED[/]: {problem}", highlight=False)
         return 1
-    console.print("  [green]trusted[/]: encryption key signed by the verification key; attestation verified and "
-                  "binding both keys and the worker id")
+    console.print(
+        "  [green]trusted[/]: encryption key signed by the verification key; attestation verified and "
+        "binding both keys and the worker id"
+    )
     console.print(verdict.describe(), markup=False, highlight=False)
     return 0

@@ -26,13 +26,16 @@ CONFIG_FILE = DataDir(".").workloads_config.name
 
 
 def register(sub: Subparsers) -> None:
-    p = sub.add_parser("workloads", help="list the workloads, their source hashes and the resulting mr_enclave",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="List every workload an enclave started with this data directory serves: "
-                                   "the built-ins, installed plug-ins (entry points) and those of "
-                                   f"DATA_DIR/{CONFIG_FILE}, with the SHA-256 of each source file and the "
-                                   "enclave measurement they add up to.",
-                       epilog="examples:\n  adytum workloads\n  adytum workloads --data-dir /var/lib/adytum --json")
+    p = sub.add_parser(
+        "workloads",
+        help="list the workloads, their source hashes and the resulting mr_enclave",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="List every workload an enclave started with this data directory serves: "
+        "the built-ins, installed plug-ins (entry points) and those of "
+        f"DATA_DIR/{CONFIG_FILE}, with the SHA-256 of each source file and the "
+        "enclave measurement they add up to.",
+        epilog="examples:\n  adytum workloads\n  adytum workloads --data-dir /var/lib/adytum --json",
+    )
     add_data_dir(p, f"the node's data directory, for {CONFIG_FILE} and workloads/")
     add_json(p)
     p.set_defaults(run=run)
@@ -69,20 +72,27 @@ def describe(data_dir: Path) -> dict[str, Any]:
         location = source_locations([cls.__module__])[cls.__module__]
         path, file = _measured_path(cls.__module__, location)
         digest = measured.get(path)
-        rows.append({
-            "name": cls.name,
-            "workload_id": workload_hex(cls.name),
-            "description": cls.description,
-            "origin": _origin(cls, configured),
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "file": str(file),
-            "path": path,
-            "sha256": digest or hashlib.sha256(file.read_bytes()).hexdigest(),
-            "measured": digest is not None,
-        })
-    return {"data_dir": str(data_dir), "workloads": rows, "plugin_modules": configured_modules(data_dir),
-            "mr_enclave": measurement.mr_enclave.hex(), "mr_signer": measurement.mr_signer.hex(),
-            "measured_files": len(measurement.files)}
+        rows.append(
+            {
+                "name": cls.name,
+                "workload_id": workload_hex(cls.name),
+                "description": cls.description,
+                "origin": _origin(cls, configured),
+                "class": f"{cls.__module__}:{cls.__qualname__}",
+                "file": str(file),
+                "path": path,
+                "sha256": digest or hashlib.sha256(file.read_bytes()).hexdigest(),
+                "measured": digest is not None,
+            }
+        )
+    return {
+        "data_dir": str(data_dir),
+        "workloads": rows,
+        "plugin_modules": configured_modules(data_dir),
+        "mr_enclave": measurement.mr_enclave.hex(),
+        "mr_signer": measurement.mr_signer.hex(),
+        "measured_files": len(measurement.files),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,16 +106,22 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"{len(report['workloads'])} workload(s):")
     for row in report["workloads"]:
         console.print(f"\n[bold]{escape(row['name'])}[/]  ({row['origin']})", highlight=False)
-        for label, value in (("id", row["workload_id"]), ("description", row["description"]),
-                             ("source", row["path"] if row["origin"] == "built-in" else row["file"]),
-                             ("sha256", row["sha256"])):
+        for label, value in (
+            ("id", row["workload_id"]),
+            ("description", row["description"]),
+            ("source", row["path"] if row["origin"] == "built-in" else row["file"]),
+            ("sha256", row["sha256"]),
+        ):
             console.print(f"  {label:<12}{value}", markup=False, highlight=False)
         if not row["measured"]:
             console.print("  [bold red]NOT MEASURED[/]: this file is not part of mr_enclave", highlight=False)
     console.print()
     config = DataDir(report["data_dir"]).workloads_config
     console.print(f"mr_enclave: {report['mr_enclave']}", highlight=False)
-    console.print(f"            over {report['measured_files']} files, plug-in modules of {config}: "
-                  f"{', '.join(report['plugin_modules']) or 'none'}", highlight=False)
+    console.print(
+        f"            over {report['measured_files']} files, plug-in modules of {config}: "
+        f"{', '.join(report['plugin_modules']) or 'none'}",
+        highlight=False,
+    )
     console.print(f"mr_signer:  {report['mr_signer']}", highlight=False)
     return 0

@@ -5,5 +5,15 @@ from .sync import Client
 from .worker import Trust, UntrustedWorker, WorkerInfo
 from .workorder import PendingOrder, VerificationError, build, open_result
 
-__all__ = ["AsyncClient", "Client", "NodeUnreachable", "PendingOrder", "Trust", "UntrustedWorker",
-           "VerificationError", "WorkerInfo", "build", "open_result"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "NodeUnreachable",
+    "PendingOrder",
+    "Trust",
+    "UntrustedWorker",
+    "VerificationError",
+    "WorkerInfo",
+    "build",
+    "open_result",
+]

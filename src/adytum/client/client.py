@@ -65,9 +65,15 @@ def _unwrap(body: bytes) -> msgspec.Raw:
 class AsyncClient:
     """A requester's connection to one node; workers it verified are cached until `forget`."""
 
-    def __init__(self, uri: str = DEFAULT_URI, *, trust: Trust | None = None,
-                 signer: crypto.SigningKey | None = None, requester_id: str | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        uri: str = DEFAULT_URI,
+        *,
+        trust: Trust | None = None,
+        signer: crypto.SigningKey | None = None,
+        requester_id: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.uri = uri
         self.trust = trust or Trust()
         self.signer = signer
@@ -96,8 +102,9 @@ class AsyncClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
-            async with self._session.post(self.uri, data=_envelope(method, params),
-                                          headers={"Content-Type": "application/json"}) as resp:
+            async with self._session.post(
+                self.uri, data=_envelope(method, params), headers={"Content-Type": "application/json"}
+            ) as resp:
                 body = await resp.read()
         except aiohttp.ClientError as exc:
             raise NodeUnreachable(f"{self.uri}: {exc}") from exc
@@ -141,11 +148,13 @@ class AsyncClient:
         """A registry change signed with the operator key (see `adytum.operator`)."""
         return await self.call(method, operator.sign(method, params, key))
 
-    async def submit(self, worker: WorkerInfo, workload: str, inputs: list[bytes], *,
-                     wait_ms: int = 0) -> tuple[PendingOrder, msgspec.Raw | None]:
+    async def submit(
+        self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0
+    ) -> tuple[PendingOrder, msgspec.Raw | None]:
         """Send one order; returns it and the result if the node answered within `wait_ms`."""
-        order = build(worker, workload, inputs, requester_id=self.requester_id, signer=self.signer,
-                      response_timeout_ms=wait_ms)
+        order = build(
+            worker, workload, inputs, requester_id=self.requester_id, signer=self.signer, response_timeout_ms=wait_ms
+        )
         try:
             return order, await self.call_raw("WorkOrderSubmit", order.params)
         except EeaError as exc:
@@ -153,8 +162,9 @@ class AsyncClient:
                 return order, None
             raise
 
-    async def result(self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0,
-                     result: msgspec.Raw | None = None) -> list[bytes]:
+    async def result(
+        self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0, result: msgspec.Raw | None = None
+    ) -> list[bytes]:
         """Wait for the result, then verify and decrypt it."""
         deadline = time.monotonic() + timeout
         delay = 0.02
@@ -168,8 +178,9 @@ class AsyncClient:
                 delay = min(delay * 2, 1.0)
         return open_result(order, worker, result)
 
-    async def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
-                  timeout: float = 60.0) -> list[bytes]:
+    async def run(
+        self, workload: str, inputs: list[bytes], *, worker_id: str | None = None, timeout: float = 60.0
+    ) -> list[bytes]:
         """Look up and verify the worker, submit, wait, verify and decrypt: the outputs."""
         worker = await self.worker(worker_id)
         order, result = await self.submit(worker, workload, inputs, wait_ms=int(timeout * 1000))

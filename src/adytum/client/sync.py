@@ -63,8 +63,14 @@ _loop_thread = _LoopThread()
 class Client:
     """The same API as `AsyncClient`, blocking: every method waits for its result."""
 
-    def __init__(self, uri: str = DEFAULT_URI, *, trust: Trust | None = None,
-                 signer: crypto.SigningKey | None = None, requester_id: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str = DEFAULT_URI,
+        *,
+        trust: Trust | None = None,
+        signer: crypto.SigningKey | None = None,
+        requester_id: str | None = None,
+    ) -> None:
         self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id)
 
     @property
@@ -120,17 +126,20 @@ class Client:
         """A registry change signed with the operator key (see `adytum.operator`)."""
         return _loop_thread.run(self._async.operator_call(method, params, key))
 
-    def submit(self, worker: WorkerInfo, workload: str, inputs: list[bytes], *,
-               wait_ms: int = 0) -> tuple[PendingOrder, msgspec.Raw | None]:
+    def submit(
+        self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0
+    ) -> tuple[PendingOrder, msgspec.Raw | None]:
         """Send one order; returns it and the result if the node answered within `wait_ms`."""
         return _loop_thread.run(self._async.submit(worker, workload, inputs, wait_ms=wait_ms))
 
-    def result(self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0,
-               result: msgspec.Raw | None = None) -> list[bytes]:
+    def result(
+        self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0, result: msgspec.Raw | None = None
+    ) -> list[bytes]:
         """Wait for the result, then verify and decrypt it."""
         return _loop_thread.run(self._async.result(order, worker, timeout=timeout, result=result))
 
-    def run(self, workload: str, inputs: list[bytes], *, worker_id: str | None = None,
-            timeout: float = 60.0) -> list[bytes]:
+    def run(
+        self, workload: str, inputs: list[bytes], *, worker_id: str | None = None, timeout: float = 60.0
+    ) -> list[bytes]:
         """Look up and verify the worker, submit, wait, verify and decrypt: the outputs."""
         return _loop_thread.run(self._async.run(workload, inputs, worker_id=worker_id, timeout=timeout))

@@ -41,8 +41,14 @@ class Trust:
     policy: Policy = field(default_factory=lambda: Policy(max_collateral_age=DEFAULT_MAX_REPORT_AGE))
 
     @classmethod
-    def from_files(cls, root_files: Iterable[str | Path] = (), *, mr_enclaves: Iterable[str] = (),
-                   allow_debug: bool = False, max_age: timedelta = DEFAULT_MAX_REPORT_AGE) -> Trust:
+    def from_files(
+        cls,
+        root_files: Iterable[str | Path] = (),
+        *,
+        mr_enclaves: Iterable[str] = (),
+        allow_debug: bool = False,
+        max_age: timedelta = DEFAULT_MAX_REPORT_AGE,
+    ) -> Trust:
         roots = []
         for path in root_files:
             data = Path(path).read_bytes()
@@ -50,21 +56,36 @@ class Trust:
                 roots.extend(x509.load_pem_x509_certificates(data))
             except ValueError:
                 raise ValueError(f"{path} holds no PEM certificate") from None
-        return cls(tuple(roots), Policy(mr_enclaves=measurement_set(mr_enclaves), allow_debug=allow_debug,
-                                        max_collateral_age=max_age))
+        return cls(
+            tuple(roots),
+            Policy(mr_enclaves=measurement_set(mr_enclaves), allow_debug=allow_debug, max_collateral_age=max_age),
+        )
 
     def verify(self, info: WorkerInfo) -> Verdict:
         data = info.record.get("details", {}).get("workerTypeData", {})
         try:
-            return verify_worker_evidence(str(data.get("proofDataType") or ""), str(data.get("proofData") or ""),
-                                          verifying_key=info.verifying_key, encryption_key=info.encryption_key,
-                                          worker_id=info.worker_id, policy=self.policy,
-                                          at=datetime.now(UTC), trusted_roots=self.roots)
+            return verify_worker_evidence(
+                str(data.get("proofDataType") or ""),
+                str(data.get("proofData") or ""),
+                verifying_key=info.verifying_key,
+                encryption_key=info.encryption_key,
+                worker_id=info.worker_id,
+                policy=self.policy,
+                at=datetime.now(UTC),
+                trusted_roots=self.roots,
+            )
         except AttestationError as exc:
-            hint = "" if self.roots else (" (no attestation root is trusted: pass --trust-root; a development "
-                                          "node's root is DATA_DIR/devroot/root.pem)")
-            raise UntrustedWorker(f"worker {info.worker_id[:16]}…: attestation refused: {exc}{hint}",
-                                  reason=str(exc.reason)) from exc
+            hint = (
+                ""
+                if self.roots
+                else (
+                    " (no attestation root is trusted: pass --trust-root; a development "
+                    "node's root is DATA_DIR/devroot/root.pem)"
+                )
+            )
+            raise UntrustedWorker(
+                f"worker {info.worker_id[:16]}…: attestation refused: {exc}{hint}", reason=str(exc.reason)
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -88,10 +109,14 @@ class WorkerInfo:
         """Parse a `WorkerRetrieve` result and check the key signature only (no attestation)."""
         try:
             data = record["details"]["workerTypeData"]
-            info = cls(worker_id=worker_id.lower(), verifying_key=data["verificationKey"],
-                       encryption_key=data["encryptionKey"],
-                       encryption_key_signature=data["encryptionKeySignature"],
-                       status=int(record.get("status", WorkerStatus.ACTIVE)), record=record)
+            info = cls(
+                worker_id=worker_id.lower(),
+                verifying_key=data["verificationKey"],
+                encryption_key=data["encryptionKey"],
+                encryption_key_signature=data["encryptionKeySignature"],
+                status=int(record.get("status", WorkerStatus.ACTIVE)),
+                record=record,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UntrustedWorker(f"worker record lacks {exc}") from None
         info.check_keys()
@@ -100,12 +125,16 @@ class WorkerInfo:
     def check_keys(self) -> None:
         """The encryption key must be signed by the verification key (Avalon §4.8)."""
         try:
-            crypto.verify_digest(self.verifying_key, encryption_key_digest(self.encryption_key),
-                                 bytes.fromhex(self.encryption_key_signature))
+            crypto.verify_digest(
+                self.verifying_key,
+                encryption_key_digest(self.encryption_key),
+                bytes.fromhex(self.encryption_key_signature),
+            )
             crypto.rsa_public_from_pem(self.encryption_key)
         except (crypto.CryptoError, ValueError) as exc:
-            raise UntrustedWorker(f"worker {self.worker_id[:16]}…: encryption key is not signed by its "
-                                  f"verification key ({exc})") from None
+            raise UntrustedWorker(
+                f"worker {self.worker_id[:16]}…: encryption key is not signed by its verification key ({exc})"
+            ) from None
 
 
 def require_active(info: WorkerInfo) -> None:

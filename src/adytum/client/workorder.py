@@ -44,8 +44,15 @@ class PendingOrder:
         return self.params.work_order_id
 
 
-def build(worker: WorkerInfo, workload: str, inputs: list[bytes], *, requester_id: str | None = None,
-          signer: crypto.SigningKey | None = None, response_timeout_ms: int = 0) -> PendingOrder:
+def build(
+    worker: WorkerInfo,
+    workload: str,
+    inputs: list[bytes],
+    *,
+    requester_id: str | None = None,
+    signer: crypto.SigningKey | None = None,
+    response_timeout_ms: int = 0,
+) -> PendingOrder:
     key = crypto.generate_aead_key()
     items = []
     for index, data in enumerate(inputs):
@@ -53,11 +60,16 @@ def build(worker: WorkerInfo, workload: str, inputs: list[bytes], *, requester_i
         items.append(DataItem(index=index, data=crypto.b64encode(item.ciphertext), iv=item.iv.hex()))
     wrapped = crypto.wrap_session_key(crypto.rsa_public_from_pem(worker.encryption_key), key)
     params = WorkOrderParams(
-        work_order_id=crypto.random_bytes(32).hex(), worker_id=worker.worker_id,
+        work_order_id=crypto.random_bytes(32).hex(),
+        worker_id=worker.worker_id,
         workload_id=workload_hex(workload),
         requester_id=requester_id or crypto.random_bytes(32).hex(),
-        encrypted_session_key=wrapped.hex(), requester_nonce=crypto.random_bytes(16).hex(),
-        encrypted_request_hash="", in_data=items, response_timeout_m_secs=response_timeout_ms)
+        encrypted_session_key=wrapped.hex(),
+        requester_nonce=crypto.random_bytes(16).hex(),
+        encrypted_request_hash="",
+        in_data=items,
+        response_timeout_m_secs=response_timeout_ms,
+    )
     digest = request_hash(params)  # covers neither sessionKeyIv nor encryptedRequestHash: both are set after
     sealed_hash = crypto.aead_encrypt(key, digest)
     params.session_key_iv, params.encrypted_request_hash = sealed_hash.iv.hex(), sealed_hash.ciphertext.hex()
@@ -67,8 +79,9 @@ def build(worker: WorkerInfo, workload: str, inputs: list[bytes], *, requester_i
     return PendingOrder(params, key, sealed_hash.iv, digest)
 
 
-def open_result(order: PendingOrder, worker: WorkerInfo,
-                result: WorkOrderResult | dict[str, Any] | bytes | msgspec.Raw) -> list[bytes]:
+def open_result(
+    order: PendingOrder, worker: WorkerInfo, result: WorkOrderResult | dict[str, Any] | bytes | msgspec.Raw
+) -> list[bytes]:
     """Verify the worker's signature over the result, then decrypt the outputs (by index)."""
     if isinstance(result, dict):
         result = encode(result)
@@ -79,8 +92,7 @@ def open_result(order: PendingOrder, worker: WorkerInfo,
         if getattr(result, name).lower() != getattr(p, name).lower():
             raise VerificationError(f"result {name} does not match the work order")
     try:
-        crypto.verify_digest(worker.verifying_key, response_hash(result),
-                             crypto.b64decode(result.worker_signature))
+        crypto.verify_digest(worker.verifying_key, response_hash(result), crypto.b64decode(result.worker_signature))
     except crypto.CryptoError as exc:
         raise VerificationError(f"worker signature does not verify: {exc}") from None
     outputs = []

@@ -95,8 +95,9 @@ def rsa_public_from_pem(pem: str) -> rsa.RSAPublicKey:
 
 
 def rsa_private_to_der(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def rsa_private_from_der(der: bytes) -> rsa.RSAPrivateKey:
@@ -116,8 +117,7 @@ def rsa_private_from_pem(pem: str) -> rsa.RSAPrivateKey:
 
 def rsa_public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
     pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
-    return pub.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 # --- RSA-OAEP session keys -----------------------------------------------------------------------
@@ -171,15 +171,15 @@ class SigningKey:
 
     def private_pem(self) -> str:
         key = ec.derive_private_key(int.from_bytes(self.secret, "big"), ec.SECP256K1())
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()).decode()
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
 
 
 def verifying_key_pem(point: bytes) -> str:
     """SPKI PEM of a secp256k1 public key given as a SEC1 point (what Avalon clients expect)."""
     pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), point)
-    return pub.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 @lru_cache(maxsize=4096)

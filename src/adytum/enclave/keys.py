@@ -44,16 +44,17 @@ class WorkerKeys:
     def __post_init__(self) -> None:
         self.verifying_key = self.signing.public_pem()
         self.encryption_key = crypto.rsa_public_pem(self.encryption)
-        self.encryption_key_signature = self.signing.sign_digest(
-            encryption_key_digest(self.encryption_key)).hex()
-        self.key_get_signature = crypto.b64encode(self.signing.sign_digest(encryption_key_get_digest(
-            self.worker_id, self.encryption_key, self.encryption_key_nonce)))
+        self.encryption_key_signature = self.signing.sign_digest(encryption_key_digest(self.encryption_key)).hex()
+        self.key_get_signature = crypto.b64encode(
+            self.signing.sign_digest(
+                encryption_key_get_digest(self.worker_id, self.encryption_key, self.encryption_key_nonce)
+            )
+        )
 
     @property
     def decryption_keys(self) -> tuple[rsa.RSAPrivateKey, ...]:
         """The current encryption key first, then the one it replaced."""
-        return (self.encryption,) if self.previous_encryption is None else \
-            (self.encryption, self.previous_encryption)
+        return (self.encryption,) if self.previous_encryption is None else (self.encryption, self.previous_encryption)
 
     @classmethod
     def generate(cls, worker_id: str) -> WorkerKeys:
@@ -61,22 +62,38 @@ class WorkerKeys:
 
     def rotated(self) -> WorkerKeys:
         """The same identity with a fresh encryption key; this one's key becomes the previous."""
-        return WorkerKeys(self.worker_id, self.signing, crypto.rsa_generate(), crypto.random_bytes(16).hex(),
-                          previous_encryption=self.encryption)
+        return WorkerKeys(
+            self.worker_id,
+            self.signing,
+            crypto.rsa_generate(),
+            crypto.random_bytes(16).hex(),
+            previous_encryption=self.encryption,
+        )
 
     def to_bytes(self) -> bytes:
         """Every secret of the worker, serialized: what is sealed, and what a key manager provisions."""
         previous = b"" if self.previous_encryption is None else crypto.rsa_private_to_der(self.previous_encryption)
-        return msgspec.msgpack.encode(_SealedKeys(self.worker_id, self.signing.secret,
-                                                  crypto.rsa_private_to_der(self.encryption),
-                                                  self.encryption_key_nonce, previous))
+        return msgspec.msgpack.encode(
+            _SealedKeys(
+                self.worker_id,
+                self.signing.secret,
+                crypto.rsa_private_to_der(self.encryption),
+                self.encryption_key_nonce,
+                previous,
+            )
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WorkerKeys:
         body = msgspec.msgpack.decode(data, type=_SealedKeys)
         previous = crypto.rsa_private_from_der(body.previous_rsa_der) if body.previous_rsa_der else None
-        return cls(body.worker_id, crypto.SigningKey(body.signing_secret),
-                   crypto.rsa_private_from_der(body.rsa_der), body.encryption_key_nonce, previous)
+        return cls(
+            body.worker_id,
+            crypto.SigningKey(body.signing_secret),
+            crypto.rsa_private_from_der(body.rsa_der),
+            body.encryption_key_nonce,
+            previous,
+        )
 
     def seal(self, sealer: Sealer) -> bytes:
         return sealer.seal(SEAL_LABEL, self.to_bytes())

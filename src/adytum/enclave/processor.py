@@ -52,11 +52,11 @@ class ReplayGuard:
 
     def check(self, p: WorkOrderParams) -> None:
         if p.work_order_id.lower() in self._orders:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           "replayed work order: this workOrderId was already processed")
+            raise EeaError(Status.INVALID_PARAMETER, "replayed work order: this workOrderId was already processed")
         if (p.requester_id.lower(), p.requester_nonce.lower()) in self._nonces:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           "replayed requester nonce: each work order needs a fresh requesterNonce")
+            raise EeaError(
+                Status.INVALID_PARAMETER, "replayed requester nonce: each work order needs a fresh requesterNonce"
+            )
 
     def record(self, p: WorkOrderParams) -> None:
         self._orders[p.work_order_id.lower()] = None
@@ -76,9 +76,15 @@ class _Session:
 class WorkOrderProcessor:
     _keys: WorkerKeys | None = None
 
-    def __init__(self, keys: WorkerKeys, workloads: dict[str, Workload], *,
-                 avalon_compat: bool = False, replay: ReplayGuard | None = None,
-                 budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        keys: WorkerKeys,
+        workloads: dict[str, Workload],
+        *,
+        avalon_compat: bool = False,
+        replay: ReplayGuard | None = None,
+        budget: Budget | None = None,
+    ) -> None:
         self.keys = keys
         self.workloads = workloads
         self.avalon_compat = avalon_compat
@@ -135,8 +141,7 @@ class WorkOrderProcessor:
         try:
             return self.workloads[name]
         except KeyError:
-            raise EeaError(Status.INVALID_WORKLOAD,
-                           f"workload {name[:64]!r} is not served by this worker") from None
+            raise EeaError(Status.INVALID_WORKLOAD, f"workload {name[:64]!r} is not served by this worker") from None
 
     @staticmethod
     def _verify_requester(p: WorkOrderParams, req_hash: bytes) -> None:
@@ -152,8 +157,11 @@ class WorkOrderProcessor:
         iv = _hex_field(p.session_key_iv, "sessionKeyIv")
         if len(iv) != crypto.IV_LEN:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
-        attempts = [(private, legacy) for legacy in ((False, True) if self.avalon_compat else (False,))
-                    for private in self.keys.decryption_keys]  # the previous key serves in-flight orders
+        attempts = [
+            (private, legacy)
+            for legacy in ((False, True) if self.avalon_compat else (False,))
+            for private in self.keys.decryption_keys
+        ]  # the previous key serves in-flight orders
         for private, legacy in attempts:
             try:
                 key = crypto.unwrap_session_key(private, wrapped, legacy_sha1=legacy)
@@ -162,22 +170,27 @@ class WorkOrderProcessor:
             except crypto.CryptoError:
                 continue
             return _Session(key, iv, legacy)
-        hint = "" if self.avalon_compat else " (OAEP-SHA256 expected; Avalon clients need a worker " \
-                                              "started with --avalon-compat)"
-        raise EeaError(Status.INVALID_PARAMETER,
-                       "encryptedSessionKey does not decrypt with this worker's encryption key" + hint)
+        hint = (
+            ""
+            if self.avalon_compat
+            else " (OAEP-SHA256 expected; Avalon clients need a worker started with --avalon-compat)"
+        )
+        raise EeaError(
+            Status.INVALID_PARAMETER, "encryptedSessionKey does not decrypt with this worker's encryption key" + hint
+        )
 
     @staticmethod
     def _check_request_hash(p: WorkOrderParams, s: _Session, req_hash: bytes) -> None:
         try:
-            sent = crypto.aead_decrypt(s.key, crypto.Encrypted(s.iv, _hex_field(p.encrypted_request_hash,
-                                                                                "encryptedRequestHash")))
+            sent = crypto.aead_decrypt(
+                s.key, crypto.Encrypted(s.iv, _hex_field(p.encrypted_request_hash, "encryptedRequestHash"))
+            )
         except crypto.CryptoError:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           "encryptedRequestHash does not decrypt: the request was tampered with") from None
+            raise EeaError(
+                Status.INVALID_PARAMETER, "encryptedRequestHash does not decrypt: the request was tampered with"
+            ) from None
         if sent != req_hash:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           "request hash mismatch: the request was tampered with")
+            raise EeaError(Status.INVALID_PARAMETER, "request hash mismatch: the request was tampered with")
 
     def _decrypt_item(self, item: DataItem, s: _Session) -> bytes:
         where = f"inData[{item.index}]"
@@ -190,8 +203,10 @@ class WorkOrderProcessor:
         elif item.encrypted_data_encryption_key in SESSION_KEY_ITEM:
             plain = self._decrypt_session_item(item, blob, s, where)
         else:
-            raise EeaError(Status.INVALID_PARAMETER, f"{where}: per-item data encryption keys are not "
-                           "supported; encrypt items with the session key")
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"{where}: per-item data encryption keys are not supported; encrypt items with the session key",
+            )
         if item.data_hash and hashlib.sha256(plain).hexdigest() != item.data_hash.lower():
             raise EeaError(Status.INVALID_PARAMETER, f"{where}.dataHash does not match its data")
         return plain
@@ -205,22 +220,29 @@ class WorkOrderProcessor:
         elif s.legacy:
             iv = s.iv  # Avalon clients reuse the session IV; accepted only in compat mode
         else:
-            raise EeaError(Status.INVALID_PARAMETER, f"{where}.iv is empty: every item needs its own IV "
-                           "(Avalon clients need a worker started with --avalon-compat)")
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"{where}.iv is empty: every item needs its own IV "
+                "(Avalon clients need a worker started with --avalon-compat)",
+            )
         try:
             return crypto.aead_decrypt(s.key, crypto.Encrypted(iv, blob))
         except crypto.CryptoError:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           f"{where} does not decrypt: wrong key or tampered data") from None
+            raise EeaError(Status.INVALID_PARAMETER, f"{where} does not decrypt: wrong key or tampered data") from None
 
     # -- execution and result --------------------------------------------------------------------
 
     def _run(self, workload: Workload, p: WorkOrderParams, inputs: list[bytes], state: StateSession) -> list[bytes]:
         requester_key = hashlib.sha256(p.verifying_key.strip().encode()).hexdigest() if p.requester_signature else ""
-        ctx = Context(requester_id=p.requester_id, work_order_id=p.work_order_id,
-                      worker_id=self.keys.worker_id, random=crypto.random_bytes,
-                      state=state.scope(None), requester_state=state.scope(requester_key),
-                      requester_key=requester_key)
+        ctx = Context(
+            requester_id=p.requester_id,
+            work_order_id=p.work_order_id,
+            worker_id=self.keys.worker_id,
+            random=crypto.random_bytes,
+            state=state.scope(None),
+            requester_state=state.scope(requester_key),
+            requester_key=requester_key,
+        )
         try:
             with self.budget.limit():
                 outputs = workload.execute(ctx, inputs)
@@ -233,8 +255,10 @@ class WorkOrderProcessor:
             raise EeaError(Status.FAILED, f"workload {workload.name} {exc}") from None
         except MemoryError:
             log.warning("workload %s ran out of memory", workload.name)
-            raise EeaError(Status.FAILED, f"workload {workload.name} exceeded the enclave's memory budget "
-                                          f"({self.budget.memory_mb} MB)") from None
+            raise EeaError(
+                Status.FAILED,
+                f"workload {workload.name} exceeded the enclave's memory budget ({self.budget.memory_mb} MB)",
+            ) from None
         except Exception as exc:  # a plug-in bug must not take the enclave down
             log.warning("workload %s raised %s", workload.name, type(exc).__name__)
             raise EeaError(Status.FAILED, f"workload {workload.name} failed ({type(exc).__name__})") from None
@@ -245,16 +269,24 @@ class WorkOrderProcessor:
     @staticmethod
     def _encrypt_output(index: int, data: bytes, s: _Session) -> DataItem:
         if s.legacy:  # answer an Avalon client in the only form it can decrypt: weaker, the session IV reused
-            return DataItem(index=index, data=crypto.b64encode(primitives.aes_gcm_encrypt(s.key, s.iv, data)),
-                            encrypted_data_encryption_key="null")
+            return DataItem(
+                index=index,
+                data=crypto.b64encode(primitives.aes_gcm_encrypt(s.key, s.iv, data)),
+                encrypted_data_encryption_key="null",
+            )
         out = crypto.aead_encrypt(s.key, data)
         return DataItem(index=index, data=crypto.b64encode(out.ciphertext), iv=out.iv.hex())
 
     def _sign(self, p: WorkOrderParams, out_data: list[DataItem]) -> bytes:
-        result = WorkOrderResult(work_order_id=p.work_order_id, workload_id=p.workload_id,
-                                 worker_id=p.worker_id, requester_id=p.requester_id,
-                                 worker_nonce=crypto.random_bytes(16).hex(), worker_signature="",
-                                 out_data=out_data)
+        result = WorkOrderResult(
+            work_order_id=p.work_order_id,
+            workload_id=p.workload_id,
+            worker_id=p.worker_id,
+            requester_id=p.requester_id,
+            worker_nonce=crypto.random_bytes(16).hex(),
+            worker_signature="",
+            out_data=out_data,
+        )
         result.worker_signature = crypto.b64encode(self.keys.signing.sign_digest(response_hash(result)))
         return encode(result)
 

@@ -117,8 +117,7 @@ def _decode(decoder: msgspec.msgpack.Decoder[Any], body: bytes, what: str) -> An
         raise ProvisioningError(f"malformed {what}: {exc}") from None
 
 
-def _verify_peer(role: str, proof_type: str, proof: str, policy: Policy,
-                 roots: Sequence[x509.Certificate]) -> Verdict:
+def _verify_peer(role: str, proof_type: str, proof: str, policy: Policy, roots: Sequence[x509.Certificate]) -> Verdict:
     try:
         return verify_evidence(proof_type, proof, policy=policy, at=datetime.now(UTC), trusted_roots=roots)
     except AttestationError as exc:
@@ -145,9 +144,17 @@ class WpeHandshake:
         """Check the KME's evidence over this transcript; return the Response and what to quote."""
         challenge = _decode(_to_wpe_challenge, body, "challenge")
         t = transcript(self.offer, challenge.session, challenge.public_key)
-        _verify_peer("key manager", proof_type, proof, Policy(
-            mr_signers=frozenset({self._me.mr_signer}), isv_prod_id=KME_PRODUCT,
-            report_data_prefix=report_data("kme", t)), self._roots)
+        _verify_peer(
+            "key manager",
+            proof_type,
+            proof,
+            Policy(
+                mr_signers=frozenset({self._me.mr_signer}),
+                isv_prod_id=KME_PRODUCT,
+                report_data_prefix=report_data("kme", t),
+            ),
+            self._roots,
+        )
         self._t, self._session = t, challenge.session
         self._key = _channel_key(self._secret, challenge.public_key, t)
         return Step(msgspec.msgpack.encode(Response(challenge.session)), report_data("wpe", t))
@@ -163,11 +170,12 @@ class WpeHandshake:
             sealed = crypto.Encrypted(delivery.iv, delivery.sealed_keys)
             keys = WorkerKeys.from_bytes(crypto.aead_decrypt(self._key, sealed, self._t))
         except (crypto.CryptoError, msgspec.DecodeError, msgspec.ValidationError, ValueError):
-            raise ProvisioningError("the delivered keys do not open under this handshake's channel key "
-                                    "(altered, or sealed for another enclave)") from None
+            raise ProvisioningError(
+                "the delivered keys do not open under this handshake's channel key "
+                "(altered, or sealed for another enclave)"
+            ) from None
         if keys.worker_id.lower() != self.worker_id.lower():
-            raise ProvisioningError(f"keys delivered for worker {keys.worker_id}; this enclave serves "
-                                    f"{self.worker_id}")
+            raise ProvisioningError(f"keys delivered for worker {keys.worker_id}; this enclave serves {self.worker_id}")
         return keys
 
 
@@ -182,8 +190,14 @@ class _Session:
 class KeyManagerSessions:
     """The KME's side: a challenge for every offer, keys for every response whose evidence its policy allows."""
 
-    def __init__(self, keys: Callable[[], WorkerKeys], me: Measurement, roots: Sequence[x509.Certificate],
-                 allowed: Callable[[], frozenset[bytes]], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        keys: Callable[[], WorkerKeys],
+        me: Measurement,
+        roots: Sequence[x509.Certificate],
+        allowed: Callable[[], frozenset[bytes]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys, self._me, self._allowed, self._clock = keys, me, allowed, clock
         self.roots = roots  # replaceable: the KME re-reads its trusted roots before each handshake
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
@@ -197,8 +211,9 @@ class KeyManagerSessions:
     def challenge(self, offer: Offer, raw: bytes) -> Step:
         worker_id = self._keys().worker_id
         if offer.worker_id.lower() != worker_id.lower():
-            raise ProvisioningError(f"an offer for worker {offer.worker_id[:64]!r}; this key manager holds "
-                                    f"worker {worker_id}")
+            raise ProvisioningError(
+                f"an offer for worker {offer.worker_id[:64]!r}; this key manager holds worker {worker_id}"
+            )
         if len(offer.public_key) != 32 or len(offer.nonce) != 16:
             raise ProvisioningError("malformed offer: a 32-byte X25519 key and a 16-byte nonce are required")
         self._expire()
@@ -215,13 +230,23 @@ class KeyManagerSessions:
         session = self._sessions.pop(response.session, None)
         if session is None:
             raise ProvisioningError("no open handshake with this session id (replayed, expired or invented)")
-        verdict = _verify_peer("work-order enclave", proof_type, proof, Policy(
-            mr_signers=frozenset({self._me.mr_signer}), isv_prod_id=WPE_PRODUCT,
-            report_data_prefix=report_data("wpe", session.t)), self.roots)
+        verdict = _verify_peer(
+            "work-order enclave",
+            proof_type,
+            proof,
+            Policy(
+                mr_signers=frozenset({self._me.mr_signer}),
+                isv_prod_id=WPE_PRODUCT,
+                report_data_prefix=report_data("wpe", session.t),
+            ),
+            self.roots,
+        )
         build = (verdict.mr_enclave or b"").hex()
         if verdict.mr_enclave not in self._allowed():
-            raise ProvisioningError(f"work-order enclave build {build} is not in the key manager's policy; "
-                                    f"if the operator wants it (an upgrade), `adytum pool allow {build}`")
+            raise ProvisioningError(
+                f"work-order enclave build {build} is not in the key manager's policy; "
+                f"if the operator wants it (an upgrade), `adytum pool allow {build}`"
+            )
         key = _channel_key(session.secret, session.peer, session.t)
         sealed = crypto.aead_encrypt(key, self._keys().to_bytes(), session.t)
         return Step(msgspec.msgpack.encode(Delivery(response.session, sealed.iv, sealed.ciphertext)))

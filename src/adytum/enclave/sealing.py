@@ -42,8 +42,10 @@ class Sealer:
         try:
             return crypto.aead_decrypt(self._key, crypto.Encrypted.from_bytes(blob), self._aad(name))
         except crypto.CryptoError:
-            raise UnsealError(f"sealed {name!r} does not unseal: it was sealed on another platform "
-                              "or by a different enclave build, or it was altered") from None
+            raise UnsealError(
+                f"sealed {name!r} does not unseal: it was sealed on another platform "
+                "or by a different enclave build, or it was altered"
+            ) from None
 
     def _aad(self, name: str) -> bytes:
         return name.encode() + b"\0" + self._measurement

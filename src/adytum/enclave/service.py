@@ -48,23 +48,36 @@ class Platform:
 
     def __init__(self, data: DataDir, product: int, plugins: bool = True) -> None:
         # workloads.toml plug-ins are part of a work-order enclave's build; the key manager runs none
-        self.measurement: Measurement = measure_work_order_build(data.path) if plugins else \
-            measure(include_plugins=False)
-        self.quoter = SimulatedQuoter(_quoting_key(data), self.measurement.mr_enclave,
-                                      self.measurement.mr_signer, isv_prod_id=product)
+        self.measurement: Measurement = (
+            measure_work_order_build(data.path) if plugins else measure(include_plugins=False)
+        )
+        self.quoter = SimulatedQuoter(
+            _quoting_key(data), self.measurement.mr_enclave, self.measurement.mr_signer, isv_prod_id=product
+        )
 
     def identity(self, keys: WorkerKeys, seq: int, workloads: list[str], avalon_compat: bool) -> Identity:
         """Public keys and evidence; the quote binds the keys as they are now (report data)."""
         quote = self.quoter.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
-        return Identity(worker_id=keys.worker_id, verifying_key=keys.verifying_key,
-                        encryption_key=keys.encryption_key, encryption_key_signature=keys.encryption_key_signature,
-                        encryption_key_nonce=keys.encryption_key_nonce, simulated=True,
-                        avalon_compat=avalon_compat, workloads=workloads,
-                        mr_enclave=self.measurement.mr_enclave.hex(), mr_signer=self.measurement.mr_signer.hex(),
-                        quote=quote, key_get_signature=keys.key_get_signature, seq=seq)
+        return Identity(
+            worker_id=keys.worker_id,
+            verifying_key=keys.verifying_key,
+            encryption_key=keys.encryption_key,
+            encryption_key_signature=keys.encryption_key_signature,
+            encryption_key_nonce=keys.encryption_key_nonce,
+            simulated=True,
+            avalon_compat=avalon_compat,
+            workloads=workloads,
+            mr_enclave=self.measurement.mr_enclave.hex(),
+            mr_signer=self.measurement.mr_signer.hex(),
+            quote=quote,
+            key_get_signature=keys.key_get_signature,
+            seq=seq,
+        )
 
     def reply(self, seq: int, step: Step) -> Provision:
-        return Provision(seq=seq, body=step.body, quote=self.quoter.quote(step.report_data) if step.report_data else b"")
+        return Provision(
+            seq=seq, body=step.body, quote=self.quoter.quote(step.report_data) if step.report_data else b""
+        )
 
 
 def trusted_roots(data: DataDir) -> list[x509.Certificate]:
@@ -105,9 +118,11 @@ class KeyManager:
             raise UnsealError(
                 f"{exc}. This key manager measures {self.platform.measurement.mr_enclave.hex()}; its sealed "
                 f"keys belong to another build. Run the build that sealed them, or move "
-                f"{data.kme_keys} aside to start a new worker identity.") from None
-        self.sessions = KeyManagerSessions(lambda: self.keys, self.platform.measurement, trusted_roots(data),
-                                           self.allowed)
+                f"{data.kme_keys} aside to start a new worker identity."
+            ) from None
+        self.sessions = KeyManagerSessions(
+            lambda: self.keys, self.platform.measurement, trusted_roots(data), self.allowed
+        )
 
     def allowed(self) -> frozenset[bytes]:
         """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
@@ -178,8 +193,9 @@ class WorkOrderEnclave:
         keys = self._handshake.accept(msg.body)
         self._handshake = None
         if self.processor is None:
-            self.processor = WorkOrderProcessor(keys, self.workloads, avalon_compat=self.avalon_compat,
-                                                budget=self.budget)
+            self.processor = WorkOrderProcessor(
+                keys, self.workloads, avalon_compat=self.avalon_compat, budget=self.budget
+            )
         elif keys.verifying_key != self.processor.keys.verifying_key:
             raise ProvisioningError("delivered keys are another worker identity than the ones this enclave serves")
         else:
@@ -208,6 +224,7 @@ class HostLink:
 
     def reader(self, seq: int) -> Callable[[str], tuple[int, bytes] | None]:
         """State reads for order `seq`, answered by the host's store."""
+
         def read(item_id: str) -> tuple[int, bytes] | None:
             with alarm_held():  # a time budget never interrupts a frame half read
                 self.send(StateRead(seq=seq, item_id=item_id))
@@ -220,6 +237,7 @@ class HostLink:
                     if isinstance(msg, StateValue):
                         raise ChannelError("a state value for another request")
                     self.backlog.append(msg)
+
         return read
 
 
@@ -233,18 +251,28 @@ def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
         raise
     except Exception as exc:  # never die on one bad order; never leak internals either
         log.exception("unexpected error processing a work order")
-        return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR,
-                         message=f"enclave error ({type(exc).__name__})")
+        return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"enclave error ({type(exc).__name__})")
 
 
-def serve(data_dir: Path, worker_id: str, avalon_compat: bool, budget: Budget | None = None, *,
-          role: str = "wpe", inp: BinaryIO = sys.stdin.buffer, out: BinaryIO = sys.stdout.buffer) -> int:
+def serve(
+    data_dir: Path,
+    worker_id: str,
+    avalon_compat: bool,
+    budget: Budget | None = None,
+    *,
+    role: str = "wpe",
+    inp: BinaryIO = sys.stdin.buffer,
+    out: BinaryIO = sys.stdout.buffer,
+) -> int:
     link = HostLink(inp, out)
     enclave: KeyManager | WorkOrderEnclave
     try:
         data = DataDir(data_dir)
-        enclave = KeyManager(data, worker_id) if role == "kme" else \
-            WorkOrderEnclave(data, worker_id, avalon_compat, budget or Budget())
+        enclave = (
+            KeyManager(data, worker_id)
+            if role == "kme"
+            else WorkOrderEnclave(data, worker_id, avalon_compat, budget or Budget())
+        )
     except (UnsealError, ValueError, TypeError, ImportError, OSError) as exc:
         link.send(Fatal(message=str(exc)))
         return 2

@@ -70,8 +70,9 @@ class StateKeys:
         try:
             plain = crypto.aead_decrypt(self._enc, crypto.Encrypted.from_bytes(sealed), self._aad(item_id, version))
         except crypto.CryptoError:
-            raise StateRollback("a state item handed back by the host does not decrypt under its version: "
-                                "it was altered or moved") from None
+            raise StateRollback(
+                "a state item handed back by the host does not decrypt under its version: it was altered or moved"
+            ) from None
         if plain[:1] not in (_DELETED, _PRESENT):
             raise StateRollback("a state item has no valid marker")
         return None if plain[:1] == _DELETED else plain[1:]
@@ -79,8 +80,10 @@ class StateKeys:
     def check_fresh(self, item_id: str, version: int) -> None:
         known = self.read.get(item_id, 0)
         if version < known:
-            raise StateRollback(f"the host handed back version {version} of a state item this enclave has "
-                                f"read at version {known}: refused as a rollback")
+            raise StateRollback(
+                f"the host handed back version {version} of a state item this enclave has "
+                f"read at version {known}: refused as a rollback"
+            )
         self.read[item_id] = version
 
 
@@ -165,7 +168,9 @@ class _Unsigned(State):
     """`ctx.requester_state` of an unsigned order: there is no requester the enclave could vouch for."""
 
     def _refuse(self, *_: object) -> None:
-        raise EeaError(Status.ACCESS_DENIED, "this workload keeps state per requester: sign the work order "
-                                             "(requesterSignature and verifyingKey)")
+        raise EeaError(
+            Status.ACCESS_DENIED,
+            "this workload keeps state per requester: sign the work order (requesterSignature and verifyingKey)",
+        )
 
     get = put = delete = _refuse  # type: ignore[assignment]

@@ -56,7 +56,9 @@ class DevRoot:
     @property
     def chain_pem(self) -> bytes:
         """The report-signing certificate, then the root: what goes into proofData."""
-        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (self.signing_certificate, self.root_certificate))
+        return b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (self.signing_certificate, self.root_certificate)
+        )
 
     @property
     def root_pem(self) -> bytes:
@@ -64,7 +66,9 @@ class DevRoot:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _ensure_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -75,11 +79,13 @@ def _ensure_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def _name(common_name: str, root_key: ec.EllipticCurvePublicKey) -> x509.Name:
     """Names carry the root key's fingerprint, so two development roots never share a name."""
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-        x509.NameAttribute(NameOID.SERIAL_NUMBER, platform_id(root_key).hex()[:32]),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, platform_id(root_key).hex()[:32]),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _root_certificate(key: ec.EllipticCurvePrivateKey, now: datetime) -> x509.Certificate:
@@ -100,7 +106,9 @@ def _root_certificate(key: ec.EllipticCurvePrivateKey, now: datetime) -> x509.Ce
     )
 
 
-def _signing_certificate(key: ec.EllipticCurvePrivateKey, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey, now: datetime) -> x509.Certificate:
+def _signing_certificate(
+    key: ec.EllipticCurvePrivateKey, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey, now: datetime
+) -> x509.Certificate:
     not_after = min(now + SIGNING_LIFETIME, root.not_valid_after_utc)
     return (
         x509.CertificateBuilder()
@@ -132,18 +140,34 @@ def init_dev_root(directory: str | Path, *, now: datetime | None = None) -> DevR
     moment = now or datetime.now(UTC)
     root_key = _ensure_key(directory / ROOT_KEY)
     if not (directory / ROOT_CERT).exists():
-        write_atomic(directory / ROOT_CERT, _root_certificate(root_key, moment).public_bytes(serialization.Encoding.PEM), exclusive=True, mode=0o644)
+        write_atomic(
+            directory / ROOT_CERT,
+            _root_certificate(root_key, moment).public_bytes(serialization.Encoding.PEM),
+            exclusive=True,
+            mode=0o644,
+        )
     root = _load_cert(directory / ROOT_CERT)
     if root.public_key() != root_key.public_key():
-        raise DevRootError(f"{directory}: root.key does not match root.pem; remove the directory and run `adytum init` again")
+        raise DevRootError(
+            f"{directory}: root.key does not match root.pem; remove the directory and run `adytum init` again"
+        )
     signing_key = _ensure_key(directory / SIGNING_KEY)
     if not (directory / SIGNING_CERT).exists():
         cert = _signing_certificate(signing_key, root, root_key, moment)
-        write_atomic(directory / SIGNING_CERT, cert.public_bytes(serialization.Encoding.PEM), exclusive=True, mode=0o644)
+        write_atomic(
+            directory / SIGNING_CERT, cert.public_bytes(serialization.Encoding.PEM), exclusive=True, mode=0o644
+        )
     quoting_key = _ensure_key(directory / PLATFORM_KEY)
     if not (directory / PLATFORMS).exists():
-        registration = {"platforms": {platform_id(quoting_key.public_key()).hex(): _public_pem(quoting_key.public_key())}}
-        write_atomic(directory / PLATFORMS, json.dumps(registration, indent=2, sort_keys=True).encode() + b"\n", exclusive=True, mode=0o644)
+        registration = {
+            "platforms": {platform_id(quoting_key.public_key()).hex(): _public_pem(quoting_key.public_key())}
+        }
+        write_atomic(
+            directory / PLATFORMS,
+            json.dumps(registration, indent=2, sort_keys=True).encode() + b"\n",
+            exclusive=True,
+            mode=0o644,
+        )
     return load_dev_root(directory)
 
 
@@ -184,8 +208,10 @@ def load_dev_root(directory: str | Path) -> DevRoot:
         root.verify_directly_issued_by(root)
         signing.verify_directly_issued_by(root)
     except Exception:  # noqa: BLE001 - any failure means the files were mixed up
-        raise DevRootError(f"{directory}: the report-signing certificate is not issued by root.pem; "
-                           "remove the directory and run `adytum init` again") from None
+        raise DevRootError(
+            f"{directory}: the report-signing certificate is not issued by root.pem; "
+            "remove the directory and run `adytum init` again"
+        ) from None
     if signing.public_key() != signing_key.public_key():
         raise DevRootError(f"{directory}: report-signing.key does not match report-signing.pem")
     if platform_id(quoting_key.public_key()) not in platforms:

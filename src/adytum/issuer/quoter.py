@@ -59,8 +59,15 @@ def make_quote(
     """Build and sign a quote (done inside the enclave, with the platform's quoting key)."""
     if not isinstance(quoting_key.curve, ec.SECP256R1):
         raise ValueError("the quoting key must be ECDSA P-256")
-    body = pack_quote_body(mr_enclave=mr_enclave, mr_signer=mr_signer, isv_prod_id=isv_prod_id, isv_svn=isv_svn,
-                           debug=debug, report_data=report_data, platform=platform_id(quoting_key.public_key()))
+    body = pack_quote_body(
+        mr_enclave=mr_enclave,
+        mr_signer=mr_signer,
+        isv_prod_id=isv_prod_id,
+        isv_svn=isv_svn,
+        debug=debug,
+        report_data=report_data,
+        platform=platform_id(quoting_key.public_key()),
+    )
     r, s = utils.decode_dss_signature(quoting_key.sign(body, ec.ECDSA(hashes.SHA256())))
     return body + r.to_bytes(32, "big") + s.to_bytes(32, "big")
 

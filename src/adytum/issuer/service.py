@@ -57,11 +57,15 @@ class SimulatedAttestationService:
         ``MALFORMED`` for a bad quote or nonce. ``at`` is the report time (default: now).
         """
         if not isinstance(nonce, str) or len(nonce) > MAX_NONCE_LEN or not nonce.isprintable():
-            raise AttestationError(Reason.MALFORMED, f"nonce must be printable text of at most {MAX_NONCE_LEN} characters")
+            raise AttestationError(
+                Reason.MALFORMED, f"nonce must be printable text of at most {MAX_NONCE_LEN} characters"
+            )
         parsed = parse_quote(quote)
         key = self._root.platforms.get(parsed.platform_id)
         if key is None:
-            raise AttestationError(Reason.CHAIN, f"simulated quote comes from unregistered platform {parsed.platform_id.hex()[:16]}…")
+            raise AttestationError(
+                Reason.CHAIN, f"simulated quote comes from unregistered platform {parsed.platform_id.hex()[:16]}…"
+            )
         verify_quote_signature(parsed, key)
         moment = at or datetime.now(UTC)
         fields = {
@@ -71,7 +75,9 @@ class SimulatedAttestationService:
             "isvEnclaveQuoteStatus": "OK",
             "isvEnclaveQuoteBody": base64.b64encode(quote[:BODY_LEN]).decode(),
             "nonce": nonce,
-            "epidPseudonym": base64.b64encode(hashlib.sha256(b"adytum-pseudonym/1" + parsed.platform_id).digest()).decode(),
+            "epidPseudonym": base64.b64encode(
+                hashlib.sha256(b"adytum-pseudonym/1" + parsed.platform_id).digest()
+            ).decode(),
             "simulated": True,
         }
         return sign_report(self._root, fields)
@@ -85,8 +91,11 @@ class SimulatedAttestation:
 
     def __init__(self, data: DataDir) -> None:
         root = init_dev_root(data.platform)
-        log.warning("SIMULATION: enclaves are attested by the development root %s, not by hardware; "
-                    "requesters must trust it explicitly", data.platform_root)
+        log.warning(
+            "SIMULATION: enclaves are attested by the development root %s, not by hardware; "
+            "requesters must trust it explicitly",
+            data.platform_root,
+        )
         self._service = SimulatedAttestationService(root)
         self.trusted_roots: list[x509.Certificate] = [root.root_certificate]
 

@@ -42,15 +42,19 @@ class _NodeCollector:
 
     def collect(self) -> Any:
         dispatch, pool = self.api.dispatch, self.api.pool.pool_status()
-        yield GaugeMetricFamily("adytum_work_orders_pending", "Accepted work orders not yet answered",
-                                value=dispatch.pending)
-        yield CounterMetricFamily("adytum_work_orders_completed", "Work orders answered since start",
-                                  value=dispatch.completed)
-        yield CounterMetricFamily("adytum_store_commits", "Durable store commits",
-                                  value=self.api.committer.commits)
-        yield CounterMetricFamily("adytum_store_transitions", "Work-order state transitions stored",
-                                  value=self.api.committer.transitions)
-        up = GaugeMetricFamily("adytum_enclave_up", "1 if the enclave process is running and provisioned", labels=["enclave"])
+        yield GaugeMetricFamily(
+            "adytum_work_orders_pending", "Accepted work orders not yet answered", value=dispatch.pending
+        )
+        yield CounterMetricFamily(
+            "adytum_work_orders_completed", "Work orders answered since start", value=dispatch.completed
+        )
+        yield CounterMetricFamily("adytum_store_commits", "Durable store commits", value=self.api.committer.commits)
+        yield CounterMetricFamily(
+            "adytum_store_transitions", "Work-order state transitions stored", value=self.api.committer.transitions
+        )
+        up = GaugeMetricFamily(
+            "adytum_enclave_up", "1 if the enclave process is running and provisioned", labels=["enclave"]
+        )
         served = CounterMetricFamily("adytum_enclave_served", "Work orders processed", labels=["enclave"])
         restarts = CounterMetricFamily("adytum_enclave_restarts", "Enclave restarts", labels=["enclave"])
         for e in pool.enclaves:
@@ -61,8 +65,11 @@ class _NodeCollector:
         up.add_metric(["kme"], 1 if kme.state in ("running", "reachable") else 0)
         restarts.add_metric(["kme"], kme.restarts)
         yield from (up, served, restarts)
-        yield CounterMetricFamily("adytum_keys_provisioned", "Work-order enclaves this node's key manager "
-                                  "provisioned (or, joined, was provisioned by)", value=kme.provisioned)
+        yield CounterMetricFamily(
+            "adytum_keys_provisioned",
+            "Work-order enclaves this node's key manager provisioned (or, joined, was provisioned by)",
+            value=kme.provisioned,
+        )
 
 
 class Listener:
@@ -71,11 +78,16 @@ class Listener:
         self.max_body = max_body
         self.methods = api.table()
         self.registry = CollectorRegistry()
-        self.requests = Counter("adytum_rpc_requests", "JSON-RPC requests by method and code",
-                                ["method", "code"], registry=self.registry)
-        self.latency = Histogram("adytum_rpc_latency_seconds", "JSON-RPC handling time", ["method"],
-                                 registry=self.registry,
-                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
+        self.requests = Counter(
+            "adytum_rpc_requests", "JSON-RPC requests by method and code", ["method", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "adytum_rpc_latency_seconds",
+            "JSON-RPC handling time",
+            ["method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
         self.registry.register(_NodeCollector(api))
 
     def app(self) -> web.Application:
@@ -96,29 +108,33 @@ class Listener:
             handler = self.methods.get(rpc.method)
             if handler is None:
                 method = "unknown"
-                raise EeaError(Status.INVALID_PARAMETER, f"method {rpc.method[:64]!r} is not supported",
-                               {"jsonrpcCode": -32601})
+                raise EeaError(
+                    Status.INVALID_PARAMETER, f"method {rpc.method[:64]!r} is not supported", {"jsonrpcCode": -32601}
+                )
             response = _reply(rpc_id, result=await handler(bytes(rpc.params)))
             code = 0
         except EeaError as exc:
             response, code = _reply(rpc_id, error=exc), exc.code
         except Exception:
             log.exception("internal error in %s", method)
-            response, code = _reply(rpc_id, error=EeaError(Status.UNKNOWN_ERROR,
-                                                           "internal error; it has been logged")), 1
+            response, code = (
+                _reply(rpc_id, error=EeaError(Status.UNKNOWN_ERROR, "internal error; it has been logged")),
+                1,
+            )
         self.requests.labels(method, str(code)).inc()
         self.latency.labels(method).observe(time.perf_counter() - started)
         return response
 
     async def _read(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit")
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
+            )
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           f"request exceeds the {self.max_body}-byte limit") from None
+            raise EeaError(Status.INVALID_PARAMETER, f"request exceeds the {self.max_body}-byte limit") from None
         except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError) as exc:
             raise EeaError(Status.INVALID_PARAMETER, f"request body is truncated ({exc})") from None
 
@@ -131,5 +147,7 @@ class Listener:
         return web.json_response(document(sorted(self.methods)))
 
     async def get_root(self, request: web.Request) -> web.Response:
-        return _reply(None, error=EeaError(Status.INVALID_PARAMETER,
-                                           "use HTTP POST with a JSON-RPC 2.0 body (API: GET /openrpc.json)"))
+        return _reply(
+            None,
+            error=EeaError(Status.INVALID_PARAMETER, "use HTTP POST with a JSON-RPC 2.0 body (API: GET /openrpc.json)"),
+        )

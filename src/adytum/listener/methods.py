@@ -43,17 +43,19 @@ class Api:
         if worker.status != WorkerStatus.ACTIVE:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is not active")
         if worker_id != self.keys.worker_id:
-            raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is registered here but served elsewhere; "
-                                                     "submit to its own node")
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"worker {worker_id} is registered here but served elsewhere; submit to its own node",
+            )
         if self.dispatch.pending >= self.max_pending:
-            raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; "
-                                        "retry later")
+            raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
         order = NewOrder(wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw)
         try:
             await self.committer.run(Store.insert_order, order)
         except Duplicate as dup:
-            raise EeaError(Status.INVALID_PARAMETER,
-                           f"{dup.field} was already used by an accepted work order") from None
+            raise EeaError(
+                Status.INVALID_PARAMETER, f"{dup.field} was already used by an accepted work order"
+            ) from None
         self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
         if p.response_timeout_m_secs > 0:
             # No await lies between wake and the waiter's registration, so it cannot miss the answer.
@@ -87,5 +89,8 @@ def _answer(wo_id: str, outcome: Outcome) -> Any:
 
 
 def _pending(wo_id: str, state: str) -> EeaError:
-    return EeaError(Status.PENDING, f"work order is {state}; ask WorkOrderGetResult for the result",
-                    {"workOrderId": wo_id, "state": state})
+    return EeaError(
+        Status.PENDING,
+        f"work order is {state}; ask WorkOrderGetResult for the result",
+        {"workOrderId": wo_id, "state": state},
+    )

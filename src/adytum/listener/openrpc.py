@@ -62,45 +62,61 @@ _STATUSES = ", ".join(f"{s.value} {s.name.lower().replace('_', '-')}" for s in W
 METHODS: dict[str, Method] = {
     "WorkOrderSubmit": Method(
         "Submit an encrypted work order; with responseTimeoutMSecs > 0 wait for its result.",
-        WorkOrderParams, WorkOrderResult),
+        WorkOrderParams,
+        WorkOrderResult,
+    ),
     "WorkOrderGetResult": Method(
-        "The result of a work order, or code 5 while it is scheduled or processing.",
-        GetResultParams, WorkOrderResult),
+        "The result of a work order, or code 5 while it is scheduled or processing.", GetResultParams, WorkOrderResult
+    ),
     "WorkerLookUp": Method(
         "Ids of the workers registered here with fresh attestation, optionally filtered, a page at a time.",
-        LookUpParams, LookUpPage),
+        LookUpParams,
+        LookUpPage,
+    ),
     "WorkerRetrieve": Method(
         "A worker's record: type, organization, details with its public keys, and status (a worker registered "
         "with WorkerRegister: the details as given).",
-        WorkerIdParams, WorkerRecord),
+        WorkerIdParams,
+        WorkerRecord,
+    ),
     "WorkerLookUpNext": Method(
         "The next page of a WorkerLookUp: pass the lookupTag it returned (empty tag: no more).",
-        LookUpNextParams, LookUpPage),
+        LookUpNextParams,
+        LookUpPage,
+    ),
     "WorkerRegister": Method(
-        "Operator only: register a worker served elsewhere (its record as given).",
-        RegisterParams, None),
+        "Operator only: register a worker served elsewhere (its record as given).", RegisterParams, None
+    ),
     "WorkerUpdate": Method(
-        "Operator only: replace fields of a worker's details (keys of a hosted worker excepted).",
-        UpdateParams, None),
+        "Operator only: replace fields of a worker's details (keys of a hosted worker excepted).", UpdateParams, None
+    ),
     "WorkerSetStatus": Method(
-        f"Operator only: {_STATUSES}; only active workers take work orders.",
-        SetStatusParams, None),
+        f"Operator only: {_STATUSES}; only active workers take work orders.", SetStatusParams, None
+    ),
     "EncryptionKeyGet": Method(
         "The worker's encryption key and nonce, signed by the worker's attested signing key over "
         "SHA-256(workerId || encryptionKey || encryptionKeyNonce || tag).",
-        KeyGetParams, EncryptionKey),
+        KeyGetParams,
+        EncryptionKey,
+    ),
     "EncryptionKeySet": Method(
         "Publish a key the worker signed (same digest as EncryptionKeyGet); accepted only for the key its "
         "enclaves hold, which is then re-attested.",
-        KeySetParams, None),
+        KeySetParams,
+        None,
+    ),
     "EncryptionKeyRotate": Method(
         "adytum extension, operator only: the enclaves make a new encryption key, re-attest and publish it; "
         "orders encrypted to the previous key still complete.",
-        RotateParams, EncryptionKey),
+        RotateParams,
+        EncryptionKey,
+    ),
     "PoolStatus": Method(
         "adytum extension: the worker's key-manager enclave and each work-order enclave, with measurement, "
         "state (running or down), restarts and orders served.",
-        NoParams, PoolStatus),
+        NoParams,
+        PoolStatus,
+    ),
     "rpc.discover": Method("This document.", NoParams, dict[str, Any]),
 }
 
@@ -115,24 +131,33 @@ def document(served: list[str]) -> dict[str, Any]:
 def _document(served: tuple[str, ...]) -> dict[str, Any]:
     specs = [METHODS[name] for name in served]
     schemas, components = msgspec.json.schema_components(
-        [spec.params for spec in specs] + [spec.result for spec in specs], ref_template=SCHEMAS + "{name}")
-    params, results = schemas[:len(specs)], schemas[len(specs):]
+        [spec.params for spec in specs] + [spec.result for spec in specs], ref_template=SCHEMAS + "{name}"
+    )
+    params, results = schemas[: len(specs)], schemas[len(specs) :]
     methods = []
     for name, params_ref, result in zip(served, params, results, strict=True):
         struct = components[params_ref["$ref"].removeprefix(SCHEMAS)]
         required = set(struct.get("required", ()))
-        methods.append({
-            "name": name, "summary": METHODS[name].summary, "paramStructure": "by-name",
-            "params": [{"name": param, "required": param in required, "schema": schema}
-                       for param, schema in struct.get("properties", {}).items()],
-            "result": {"name": "result", "schema": result},
-            "errors": ERRORS,
-        })
-    return {"openrpc": "1.2.6",
-            "info": {"title": "adytum EEA Off-Chain Trusted Compute API", "version": __version__},
-            "servers": [{"name": "listener", "url": f"http://localhost:{DEFAULT_PORT}/"}],
-            "methods": methods,
-            "components": {"schemas": _referenced(methods, components)}}
+        methods.append(
+            {
+                "name": name,
+                "summary": METHODS[name].summary,
+                "paramStructure": "by-name",
+                "params": [
+                    {"name": param, "required": param in required, "schema": schema}
+                    for param, schema in struct.get("properties", {}).items()
+                ],
+                "result": {"name": "result", "schema": result},
+                "errors": ERRORS,
+            }
+        )
+    return {
+        "openrpc": "1.2.6",
+        "info": {"title": "adytum EEA Off-Chain Trusted Compute API", "version": __version__},
+        "servers": [{"name": "listener", "url": f"http://localhost:{DEFAULT_PORT}/"}],
+        "methods": methods,
+        "components": {"schemas": _referenced(methods, components)},
+    }
 
 
 def _referenced(methods: list[dict[str, Any]], components: dict[str, Any]) -> dict[str, Any]:

@@ -69,15 +69,17 @@ class Registry:
         p = decode(raw, LookUpNextParams, "WorkerLookUpNext", RegistryStatus.INVALID_PARAMETER)
         tag = p.lookUpTag if p.lookUpTag is not None else p.lookupTag
         if not tag:
-            raise EeaError(RegistryStatus.INVALID_PARAMETER,
-                           "WorkerLookUpNext needs the lookupTag a WorkerLookUp (or LookUpNext) returned")
+            raise EeaError(
+                RegistryStatus.INVALID_PARAMETER,
+                "WorkerLookUpNext needs the lookupTag a WorkerLookUp (or LookUpNext) returned",
+            )
         return self._page(p.columns(), canonical(tag))
 
     def _page(self, filters: dict[str, Any], after: str) -> Any:
         """Ids in id order, one page at a time; the tag is the last id returned ("" when none remain)."""
         total, ids = self.reader.workers(filters, after=after, limit=self.page_size + 1)
         more = len(ids) > self.page_size
-        ids = ids[:self.page_size]
+        ids = ids[: self.page_size]
         return {"totalCount": total, "lookupTag": ids[-1] if more else "", "ids": ids}
 
     async def retrieve(self, raw: bytes) -> Any:
@@ -97,23 +99,38 @@ class Registry:
 
     async def register(self, raw: bytes) -> Any:
         p = await self._operator(raw, RegisterParams, "WorkerRegister")
-        record = {"workerType": p.workerType, "organizationId": p.organizationId,
-                  "applicationTypeId": p.applicationTypeId, "details": p.details, "status": WorkerStatus.ACTIVE}
-        row = WorkerRow(canonical(p.workerId), p.workerType, canonical(p.organizationId),
-                        canonical(p.applicationTypeId), WorkerStatus.ACTIVE, json.dumps(record))
+        record = {
+            "workerType": p.workerType,
+            "organizationId": p.organizationId,
+            "applicationTypeId": p.applicationTypeId,
+            "details": p.details,
+            "status": WorkerStatus.ACTIVE,
+        }
+        row = WorkerRow(
+            canonical(p.workerId),
+            p.workerType,
+            canonical(p.organizationId),
+            canonical(p.applicationTypeId),
+            WorkerStatus.ACTIVE,
+            json.dumps(record),
+        )
         try:
             await self.committer.run(Store.register_worker, row)
         except Duplicate:
-            raise EeaError(RegistryStatus.INVALID_PARAMETER,
-                           f"worker {row.worker_id} is already registered; use WorkerUpdate") from None
+            raise EeaError(
+                RegistryStatus.INVALID_PARAMETER, f"worker {row.worker_id} is already registered; use WorkerUpdate"
+            ) from None
         return None
 
     async def update(self, raw: bytes) -> Any:
         p = await self._operator(raw, UpdateParams, "WorkerUpdate")
         row = self._row(p.workerId)
         if row.worker_id == self.keys.worker_id and "workerTypeData" in p.details:
-            raise EeaError(RegistryStatus.ACCESS_DENIED, "the keys and evidence of a worker hosted here come from "
-                           "its enclaves; rotate keys with EncryptionKeyRotate")
+            raise EeaError(
+                RegistryStatus.ACCESS_DENIED,
+                "the keys and evidence of a worker hosted here come from "
+                "its enclaves; rotate keys with EncryptionKeyRotate",
+            )
         record = json.loads(row.record)
         record["details"] = {**record.get("details", {}), **p.details}
         await self.committer.run(Store.put_worker, replace(row, record=json.dumps(record)))
@@ -142,15 +159,22 @@ class Registry:
         worker_id = self._hosted(p.workerId, "EncryptionKeySet")
         published = self._published_keys(worker_id)
         try:
-            crypto.verify_digest(published.verification_key, encryption_key_get_digest(
-                worker_id, p.encryptionKey, p.encryptionKeyNonce, p.tag), crypto.b64decode(p.signature))
+            crypto.verify_digest(
+                published.verification_key,
+                encryption_key_get_digest(worker_id, p.encryptionKey, p.encryptionKeyNonce, p.tag),
+                crypto.b64decode(p.signature),
+            )
         except crypto.CryptoError:
-            raise EeaError(RegistryStatus.INVALID_SIGNATURE,
-                           "the signature is not the worker's over workerId, encryptionKey, "
-                           "encryptionKeyNonce and tag") from None
+            raise EeaError(
+                RegistryStatus.INVALID_SIGNATURE,
+                "the signature is not the worker's over workerId, encryptionKey, encryptionKeyNonce and tag",
+            ) from None
         if (p.encryptionKey, p.encryptionKeyNonce) != (published.encryption_key, published.encryption_key_nonce):
-            raise EeaError(RegistryStatus.ACCESS_DENIED, "the worker's enclaves no longer hold this key; "
-                           "a new key comes from EncryptionKeyRotate (`adytum worker rotate-key`)")
+            raise EeaError(
+                RegistryStatus.ACCESS_DENIED,
+                "the worker's enclaves no longer hold this key; "
+                "a new key comes from EncryptionKeyRotate (`adytum worker rotate-key`)",
+            )
         await self.keys.refresh()
         return None
 
@@ -167,8 +191,10 @@ class Registry:
             raise EeaError(RegistryStatus.ACCESS_DENIED, str(exc)) from None
         params = decode(raw, kind, method, RegistryStatus.INVALID_PARAMETER)
         if not await self.committer.run(Store.advance_operator_nonce, nonce):
-            raise EeaError(RegistryStatus.ACCESS_DENIED,
-                           "operatorNonce is not above the last one accepted: a replayed or stale request")
+            raise EeaError(
+                RegistryStatus.ACCESS_DENIED,
+                "operatorNonce is not above the last one accepted: a replayed or stale request",
+            )
         return params
 
     def _row(self, worker_id: str) -> WorkerRow:
@@ -183,19 +209,28 @@ class Registry:
         try:
             return msgspec.json.decode(row.record, type=WorkerRecord).details.worker_type_data
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise EeaError(RegistryStatus.UNKNOWN_ERROR, f"the published record of worker {row.worker_id} "
-                           f"carries no usable keys: {exc}") from None
+            raise EeaError(
+                RegistryStatus.UNKNOWN_ERROR,
+                f"the published record of worker {row.worker_id} carries no usable keys: {exc}",
+            ) from None
 
     def _hosted(self, worker_id: str, method: str) -> str:
         wid = canonical(worker_id)
         if wid != self.keys.worker_id:
             self._row(wid)
-            raise EeaError(RegistryStatus.INVALID_PARAMETER,
-                           f"{method}: worker {wid} is registered here but not hosted by this node")
+            raise EeaError(
+                RegistryStatus.INVALID_PARAMETER,
+                f"{method}: worker {wid} is registered here but not hosted by this node",
+            )
         return wid
 
 
 def _key_reply(worker_id: str, keys: WorkerTypeData) -> dict[str, Any]:
     """EncryptionKeyGet's answer: the published key with the signature the enclave made over it."""
-    return {"workerId": worker_id, "encryptionKey": keys.encryption_key,
-            "encryptionKeyNonce": keys.encryption_key_nonce, "tag": "", "signature": keys.encryption_key_get_signature}
+    return {
+        "workerId": worker_id,
+        "encryptionKey": keys.encryption_key,
+        "encryptionKeyNonce": keys.encryption_key_nonce,
+        "tag": "",
+        "signature": keys.encryption_key_get_signature,
+    }

@@ -5,5 +5,4 @@ from .errors import EnclaveDied, EnclaveStartError, ProvisioningRefused
 from .evidence import AttestationService
 from .manager import Manager
 
-__all__ = ["AttestationService", "EnclaveDied", "EnclaveProcess", "EnclaveStartError", "Manager",
-           "ProvisioningRefused"]
+__all__ = ["AttestationService", "EnclaveDied", "EnclaveProcess", "EnclaveStartError", "Manager", "ProvisioningRefused"]

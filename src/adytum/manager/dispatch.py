@@ -24,8 +24,9 @@ log = logging.getLogger("adytum.manager")
 
 
 class Dispatcher:
-    def __init__(self, config: ManagerConfig, reader: Store, committer: GroupCommit,
-                 enclaves: list[EnclaveProcess]) -> None:
+    def __init__(
+        self, config: ManagerConfig, reader: Store, committer: GroupCommit, enclaves: list[EnclaveProcess]
+    ) -> None:
         self.config = config
         self.reader = reader
         self.committer = committer
@@ -133,10 +134,11 @@ class Dispatcher:
                 log.warning("%s; work order %s goes back to the queue", exc, work_order_id)
                 self._queue.put_nowait((work_order_id, params))
                 return
-            log.error("work order %s failed: its enclave died %d times", work_order_id,
-                      self._attempts[work_order_id])
-            await self._finish(work_order_id, Outcome(
-                Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"))
+            log.error("work order %s failed: its enclave died %d times", work_order_id, self._attempts[work_order_id])
+            await self._finish(
+                work_order_id,
+                Outcome(Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"),
+            )
             return
         if reply.code != 0:
             await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()))
@@ -145,8 +147,9 @@ class Dispatcher:
         try:
             await self._finish(work_order_id, Outcome(0, reply.result), writes)
         except StateConflict:
-            await self._run_again(work_order_id, params, "the state this work order changes kept changing "
-                                                         "under it; retry later")
+            await self._run_again(
+                work_order_id, params, "the state this work order changes kept changing under it; retry later"
+            )
 
     async def _run_again(self, work_order_id: str, params: bytes, reason: str) -> None:
         """Another order changed the same state first: run this one again on the state as it is now."""

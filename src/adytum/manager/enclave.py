@@ -21,12 +21,20 @@ _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 class EnclaveProcess:
     """One enclave's lifecycle across restarts; each spawned process gets its own `EnclaveLink` for the work."""
 
-    def __init__(self, name: str, data_dir: Path, worker_id: str, *, role: str = "wpe",
-                 avalon_compat: bool = False, timeout: float = 60.0,
-                 provision: Callable[[EnclaveProcess], Awaitable[Identity]] | None = None,
-                 admit: Callable[[Identity], None] | None = None,
-                 read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        worker_id: str,
+        *,
+        role: str = "wpe",
+        avalon_compat: bool = False,
+        timeout: float = 60.0,
+        provision: Callable[[EnclaveProcess], Awaitable[Identity]] | None = None,
+        admit: Callable[[Identity], None] | None = None,
+        read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         """A work-order enclave (`role` "wpe") learns its keys through `provision` at every start; a key
         manager ("kme") unseals its own. `admit` checks the identity (evidence, keys) of every start
         and restart; it raises EnclaveStartError to keep an enclave it refuses out of service.
@@ -57,8 +65,9 @@ class EnclaveProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None and self._link is not None \
-            and self._link.reading
+        return (
+            self._proc is not None and self._proc.returncode is None and self._link is not None and self._link.reading
+        )
 
     @property
     def serving(self) -> bool:
@@ -71,17 +80,36 @@ class EnclaveProcess:
 
     async def start(self) -> Identity:
         """Spawn the process and learn its identity; a restarted enclave must present the same keys."""
-        args = [sys.executable, "-m", "adytum.enclave", "--data-dir", str(self.data_dir),
-                "--worker-id", self.worker_id, "--role", self.role]
+        args = [
+            sys.executable,
+            "-m",
+            "adytum.enclave",
+            "--data-dir",
+            str(self.data_dir),
+            "--worker-id",
+            self.worker_id,
+            "--role",
+            self.role,
+        ]
         if self.avalon_compat:
             args.append("--avalon-compat")
         args.extend(self.extra_args)
         self._proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            limit=2**20)
-        self._link = EnclaveLink(self.name, self._proc, timeout=self.timeout, seq=self._seq,
-                                 read_state=self.read_state, greet=self.provision is None)
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            limit=2**20,
+        )
+        self._link = EnclaveLink(
+            self.name,
+            self._proc,
+            timeout=self.timeout,
+            seq=self._seq,
+            read_state=self.read_state,
+            greet=self.provision is None,
+        )
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
         self._starting = True
         try:
@@ -136,8 +164,9 @@ class EnclaveProcess:
 
     async def provision_step(self, body: bytes = b"", proof_type: str = "", proof: str = "") -> Provision | Identity:
         """One handshake step (see `adytum.enclave.provisioning`); a refusal raises ProvisioningRefused."""
-        reply = await self._request(lambda seq: Provision(seq=seq, body=body, proof_type=proof_type, proof=proof),
-                                    "a provisioning step")
+        reply = await self._request(
+            lambda seq: Provision(seq=seq, body=body, proof_type=proof_type, proof=proof), "a provisioning step"
+        )
         if isinstance(reply, Processed):
             raise ProvisioningRefused(f"{self.name} refused: {reply.message}")
         if isinstance(reply, Identity):
@@ -176,5 +205,9 @@ class EnclaveProcess:
         assert self._proc is not None and self._proc.stderr is not None
         async for line in self._proc.stderr:
             level, _, message = line.decode(errors="replace").rstrip().partition(" ")
-            log.log(logging.getLevelName(level) if level in _LEVELS else logging.INFO, "%s: %s", self.name,
-                    message if level in _LEVELS else f"{level} {message}")
+            log.log(
+                logging.getLevelName(level) if level in _LEVELS else logging.INFO,
+                "%s: %s",
+                self.name,
+                message if level in _LEVELS else f"{level} {message}",
+            )

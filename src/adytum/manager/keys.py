@@ -21,9 +21,14 @@ log = logging.getLogger("adytum.manager")
 
 
 class KeyRotation:
-    def __init__(self, config: ManagerConfig, kme: LocalKeyManager | RemoteKeyManager,
-                 enclaves: list[EnclaveProcess], publisher: Publisher,
-                 provision: Callable[[EnclaveProcess], Awaitable[Identity]]) -> None:
+    def __init__(
+        self,
+        config: ManagerConfig,
+        kme: LocalKeyManager | RemoteKeyManager,
+        enclaves: list[EnclaveProcess],
+        publisher: Publisher,
+        provision: Callable[[EnclaveProcess], Awaitable[Identity]],
+    ) -> None:
         self.config = config
         self.kme = kme
         self.enclaves = enclaves
@@ -40,8 +45,10 @@ class KeyRotation:
         """A new worker encryption key at the key manager, provisioned to every enclave, re-attested and
         published. Orders already encrypted to the previous key still complete; the one before that is gone."""
         if not isinstance(self.kme, LocalKeyManager):
-            raise EnclaveStartError(f"this node takes its keys from the key manager at {self.config.join}; "
-                                    "rotate the key there (this node picks it up at its next refresh)")
+            raise EnclaveStartError(
+                f"this node takes its keys from the key manager at {self.config.join}; "
+                "rotate the key there (this node picks it up at its next refresh)"
+            )
         async with self._change:
             await self.kme.rotate()
             ident = await self._reprovision()
@@ -76,8 +83,9 @@ class KeyRotation:
         published = self.publisher.identity
         if published is None or ident.encryption_key == published.encryption_key or self._change.locked():
             return
-        log.info("an enclave holds a newer encryption key (nonce %s); re-provisioning the pool",
-                 ident.encryption_key_nonce)
+        log.info(
+            "an enclave holds a newer encryption key (nonce %s); re-provisioning the pool", ident.encryption_key_nonce
+        )
         task = asyncio.create_task(self.refresh(), name="key-catch-up")
         self._catch_ups.add(task)
         task.add_done_callback(self._caught_up)

@@ -34,8 +34,16 @@ class EnclaveLink:
     Replies may come back in any order (the enclave pipelines), so each request waits on its own future. The
     enclave may read the store in the middle of a work order; `read_state` answers it."""
 
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, *, timeout: float, seq: Iterator[int],
-                 read_state: Callable[[str], tuple[int, bytes] | None] | None, greet: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        proc: asyncio.subprocess.Process,
+        *,
+        timeout: float,
+        seq: Iterator[int],
+        read_state: Callable[[str], tuple[int, bytes] | None] | None,
+        greet: bool,
+    ) -> None:
         """`seq` is shared by every link of one enclave, so a number never means two requests. With `greet`
         the enclave introduces itself on `hello()`; the future exists before the reader so an early Fatal
         reaches it."""

@@ -30,23 +30,42 @@ log = logging.getLogger("adytum.manager")
 
 
 class Manager:
-    def __init__(self, config: ManagerConfig, reader: Store, committer: GroupCommit,
-                 attestation: AttestationService) -> None:
+    def __init__(
+        self, config: ManagerConfig, reader: Store, committer: GroupCommit, attestation: AttestationService
+    ) -> None:
         self.config = config
         self.data = DataDir(config.data_dir)
         self.attestation = attestation
         self.publisher = Publisher(config, attestation, committer)
-        self.enclaves = [EnclaveProcess(f"enclave-{i}", config.data_dir, config.worker_id,
-                                        avalon_compat=config.avalon_compat, timeout=config.order_timeout,
-                                        provision=self._provision, admit=self.admit,
-                                        read_state=reader.state_item,
-                                        extra_args=_budget_args(config))
-                         for i in range(config.enclaves)]
-        self.kme: LocalKeyManager | RemoteKeyManager = RemoteKeyManager(config.join) if config.join else \
-            LocalKeyManager(EnclaveProcess("kme", config.data_dir, config.worker_id, role="kme",
-                                           admit=self.publisher.admit_key_manager), attestation)
-        self.kme_server = KeyManagerServer(self.kme, config.kme_listen) \
-            if config.kme_listen and isinstance(self.kme, LocalKeyManager) else None
+        self.enclaves = [
+            EnclaveProcess(
+                f"enclave-{i}",
+                config.data_dir,
+                config.worker_id,
+                avalon_compat=config.avalon_compat,
+                timeout=config.order_timeout,
+                provision=self._provision,
+                admit=self.admit,
+                read_state=reader.state_item,
+                extra_args=_budget_args(config),
+            )
+            for i in range(config.enclaves)
+        ]
+        self.kme: LocalKeyManager | RemoteKeyManager = (
+            RemoteKeyManager(config.join)
+            if config.join
+            else LocalKeyManager(
+                EnclaveProcess(
+                    "kme", config.data_dir, config.worker_id, role="kme", admit=self.publisher.admit_key_manager
+                ),
+                attestation,
+            )
+        )
+        self.kme_server = (
+            KeyManagerServer(self.kme, config.kme_listen)
+            if config.kme_listen and isinstance(self.kme, LocalKeyManager)
+            else None
+        )
         self.dispatch = Dispatcher(config, reader, committer, self.enclaves)
         self.keys = KeyRotation(config, self.kme, self.enclaves, self.publisher, self._provision)
         self.status = PoolStatusView(config.worker_id, self.kme, self.kme_server, self.enclaves)
@@ -100,9 +119,11 @@ def _refuse_pre_pool_keys(data: DataDir) -> None:
     old build): starting would silently make a new identity under the same worker id. Say so instead."""
     old = data.pre_pool_keys
     if old.exists() and not data.kme_keys.exists():
-        raise EnclaveStartError(f"{old} holds keys sealed by an enclave build from before key-manager pools; "
-                                f"they cannot be migrated. Move {old.parent} aside to start this worker with new "
-                                "keys (requesters must fetch the new record).")
+        raise EnclaveStartError(
+            f"{old} holds keys sealed by an enclave build from before key-manager pools; "
+            f"they cannot be migrated. Move {old.parent} aside to start this worker with new "
+            "keys (requesters must fetch the new record)."
+        )
 
 
 def _budget_args(config: ManagerConfig) -> tuple[str, ...]:

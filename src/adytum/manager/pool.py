@@ -83,8 +83,9 @@ class LocalKeyManager:
         if not reply.quote:
             self.provisioned += 1  # a delivery
             return Relay(body=reply.body)
-        return Relay(body=reply.body, proof_type=self.attestation.proof_data_type,
-                     proof=self.attestation.attest(reply.quote))
+        return Relay(
+            body=reply.body, proof_type=self.attestation.proof_data_type, proof=self.attestation.attest(reply.quote)
+        )
 
     async def rotate(self) -> Identity:
         await self.process.ensure_running()
@@ -104,9 +105,16 @@ class LocalKeyManager:
     def status(self) -> KeyManagerStatus:
         p, ident = self.process, self.process.identity
         state = "running" if p.serving else "starting" if p.alive else "down"
-        return KeyManagerStatus(name=p.name, role="kme", location="local", state=state, pid=p.pid,
-                                mr_enclave=ident.mr_enclave if ident else "", restarts=p.restarts,
-                                provisioned=self.provisioned)
+        return KeyManagerStatus(
+            name=p.name,
+            role="kme",
+            location="local",
+            state=state,
+            pid=p.pid,
+            mr_enclave=ident.mr_enclave if ident else "",
+            restarts=p.restarts,
+            provisioned=self.provisioned,
+        )
 
 
 class RemoteKeyManager:
@@ -123,8 +131,9 @@ class RemoteKeyManager:
             reply = await asyncio.wait_for(self._call(Relay(body, proof_type, proof)), self.timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
             self.reachable = False
-            raise EnclaveDied(f"key manager at {self.host}:{self.port} unreachable: "
-                              f"{exc or type(exc).__name__}") from None
+            raise EnclaveDied(
+                f"key manager at {self.host}:{self.port} unreachable: {exc or type(exc).__name__}"
+            ) from None
         self.reachable = True
         if reply.error:
             raise ProvisioningRefused(f"key manager at {self.host}:{self.port} refused: {reply.error}")
@@ -142,8 +151,9 @@ class RemoteKeyManager:
 
     def status(self) -> KeyManagerStatus:
         state = {None: "not contacted yet", True: "reachable", False: "unreachable"}[self.reachable]
-        return KeyManagerStatus(name="kme", role="kme", location=f"{self.host}:{self.port}", state=state,
-                                provisioned=self.provisioned)
+        return KeyManagerStatus(
+            name="kme", role="kme", location=f"{self.host}:{self.port}", state=state, provisioned=self.provisioned
+        )
 
 
 class KeyManagerServer:
@@ -194,8 +204,9 @@ class KeyManagerServer:
                 except asyncio.IncompleteReadError:
                     return  # the peer is done
                 if not request.proof and not self._allow_offer(str(peer[0]) if peer else "?"):
-                    log.warning("provisioning for %s refused: more than %d handshakes a minute", peer,
-                                self.offers_per_minute)
+                    log.warning(
+                        "provisioning for %s refused: more than %d handshakes a minute", peer, self.offers_per_minute
+                    )
                     await write_relay(writer, Relay(error="too many handshakes from this address; retry later"))
                     continue
                 try:

@@ -62,21 +62,35 @@ class Publisher:
     def record(self, ident: Identity, proof: str) -> WorkerRecord:
         """The EEA worker record (Avalon's shape, keys as PEM)."""
         return WorkerRecord(
-            worker_type=WorkerType.TEE_SGX, organization_id=self.config.organization_id,
-            application_type_id=self.config.application_type_id, status=WorkerStatus.ACTIVE,
-            details=WorkerDetails(workloads=ident.workloads, worker_type_data=WorkerTypeData(
-                verification_key=ident.verifying_key, encryption_key=ident.encryption_key,
-                encryption_key_nonce=ident.encryption_key_nonce,
-                encryption_key_signature=ident.encryption_key_signature,
-                extended_measurements=[ident.mr_enclave, ident.mr_signer],
-                proof_data_type=self.attestation.proof_data_type, proof_data=proof,
-                encryption_key_get_signature=ident.key_get_signature)))
+            worker_type=WorkerType.TEE_SGX,
+            organization_id=self.config.organization_id,
+            application_type_id=self.config.application_type_id,
+            status=WorkerStatus.ACTIVE,
+            details=WorkerDetails(
+                workloads=ident.workloads,
+                worker_type_data=WorkerTypeData(
+                    verification_key=ident.verifying_key,
+                    encryption_key=ident.encryption_key,
+                    encryption_key_nonce=ident.encryption_key_nonce,
+                    encryption_key_signature=ident.encryption_key_signature,
+                    extended_measurements=[ident.mr_enclave, ident.mr_signer],
+                    proof_data_type=self.attestation.proof_data_type,
+                    proof_data=proof,
+                    encryption_key_get_signature=ident.key_get_signature,
+                ),
+            ),
+        )
 
     def _row(self, ident: Identity, proof: str) -> WorkerRow:
-        return WorkerRow(self.config.worker_id, WorkerType.TEE_SGX, self.config.organization_id,
-                         self.config.application_type_id, WorkerStatus.ACTIVE,
-                         msgspec.json.encode(self.record(ident, proof)).decode(),
-                         time.time() + self.config.attestation_lifetime)
+        return WorkerRow(
+            self.config.worker_id,
+            WorkerType.TEE_SGX,
+            self.config.organization_id,
+            self.config.application_type_id,
+            WorkerStatus.ACTIVE,
+            msgspec.json.encode(self.record(ident, proof)).decode(),
+            time.time() + self.config.attestation_lifetime,
+        )
 
     def _attest(self, ident: Identity, registered: bool) -> str:
         """Have the attestation service report on the enclave's quote, and check the report as a requester
@@ -85,10 +99,16 @@ class Publisher:
         allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
         policy = Policy(mr_enclaves=measurement_set(allowed), allow_debug=self.config.allow_debug)
         try:
-            verify_worker_evidence(self.attestation.proof_data_type, proof, verifying_key=ident.verifying_key,
-                                   encryption_key=ident.encryption_key, worker_id=ident.worker_id,
-                                   policy=policy, at=datetime.now(UTC),
-                                   trusted_roots=self.attestation.trusted_roots)
+            verify_worker_evidence(
+                self.attestation.proof_data_type,
+                proof,
+                verifying_key=ident.verifying_key,
+                encryption_key=ident.encryption_key,
+                worker_id=ident.worker_id,
+                policy=policy,
+                at=datetime.now(UTC),
+                trusted_roots=self.attestation.trusted_roots,
+            )
         except AttestationError as exc:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from None
         return proof

@@ -14,14 +14,14 @@ from .messages import DataItem, WorkOrderParams, WorkOrderResult
 
 def items_hash(items: Iterable[DataItem]) -> bytes:
     """SHA-256 over dataHash + data + encryptedDataEncryptionKey + iv of each item, by index."""
-    text = "".join(i.data_hash + i.data + i.encrypted_data_encryption_key + i.iv
-                   for i in sorted(items, key=lambda i: i.index))
+    text = "".join(
+        i.data_hash + i.data + i.encrypted_data_encryption_key + i.iv for i in sorted(items, key=lambda i: i.index)
+    )
     return sha256(text.encode())
 
 
 def request_hash(p: WorkOrderParams) -> bytes:
-    head = sha256((p.requester_nonce + p.work_order_id + p.worker_id + p.workload_id
-                   + p.requester_id).encode())
+    head = sha256((p.requester_nonce + p.work_order_id + p.worker_id + p.workload_id + p.requester_id).encode())
     parts = head + items_hash(p.in_data)
     if p.out_data:
         parts += items_hash(p.out_data)
@@ -29,8 +29,7 @@ def request_hash(p: WorkOrderParams) -> bytes:
 
 
 def response_hash(r: WorkOrderResult) -> bytes:
-    head = sha256((r.worker_nonce + r.work_order_id + r.worker_id + r.workload_id
-                   + r.requester_id).encode())
+    head = sha256((r.worker_nonce + r.work_order_id + r.worker_id + r.workload_id + r.requester_id).encode())
     return sha256(head + items_hash(r.out_data)) if r.out_data else sha256(head)
 
 

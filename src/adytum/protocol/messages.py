@@ -102,8 +102,7 @@ def decode_rpc(body: bytes) -> RpcRequest:
     except msgspec.ValidationError as exc:
         raise _explain(exc, "JSON-RPC envelope") from None
     except msgspec.DecodeError as exc:
-        raise EeaError(Status.INVALID_PARAMETER, f"request is not valid JSON: {exc}",
-                       {"jsonrpcCode": -32700}) from None
+        raise EeaError(Status.INVALID_PARAMETER, f"request is not valid JSON: {exc}", {"jsonrpcCode": -32700}) from None
 
 
 def decode_params(raw: bytes) -> WorkOrderParams:
@@ -115,11 +114,13 @@ def decode_params(raw: bytes) -> WorkOrderParams:
     if len(set(indexes)) != len(indexes):
         raise EeaError(Status.INVALID_PARAMETER, "inData indexes must be unique")
     if params.payload_format.lower() != "json-rpc":
-        raise EeaError(Status.INVALID_PARAMETER,
-                       f"payloadFormat {params.payload_format!r} is not supported (use JSON-RPC)")
+        raise EeaError(
+            Status.INVALID_PARAMETER, f"payloadFormat {params.payload_format!r} is not supported (use JSON-RPC)"
+        )
     if params.data_encryption_algorithm.upper() != "AES-GCM-256":
-        raise EeaError(Status.INVALID_PARAMETER,
-                       f"dataEncryptionAlgorithm {params.data_encryption_algorithm!r} is not supported")
+        raise EeaError(
+            Status.INVALID_PARAMETER, f"dataEncryptionAlgorithm {params.data_encryption_algorithm!r} is not supported"
+        )
     return params
 
 

@@ -18,8 +18,10 @@ Text = Annotated[str, Meta(max_length=64 * 1024)]
 Signed = Annotated[str, Meta(max_length=512)]
 Base64 = Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"})]
 OperatorNonce = Annotated[Signed, Meta(description="decimal; must exceed every nonce the node accepted before")]
-OperatorSignature = Annotated[Signed, Meta(description="base64 secp256k1 DER by the operator key over the "
-                                                       "method and params (see adytum.operator)")]
+OperatorSignature = Annotated[
+    Signed,
+    Meta(description="base64 secp256k1 DER by the operator key over the method and params (see adytum.operator)"),
+]
 
 
 class LookUpParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,9 +32,15 @@ class LookUpParams(msgspec.Struct, forbid_unknown_fields=True):
     applicationTypeId: HexId | None = None
 
     def columns(self) -> dict[str, Any]:
-        return {column: canonical(value) if isinstance(value, str) else value
-                for column, value in (("worker_type", self.workerType), ("organization_id", self.organizationId),
-                                      ("application_type_id", self.applicationTypeId)) if value is not None}
+        return {
+            column: canonical(value) if isinstance(value, str) else value
+            for column, value in (
+                ("worker_type", self.workerType),
+                ("organization_id", self.organizationId),
+                ("application_type_id", self.applicationTypeId),
+            )
+            if value is not None
+        }
 
 
 class LookUpNextParams(LookUpParams, forbid_unknown_fields=True):
@@ -60,8 +68,9 @@ class RegisterParams(msgspec.Struct, forbid_unknown_fields=True):
     details: dict[str, Any]
     operatorNonce: OperatorNonce
     operatorSignature: OperatorSignature
-    workerEncryptionKey: Annotated[Text | None, Meta(description="in Avalon's samples; ignored: the key "
-                                                                 "belongs in details")] = None
+    workerEncryptionKey: Annotated[
+        Text | None, Meta(description="in Avalon's samples; ignored: the key belongs in details")
+    ] = None
 
 
 class UpdateParams(msgspec.Struct, forbid_unknown_fields=True):

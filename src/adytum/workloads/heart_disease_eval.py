@@ -73,9 +73,19 @@ ATTRIBUTES: tuple[tuple[str, float, float, frozenset[int] | None, bool], ...] = 
 )
 INTERCEPT = -1.2
 #: attribute -> (weight, reference value)
-LINEAR = {"age": (0.03, 55), "sex": (0.8, 0), "trestbps": (0.015, 130), "chol": (0.004, 245), "fbs": (0.2, 0),
-          "restecg": (0.15, 0), "thalach": (-0.025, 150), "exang": (0.9, 0), "oldpeak": (0.45, 1),
-          "slope": (0.3, 1), "ca": (0.9, 0)}
+LINEAR = {
+    "age": (0.03, 55),
+    "sex": (0.8, 0),
+    "trestbps": (0.015, 130),
+    "chol": (0.004, 245),
+    "fbs": (0.2, 0),
+    "restecg": (0.15, 0),
+    "thalach": (-0.025, 150),
+    "exang": (0.9, 0),
+    "oldpeak": (0.45, 1),
+    "slope": (0.3, 1),
+    "ca": (0.9, 0),
+}
 CHEST_PAIN = {1: 0.0, 2: -0.2, 3: -0.2, 4: 1.3}
 THALLIUM = {3: 0.0, 6: 0.6, 7: 1.3}
 DISCLAIMER = "illustrative model, not medical advice"
@@ -99,8 +109,7 @@ def parse(data: bytes, item: int = 0) -> dict[str, float]:
         text = text[5:]
     words = text.split()
     if len(words) != len(ATTRIBUTES):
-        raise WorkloadError(f"{where} must be {len(ATTRIBUTES)} numbers: "
-                            + " ".join(name for name, *_ in ATTRIBUTES))
+        raise WorkloadError(f"{where} must be {len(ATTRIBUTES)} numbers: " + " ".join(name for name, *_ in ATTRIBUTES))
     values = {}
     for word, (name, low, high, allowed, whole) in zip(words, ATTRIBUTES, strict=True):
         try:
@@ -120,8 +129,9 @@ def parse(data: bytes, item: int = 0) -> dict[str, float]:
 
 class HeartDiseaseEval(Workload):
     name = "heart-disease-eval"
-    description = ("Illustrative heart-disease risk from the 14 UCI Cleveland attributes (Avalon's demo); "
-                   "not medical advice.")
+    description = (
+        "Illustrative heart-disease risk from the 14 UCI Cleveland attributes (Avalon's demo); not medical advice."
+    )
 
     def execute(self, ctx: Context, inputs: list[bytes]) -> list[bytes]:
         if not inputs:

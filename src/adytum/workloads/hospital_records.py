@@ -90,8 +90,9 @@ class _Item:
         if len(data) > MAX_ITEM:
             raise WorkloadError(f"{self.where} is longer than {MAX_ITEM} bytes")
         try:
-            pairs = parse_qsl(data.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
-                              errors="strict", max_num_fields=16)
+            pairs = parse_qsl(
+                data.decode("utf-8"), keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=16
+            )
         except (UnicodeDecodeError, ValueError):
             raise WorkloadError(f"{self.where} is not a query string (name=value&name=value, UTF-8)") from None
         fields: dict[str, str] = {}
@@ -107,8 +108,9 @@ class _Item:
         if missing:
             raise WorkloadError(f"{self.where}: {self.method} needs {', '.join(sorted(missing))}")
         if fields.keys() - required - optional:
-            raise WorkloadError(f"{self.where}: {self.method} takes only the fields "
-                                f"{', '.join(sorted(required | optional))}")
+            raise WorkloadError(
+                f"{self.where}: {self.method} takes only the fields {', '.join(sorted(required | optional))}"
+            )
         self.fields = fields
         if not PATIENT_ID.fullmatch(fields["id"]):
             raise WorkloadError(f"{self.where}: id must be 1 to 64 letters, digits, '_', '.' or '-'")
@@ -172,15 +174,19 @@ class Records:
 
 class HospitalRecords(Workload):
     name = "hospital-records"
-    description = ("Patient records (add_patient, get_patient, get_patient_score, delete_patient as query "
-                   "strings), readable only by the requester who added them; answers JSON.")
+    description = (
+        "Patient records (add_patient, get_patient, get_patient_score, delete_patient as query "
+        "strings), readable only by the requester who added them; answers JSON."
+    )
 
     def execute(self, ctx: Context, inputs: list[bytes]) -> list[bytes]:
         if not inputs:
             raise WorkloadError("hospital-records: send at least one request, e.g. method=get_patient&id=P1")
         items = [_Item(data, index) for index, data in enumerate(inputs)]
         if not ctx.requester_key:
-            raise WorkloadError("hospital-records: sign the work order (requesterSignature and verifyingKey); "
-                                "records belong to the key that filed them")
+            raise WorkloadError(
+                "hospital-records: sign the work order (requesterSignature and verifyingKey); "
+                "records belong to the key that filed them"
+            )
         records = Records(ctx.state, ctx.requester_key)
         return [json.dumps(records.run(item), sort_keys=True).encode() for item in items]

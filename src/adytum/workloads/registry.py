@@ -37,8 +37,15 @@ from .hospital_records import HospitalRecords
 from .secure_transaction import SecureTransaction
 from .simple_wallet import SimpleWallet
 
-BUILTIN: tuple[type[Workload], ...] = (Hello, EchoResult, Fibonacci, SecureTransaction, SimpleWallet,
-                                       HospitalRecords, HeartDiseaseEval)
+BUILTIN: tuple[type[Workload], ...] = (
+    Hello,
+    EchoResult,
+    Fibonacci,
+    SecureTransaction,
+    SimpleWallet,
+    HospitalRecords,
+    HeartDiseaseEval,
+)
 ENTRY_POINT_GROUP = "adytum.workloads"
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<cls>[A-Za-z_]\w*)")
 log = logging.getLogger(__name__)
@@ -74,8 +81,9 @@ def configured_plugins(data_dir: Path) -> dict[str, tuple[str, str]]:
     for name, target in table.items():
         match = _TARGET.fullmatch(target) if isinstance(target, str) else None
         if match is None:
-            raise WorkloadConfigError(f'{path}: {name} must be a string "module:Class", e.g. '
-                                      f'{name} = "my_module:MyWorkload"')
+            raise WorkloadConfigError(
+                f'{path}: {name} must be a string "module:Class", e.g. {name} = "my_module:MyWorkload"'
+            )
         out[name] = (match["module"], match["cls"])
     return out
 
@@ -116,8 +124,9 @@ def _configured_classes(data_dir: Path, taken: dict[str, type[Workload]]) -> lis
     where = DataDir(data_dir).workloads_config
     for name in plugins:
         if name in taken:  # refused before any plug-in code runs
-            raise WorkloadConfigError(f"{where}: {name} is already a workload ({taken[name].__module__}); "
-                                      "a plug-in may not replace it")
+            raise WorkloadConfigError(
+                f"{where}: {name} is already a workload ({taken[name].__module__}); a plug-in may not replace it"
+            )
     use_plugin_dir(data_dir)
     found = []
     for name, (module_name, class_name) in plugins.items():

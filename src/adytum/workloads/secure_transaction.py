@@ -62,7 +62,8 @@ def _parse(data: bytes, item: int) -> tuple[int, int, int, int]:
         raise WorkloadError(f"secure-transaction: item {item} must be four numbers: {' '.join(FIELDS)}")
     sender, receiver, amount, discount = (
         _whole_number(text, field, item, 100 if field == "discount" else MAX_AMOUNT)
-        for text, field in zip(words, FIELDS, strict=True))
+        for text, field in zip(words, FIELDS, strict=True)
+    )
     if amount == 0:
         raise WorkloadError(f"secure-transaction: item {item}: amount must be positive")
     return sender, receiver, amount, discount
@@ -70,8 +71,9 @@ def _parse(data: bytes, item: int) -> tuple[int, int, int, int]:
 
 class SecureTransaction(Workload):
     name = "secure-transaction"
-    description = ('Settles "sender_balance receiver_balance amount discount%" privately; answers the new '
-                   "balances as JSON.")
+    description = (
+        'Settles "sender_balance receiver_balance amount discount%" privately; answers the new balances as JSON.'
+    )
 
     def execute(self, ctx: Context, inputs: list[bytes]) -> list[bytes]:
         if not inputs:
@@ -79,6 +81,9 @@ class SecureTransaction(Workload):
         outputs = []
         for item, data in enumerate(inputs):
             sender, receiver, paid = settle(*_parse(data, item))
-            outputs.append(json.dumps({"paid": paid, "receiver_balance": receiver, "sender_balance": sender},
-                                      sort_keys=True).encode())
+            outputs.append(
+                json.dumps(
+                    {"paid": paid, "receiver_balance": receiver, "sender_balance": sender}, sort_keys=True
+                ).encode()
+            )
         return outputs

@@ -31,8 +31,12 @@ from .base import Context, State, Workload, WorkloadError
 MAX_AMOUNT = 10**18
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _STATE_PREFIX = "simple-wallet/balance/"
-_ARGUMENTS = {"deposit": ("account", "amount"), "withdraw": ("account", "amount"),
-              "transfer": ("account", "account", "amount"), "balance": ("account",)}
+_ARGUMENTS = {
+    "deposit": ("account", "amount"),
+    "withdraw": ("account", "amount"),
+    "transfer": ("account", "account", "amount"),
+    "balance": ("account",),
+}
 _USAGE = "deposit <account> <amount> | withdraw <account> <amount> | transfer <from> <to> <amount> | balance <account>"
 
 
@@ -115,13 +119,17 @@ def _run(wallet: Wallet, verb: str, accounts: list[str], amount: int, index: int
 
 class SimpleWallet(Workload):
     name = "simple-wallet"
-    description = ("Private wallet per requester: deposit, withdraw, transfer, balance; "
-                   "all commands of an order succeed or none does.")
+    description = (
+        "Private wallet per requester: deposit, withdraw, transfer, balance; "
+        "all commands of an order succeed or none does."
+    )
 
     def execute(self, ctx: Context, inputs: list[bytes]) -> list[bytes]:
         if not inputs:
             raise WorkloadError(f"simple-wallet: send at least one command: {_USAGE}")
         commands = [_parse(data, index) for index, data in enumerate(inputs)]  # refuse bad syntax before any write
         wallet = Wallet(ctx.requester_state)
-        return [b"WALLET RESULT: " + _run(wallet, verb, accounts, amount, index).encode()
-                for index, (verb, accounts, amount) in enumerate(commands)]
+        return [
+            b"WALLET RESULT: " + _run(wallet, verb, accounts, amount, index).encode()
+            for index, (verb, accounts, amount) in enumerate(commands)
+        ]

@@ -172,9 +172,13 @@ def verify_signed_document(
     try:
         key.verify(raw_signature_to_der(doc.signature), doc.raw, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        raise AttestationError(Reason.COLLATERAL_SIGNATURE, f"{doc.kind} signature does not verify over its bytes") from None
+        raise AttestationError(
+            Reason.COLLATERAL_SIGNATURE, f"{doc.kind} signature does not verify over its bytes"
+        ) from None
     if at < doc.issue_date:
-        raise AttestationError(Reason.NOT_YET_VALID, f"{doc.kind} is issued {doc.issue_date}, after the verification time")
+        raise AttestationError(
+            Reason.NOT_YET_VALID, f"{doc.kind} is issued {doc.issue_date}, after the verification time"
+        )
     if at > doc.next_update:
         raise AttestationError(Reason.EXPIRED, f"{doc.kind} expired at {doc.next_update} (nextUpdate)")
 
@@ -239,7 +243,12 @@ class Collateral:
             raw = obj[name]
             if not isinstance(raw, str):
                 raise AttestationError(Reason.MALFORMED, f"dcap-qvl {name} is not a string")
-            return _document(kind, raw.encode("utf-8"), obj.get(f"{name}_signature"), str(obj.get(f"{name}_issuer_chain", "")).encode())
+            return _document(
+                kind,
+                raw.encode("utf-8"),
+                obj.get(f"{name}_signature"),
+                str(obj.get(f"{name}_issuer_chain", "")).encode(),
+            )
 
         def crl(name: str) -> x509.CertificateRevocationList | None:
             return load_crl(str(obj[name]).encode(), name) if obj.get(name) else None

@@ -63,11 +63,19 @@ def _check_quote_crypto(quote: Quote, leaf: x509.Certificate) -> None:
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise AttestationError(Reason.CHAIN, "PCK certificate key is not an EC key")
-    _verify_ecdsa(key, sig.qe_report_signature, sig.qe_report.raw, Reason.QE_SIGNATURE, "QE report signature by the PCK key")
+    _verify_ecdsa(
+        key, sig.qe_report_signature, sig.qe_report.raw, Reason.QE_SIGNATURE, "QE report signature by the PCK key"
+    )
     binding = hashlib.sha256(sig.attestation_key + sig.qe_auth_data).digest()
     if sig.qe_report.report_data != binding + bytes(32):
         raise AttestationError(Reason.QE_BINDING, "QE report data is not SHA-256(attestation key || QE auth data)")
-    _verify_ecdsa(sig.attestation_public_key, sig.signature, quote.signed_bytes, Reason.SIGNATURE, "quote signature by the attestation key")
+    _verify_ecdsa(
+        sig.attestation_public_key,
+        sig.signature,
+        quote.signed_bytes,
+        Reason.SIGNATURE,
+        "quote signature by the attestation key",
+    )
 
 
 def verify_quote_signatures(
@@ -111,34 +119,55 @@ def _check_crls(
     return unchecked, starts, ends
 
 
-def _check_document(doc: SignedDocument | None, name: str, collateral: Collateral, anchors: Sequence[x509.Certificate], at: datetime) -> SignedDocument:
+def _check_document(
+    doc: SignedDocument | None, name: str, collateral: Collateral, anchors: Sequence[x509.Certificate], at: datetime
+) -> SignedDocument:
     if doc is None:
         raise AttestationError(Reason.COLLATERAL, f"collateral has no {name}")
     verify_signed_document(doc, anchors, at, collateral.root_ca_crl)
     return doc
 
 
-def _check_collateral_matches(tcb_info: dict[str, Any], qe_identity: dict[str, Any], quote: Quote, pck: PckInfo) -> None:
+def _check_collateral_matches(
+    tcb_info: dict[str, Any], qe_identity: dict[str, Any], quote: Quote, pck: PckInfo
+) -> None:
     tdx = quote.is_tdx
     version = tcb_info.get("version")
     if not isinstance(version, int) or version not in (2, 3):
         raise AttestationError(Reason.UNSUPPORTED, f"TCB info version {version!r}")
     if version >= 3 and tcb_info.get("id") != ("TDX" if tdx else "SGX"):
-        raise AttestationError(Reason.COLLATERAL, f"TCB info is for {tcb_info.get('id')}, the quote is {'TDX' if tdx else 'SGX'}")
+        raise AttestationError(
+            Reason.COLLATERAL, f"TCB info is for {tcb_info.get('id')}, the quote is {'TDX' if tdx else 'SGX'}"
+        )
     if version < 3 and tdx:
         raise AttestationError(Reason.COLLATERAL, "TCB info version 2 cannot describe a TDX platform")
     if tcb_info.get("tcbType", 0) != 0:
         raise AttestationError(Reason.UNSUPPORTED, f"TCB type {tcb_info.get('tcbType')!r}")
     if str(tcb_info.get("fmspc", "")).lower() != pck.fmspc.hex():
-        raise AttestationError(Reason.COLLATERAL, f"TCB info is for FMSPC {tcb_info.get('fmspc')}, PCK says {pck.fmspc.hex()}")
+        raise AttestationError(
+            Reason.COLLATERAL, f"TCB info is for FMSPC {tcb_info.get('fmspc')}, PCK says {pck.fmspc.hex()}"
+        )
     if str(tcb_info.get("pceId", "")).lower() != pck.pce_id.hex():
-        raise AttestationError(Reason.COLLATERAL, f"TCB info is for PCE ID {tcb_info.get('pceId')}, PCK says {pck.pce_id.hex()}")
+        raise AttestationError(
+            Reason.COLLATERAL, f"TCB info is for PCE ID {tcb_info.get('pceId')}, PCK says {pck.pce_id.hex()}"
+        )
     wanted = "TD_QE" if tdx else "QE"
     if qe_identity.get("id") != wanted or qe_identity.get("version") != 2:
-        raise AttestationError(Reason.COLLATERAL, f"QE identity is {qe_identity.get('id')} v{qe_identity.get('version')}, need {wanted} v2")
+        raise AttestationError(
+            Reason.COLLATERAL, f"QE identity is {qe_identity.get('id')} v{qe_identity.get('version')}, need {wanted} v2"
+        )
 
 
-def _verdict(quote: Quote, pck: PckInfo, tcb: TcbResult, at: datetime, starts: list[datetime], ends: list[datetime], issued: datetime, unchecked: list[str]) -> Verdict:
+def _verdict(
+    quote: Quote,
+    pck: PckInfo,
+    tcb: TcbResult,
+    at: datetime,
+    starts: list[datetime],
+    ends: list[datetime],
+    issued: datetime,
+    unchecked: list[str],
+) -> Verdict:
     body = quote.body
     common = Verdict(
         kind="sgx-dcap",
@@ -158,10 +187,17 @@ def _verdict(quote: Quote, pck: PckInfo, tcb: TcbResult, at: datetime, starts: l
         unchecked=tuple(unchecked),
     )
     if isinstance(body, TdReport):
-        return replace(common, kind="tdx-dcap", mr_td=body.mr_td, rtmrs=body.rtmrs, mr_seam=body.mr_seam,
-                       tee_tcb_svn=body.tee_tcb_svn)
-    return replace(common, mr_enclave=body.mr_enclave, mr_signer=body.mr_signer, isv_prod_id=body.isv_prod_id,
-                   isv_svn=body.isv_svn)
+        return replace(
+            common,
+            kind="tdx-dcap",
+            mr_td=body.mr_td,
+            rtmrs=body.rtmrs,
+            mr_seam=body.mr_seam,
+            tee_tcb_svn=body.tee_tcb_svn,
+        )
+    return replace(
+        common, mr_enclave=body.mr_enclave, mr_signer=body.mr_signer, isv_prod_id=body.isv_prod_id, isv_svn=body.isv_svn
+    )
 
 
 def verify_dcap_quote(
@@ -189,7 +225,9 @@ def verify_dcap_quote(
     _check_quote_crypto(quote, chain[0])
     tcb = evaluate_tcb(tcb_doc.body, qe_doc.body, pck, quote)
     if tcb.status == REVOKED:
-        raise AttestationError(Reason.REVOKED, f"Intel lists this TCB as Revoked (platform {tcb.platform_status}, QE {tcb.qe_status})")
+        raise AttestationError(
+            Reason.REVOKED, f"Intel lists this TCB as Revoked (platform {tcb.platform_status}, QE {tcb.qe_status})"
+        )
     signers = (*chain, *tcb_doc.issuer_chain, *qe_doc.issuer_chain)
     starts += [c.not_valid_before_utc for c in signers] + [tcb_doc.issue_date, qe_doc.issue_date]
     ends += [c.not_valid_after_utc for c in signers] + [tcb_doc.next_update, qe_doc.next_update]

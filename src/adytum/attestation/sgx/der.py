@@ -10,7 +10,18 @@ from collections.abc import Iterator
 
 from adytum.attestation.errors import AttestationError, Reason
 
-__all__ = ["SEQUENCE", "INTEGER", "OCTET_STRING", "OID", "ENUMERATED", "BOOLEAN", "read_tlv", "children", "decode_oid", "decode_int"]
+__all__ = [
+    "SEQUENCE",
+    "INTEGER",
+    "OCTET_STRING",
+    "OID",
+    "ENUMERATED",
+    "BOOLEAN",
+    "read_tlv",
+    "children",
+    "decode_oid",
+    "decode_int",
+]
 
 BOOLEAN = 0x01
 INTEGER = 0x02

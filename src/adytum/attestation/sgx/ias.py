@@ -41,7 +41,15 @@ from adytum.attestation.sgx.anchors import ias_report_signing_ca
 from adytum.attestation.sgx.quote import EnclaveReport, parse_enclave_report
 from adytum.attestation.sgx.x509chain import load_der_certificate, load_pem_chain, verify_chain
 
-__all__ = ["IasEvidence", "EpidQuote", "parse_epid_quote", "verify_ias_report", "verify_ias_evidence", "load_ias_evidence", "FORMAT"]
+__all__ = [
+    "IasEvidence",
+    "EpidQuote",
+    "parse_epid_quote",
+    "verify_ias_report",
+    "verify_ias_evidence",
+    "load_ias_evidence",
+    "FORMAT",
+]
 
 FORMAT = "adytum-ias/1"
 NETSCAPE_COMMENT = "2.16.840.1.113730.1.13"
@@ -98,7 +106,9 @@ def _status(raw: Any) -> str:
     if raw == "SIGNATURE_INVALID":
         raise AttestationError(Reason.SIGNATURE, "IAS says the EPID quote signature is invalid")
     if raw == "SIGRL_VERSION_MISMATCH":
-        raise AttestationError(Reason.TCB_STATUS, "IAS says SIGRL_VERSION_MISMATCH: the quote was made with a stale SigRL")
+        raise AttestationError(
+            Reason.TCB_STATUS, "IAS says SIGRL_VERSION_MISMATCH: the quote was made with a stale SigRL"
+        )
     raise AttestationError(Reason.UNSUPPORTED, f"unknown isvEnclaveQuoteStatus {raw!r}")
 
 
@@ -117,7 +127,11 @@ def verify_ias_report(
     chain to ``trust_anchor`` (default: the shipped IAS Report Signing CA, matched by key).
     """
     require_aware(at)
-    certs = load_pem_chain(signing_cert_chain, "IAS signing certificate") if isinstance(signing_cert_chain, bytes) else list(signing_cert_chain)
+    certs = (
+        load_pem_chain(signing_cert_chain, "IAS signing certificate")
+        if isinstance(signing_cert_chain, bytes)
+        else list(signing_cert_chain)
+    )
     chain = verify_chain(certs, [trust_anchor or ias_report_signing_ca()], at)
     key = chain[0].public_key()
     if not isinstance(key, rsa.RSAPublicKey):
@@ -165,8 +179,9 @@ def verify_ias_evidence(
     evidence: IasEvidence, policy: Policy, *, at: datetime, trust_anchor: x509.Certificate | None = None
 ) -> Verdict:
     """:func:`verify_ias_report` on loaded :class:`IasEvidence`."""
-    return verify_ias_report(evidence.report, evidence.signature, evidence.certificates, policy, at=at,
-                             trust_anchor=trust_anchor)
+    return verify_ias_report(
+        evidence.report, evidence.signature, evidence.certificates, policy, at=at, trust_anchor=trust_anchor
+    )
 
 
 def _binary(text: Any, what: str) -> bytes:
@@ -190,7 +205,11 @@ def _certs(data: bytes, what: str) -> tuple[x509.Certificate, ...]:
 
 def _from_ratls(cert_bytes: bytes) -> IasEvidence:
     try:
-        cert = x509.load_der_x509_certificate(cert_bytes) if not cert_bytes.lstrip().startswith(b"-----") else x509.load_pem_x509_certificate(cert_bytes)
+        cert = (
+            x509.load_der_x509_certificate(cert_bytes)
+            if not cert_bytes.lstrip().startswith(b"-----")
+            else x509.load_pem_x509_certificate(cert_bytes)
+        )
         ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(NETSCAPE_COMMENT)).value
     except (ValueError, x509.InvalidVersion, x509.ExtensionNotFound, x509.DuplicateExtension) as exc:
         raise _malformed(f"not an RA-TLS certificate carrying an IAS report ({exc})") from None
@@ -200,7 +219,11 @@ def _from_ratls(cert_bytes: bytes) -> IasEvidence:
     if len(parts) != 3:
         raise _malformed("RA-TLS comment is not report|signature|certificate")
     report, sig, der = parts
-    return IasEvidence(report, _binary(sig.decode("ascii", "replace"), "signature"), _certs(_binary(der.decode("ascii", "replace"), "certificate"), "IAS signing certificate"))
+    return IasEvidence(
+        report,
+        _binary(sig.decode("ascii", "replace"), "signature"),
+        _certs(_binary(der.decode("ascii", "replace"), "certificate"), "IAS signing certificate"),
+    )
 
 
 def _sibling(path: Path, *names: str) -> bytes:
@@ -222,15 +245,24 @@ def load_ias_evidence(path: str | Path) -> IasEvidence:
         report = obj.get("report")
         if not isinstance(report, str) or not isinstance(obj.get("certificates"), str):
             raise _malformed("adytum-ias/1 needs string report and certificates")
-        return IasEvidence(report.encode("utf-8"), _binary(obj.get("signature"), "signature"), _certs(obj["certificates"].encode(), "IAS signing certificate"))
+        return IasEvidence(
+            report.encode("utf-8"),
+            _binary(obj.get("signature"), "signature"),
+            _certs(obj["certificates"].encode(), "IAS signing certificate"),
+        )
     if "raReport" in obj:
         if not isinstance(obj["raReport"], str):
             raise _malformed("raReport is not a string")
-        return IasEvidence(obj["raReport"].encode("utf-8"), _binary(obj.get("signature"), "signature"), _certs(_binary(obj.get("rawSigningCert"), "rawSigningCert"), "IAS signing certificate"))
+        return IasEvidence(
+            obj["raReport"].encode("utf-8"),
+            _binary(obj.get("signature"), "signature"),
+            _certs(_binary(obj.get("rawSigningCert"), "rawSigningCert"), "IAS signing certificate"),
+        )
     if "isvEnclaveQuoteStatus" in obj:
         prefix = path.name[: -len("report.json")] if path.name.endswith("report.json") else path.stem + "."
         sig = _sibling(path, prefix + "sig.b64", prefix + "report.sig.b64")
         certs = _sibling(path, prefix + "signing_cert.pem")
-        return IasEvidence(data, _binary(sig.decode("ascii", "replace"), "signature"), _certs(certs, "IAS signing certificate"))
+        return IasEvidence(
+            data, _binary(sig.decode("ascii", "replace"), "signature"), _certs(certs, "IAS signing certificate")
+        )
     raise _malformed(f"{path.name} is not a recognised IAS evidence format")
-

@@ -57,7 +57,9 @@ class _Reader:
 
     def take(self, count: int) -> bytes:
         if count < 0 or self.pos + count > len(self.data):
-            raise _malformed(f"{self.what} is truncated (need {count} bytes at offset {self.pos}, have {len(self.data) - self.pos})")
+            raise _malformed(
+                f"{self.what} is truncated (need {count} bytes at offset {self.pos}, have {len(self.data) - self.pos})"
+            )
         chunk = self.data[self.pos : self.pos + count]
         self.pos += count
         return chunk
@@ -206,7 +208,9 @@ def _parse_header(reader: _Reader) -> QuoteHeader:
     if version not in (3, 4, 5):
         raise AttestationError(Reason.UNSUPPORTED, f"quote version {version} (supported: 3, 4, 5)")
     if key_type != ATT_KEY_ECDSA_P256:
-        raise AttestationError(Reason.UNSUPPORTED, f"attestation key type {key_type} (supported: 2, ECDSA-256 with P-256)")
+        raise AttestationError(
+            Reason.UNSUPPORTED, f"attestation key type {key_type} (supported: 2, ECDSA-256 with P-256)"
+        )
     if tee_type not in (TEE_SGX, TEE_TDX) or (version == 3 and tee_type != TEE_SGX):
         raise AttestationError(Reason.UNSUPPORTED, f"TEE type {tee_type:#x} in a version {version} quote")
     if header.qe_vendor_id != INTEL_QE_VENDOR_ID:
@@ -252,7 +256,9 @@ def _parse_signature(data: bytes, version: int) -> QuoteSignature:
     else:
         outer_type, outer_size = reader.u16(), reader.u32()
         if outer_type != CERT_QE_REPORT:
-            raise AttestationError(Reason.UNSUPPORTED, f"v{version} certification data type {outer_type} (expected 6, QE report)")
+            raise AttestationError(
+                Reason.UNSUPPORTED, f"v{version} certification data type {outer_type} (expected 6, QE report)"
+            )
         inner = _Reader(reader.take(outer_size), "QE report certification data")
         qe_report, qe_sig, auth, cert_type, cert_data = _parse_qe_report_block(inner)
         if inner.rest():

@@ -96,7 +96,9 @@ def _tdx_components(tcb: dict[str, Any]) -> list[int]:
 
 def _levels(container: dict[str, Any], what: str) -> list[dict[str, Any]]:
     levels = container.get("tcbLevels")
-    if not isinstance(levels, list) or not all(isinstance(lv, dict) and isinstance(lv.get("tcb"), dict) for lv in levels):
+    if not isinstance(levels, list) or not all(
+        isinstance(lv, dict) and isinstance(lv.get("tcb"), dict) for lv in levels
+    ):
         raise _bad(f"{what} tcbLevels missing or malformed")
     return levels
 
@@ -138,7 +140,9 @@ def qe_identity_status(identity: dict[str, Any], report: EnclaveReport) -> tuple
     if report.mr_signer != _hex(identity.get("mrsigner"), "mrsigner"):
         raise AttestationError(Reason.QE_IDENTITY, "QE mrsigner is not Intel's")
     if report.isv_prod_id != identity.get("isvprodid"):
-        raise AttestationError(Reason.QE_IDENTITY, f"QE isvprodid {report.isv_prod_id} is not {identity.get('isvprodid')}")
+        raise AttestationError(
+            Reason.QE_IDENTITY, f"QE isvprodid {report.isv_prod_id} is not {identity.get('isvprodid')}"
+        )
     for level in _levels(identity, "QE identity"):
         if report.isv_svn >= _int(level["tcb"].get("isvsvn"), "QE isvsvn"):
             return _status(level, IDENTITY_STATUSES, "QE identity level"), tuple(level.get("advisoryIDs") or ())
@@ -192,7 +196,10 @@ def _relaunch(
     svn2 = td.tee_tcb_svn2
     if svn2 is None or qe_status != UP_TO_DATE or module_status != OUT_OF_DATE:
         return tdx_status
-    if sgx_status not in (UP_TO_DATE, SW_HARDENING, CONFIG, CONFIG_SW) or tdx_status not in (OUT_OF_DATE, OUT_OF_DATE_CONFIG):
+    if sgx_status not in (UP_TO_DATE, SW_HARDENING, CONFIG, CONFIG_SW) or tdx_status not in (
+        OUT_OF_DATE,
+        OUT_OF_DATE_CONFIG,
+    ):
         return tdx_status
     latest = _levels(tcb_info, "platform")[0]
     latest_tdx = _tdx_components(latest["tcb"])

@@ -35,8 +35,9 @@ def key_id(cert: x509.Certificate) -> bytes:
     try:
         key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise AttestationError(Reason.MALFORMED, f"certificate {cert.subject.rfc4514_string()!r} has an unusable "
-                               f"public key ({exc})") from None
+        raise AttestationError(
+            Reason.MALFORMED, f"certificate {cert.subject.rfc4514_string()!r} has an unusable public key ({exc})"
+        ) from None
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -64,7 +65,9 @@ def _name(cert: x509.Certificate) -> str:
 def check_validity(cert: x509.Certificate, at: datetime) -> None:
     """Refuse a certificate outside its notBefore..notAfter at time ``at``."""
     if at < cert.not_valid_before_utc:
-        raise AttestationError(Reason.NOT_YET_VALID, f"certificate '{_name(cert)}' is valid from {cert.not_valid_before_utc}")
+        raise AttestationError(
+            Reason.NOT_YET_VALID, f"certificate '{_name(cert)}' is valid from {cert.not_valid_before_utc}"
+        )
     if at > cert.not_valid_after_utc:
         raise AttestationError(Reason.EXPIRED, f"certificate '{_name(cert)}' expired at {cert.not_valid_after_utc}")
 
@@ -75,7 +78,9 @@ def _is_ca(cert: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return False
     except (ValueError, x509.DuplicateExtension) as exc:
-        raise AttestationError(Reason.MALFORMED, f"certificate '{_name(cert)}' has malformed extensions ({exc})") from None
+        raise AttestationError(
+            Reason.MALFORMED, f"certificate '{_name(cert)}' has malformed extensions ({exc})"
+        ) from None
 
 
 def _link(child: x509.Certificate, parent: x509.Certificate) -> None:
@@ -84,7 +89,9 @@ def _link(child: x509.Certificate, parent: x509.Certificate) -> None:
     try:
         child.verify_directly_issued_by(parent)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
-        raise AttestationError(Reason.CHAIN, f"'{_name(child)}' is not issued by '{_name(parent)}' ({exc or 'bad signature'})") from None
+        raise AttestationError(
+            Reason.CHAIN, f"'{_name(child)}' is not issued by '{_name(parent)}' ({exc or 'bad signature'})"
+        ) from None
 
 
 def verify_chain(
@@ -135,7 +142,9 @@ def verify_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, at
     if not signed:
         raise AttestationError(Reason.CRL, f"{what} is not signed by '{_name(issuer)}'")
     if at < crl.last_update_utc:
-        raise AttestationError(Reason.NOT_YET_VALID, f"{what} is issued {crl.last_update_utc}, after the verification time")
+        raise AttestationError(
+            Reason.NOT_YET_VALID, f"{what} is issued {crl.last_update_utc}, after the verification time"
+        )
     if crl.next_update_utc is None or at > crl.next_update_utc:
         raise AttestationError(Reason.EXPIRED, f"{what} expired at {crl.next_update_utc}")
 
@@ -147,4 +156,6 @@ def check_not_revoked(cert: x509.Certificate, crl: x509.CertificateRevocationLis
     except ValueError as exc:
         raise AttestationError(Reason.MALFORMED, f"{what} has malformed entries ({exc})") from None
     if entry is not None:
-        raise AttestationError(Reason.REVOKED, f"'{_name(cert)}' (serial {cert.serial_number:x}) is revoked by the {what}")
+        raise AttestationError(
+            Reason.REVOKED, f"'{_name(cert)}' (serial {cert.serial_number:x}) is revoked by the {what}"
+        )
