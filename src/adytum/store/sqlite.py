@@ -158,16 +158,7 @@ class Store:
             "application_type_id = excluded.application_type_id, "
             "record = excluded.record, updated_at = excluded.updated_at, "
             "expires_at = excluded.expires_at",
-            (
-                w.worker_id,
-                w.worker_type,
-                w.organization_id,
-                w.application_type_id,
-                w.status,
-                w.record,
-                time.time(),
-                w.expires_at,
-            ),
+            _worker_values(w),
         )
 
     def register_worker(self, w: WorkerRow) -> None:
@@ -175,16 +166,7 @@ class Store:
             self.db.execute(
                 "INSERT INTO workers (worker_id, worker_type, organization_id, application_type_id, "
                 "status, record, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    w.worker_id,
-                    w.worker_type,
-                    w.organization_id,
-                    w.application_type_id,
-                    w.status,
-                    w.record,
-                    time.time(),
-                    w.expires_at,
-                ),
+                _worker_values(w),
             )
         except sqlite3.IntegrityError:
             raise Duplicate("workerId") from None
@@ -297,3 +279,17 @@ class _Savepoint:
         if exc_type is not None:
             self.db.execute(f"ROLLBACK TO {self.name}")
         self.db.execute(f"RELEASE {self.name}")
+
+
+def _worker_values(w: WorkerRow) -> tuple[object, ...]:
+    """A worker row's columns in `workers` order, stamped now."""
+    return (
+        w.worker_id,
+        w.worker_type,
+        w.organization_id,
+        w.application_type_id,
+        w.status,
+        w.record,
+        time.time(),
+        w.expires_at,
+    )
