@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "adytum.errors": set(),
     "adytum.files": set(),
     "adytum.crypto": set(),
+    "adytum.ledger": {"adytum.crypto", "adytum.protocol"},
     "adytum.protocol": {"adytum.crypto"},
     "adytum.channel": set(),
     "adytum.datadir": {"adytum.files"},
