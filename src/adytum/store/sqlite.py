@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..errors import AdytumError
-from ..ledger.merkle import leaf_hash
+from ..ledger.merkle import HASH_LEN, leaf_hash
 from ..protocol import WorkerStatus
 from ..protocol.receipts import (
     Event,
@@ -28,7 +28,6 @@ from ..protocol.receipts import (
 )
 from .schema import RECEIPT_COLUMNS, schema
 
-HASH_SIZE = 32  # a ledger hash (SHA-256): a stored frontier is its hashes concatenated
 #: What `receipts()` may filter on: the caller names columns, never SQL.
 RECEIPT_FILTERS = frozenset({"worker_id", "worker_service_id", "requester_id", "status"})
 
@@ -318,7 +317,8 @@ class Store:
         return index
 
     def _has_receipt(self, work_order_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM receipts WHERE work_order_id = ?", (work_order_id,)).fetchone() is not None
+        row = self.db.execute("SELECT 1 FROM receipts WHERE work_order_id = ?", (work_order_id,)).fetchone()
+        return row is not None
 
     def _last_update_status(self, work_order_id: str) -> int | None:
         for (update_type,) in self.db.execute(
@@ -521,13 +521,13 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        frontier = bytes(row[4])
+        frontier = bytes(row[4])  # its hashes, concatenated
         return StoredHead(
             int(row[0]),
             bytes(row[1]),
             int(row[2]),
             str(row[3]),
-            [frontier[i : i + HASH_SIZE] for i in range(0, len(frontier), HASH_SIZE)],
+            [frontier[i : i + HASH_LEN] for i in range(0, len(frontier), HASH_LEN)],
         )
 
 
