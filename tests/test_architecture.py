@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "adytum.files",
         "adytum.ledger",
     },
-    "adytum.store": {"adytum.protocol"},
+    "adytum.store": {"adytum.protocol", "adytum.ledger"},
     "adytum.operator": {"adytum.crypto", "adytum.datadir", "adytum.files"},
     "adytum.manager": {
         "adytum.config",
