@@ -7,9 +7,11 @@ import msgspec
 import pytest
 
 from adytum.client import WorkerInfo, build
+from adytum.config import ManagerConfig
 from adytum.crypto import b64decode, b64encode, sha256, verify_digest
 from adytum.ledger import merkle
-from adytum.manager import HeadRefused
+from adytum.manager import EnclaveDied, HeadRefused
+from adytum.manager.ledger import HeadSigner
 from adytum.protocol import canonical, decode_result, encode, request_hash, response_hash
 from adytum.protocol.receipts import (
     ReceiptCreateParams,
@@ -19,7 +21,7 @@ from adytum.protocol.receipts import (
     receipt_update_digest,
     tree_head_digest,
 )
-from adytum.store import NewOrder, NewReceipt, Store
+from adytum.store import GroupCommit, NewOrder, NewReceipt, Store
 from support import LocalPool, running_node
 
 WORKER_ID = sha256(b"receipts-enclave-test").hex()
@@ -260,3 +262,73 @@ def test_with_receipts_off_no_update_is_stored_and_no_head_is_signed(tmp_path):
         head = reader.latest_head()
     assert outcomes[0].code == 0
     assert trail == [] and head is None
+
+
+class DiesOnTheWay:
+    """An enclave that looks serving but dies when asked for a head."""
+
+    serving, inflight, asked = True, 0, 0
+
+    async def sign_head(self, **_):
+        self.asked += 1
+        raise EnclaveDied("dying enclave exited")
+
+
+def _node_receipt(store, n, start=0):
+    """`n` orders accepted with the node's receipt: one leaf each."""
+    for i in range(start, start + n):
+        wo_id = f"{i:064x}"
+        create = ReceiptCreateParams(
+            workOrderId=wo_id,
+            workerServiceId=WORKER_ID,
+            workerId=WORKER_ID,
+            requesterId="aa" * 32,
+            receiptCreateStatus=0,
+            workOrderRequestHash=b64encode(bytes(32)),
+            requesterGeneratedNonce=f"{i:x}",
+        )
+        body = msgspec.json.encode(create).decode()
+        receipt = NewReceipt(wo_id, WORKER_ID, WORKER_ID, "aa" * 32, 0, "node", body)
+        store.insert_order(NewOrder(wo_id, WORKER_ID, "aa" * 32, f"{i:x}", b"{}", receipt))
+
+
+def test_the_head_signer_batches_by_count_covers_on_demand_and_passes_over_a_dying_enclave(tmp_path):
+    async def body(wpe, ident):
+        path = tmp_path / "store.sqlite"
+        writer = Store(path)
+        writer.create_schema()
+        reader = Store(path)
+        committer = GroupCommit(writer)
+        committer.start()
+        dying = DiesOnTheWay()
+        config = ManagerConfig(tmp_path, ledger_interval=3600, ledger_batch=4)
+        signer = HeadSigner(config, reader, committer, [dying, wpe])
+        try:
+            await committer.run(_node_receipt, 5)
+            await signer.start()
+            await signer.cover(5)  # on demand
+            first = reader.latest_head()
+            await committer.run(_node_receipt, 3, 5)
+            signer.added(3)  # below the batch: waits for the interval
+            await asyncio.sleep(0.3)
+            unsigned = reader.latest_head().tree_size
+            await committer.run(_node_receipt, 1, 8)
+            signer.added(1)  # a batch of 4 is waiting: signed now
+            for _ in range(100):
+                if reader.latest_head().tree_size == 9:
+                    break
+                await asyncio.sleep(0.05)
+            return ident, first, unsigned, reader.latest_head(), reader.ledger_hashes(0, 9), dying.asked
+        finally:
+            await signer.stop()
+            await committer.stop()
+            reader.close()
+            writer.close()
+
+    ident, first, unsigned, last, hashes, asked = asyncio.run(with_wpe(tmp_path / "pool", body))
+    assert first.tree_size == 5 and first.root == merkle.root(hashes[:5]) and asked >= 1
+    assert unsigned == 5
+    assert last.tree_size == 9 and last.root == merkle.root(hashes) and last.timestamp_ms >= first.timestamp_ms
+    assert last.frontier == merkle.frontier(hashes)
+    digest = tree_head_digest(WORKER_ID, 9, last.root, last.timestamp_ms)
+    verify_digest(ident.verifying_key, digest, b64decode(last.signature))
