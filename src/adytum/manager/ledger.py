@@ -18,17 +18,13 @@ from ..config import ManagerConfig
 from ..ledger import merkle
 from ..store import GroupCommit, Store, StoredHead
 from .enclave import EnclaveProcess
-from .errors import EnclaveDied, HeadRefused
+from .errors import EnclaveDied, HeadRefused, NoSigner
 
 log = logging.getLogger("adytum.manager")
 #: Leaves sent in one SignHead at most (32 bytes each): a long backlog is signed as several heads.
 MAX_LEAVES_PER_HEAD = 100_000
 #: What a first head extends: the empty tree, signed by nobody.
 EMPTY_TREE = StoredHead(0, merkle.EMPTY_ROOT, 0, "", [])
-
-
-class NoSigner(Exception):
-    """No work-order enclave is serving to sign a head: try again at the next turn."""
 
 
 class HeadSigner:
