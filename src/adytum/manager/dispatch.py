@@ -157,11 +157,11 @@ class Dispatcher:
             )
             return
         if reply.code != 0:
-            await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()), update=reply)
+            await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()), reply=reply)
             return
         writes = tuple(ItemWrite(w.item_id, w.version, w.value) for w in reply.writes)
         try:
-            await self._finish(work_order_id, Outcome(0, reply.result), writes, update=reply)
+            await self._finish(work_order_id, Outcome(0, reply.result), writes, reply=reply)
         except StateConflict:
             await self._run_again(
                 work_order_id, params, "the state this work order changes kept changing under it; retry later"
@@ -180,10 +180,10 @@ class Dispatcher:
         work_order_id: str,
         outcome: Outcome,
         writes: tuple[ItemWrite, ...] = (),
-        update: Processed | None = None,
+        reply: Processed | None = None,
     ) -> None:
-        """Store the response; `update` is the enclave's answer (None: the host decided the outcome)."""
-        receipt_update = self._receipt_update(work_order_id, outcome, update) if self.config.receipts else None
+        """Store the response; `reply` is the enclave's answer (None: the host decided the outcome)."""
+        receipt_update = self._receipt_update(work_order_id, outcome, reply) if self.config.receipts else None
         stored = await self.committer.run(
             Store.insert_response, work_order_id, outcome.code, outcome.body, writes, receipt_update
         )
