@@ -2,7 +2,8 @@
 
 Owned by neither side: the host (`adytum.manager.link`) and the enclave (`adytum.enclave.service`)
 both speak it, and nothing else crosses the process boundary. Only these message types cross it, and none carries a secret in clear. The host may pipeline
-several `Process` frames; the enclave answers each with a `Processed` frame carrying the same seq.
+several `Process` frames; the enclave answers each with a `Processed` frame carrying the same seq. A work-order
+enclave also signs the receipt ledger's tree heads (`SignHead`, answered by `HeadSigned`).
 """
 
 from __future__ import annotations
@@ -65,13 +66,46 @@ class StateWrite(msgspec.Struct):
 
 class Processed(msgspec.Struct, tag="processed"):
     """Enclave -> host: a signed result (JSON bytes) with the state writes to store alongside it, or an
-    EEA error code and message."""
+    EEA error code and message. Either way, once the enclave knew the order's id, the worker's receipt
+    update: its EEA updateType and updateData, signed (base64 DER) over `protocol.receipts.receipt_update_digest`;
+    no signature: the enclave made no update."""
 
     seq: int
     result: bytes = b""
     code: int = 0
     message: str = ""
     writes: list[StateWrite] = []
+    receipt_type: int = 0
+    receipt_data: str = ""
+    receipt_signature: str = ""
+
+
+class SignHead(msgspec.Struct, tag="sign-head"):
+    """Host -> WPE: sign the ledger's tree head after appending `leaves` (leaf hashes) to the previous head.
+
+    The previous head comes with its signature and frontier: the enclave keeps nothing across requests,
+    so it checks both before it extends the frontier and signs the root it computed. `previous_size` 0 is
+    the empty tree (nothing to check). Answered by HeadSigned, or Processed with an error code (refused)."""
+
+    seq: int
+    worker_id: str
+    previous_size: int
+    previous_root: bytes
+    previous_timestamp: int
+    previous_signature: str
+    frontier: list[bytes]
+    leaves: list[bytes]
+    timestamp: int  # milliseconds since the epoch, the host's clock
+
+
+class HeadSigned(msgspec.Struct, tag="head-signed"):
+    """WPE -> host: the new tree head, signed (base64 DER) over `protocol.receipts.tree_head_digest`."""
+
+    seq: int
+    tree_size: int
+    root: bytes
+    timestamp: int
+    signature: str
 
 
 class StateRead(msgspec.Struct, tag="state-read"):
@@ -111,7 +145,19 @@ class Fatal(msgspec.Struct, tag="fatal"):
     message: str
 
 
-Message = Hello | RotateKey | Process | Provision | StateValue | Identity | Processed | StateRead | Fatal
+Message = (
+    Hello
+    | RotateKey
+    | Process
+    | Provision
+    | StateValue
+    | SignHead
+    | Identity
+    | Processed
+    | StateRead
+    | HeadSigned
+    | Fatal
+)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 

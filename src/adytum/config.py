@@ -53,6 +53,13 @@ class ManagerConfig:
     join: str = ""
     #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
     kme_listen: str = ""
+    #: Keep a receipt trail of every work order and the signed ledger of its events (off: for measuring
+    #: the cost of receipts only).
+    receipts: bool = True
+    #: The ledger's tree heads are signed this often, in seconds, while leaves wait to be covered,
+    #: or as soon as `ledger_batch` leaves are waiting.
+    ledger_interval: float = 1.0
+    ledger_batch: int = 1000
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -61,6 +68,8 @@ class ManagerConfig:
             self.attestation_refresh = self.attestation_lifetime / 4
         if not 0 < self.attestation_refresh < self.attestation_lifetime:
             raise ValueError("attestation_refresh must be positive and shorter than attestation_lifetime")
+        if self.ledger_interval <= 0 or self.ledger_batch < 1:
+            raise ValueError("ledger_interval must be positive and ledger_batch at least 1")
         if self.join and self.kme_listen:
             raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
 

@@ -49,7 +49,7 @@ __all__ = [
 #: What the enclave process executes (besides the interpreter and third-party libraries). The enclave
 #: verifies its peers with `adytum.attestation` and quotes with the simulated quoter, so both are measured
 #: too; of `adytum.issuer` only the quoter and the package file importing it runs: the report service
-#: and the development CA are host side.
+#: and the development CA are host side. It computes the receipt ledger's roots with `adytum.ledger`.
 MEASURED_MODULES: tuple[str, ...] = (
     "adytum.enclave",
     "adytum.crypto",
@@ -60,6 +60,7 @@ MEASURED_MODULES: tuple[str, ...] = (
     "adytum.errors",
     "adytum.channel",
     "adytum.datadir",
+    "adytum.ledger",
     "adytum.issuer.__init__",
     "adytum.issuer.quoter",
 )

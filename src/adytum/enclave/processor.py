@@ -1,8 +1,11 @@
 """Work-order execution inside the enclave.
 
 Order of checks (cheap and signature checks first, so a forged request never costs an RSA decrypt):
-shape -> worker and workload -> replay -> requester signature -> session-key unwrap -> request hash
+shape -> worker -> replay -> workload -> requester signature -> session-key unwrap -> request hash
 -> input decryption -> workload -> output encryption -> response hash and signature.
+
+Every answer given once the order is known to be this worker's and fresh carries the worker's receipt update,
+signed with the worker's key (EEA receipts): COMPLETED with the response hash, or FAILED with the hash of the error.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import crypto
-from ..channel import StateWrite
+from ..channel import ChannelError, StateWrite
 from ..crypto import primitives
 from ..protocol import (
     DataItem,
@@ -21,12 +24,14 @@ from ..protocol import (
     Status,
     WorkOrderParams,
     WorkOrderResult,
+    canonical,
     decode_params,
     encode,
     request_hash,
     response_hash,
     workload_name,
 )
+from ..protocol.receipts import ReceiptStatus, receipt_update_digest
 from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
 from .keys import WorkerKeys
@@ -64,6 +69,39 @@ class ReplayGuard:
         for table in (self._orders, self._nonces):
             if len(table) > self._capacity:
                 table.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class ReceiptUpdate:
+    """The worker's update of an order's receipt: EEA updateType, updateData and updateSignature (base64 DER
+    over `receipt_update_digest` of the canonical work-order id)."""
+
+    update_type: int
+    data: str
+    signature: str
+
+
+@dataclass
+class Answer:
+    """A processed order: the signed result, the state writes the host must store with it, the receipt update."""
+
+    result: bytes
+    update: ReceiptUpdate
+    writes: list[StateWrite] = field(default_factory=list)
+
+
+class Refused(EeaError):
+    """An order refused once it was known to be this worker's and fresh: the error with the worker's signed
+    FAILED update (an earlier refusal is a plain EeaError: the enclave signs nothing for it)."""
+
+    def __init__(self, code: int, message: str, update: ReceiptUpdate) -> None:
+        super().__init__(code, message)
+        self.update = update
+
+
+def failure_data(code: int, message: str) -> str:
+    """A FAILED update's updateData: base64 of SHA-256 of the error as the requester receives it."""
+    return crypto.b64encode(crypto.sha256(f"{code}:{message}".encode()))
 
 
 @dataclass
@@ -105,17 +143,31 @@ class WorkOrderProcessor:
     def process(self, raw_params: bytes) -> bytes:
         """Raw WorkOrderSubmit params in, signed result JSON out; EeaError for any refusal. For workers
         without a state store: a workload that touches state is refused."""
-        result, writes = self.process_order(raw_params, _no_state_store)
-        assert not writes
-        return result
+        answer = self.process_order(raw_params, _no_state_store)
+        assert not answer.writes
+        return answer.result
 
-    def process_order(self, raw_params: bytes, read_state: ReadItem) -> tuple[bytes, list[StateWrite]]:
-        """The signed result JSON and the state writes the host must store with it (or neither)."""
+    def process_order(self, raw_params: bytes, read_state: ReadItem) -> Answer:
+        """The signed result JSON, the state writes the host must store with it and the worker's COMPLETED
+        update; Refused (with the FAILED update) or, before the order is known to be fresh and this worker's,
+        EeaError."""
         p = decode_params(raw_params)
         if p.worker_id.lower() != self.keys.worker_id:
             raise EeaError(Status.INVALID_PARAMETER, "work order is addressed to another worker")
+        self.replay.check(p)  # a replayed id gets no signed update: it may already have one
+        try:
+            return self._execute(p, read_state)
+        except EeaError as exc:
+            raise Refused(exc.code, exc.message, self._failed(p, exc.code, exc.message)) from None
+        except ChannelError:
+            raise  # the host went away during a state read: no answer to give
+        except Exception as exc:  # never die on one bad order; never leak internals either
+            log.exception("unexpected error processing a work order")
+            message = f"enclave error ({type(exc).__name__})"
+            raise Refused(Status.UNKNOWN_ERROR, message, self._failed(p, Status.UNKNOWN_ERROR, message)) from None
+
+    def _execute(self, p: WorkOrderParams, read_state: ReadItem) -> Answer:
         workload = self._workload(p.workload_id)
-        self.replay.check(p)
         req_hash = request_hash(p)
         if p.requester_signature:
             self._verify_requester(p, req_hash)
@@ -131,8 +183,17 @@ class WorkOrderProcessor:
             writes = state.writes()
         else:  # a stateful order may be run again after a write conflict, so only these are recorded
             self.replay.record(p)
-        result = self._sign(p, [self._encrypt_output(i, data, session) for i, data in enumerate(outputs)])
-        return result, writes
+        result, resp_hash = self._sign(p, [self._encrypt_output(i, data, session) for i, data in enumerate(outputs)])
+        return Answer(result, self._update(p, ReceiptStatus.COMPLETED, crypto.b64encode(resp_hash)), writes)
+
+    # -- receipt updates -------------------------------------------------------------------------
+
+    def _update(self, p: WorkOrderParams, update_type: int, data: str) -> ReceiptUpdate:
+        digest = receipt_update_digest(canonical(p.work_order_id), update_type, data)
+        return ReceiptUpdate(update_type, data, crypto.b64encode(self.keys.signing.sign_digest(digest)))
+
+    def _failed(self, p: WorkOrderParams, code: int, message: str) -> ReceiptUpdate:
+        return self._update(p, ReceiptStatus.FAILED, failure_data(code, message))
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -277,7 +338,8 @@ class WorkOrderProcessor:
         out = crypto.aead_encrypt(s.key, data)
         return DataItem(index=index, data=crypto.b64encode(out.ciphertext), iv=out.iv.hex())
 
-    def _sign(self, p: WorkOrderParams, out_data: list[DataItem]) -> bytes:
+    def _sign(self, p: WorkOrderParams, out_data: list[DataItem]) -> tuple[bytes, bytes]:
+        """The signed result JSON and the response hash it signs."""
         result = WorkOrderResult(
             work_order_id=p.work_order_id,
             workload_id=p.workload_id,
@@ -287,8 +349,9 @@ class WorkOrderProcessor:
             worker_signature="",
             out_data=out_data,
         )
-        result.worker_signature = crypto.b64encode(self.keys.signing.sign_digest(response_hash(result)))
-        return encode(result)
+        digest = response_hash(result)
+        result.worker_signature = crypto.b64encode(self.keys.signing.sign_digest(digest))
+        return encode(result), digest
 
 
 def _no_state_store(item_id: str) -> None:

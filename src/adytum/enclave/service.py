@@ -24,6 +24,7 @@ from ..channel import (
     Processed,
     Provision,
     RotateKey,
+    SignHead,
     StateRead,
     StateValue,
     pack,
@@ -36,7 +37,8 @@ from ..workloads import load_workloads
 from ..workloads.registry import measure_work_order_build
 from .budget import Budget, alarm_held
 from .keys import WorkerKeys, load_or_create, rotate
-from .processor import WorkOrderProcessor
+from .ledger import HeadRefused, TreeHeadSigner
+from .processor import Refused, WorkOrderProcessor
 from .provisioning import KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step, WpeHandshake
 from .sealing import Sealer, UnsealError, platform_secret
 
@@ -154,7 +156,7 @@ class KeyManager:
 
 class WorkOrderEnclave:
     """A work-order enclave (WPE): holds the worker's keys only in memory, as the KME provisioned them,
-    and processes work orders with them."""
+    processes work orders with them and signs the receipt ledger's tree heads."""
 
     def __init__(self, data: DataDir, worker_id: str, avalon_compat: bool, budget: Budget) -> None:
         self.data = data
@@ -165,12 +167,21 @@ class WorkOrderEnclave:
         self.workloads = load_workloads(data.path)
         self.processor: WorkOrderProcessor | None = None
         self._handshake: WpeHandshake | None = None
+        self.heads = TreeHeadSigner()
 
     def handle(self, msg: Message, link: HostLink) -> Message | None:
+        if isinstance(msg, (Process, SignHead)) and self.processor is None:
+            return Processed(seq=msg.seq, code=Status.FAILED, message="this enclave has no keys yet")
         if isinstance(msg, Process):
-            if self.processor is None:
-                return Processed(seq=msg.seq, code=Status.FAILED, message="this enclave has no keys yet")
+            assert self.processor is not None
             return handle(self.processor, msg, link)
+        if isinstance(msg, SignHead):
+            assert self.processor is not None
+            try:
+                return self.heads.sign(self.processor.keys, msg)
+            except HeadRefused as exc:
+                log.warning("tree head refused: %s", exc.message)
+                return Processed(seq=msg.seq, code=exc.code, message=exc.message)
         if isinstance(msg, Provision):
             try:
                 return self._provision(msg)
@@ -243,8 +254,25 @@ class HostLink:
 
 def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
     try:
-        result, writes = proc.process_order(msg.params, link.reader(msg.seq))
-        return Processed(seq=msg.seq, result=result, writes=writes)
+        answer = proc.process_order(msg.params, link.reader(msg.seq))
+        update = answer.update
+        return Processed(
+            seq=msg.seq,
+            result=answer.result,
+            writes=answer.writes,
+            receipt_type=update.update_type,
+            receipt_data=update.data,
+            receipt_signature=update.signature,
+        )
+    except Refused as exc:
+        return Processed(
+            seq=msg.seq,
+            code=exc.code,
+            message=exc.message,
+            receipt_type=exc.update.update_type,
+            receipt_data=exc.update.data,
+            receipt_signature=exc.update.signature,
+        )
     except EeaError as exc:
         return Processed(seq=msg.seq, code=exc.code, message=exc.message)
     except ChannelError:

@@ -6,6 +6,9 @@ read; nothing polls). Consumers (a few per enclave, so each enclave always has t
 take an order, mark it processing, run it in their enclave and commit the response. An order whose enclave
 dies goes back to the queue; one that has killed its enclave `max_attempts` times gets an error. One whose
 state changed under it runs again on the new state, up to `max_conflicts` times.
+
+With receipts on, each response is stored with its receipt update: the one the enclave signed (by "worker"),
+or for a failure the host decided (or an order the enclave could not read) an unsigned one (by "node").
 """
 
 from __future__ import annotations
@@ -14,20 +17,33 @@ import asyncio
 import logging
 from collections import defaultdict
 
+import msgspec
+
+from ..channel import Processed
 from ..config import ManagerConfig
-from ..protocol import Status
-from ..store import GroupCommit, ItemWrite, Outcome, StateConflict, Store
+from ..crypto import b64encode, sha256
+from ..protocol import Status, canonical
+from ..protocol.receipts import ReceiptStatus, ReceiptUpdateParams
+from ..store import GroupCommit, ItemWrite, NewReceiptUpdate, Outcome, StateConflict, Store
 from .enclave import EnclaveProcess
 from .errors import EnclaveDied, EnclaveStartError
+from .ledger import HeadSigner
 
 log = logging.getLogger("adytum.manager")
 
 
 class Dispatcher:
     def __init__(
-        self, config: ManagerConfig, reader: Store, committer: GroupCommit, enclaves: list[EnclaveProcess]
+        self,
+        config: ManagerConfig,
+        reader: Store,
+        committer: GroupCommit,
+        enclaves: list[EnclaveProcess],
+        ledger: HeadSigner | None = None,
     ) -> None:
+        """`ledger` hears of every leaf the dispatcher stores (receipts on)."""
         self.config = config
+        self.ledger = ledger
         self.reader = reader
         self.committer = committer
         self.enclaves = enclaves
@@ -141,11 +157,11 @@ class Dispatcher:
             )
             return
         if reply.code != 0:
-            await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()))
+            await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()), reply=reply)
             return
         writes = tuple(ItemWrite(w.item_id, w.version, w.value) for w in reply.writes)
         try:
-            await self._finish(work_order_id, Outcome(0, reply.result), writes)
+            await self._finish(work_order_id, Outcome(0, reply.result), writes, reply=reply)
         except StateConflict:
             await self._run_again(
                 work_order_id, params, "the state this work order changes kept changing under it; retry later"
@@ -159,8 +175,20 @@ class Dispatcher:
         else:
             await self._finish(work_order_id, Outcome(Status.FAILED, reason.encode()))
 
-    async def _finish(self, work_order_id: str, outcome: Outcome, writes: tuple[ItemWrite, ...] = ()) -> None:
-        stored = await self.committer.run(Store.insert_response, work_order_id, outcome.code, outcome.body, writes)
+    async def _finish(
+        self,
+        work_order_id: str,
+        outcome: Outcome,
+        writes: tuple[ItemWrite, ...] = (),
+        reply: Processed | None = None,
+    ) -> None:
+        """Store the response; `reply` is the enclave's answer (None: the host decided the outcome)."""
+        receipt_update = self._receipt_update(work_order_id, outcome, reply) if self.config.receipts else None
+        stored = await self.committer.run(
+            Store.insert_response, work_order_id, outcome.code, outcome.body, writes, receipt_update
+        )
+        if stored and receipt_update is not None and self.ledger is not None:
+            self.ledger.added()
         self._attempts.pop(work_order_id, None)
         self._conflicts.pop(work_order_id, None)
         if not stored:
@@ -170,6 +198,28 @@ class Dispatcher:
         for fut in self._waiters.pop(work_order_id, []):
             if not fut.done():
                 fut.set_result(outcome)
+
+
+    def _receipt_update(self, work_order_id: str, outcome: Outcome, reply: Processed | None) -> NewReceiptUpdate | None:
+        """The worker's signed update from the enclave's answer; else, for a failure, the node's unsigned one."""
+        if reply is not None and reply.receipt_signature:
+            return self._update(work_order_id, reply.receipt_type, reply.receipt_data, reply.receipt_signature)
+        if outcome.code != 0:  # the host's word: same updateData as the enclave would give, no signature
+            failure = f"{outcome.code}:{outcome.body.decode(errors='replace')}".encode()
+            return self._update(work_order_id, ReceiptStatus.FAILED, b64encode(sha256(failure)), "")
+        return None  # a result the enclave did not account for: nothing to say on the worker's behalf
+
+    def _update(self, work_order_id: str, update_type: int, data: str, signature: str) -> NewReceiptUpdate:
+        work_order_id, worker_id = canonical(work_order_id), self.config.worker_id
+        params = ReceiptUpdateParams(
+            workOrderId=work_order_id,
+            updaterId=worker_id,
+            updateType=int(update_type),
+            updateData=data,
+            updateSignature=signature,
+        )
+        body = msgspec.json.encode(params).decode()
+        return NewReceiptUpdate(work_order_id, worker_id, int(update_type), "worker" if signature else "node", body)
 
 
 def _ignore(fut: asyncio.Future[object]) -> None:

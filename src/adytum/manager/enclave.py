@@ -10,8 +10,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..channel import Identity, Message, Process, Processed, Provision, RotateKey
-from .errors import EnclaveDied, EnclaveStartError, ProvisioningRefused
+from ..channel import HeadSigned, Identity, Message, Process, Processed, Provision, RotateKey, SignHead
+from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused
 from .link import EnclaveLink, Reply
 
 log = logging.getLogger("adytum.manager")
@@ -154,6 +154,36 @@ class EnclaveProcess:
         self.served += 1
         return reply
 
+    async def sign_head(
+        self,
+        *,
+        previous_size: int,
+        previous_root: bytes,
+        previous_timestamp: int,
+        previous_signature: str,
+        frontier: list[bytes],
+        leaves: list[bytes],
+        timestamp: int,
+    ) -> HeadSigned:
+        """Work-order enclave: the ledger's tree head after `leaves`, signed; HeadRefused if it will not sign."""
+        reply = await self._request(
+            lambda seq: SignHead(
+                seq=seq,
+                worker_id=self.worker_id,
+                previous_size=previous_size,
+                previous_root=previous_root,
+                previous_timestamp=previous_timestamp,
+                previous_signature=previous_signature,
+                frontier=frontier,
+                leaves=leaves,
+                timestamp=timestamp,
+            ),
+            "a tree head",
+        )
+        if not isinstance(reply, HeadSigned):
+            raise HeadRefused(f"{self.name} refused to sign a tree head: {getattr(reply, 'message', 'unexpected reply')}")
+        return reply
+
     async def rotate_keys(self) -> Identity:
         """Key manager: make, seal and return a new worker encryption key (the previous one is kept)."""
         reply = await self._request(lambda seq: RotateKey(seq=seq), "a key rotation")
@@ -169,6 +199,8 @@ class EnclaveProcess:
         )
         if isinstance(reply, Processed):
             raise ProvisioningRefused(f"{self.name} refused: {reply.message}")
+        if isinstance(reply, HeadSigned):
+            raise ProvisioningRefused(f"{self.name} answered a provisioning step with a tree head")
         if isinstance(reply, Identity):
             self.identity = reply
         return reply

@@ -15,3 +15,12 @@ class EnclaveStartError(AdytumError):
 
 class ProvisioningRefused(EnclaveStartError):
     """An enclave refused a provisioning step (the peer's evidence, policy, worker or transcript)."""
+
+
+class HeadRefused(AdytumError):
+    """A work-order enclave refused to sign a tree head (the previous head or its frontier does not check out,
+    an older timestamp, a smaller tree than it signed before)."""
+
+
+class NoSigner(AdytumError):
+    """No work-order enclave is serving to sign a tree head: the head signer tries again at its next turn."""

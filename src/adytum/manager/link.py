@@ -10,6 +10,7 @@ from ..channel import (
     HEADER,
     ChannelError,
     Fatal,
+    HeadSigned,
     Hello,
     Identity,
     Message,
@@ -25,7 +26,7 @@ from .errors import EnclaveDied, EnclaveStartError
 
 log = logging.getLogger("adytum.manager")
 
-Reply = Processed | Identity | Provision
+Reply = Processed | Identity | Provision | HeadSigned
 
 
 class EnclaveLink:
@@ -113,7 +114,7 @@ class EnclaveLink:
         try:
             while True:
                 msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
-                if isinstance(msg, (Processed, Identity, Provision)) and msg.seq in self._pending:
+                if isinstance(msg, (Processed, Identity, Provision, HeadSigned)) and msg.seq in self._pending:
                     fut = self._pending[msg.seq]
                     if not fut.done():
                         fut.set_result(msg)

@@ -3,8 +3,9 @@
 The pool is one key-manager enclave (here, or on another node with `join`) and `enclaves` work-order
 enclaves it provisions; every start and restart of either is attested (see `pool`). `Manager` composes
 the concerns, each its own module: `dispatch` (orders from the store to the enclaves: `Dispatch`),
-`publish` (attest and publish the worker record), `keys` (rotate, refresh: `KeyOps`) and `status`
-(`PoolView`). The attestation service is injected: the manager never loads an issuer.
+`publish` (attest and publish the worker record), `keys` (rotate, refresh: `KeyOps`), `status`
+(`PoolView`) and `ledger` (the receipt ledger's signed heads: `Ledger`; None with receipts off). The
+attestation service is injected: the manager never loads an issuer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .enclave import EnclaveProcess
 from .errors import EnclaveStartError
 from .evidence import AttestationService
 from .keys import KeyRotation
+from .ledger import HeadSigner
 from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision
 from .publish import Publisher
 from .status import PoolStatusView
@@ -66,7 +68,8 @@ class Manager:
             if config.kme_listen and isinstance(self.kme, LocalKeyManager)
             else None
         )
-        self.dispatch = Dispatcher(config, reader, committer, self.enclaves)
+        self.ledger = HeadSigner(config, reader, committer, self.enclaves) if config.receipts else None
+        self.dispatch = Dispatcher(config, reader, committer, self.enclaves, self.ledger)
         self.keys = KeyRotation(config, self.kme, self.enclaves, self.publisher, self._provision)
         self.status = PoolStatusView(config.worker_id, self.kme, self.kme_server, self.enclaves)
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,11 +94,15 @@ class Manager:
         await self.publisher.publish(identities[0])  # with the evidence of its admission
         self._tasks.append(asyncio.create_task(self.keys.renew_forever(), name="attestation-refresh"))
         await self.dispatch.start()
+        if self.ledger is not None:
+            await self.ledger.start()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ledger is not None:
+            await self.ledger.stop()
         await self.dispatch.stop()
         await self.keys.stop()
         if self.kme_server:
