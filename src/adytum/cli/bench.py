@@ -39,7 +39,8 @@ def register(sub: Subparsers) -> None:
         "this run on this machine.",
         epilog="examples:\n"
         "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
-        "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves",
+        "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves\n"
+        "  adytum bench --enclaves 2 --receipts-cost   # the same node with and without receipts",
     )
     add_uri(bench)
     add_trust(bench)
@@ -59,6 +60,12 @@ def register(sub: Subparsers) -> None:
         help="instead of --uri, start a fresh local node with N work-order enclaves, measure it, "
         "stop it; then M; and print how throughput scales (e.g. --enclaves 1,2)",
     )
+    bench.add_argument(
+        "--receipts-cost",
+        action="store_true",
+        help="with --enclaves: run each pool size twice, with receipts (the default) and with a node started "
+        "--no-receipts, and print the throughput ratio: what the receipt ledger costs",
+    )
     add_json(bench)
     bench.set_defaults(run=run)
 
@@ -67,6 +74,7 @@ def register(sub: Subparsers) -> None:
 class Report:
     uri: str
     enclaves: int | None
+    receipts: bool | None  # None: a node this command did not start
     workload: str
     orders: int
     concurrency: int
@@ -142,7 +150,13 @@ async def drive(
 
 
 def measure_node(
-    args: argparse.Namespace, uri: str, trust: Trust, enclaves: int | None, data: bytes, bound_us: float
+    args: argparse.Namespace,
+    uri: str,
+    trust: Trust,
+    enclaves: int | None,
+    data: bytes,
+    bound_us: float,
+    receipts: bool | None = None,
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -165,6 +179,7 @@ def measure_node(
     report = Report(
         uri,
         enclaves,
+        receipts,
         args.workload,
         ok,
         args.c,
@@ -181,6 +196,7 @@ def measure_node(
     )
     if not args.json:
         pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        pool += {None: "", True: ", receipts on", False: ", receipts OFF (measurement only)"}[receipts]
         console.print(
             f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
             f"requesters{pool} ({failed} failed)"
@@ -216,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         return fail(f"--enclaves takes counts like 1,2 (got {args.enclaves!r})", as_json=args.json)
+    if args.receipts_cost and not counts:
+        return fail("--receipts-cost starts its own nodes: give --enclaves too (e.g. --enclaves 2)", as_json=args.json)
     if not args.json:
         console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process)…")
     bound_us = crypto_bound(args.bound_samples, args.workload, data)
@@ -224,22 +242,48 @@ def run(args: argparse.Namespace) -> int:
         if not counts:
             reports.append(measure_node(args, args.uri, trust_from_args(args), None, data, bound_us))
         for n in counts:
-            if not args.json:
-                console.print(f"[bold]starting a local node with {n} work-order enclave(s)[/]")
-            node_dir = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{n}-"))
-            with local_node(node_dir, free_port(), "--enclaves", str(n), timeout=120) as uri:
-                trust = Trust.from_files([DataDir(node_dir).platform_root])
-                reports.append(measure_node(args, uri, trust, n, data, bound_us))
+            for receipts in (True, False) if args.receipts_cost else (True,):
+                if not args.json:
+                    off = "" if receipts else ", receipts off"
+                    console.print(f"[bold]starting a local node with {n} work-order enclave(s){off}[/]")
+                node_dir = Path(tempfile.mkdtemp(prefix=f"adytum-bench-{n}-"))
+                options = ("--enclaves", str(n)) if receipts else ("--enclaves", str(n), "--no-receipts")
+                with local_node(node_dir, free_port(), *options, timeout=120) as uri:
+                    trust = Trust.from_files([DataDir(node_dir).platform_root])
+                    reports.append(measure_node(args, uri, trust, n, data, bound_us, receipts))
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
+    with_receipts = [r for r in reports if r.receipts is not False]
     scaling = (
-        round(reports[-1].per_second / reports[0].per_second, 2) if len(reports) > 1 and reports[0].per_second else None
+        round(with_receipts[-1].per_second / with_receipts[0].per_second, 2)
+        if len(with_receipts) > 1 and with_receipts[0].per_second
+        else None
     )
+    costs = _receipt_costs(reports) if args.receipts_cost else {}
     if args.json:
-        emit_json(asdict(reports[0]) if not counts else {"runs": [asdict(r) for r in reports], "scaling": scaling})
-    elif scaling is not None:
+        summary: dict[str, object] = {"runs": [asdict(r) for r in reports], "scaling": scaling}
+        if costs:
+            summary["receipts_ratio"] = costs
+        emit_json(asdict(reports[0]) if not counts else summary)
+    for size, ratio in costs.items():
+        if not args.json:
+            console.print(
+                f"[bold]receipts[/] with {size} enclave(s): throughput with receipts is {ratio:.2f}× the same "
+                "node's without them"
+            )
+    if scaling is not None and not args.json:
         console.print(
             f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
             f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)"
         )
     return 0 if all(r.failed == 0 for r in reports) else 1
+
+
+def _receipt_costs(reports: list[Report]) -> dict[str, float]:
+    """Pool size -> throughput with receipts / without, from the paired runs of --receipts-cost."""
+    costs = {}
+    for on in reports:
+        off = next((r for r in reports if r.enclaves == on.enclaves and r.receipts is False), None)
+        if on.receipts and off is not None and off.per_second:
+            costs[str(on.enclaves)] = round(on.per_second / off.per_second, 3)
+    return costs
