@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "adytum.datadir",
         "adytum.files",
     },
-    "adytum.store": {"adytum.protocol"},
+    "adytum.store": {"adytum.protocol", "adytum.ledger"},
     "adytum.operator": {"adytum.crypto", "adytum.datadir", "adytum.files"},
     "adytum.manager": {
         "adytum.config",

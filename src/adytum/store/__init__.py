@@ -1,6 +1,34 @@
-"""The durable store: workers, requests, the schedule, responses, encrypted workload state, receipts."""
+"""The durable store: workers, requests, the schedule, responses, encrypted workload state, receipts and their
+ledger."""
 
 from .committer import GroupCommit
-from .sqlite import Duplicate, ItemWrite, NewOrder, Outcome, StateConflict, Store, WorkerRow
+from .sqlite import (
+    Duplicate,
+    ItemWrite,
+    LedgerLeaf,
+    NewOrder,
+    NewReceipt,
+    NewReceiptUpdate,
+    Outcome,
+    StateConflict,
+    Store,
+    StoredHead,
+    UnknownOrder,
+    WorkerRow,
+)
 
-__all__ = ["Duplicate", "GroupCommit", "ItemWrite", "NewOrder", "Outcome", "StateConflict", "Store", "WorkerRow"]
+__all__ = [
+    "Duplicate",
+    "GroupCommit",
+    "ItemWrite",
+    "LedgerLeaf",
+    "NewOrder",
+    "NewReceipt",
+    "NewReceiptUpdate",
+    "Outcome",
+    "StateConflict",
+    "Store",
+    "StoredHead",
+    "UnknownOrder",
+    "WorkerRow",
+]

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 DIALECTS = {
-    "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
-    "postgres": {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"},
+    # key: an integer primary key the store numbers itself (SQLite: the rowid; PostgreSQL: 64 bits)
+    "sqlite": {
+        "blob": "BLOB",
+        "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "real": "REAL",
+        "key": "INTEGER PRIMARY KEY",
+    },
+    "postgres": {
+        "blob": "BYTEA",
+        "serial": "BIGSERIAL PRIMARY KEY",
+        "real": "DOUBLE PRECISION",
+        "key": "BIGINT PRIMARY KEY",
+    },
 }
 
 _SCHEMA = """
@@ -52,12 +63,44 @@ CREATE TABLE IF NOT EXISTS responses (
     completed_at   {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS receipts (
-    work_order_id  TEXT PRIMARY KEY REFERENCES work_orders (work_order_id),
-    status         INTEGER NOT NULL,
-    receipt        TEXT NOT NULL,
+    work_order_id      TEXT PRIMARY KEY REFERENCES work_orders (work_order_id),
+    worker_id          TEXT NOT NULL,
+    worker_service_id  TEXT NOT NULL,
+    requester_id       TEXT NOT NULL,
+    status             INTEGER NOT NULL,
+    by                 TEXT NOT NULL CHECK (by IN ('node', 'requester')),
+    receipt            TEXT NOT NULL,
+    created_at         {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipt_updates (
+    work_order_id  TEXT NOT NULL REFERENCES receipts (work_order_id),
+    idx            INTEGER NOT NULL,
+    updater_id     TEXT NOT NULL,
+    update_type    BIGINT NOT NULL,
+    by             TEXT NOT NULL CHECK (by IN ('worker', 'requester', 'node')),
+    body           TEXT NOT NULL,
+    created_at     {real} NOT NULL,
+    PRIMARY KEY (work_order_id, idx)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    idx            {key},
+    work_order_id  TEXT NOT NULL,
+    data           {blob} NOT NULL,
+    hash           {blob} NOT NULL,
     created_at     {real} NOT NULL
 );
+CREATE INDEX IF NOT EXISTS ledger_work_order ON ledger (work_order_id, idx);
+CREATE TABLE IF NOT EXISTS ledger_heads (
+    tree_size     {key},
+    root          {blob} NOT NULL,
+    timestamp_ms  BIGINT NOT NULL,
+    signature     TEXT NOT NULL,
+    frontier      {blob} NOT NULL,
+    created_at    {real} NOT NULL
+);
 """
+#: Columns the `receipts` table has had since receipts were written; a table without them predates that.
+RECEIPT_COLUMNS = frozenset({"worker_id", "worker_service_id", "requester_id", "by"})
 
 
 def schema(dialect: str) -> list[str]:

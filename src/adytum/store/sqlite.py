@@ -10,11 +10,26 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from ..errors import AdytumError
+from ..ledger.merkle import HASH_LEN, leaf_hash
 from ..protocol import WorkerStatus
-from .schema import schema
+from ..protocol.receipts import (
+    Event,
+    ReceiptCreateParams,
+    ReceiptEvent,
+    ReceiptStatus,
+    ReceiptUpdateEvent,
+    ReceiptUpdateParams,
+    encode_event,
+)
+from .schema import RECEIPT_COLUMNS, schema
+
+#: What `receipts()` may filter on: the caller names columns, never SQL.
+RECEIPT_FILTERS = frozenset({"worker_id", "worker_service_id", "requester_id", "status"})
 
 
 class StateConflict(AdytumError):
@@ -37,11 +52,63 @@ class Outcome:
 
 
 class Duplicate(AdytumError):
-    """A work order with this id, or this requester nonce, was already accepted."""
+    """A work order with this id, or this requester nonce, was already accepted (or, field "receipt", its
+    requester already created its receipt)."""
 
     def __init__(self, field: str) -> None:
         super().__init__(field)
         self.field = field
+
+
+class UnknownOrder(AdytumError):
+    """No such work order here (for a receipt create), or no receipt for it (for an update)."""
+
+    def __init__(self, work_order_id: str) -> None:
+        super().__init__(work_order_id)
+        self.work_order_id = work_order_id
+
+
+@dataclass(frozen=True)
+class NewReceipt:
+    """A receipt's create record; `params` is its ReceiptCreateParams JSON (the store builds the leaf from it)."""
+
+    work_order_id: str
+    worker_id: str
+    worker_service_id: str
+    requester_id: str
+    status: int
+    by: Literal["node", "requester"]
+    params: str
+
+
+@dataclass(frozen=True)
+class NewReceiptUpdate:
+    """A receipt update; `params` is its ReceiptUpdateParams JSON (the store numbers it and builds its leaf)."""
+
+    work_order_id: str
+    updater_id: str
+    update_type: int
+    by: Literal["worker", "requester", "node"]
+    params: str
+
+
+@dataclass(frozen=True)
+class StoredHead:
+    """A signed tree head, with the frontier of its tree (what the enclave needs to extend it)."""
+
+    tree_size: int
+    root: bytes
+    timestamp_ms: int
+    signature: str
+    frontier: list[bytes]
+
+
+@dataclass(frozen=True)
+class LedgerLeaf:
+    index: int
+    work_order_id: str
+    data: bytes  # an encoded Event (`protocol.receipts.encode_event`)
+    hash: bytes  # merkle.leaf_hash(data)
 
 
 @dataclass(frozen=True)
@@ -51,6 +118,7 @@ class NewOrder:
     requester_id: str
     requester_nonce: str
     params: bytes
+    receipt: NewReceipt | None = None  # the node's receipt: stored, with its leaf, in the same transition
 
 
 @dataclass(frozen=True)
@@ -76,8 +144,22 @@ class Store:
 
     def create_schema(self) -> None:
         with self.transaction():
+            self._drop_unwritten_receipts()
             for stmt in schema("sqlite"):
                 self.db.execute(stmt)
+
+    def _drop_unwritten_receipts(self) -> None:
+        """The `receipts` table of earlier versions was never written: replace it if empty, refuse if not."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(receipts)")}
+        if not columns or RECEIPT_COLUMNS <= columns:
+            return
+        if self.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
+            raise AdytumError(
+                f"{self.path}: the receipts table has rows but not the columns {sorted(RECEIPT_COLUMNS - columns)} "
+                "of this version; no version of adytum wrote it, so it was changed by hand: move it aside or "
+                "empty it before starting the node"
+            )
+        self.db.execute("DROP TABLE receipts")
 
     def close(self) -> None:
         self.db.close()
@@ -108,6 +190,8 @@ class Store:
             "INSERT INTO schedule (work_order_id, worker_id, state) VALUES (?, ?, 'scheduled')",
             (o.work_order_id, o.worker_id),
         )
+        if o.receipt is not None:
+            self._put_receipt(o.receipt, now)
 
     def mark_processing(self, work_order_id: str) -> None:
         self.db.execute(
@@ -115,9 +199,17 @@ class Store:
             (time.time(), work_order_id),
         )
 
-    def insert_response(self, work_order_id: str, code: int, body: bytes, writes: tuple[ItemWrite, ...] = ()) -> bool:
+    def insert_response(
+        self,
+        work_order_id: str,
+        code: int,
+        body: bytes,
+        writes: tuple[ItemWrite, ...] = (),
+        receipt_update: NewReceiptUpdate | None = None,
+    ) -> bool:
         """Done: the response in, the schedule entry out, the order's state writes stored (each by
-        compare-and-swap; StateConflict undoes all of it). False if it was answered already."""
+        compare-and-swap; StateConflict undoes all of it), and the receipt's update with its leaf. False if it
+        was answered already. An order with no receipt (accepted with receipts off) gets no update."""
         cur = self.db.execute("DELETE FROM schedule WHERE work_order_id = ?", (work_order_id,))
         if cur.rowcount == 0:
             return False
@@ -140,7 +232,101 @@ class Store:
             "INSERT INTO responses (work_order_id, code, body, completed_at) VALUES (?, ?, ?, ?)",
             (work_order_id, code, body, now),
         )
+        if receipt_update is not None and self._has_receipt(receipt_update.work_order_id):
+            self._append_update(receipt_update, now)
         return True
+
+    # -- receipt transitions: each create and update is stored with its ledger leaf -------------------
+
+    def create_receipt(self, r: NewReceipt) -> None:
+        """A requester's create: replaces the node's create record (a new leaf; the old one stays in the
+        ledger). Duplicate("receipt") if the requester created one already; UnknownOrder if no such order."""
+        if not self.db.execute("SELECT 1 FROM work_orders WHERE work_order_id = ?", (r.work_order_id,)).fetchone():
+            raise UnknownOrder(r.work_order_id)
+        row = self.db.execute("SELECT by FROM receipts WHERE work_order_id = ?", (r.work_order_id,)).fetchone()
+        if row is not None and row[0] == "requester":
+            raise Duplicate("receipt")
+        # the trail's status stays that of its last status update, if it has one
+        self._put_receipt(r, time.time(), status=self._last_update_status(r.work_order_id))
+
+    def add_receipt_update(self, u: NewReceiptUpdate) -> int:
+        """An update over the API: its 1-based index. UnknownOrder if the order has no receipt."""
+        if not self._has_receipt(u.work_order_id):
+            raise UnknownOrder(u.work_order_id)
+        return self._append_update(u, time.time())
+
+    def insert_head(self, head: StoredHead) -> bool:
+        """A signed tree head; False if one of that size is stored already (the first one stands)."""
+        return (
+            self.db.execute(
+                "INSERT INTO ledger_heads (tree_size, root, timestamp_ms, signature, frontier, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tree_size) DO NOTHING",
+                (head.tree_size, head.root, head.timestamp_ms, head.signature, b"".join(head.frontier), time.time()),
+            ).rowcount
+            == 1
+        )
+
+    def _put_receipt(self, r: NewReceipt, now: float, *, status: int | None = None) -> None:
+        receipt = msgspec.json.decode(r.params, type=ReceiptCreateParams)
+        self.db.execute(
+            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, receipt, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (work_order_id) DO UPDATE SET "
+            "worker_id = excluded.worker_id, worker_service_id = excluded.worker_service_id, "
+            "requester_id = excluded.requester_id, status = excluded.status, by = excluded.by, "
+            "receipt = excluded.receipt, created_at = excluded.created_at",
+            (
+                r.work_order_id,
+                r.worker_id,
+                r.worker_service_id,
+                r.requester_id,
+                r.status if status is None else status,
+                r.by,
+                msgspec.json.encode(receipt).decode(),
+                now,
+            ),
+        )
+        self._append_leaf(r.work_order_id, ReceiptEvent(r.work_order_id, receipt, r.by), now)
+
+    def _append_update(self, u: NewReceiptUpdate, now: float) -> int:
+        """Numbered next (1-based) within its receipt; a status update (0..4) becomes the receipt's status."""
+        update = msgspec.json.decode(u.params, type=ReceiptUpdateParams)
+        (last,) = self.db.execute(
+            "SELECT COALESCE(MAX(idx), 0) FROM receipt_updates WHERE work_order_id = ?", (u.work_order_id,)
+        ).fetchone()
+        index = int(last) + 1
+        self.db.execute(
+            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (u.work_order_id, index, u.updater_id, u.update_type, u.by, msgspec.json.encode(update).decode(), now),
+        )
+        if _is_status(u.update_type):
+            self.db.execute(
+                "UPDATE receipts SET status = ? WHERE work_order_id = ?", (u.update_type, u.work_order_id)
+            )
+        self._append_leaf(u.work_order_id, ReceiptUpdateEvent(u.work_order_id, index, update, u.by), now)
+        return index
+
+    def _append_leaf(self, work_order_id: str, event: Event, now: float) -> int:
+        """The next leaf, numbered densely from 0: one writer, and a rolled-back savepoint takes its number back."""
+        data = encode_event(event)
+        index = self.ledger_size()
+        self.db.execute(
+            "INSERT INTO ledger (idx, work_order_id, data, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            (index, work_order_id, data, leaf_hash(data), now),
+        )
+        return index
+
+    def _has_receipt(self, work_order_id: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM receipts WHERE work_order_id = ?", (work_order_id,)).fetchone()
+        return row is not None
+
+    def _last_update_status(self, work_order_id: str) -> int | None:
+        for (update_type,) in self.db.execute(
+            "SELECT update_type FROM receipt_updates WHERE work_order_id = ? ORDER BY idx DESC", (work_order_id,)
+        ):
+            if _is_status(update_type):
+                return int(update_type)
+        return None
 
     def requeue_processing(self) -> int:
         """After a crash: whatever was being processed is scheduled again."""
@@ -256,6 +442,94 @@ class Store:
         ]
         return total, ids
 
+    # -- receipt and ledger reads --------------------------------------------------------------------
+
+    def receipt(self, work_order_id: str) -> tuple[str, int, str] | None:
+        """(by, current status, ReceiptCreateParams JSON) of the order's receipt."""
+        row = self.db.execute(
+            "SELECT by, status, receipt FROM receipts WHERE work_order_id = ?", (work_order_id,)
+        ).fetchone()
+        return (str(row[0]), int(row[1]), str(row[2])) if row else None
+
+    def receipt_updates(self, work_order_id: str) -> list[tuple[int, str, str, int, str]]:
+        """(index, by, updater id, update type, ReceiptUpdateParams JSON) of each update, in index order."""
+        return [
+            (int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]))
+            for r in self.db.execute(
+                "SELECT idx, by, updater_id, update_type, body FROM receipt_updates WHERE work_order_id = ? "
+                "ORDER BY idx",
+                (work_order_id,),
+            )
+        ]
+
+    def receipts(self, filters: dict[str, Any], *, after: str = "", limit: int = -1) -> tuple[int, list[str]]:
+        """(how many receipts match, their work order ids after `after` in id order, at most `limit`);
+        filters are column = value on worker_id, worker_service_id, requester_id and status."""
+        unknown = set(filters) - RECEIPT_FILTERS
+        if unknown:
+            raise ValueError(f"receipts cannot be filtered on {sorted(unknown)}")
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        for column, value in filters.items():
+            where.append(f"{column} = ?")
+            args.append(value)
+        sql = " FROM receipts WHERE " + " AND ".join(where)
+        total = int(self.db.execute("SELECT COUNT(*)" + sql, args).fetchone()[0])
+        ids = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT work_order_id" + sql + " AND work_order_id > ? ORDER BY work_order_id LIMIT ?",
+                [*args, after, limit],
+            )
+        ]
+        return total, ids
+
+    def ledger_size(self) -> int:
+        (last,) = self.db.execute("SELECT MAX(idx) FROM ledger").fetchone()
+        return 0 if last is None else int(last) + 1
+
+    def ledger_hashes(self, start: int, end: int) -> list[bytes]:
+        """The leaf hashes of indexes start <= i < end, in index order."""
+        return [
+            bytes(r[0])
+            for r in self.db.execute("SELECT hash FROM ledger WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+        ]
+
+    def ledger_leaves_of(self, work_order_id: str) -> list[LedgerLeaf]:
+        """Every leaf recording one of the order's receipt events, in index order."""
+        return [
+            LedgerLeaf(int(r[0]), str(r[1]), bytes(r[2]), bytes(r[3]))
+            for r in self.db.execute(
+                "SELECT idx, work_order_id, data, hash FROM ledger WHERE work_order_id = ? ORDER BY idx",
+                (work_order_id,),
+            )
+        ]
+
+    def latest_head(self) -> StoredHead | None:
+        return self._head("ORDER BY tree_size DESC LIMIT 1", ())
+
+    def head(self, tree_size: int) -> StoredHead | None:
+        return self._head("WHERE tree_size = ?", (tree_size,))
+
+    def head_covering(self, size: int) -> StoredHead | None:
+        """The smallest stored head of at least `size` leaves."""
+        return self._head("WHERE tree_size >= ? ORDER BY tree_size LIMIT 1", (size,))
+
+    def _head(self, clause: str, args: tuple[object, ...]) -> StoredHead | None:
+        row = self.db.execute(
+            "SELECT tree_size, root, timestamp_ms, signature, frontier FROM ledger_heads " + clause, args
+        ).fetchone()
+        if row is None:
+            return None
+        frontier = bytes(row[4])  # its hashes, concatenated
+        return StoredHead(
+            int(row[0]),
+            bytes(row[1]),
+            int(row[2]),
+            str(row[3]),
+            [frontier[i : i + HASH_LEN] for i in range(0, len(frontier), HASH_LEN)],
+        )
+
 
 class _Transaction:
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -279,6 +553,11 @@ class _Savepoint:
         if exc_type is not None:
             self.db.execute(f"ROLLBACK TO {self.name}")
         self.db.execute(f"RELEASE {self.name}")
+
+
+def _is_status(update_type: int) -> bool:
+    """Update types 0..4 are receipt statuses; 255 and above are application data that leave it be."""
+    return update_type <= ReceiptStatus.REJECTED
 
 
 def _worker_values(w: WorkerRow) -> tuple[object, ...]:
