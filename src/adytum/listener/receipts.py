@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import msgspec
 
@@ -22,7 +22,6 @@ from ..ledger import merkle
 from ..protocol import EeaError, NoParams, Status, WorkerRecord, WorkOrderParams, canonical, decode, request_hash
 from ..protocol.receipts import (
     LAST_UPDATE,
-    RECEIPT_FORMAT,
     SIGNATURE_RULES,
     ConsistencyProof,
     EventProof,
@@ -44,7 +43,7 @@ from ..protocol.receipts import (
     receipt_create_digest,
     receipt_update_digest,
 )
-from ..store import Duplicate, GroupCommit, NewReceipt, NewReceiptUpdate, StoredHead, Store, UnknownOrder
+from ..store import Duplicate, GroupCommit, NewReceipt, NewReceiptUpdate, Store, StoredHead, UnknownOrder
 from .ports import KeyOps, Ledger
 
 #: How long WorkOrderReceiptDocument waits for a signed head that covers the order's events.
@@ -137,6 +136,7 @@ class Receipts:
             _invalid(f"updateType {p.updateType} is reserved (0..4 are the EEA types, 255 and above the application's)")
         _check_rules(p.signatureRules)
         receipt = self._receipt(p.workOrderId)
+        by: Literal["worker", "requester"]
         if p.updaterId == receipt.workerId:
             by, key = "worker", self._worker_key(receipt.workerId)
         elif p.updaterId == receipt.requesterId:
@@ -214,7 +214,7 @@ class Receipts:
         }
         if p.receiptStatus is not None:
             filters["status"] = p.receiptStatus
-        total, ids = self.reader.receipts(filters, after, self.page_size + 1)
+        total, ids = self.reader.receipts(filters, after=after, limit=self.page_size + 1)
         more = len(ids) > self.page_size
         ids = ids[: self.page_size]
         return ReceiptLookUpPage(total, ids[-1] if more else "", ids)
@@ -270,7 +270,8 @@ class Receipts:
             )
             for leaf in leaves
         ]
-        return ReceiptDocument(RECEIPT_FORMAT, wo_id, self._worker_record(receipt.workerId), self._tree_head(head), events)
+        record = self._worker_record(receipt.workerId)
+        return ReceiptDocument("adytum-receipt/1", wo_id, record, self._tree_head(head), events)
 
     # -- helpers ---------------------------------------------------------------------------------------
 
