@@ -15,7 +15,7 @@ import pytest
 from adytum import crypto
 from adytum.channel import Processed
 from adytum.client import Client, build
-from adytum.config import NodeConfig
+from adytum.config import ManagerConfig
 from adytum.ledger import merkle
 from adytum.listener.openrpc import METHODS
 from adytum.protocol import Status, decode_result, response_hash, to_builtins
@@ -46,7 +46,7 @@ RECEIPT_METHODS = [
     "WorkOrderReceiptDocument",
 ]
 ENCLAVE_SIGNS_UPDATES = "receipt_type" in Processed.__struct_fields__  # branch renclave
-HAS_RECEIPTS_OPTION = "receipts" in NodeConfig.__dataclass_fields__  # branch renclave
+HAS_RECEIPTS_OPTION = "receipts" in ManagerConfig.__dataclass_fields__  # branch renclave
 
 
 def post(url: str, body: bytes) -> dict[str, Any]:
@@ -457,7 +457,7 @@ def test_openrpc_lists_every_receipt_and_ledger_method(node):
     assert {"TreeHead", "ReceiptLookUpPage", "InclusionProof", "ConsistencyProof"} <= set(doc["components"]["schemas"])
 
 
-@pytest.mark.skipif(not HAS_RECEIPTS_OPTION, reason="NodeConfig.receipts comes with branch renclave")
+@pytest.mark.skipif(not HAS_RECEIPTS_OPTION, reason="ManagerConfig.receipts comes with branch renclave")
 def test_receipts_off_stores_none_and_the_methods_say_so(tmp_path):
     with running_node(tmp_path, receipts=False) as off, Client(off.url, trust=off.trust) as c:
         order, _ = submit(off, c.worker())

@@ -36,10 +36,11 @@ class Node:
         self.manager = Manager(config.manager, self.reader, self.committer, SimulatedAttestation(data))
         operator.ensure_key(config.data_dir)
         registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
-        # Until branch renclave lands (NodeConfig.receipts, the manager's HeadSigner): receipts on, no heads.
-        ledger: Ledger = getattr(self.manager, "ledger", None) or _NoHeadSigner()
+        # ManagerConfig.receipts and Manager.ledger (the HeadSigner, None with receipts off) come with branch
+        # renclave; until it is merged, receipts are on and no head is signed (then: plain attribute reads).
+        ledger: Ledger | None = getattr(self.manager, "ledger", None)
         receipts = Receipts(
-            self.reader, self.committer, self.manager.keys, ledger, enabled=getattr(config, "receipts", True)
+            self.reader, self.committer, self.manager.keys, ledger, enabled=getattr(config.manager, "receipts", True)
         )
         self.api = Api(
             self.reader,
@@ -101,10 +102,3 @@ class Node:
         finally:
             await self.stop()
 
-
-class _NoHeadSigner:
-    """Stands in for the manager's HeadSigner (branch renclave) until it is merged: it signs no head, so a
-    receipt document is answered "pending" unless a head was stored otherwise."""
-
-    async def cover(self, size: int) -> None:
-        return None
