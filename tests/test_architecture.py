@@ -54,7 +54,14 @@ ALLOWED: dict[str, set[str]] = {
         "adytum.workloads",
         "adytum.ledger",
     },
-    "adytum.listener": {"adytum.protocol", "adytum.store", "adytum.crypto", "adytum.operator", "adytum.config"},
+    "adytum.listener": {
+        "adytum.protocol",
+        "adytum.store",
+        "adytum.crypto",
+        "adytum.operator",
+        "adytum.config",
+        "adytum.ledger",
+    },
     "adytum.client": {"adytum.crypto", "adytum.protocol", "adytum.attestation", "adytum.operator", "adytum.config"},
     "adytum.node": {
         "adytum.config",

@@ -13,6 +13,7 @@ import pytest
 from adytum import operator
 from adytum.listener.openrpc import METHODS, SCHEMAS, document
 from adytum.protocol import EncryptionKey, LookUpPage, PoolStatus, WorkerRecord, WorkerStatus
+from adytum.protocol.receipts import ReceiptLookUpPage, TreeHead
 
 OPERATOR_FIELDS = {"operatorNonce", "operatorSignature"}
 
@@ -140,3 +141,12 @@ def test_results_have_their_documented_types(node):
     assert key.workerId == worker_id  # answered under the canonical id
     status = msgspec.convert(rpc(node.url, "PoolStatus", {})["result"], PoolStatus)
     assert status.worker_id == worker_id
+
+
+def test_receipt_and_ledger_results_have_their_documented_types(node):
+    results = {name: METHODS[name].result for name in ("WorkOrderReceiptLookUp", "LedgerHead")}
+    assert results == {"WorkOrderReceiptLookUp": ReceiptLookUpPage, "LedgerHead": TreeHead}
+    page = msgspec.convert(rpc(node.url, "WorkOrderReceiptLookUp", {})["result"], ReceiptLookUpPage)
+    assert page.totalCount == len(page.ids) and page.lookupTag == ""
+    for name in ("WorkOrderReceiptCreate", "WorkOrderReceiptUpdate"):
+        assert METHODS[name].result is None

@@ -12,6 +12,7 @@ from ..protocol import EeaError, GetResultParams, NoParams, Status, WorkerStatus
 from ..store import Duplicate, GroupCommit, NewOrder, Outcome, Store
 from .openrpc import document
 from .ports import Dispatch, KeyOps, PoolView
+from .receipts import Receipts, node_receipt
 from .registry import Registry
 
 
@@ -23,6 +24,7 @@ class Api:
     keys: KeyOps
     pool: PoolView
     registry: Registry
+    receipts: Receipts
     max_pending: int
 
     def table(self) -> dict[str, Callable[[bytes], Awaitable[Any]]]:
@@ -30,6 +32,7 @@ class Api:
             "WorkOrderSubmit": self.work_order_submit,
             "WorkOrderGetResult": self.work_order_get_result,
             **self.registry.table(),
+            **self.receipts.table(),
             "PoolStatus": self.pool_status,
             "rpc.discover": self.discover,
         }
@@ -49,7 +52,8 @@ class Api:
             )
         if self.dispatch.pending >= self.max_pending:
             raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
-        order = NewOrder(wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw)
+        receipt = node_receipt(p, wo_id, worker_id) if self.receipts.enabled else None
+        order = NewOrder(wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt=receipt)
         try:
             await self.committer.run(Store.insert_order, order)
         except Duplicate as dup:

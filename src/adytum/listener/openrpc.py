@@ -36,6 +36,23 @@ from ..protocol import (
     WorkOrderParams,
     WorkOrderResult,
 )
+from ..protocol.receipts import (
+    ConsistencyProof,
+    InclusionProof,
+    LedgerConsistencyParams,
+    LedgerProofParams,
+    ReceiptCreateParams,
+    ReceiptDocument,
+    ReceiptIdParams,
+    ReceiptLookUpNextParams,
+    ReceiptLookUpPage,
+    ReceiptLookUpParams,
+    ReceiptRecord,
+    ReceiptUpdateParams,
+    ReceiptUpdateRecord,
+    ReceiptUpdateRetrieveParams,
+    TreeHead,
+)
 
 SCHEMAS = "#/components/schemas/"
 ERRORS = [
@@ -116,6 +133,69 @@ METHODS: dict[str, Method] = {
         "state (running or down), restarts and orders served.",
         NoParams,
         PoolStatus,
+    ),
+    "WorkOrderReceiptCreate": Method(
+        "A requester's own receipt for a work order accepted here (the node made a pending one already): "
+        "workOrderRequestHash must be the order's, requesterSignature (base64 DER, SHA-256/SECP256K1) by "
+        "receiptVerificationKey over SHA-256(workOrderId || workerServiceId || workerId || requesterId || "
+        "receiptCreateStatus || workOrderRequestHash || requesterGeneratedNonce); once per order.",
+        ReceiptCreateParams,
+        None,
+    ),
+    "WorkOrderReceiptUpdate": Method(
+        "Update a receipt, by its worker (signed by the worker's verification key) or its requester (signed by "
+        "the receipt's receiptVerificationKey, for a node-made receipt the key the order was signed with), over "
+        "SHA-256(workOrderId || updateType || updateData); updateType 0..4 or 255 and above.",
+        ReceiptUpdateParams,
+        None,
+    ),
+    "WorkOrderReceiptRetrieve": Method(
+        "A work order's receipt as created, and its current status (0 pending, 1 completed, 2 processed, "
+        "3 failed, 4 rejected).",
+        ReceiptIdParams,
+        ReceiptRecord,
+    ),
+    "WorkOrderReceiptUpdateRetrieve": Method(
+        "One update of a receipt by 1-based updateIndex (4294967295: the last), counting only updaterId's "
+        "updates when given; updateCount is how many were counted.",
+        ReceiptUpdateRetrieveParams,
+        ReceiptUpdateRecord,
+    ),
+    "WorkOrderReceiptLookUp": Method(
+        "Ids of the receipts matching the filters (receiptStatus: the current status), 100 a page.",
+        ReceiptLookUpParams,
+        ReceiptLookUpPage,
+    ),
+    "WorkOrderReceiptLookUpNext": Method(
+        "The next page of a WorkOrderReceiptLookUp: the same filters and lastLookUpTag = the lookupTag it "
+        "returned (empty tag: no more).",
+        ReceiptLookUpNextParams,
+        ReceiptLookUpPage,
+    ),
+    "LedgerHead": Method(
+        "adytum extension: the latest signed tree head of the receipt ledger (RFC 9162 tree of every receipt "
+        "event), signed in the worker's enclave; code 5 while none is signed.",
+        NoParams,
+        TreeHead,
+    ),
+    "LedgerInclusionProof": Method(
+        "adytum extension: the audit path of leaf leafIndex in the tree of treeSize leaves (default: the "
+        "latest signed head's size; no larger).",
+        LedgerProofParams,
+        InclusionProof,
+    ),
+    "LedgerConsistencyProof": Method(
+        "adytum extension: the proof that the tree of firstSize leaves is a prefix of the tree of secondSize "
+        "(default: the latest signed head's size; no larger).",
+        LedgerConsistencyParams,
+        ConsistencyProof,
+    ),
+    "WorkOrderReceiptDocument": Method(
+        "adytum extension: a work order's receipt trail, verifiable offline: the worker's record as "
+        "WorkerRetrieve returns it, a signed tree head, and each event of the order with its inclusion proof "
+        "in that head (waits a few seconds for a head to cover them; code 5 if none does yet).",
+        ReceiptIdParams,
+        ReceiptDocument,
     ),
     "rpc.discover": Method("This document.", NoParams, dict[str, Any]),
 }

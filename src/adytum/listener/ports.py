@@ -49,3 +49,10 @@ class PoolView(Protocol):
     """A status snapshot of the worker's key manager and enclaves."""
 
     def pool_status(self) -> PoolStatus: ...
+
+
+class Ledger(Protocol):
+    """The receipt ledger's head signer: asked for a signed head when a receipt document needs one."""
+
+    async def cover(self, size: int) -> None:
+        """Return once a stored signed head covers at least `size` leaves (signing one now if none does)."""
