@@ -13,9 +13,7 @@ import msgspec
 import pytest
 
 from adytum import crypto
-from adytum.channel import Processed
 from adytum.client import Client, build
-from adytum.config import ManagerConfig
 from adytum.ledger import merkle
 from adytum.listener.openrpc import METHODS
 from adytum.protocol import Status, decode_result, response_hash, to_builtins
@@ -30,7 +28,6 @@ from adytum.protocol.receipts import (
     receipt_create_digest,
     receipt_update_digest,
 )
-from adytum.store import Store, StoredHead
 from support import running_node
 
 RECEIPT_METHODS = [
@@ -45,8 +42,6 @@ RECEIPT_METHODS = [
     "LedgerConsistencyProof",
     "WorkOrderReceiptDocument",
 ]
-ENCLAVE_SIGNS_UPDATES = "receipt_type" in Processed.__struct_fields__  # branch renclave
-HAS_RECEIPTS_OPTION = "receipts" in ManagerConfig.__dataclass_fields__  # branch renclave
 
 
 def post(url: str, body: bytes) -> dict[str, Any]:
@@ -114,20 +109,13 @@ def update_params(wo_id: str, updater: str, key: crypto.SigningKey, update_type:
 
 
 def a_head(node) -> dict[str, Any]:
-    """The latest signed head. Without the manager's head signer (branch renclave) none is ever signed: the
-    test then stores one itself, with the right root and a dummy signature (the proofs do not read it)."""
-    for _ in range(40):
+    """The latest signed head, once one covers the whole ledger (the head signer signs within a second)."""
+    for _ in range(100):
         reply = rpc(node.url, "LedgerHead", {})
         if "result" in reply and reply["result"]["treeSize"] >= ledger_size(node):
             return reply["result"]
         time.sleep(0.1)
-    if ENCLAVE_SIGNS_UPDATES:
-        pytest.fail(f"no head covers the ledger of {ledger_size(node)} leaves: {reply}")
-    reader = node.node.reader
-    hashes = reader.ledger_hashes(0, reader.ledger_size())
-    head = StoredHead(len(hashes), merkle.root(hashes), int(time.time() * 1000), "unsigned", merkle.frontier(hashes))
-    node.call(node.node.committer.run, Store.insert_head, head)
-    return rpc(node.url, "LedgerHead", {})["result"]
+    pytest.fail(f"no head covers the ledger of {ledger_size(node)} leaves: {reply}")
 
 
 # -- every order has a receipt trail -------------------------------------------------------------------
@@ -150,7 +138,6 @@ def test_every_accepted_order_has_a_pending_node_receipt(node, worker):
     assert first.hash == merkle.leaf_hash(first.data)
 
 
-@pytest.mark.skipif(not ENCLAVE_SIGNS_UPDATES, reason="the enclave's receipt update comes with branch renclave")
 def test_the_worker_updates_the_receipt_completed_with_the_response_hash(node, worker):
     order, result = submit(node, worker)
     wo_id = order.work_order_id
@@ -269,9 +256,9 @@ def test_update_retrieve_by_index_last_and_updater(node, worker):
         assert rpc(node.url, "WorkOrderReceiptUpdate", params)["result"] is None
 
     def retrieve(index: int, **extra: Any) -> dict[str, Any]:
-        return rpc(
-            node.url, "WorkOrderReceiptUpdateRetrieve", {"workOrderId": wo_id, "updateIndex": index, **extra}
-        )["result"]
+        return rpc(node.url, "WorkOrderReceiptUpdateRetrieve", {"workOrderId": wo_id, "updateIndex": index, **extra})[
+            "result"
+        ]
 
     mine = {"updaterId": "0x" + requester.upper()}
     assert retrieve(1, **mine) == {"update": {**first, **_defaults()}, "updateCount": 2}
@@ -280,9 +267,7 @@ def test_update_retrieve_by_index_last_and_updater(node, worker):
     everyone = retrieve(LAST_UPDATE)
     assert everyone["update"]["updateData"] == "second"
     assert everyone["updateCount"] == len(node.node.reader.receipt_updates(wo_id))
-    message = error(
-        node.url, "WorkOrderReceiptUpdateRetrieve", {"workOrderId": wo_id, "updateIndex": 3, **mine}, 2
-    )
+    message = error(node.url, "WorkOrderReceiptUpdateRetrieve", {"workOrderId": wo_id, "updateIndex": 3, **mine}, 2)
     assert "has 2 receipt update(s)" in message
     none_of = {"workOrderId": wo_id, "updateIndex": 1, "updaterId": "ef" * 32}
     assert "no receipt updates by" in error(node.url, "WorkOrderReceiptUpdateRetrieve", none_of, 2)
@@ -444,9 +429,7 @@ def test_openrpc_lists_every_receipt_and_ledger_method(node):
     assert set(RECEIPT_METHODS) <= set(methods) and set(RECEIPT_METHODS) <= set(METHODS)
     assert methods["WorkOrderReceiptCreate"]["result"]["schema"] == {"type": "null"}
     assert methods["WorkOrderReceiptRetrieve"]["result"]["schema"] == {"$ref": "#/components/schemas/ReceiptRecord"}
-    assert methods["WorkOrderReceiptDocument"]["result"]["schema"] == {
-        "$ref": "#/components/schemas/ReceiptDocument"
-    }
+    assert methods["WorkOrderReceiptDocument"]["result"]["schema"] == {"$ref": "#/components/schemas/ReceiptDocument"}
     assert {p["name"] for p in methods["WorkOrderReceiptLookUpNext"]["params"]} == {
         "workerServiceId",
         "workerId",
@@ -457,7 +440,6 @@ def test_openrpc_lists_every_receipt_and_ledger_method(node):
     assert {"TreeHead", "ReceiptLookUpPage", "InclusionProof", "ConsistencyProof"} <= set(doc["components"]["schemas"])
 
 
-@pytest.mark.skipif(not HAS_RECEIPTS_OPTION, reason="ManagerConfig.receipts comes with branch renclave")
 def test_receipts_off_stores_none_and_the_methods_say_so(tmp_path):
     with running_node(tmp_path, receipts=False) as off, Client(off.url, trust=off.trust) as c:
         order, _ = submit(off, c.worker())

@@ -149,8 +149,15 @@ def test_the_enclave_refuses_heads_it_cannot_vouch_for(tmp_path):
             "frontier": {**good, "frontier": merkle.frontier(other)},
             "frontier shape": {**good, "frontier": merkle.frontier(signed)[:-1]},
             "older": {**good, "timestamp": 4999},
-            "smaller": {**good, "previous_size": 0, "previous_root": merkle.EMPTY_ROOT, "previous_signature": "",
-                        "previous_timestamp": 0, "frontier": [], "leaves": leaves(2)},
+            "smaller": {
+                **good,
+                "previous_size": 0,
+                "previous_root": merkle.EMPTY_ROOT,
+                "previous_signature": "",
+                "previous_timestamp": 0,
+                "frontier": [],
+                "leaves": leaves(2),
+            },
         }
         refusals = {}
         for name, fields in cases.items():
@@ -189,7 +196,13 @@ async def _run_orders(rn, names):
             requesterGeneratedNonce=p.requester_nonce,
         )
         receipt = NewReceipt(
-            wo_id, worker.worker_id, worker.worker_id, create.requesterId, 0, "node", msgspec.json.encode(create).decode()
+            wo_id,
+            worker.worker_id,
+            worker.worker_id,
+            create.requesterId,
+            0,
+            "node",
+            msgspec.json.encode(create).decode(),
         )
         new = NewOrder(wo_id, worker.worker_id, create.requesterId, p.requester_nonce.lower(), encode(p), receipt)
         await node.committer.run(Store.insert_order, new)

@@ -16,7 +16,6 @@ from .config import NodeConfig
 from .datadir import DataDir
 from .issuer.service import SimulatedAttestation
 from .listener import Api, Listener
-from .listener.ports import Ledger
 from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
@@ -36,11 +35,8 @@ class Node:
         self.manager = Manager(config.manager, self.reader, self.committer, SimulatedAttestation(data))
         operator.ensure_key(config.data_dir)
         registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
-        # ManagerConfig.receipts and Manager.ledger (the HeadSigner, None with receipts off) come with branch
-        # renclave; until it is merged, receipts are on and no head is signed (then: plain attribute reads).
-        ledger: Ledger | None = getattr(self.manager, "ledger", None)
         receipts = Receipts(
-            self.reader, self.committer, self.manager.keys, ledger, enabled=getattr(config.manager, "receipts", True)
+            self.reader, self.committer, self.manager.keys, self.manager.ledger, enabled=config.manager.receipts
         )
         self.api = Api(
             self.reader,
@@ -101,4 +97,3 @@ class Node:
             await stop.wait()
         finally:
             await self.stop()
-

@@ -41,9 +41,7 @@ class TreeHeadSigner:
         elif req.frontier:
             raise HeadRefused("the empty tree has no frontier")
         if req.timestamp < req.previous_timestamp:
-            raise HeadRefused(
-                f"timestamp {req.timestamp} is older than the previous head's ({req.previous_timestamp})"
-            )
+            raise HeadRefused(f"timestamp {req.timestamp} is older than the previous head's ({req.previous_timestamp})")
         if any(len(leaf) != merkle.HASH_LEN for leaf in req.leaves):
             raise HeadRefused(f"every leaf hash must be {merkle.HASH_LEN} bytes")
         size = req.previous_size + len(req.leaves)

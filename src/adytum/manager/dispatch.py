@@ -199,7 +199,6 @@ class Dispatcher:
             if not fut.done():
                 fut.set_result(outcome)
 
-
     def _receipt_update(self, work_order_id: str, outcome: Outcome, reply: Processed | None) -> NewReceiptUpdate | None:
         """The worker's signed update from the enclave's answer; else, for a failure, the node's unsigned one."""
         if reply is not None and reply.receipt_signature:

@@ -181,7 +181,9 @@ class EnclaveProcess:
             "a tree head",
         )
         if not isinstance(reply, HeadSigned):
-            raise HeadRefused(f"{self.name} refused to sign a tree head: {getattr(reply, 'message', 'unexpected reply')}")
+            raise HeadRefused(
+                f"{self.name} refused to sign a tree head: {getattr(reply, 'message', 'unexpected reply')}"
+            )
         return reply
 
     async def rotate_keys(self) -> Identity:

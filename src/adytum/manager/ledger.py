@@ -115,9 +115,10 @@ class HeadSigner:
         timestamp = max(int(time.time() * 1000), previous.timestamp_ms)  # the host's clock may step back
         signed = await self._ask(previous, leaves, timestamp)
         frontier = merkle.extend_frontier(previous.tree_size, previous.frontier, leaves)
-        if signed.tree_size != previous.tree_size + len(leaves) or merkle.frontier_root(
-            signed.tree_size, frontier
-        ) != signed.root:
+        if (
+            signed.tree_size != previous.tree_size + len(leaves)
+            or merkle.frontier_root(signed.tree_size, frontier) != signed.root
+        ):
             raise HeadRefused(f"the enclave signed a head of {signed.tree_size} leaves that the host does not compute")
         head = StoredHead(signed.tree_size, signed.root, signed.timestamp, signed.signature, frontier)
         if not await self.committer.run(Store.insert_head, head):

@@ -300,9 +300,7 @@ class Store:
             (u.work_order_id, index, u.updater_id, u.update_type, u.by, msgspec.json.encode(update).decode(), now),
         )
         if _is_status(u.update_type):
-            self.db.execute(
-                "UPDATE receipts SET status = ? WHERE work_order_id = ?", (u.update_type, u.work_order_id)
-            )
+            self.db.execute("UPDATE receipts SET status = ? WHERE work_order_id = ?", (u.update_type, u.work_order_id))
         self._append_leaf(u.work_order_id, ReceiptUpdateEvent(u.work_order_id, index, update, u.by), now)
         return index
 
