@@ -53,7 +53,14 @@ ALLOWED: dict[str, set[str]] = {
         "adytum.workloads",
     },
     "adytum.listener": {"adytum.protocol", "adytum.store", "adytum.crypto", "adytum.operator", "adytum.config"},
-    "adytum.client": {"adytum.crypto", "adytum.protocol", "adytum.attestation", "adytum.operator", "adytum.config"},
+    "adytum.client": {
+        "adytum.crypto",
+        "adytum.protocol",
+        "adytum.attestation",
+        "adytum.operator",
+        "adytum.config",
+        "adytum.ledger",
+    },
     "adytum.node": {
         "adytum.config",
         "adytum.store",
