@@ -395,3 +395,112 @@ def test_cli_receipt_verify_good_and_tampered(parts, good, tmp_path: Path):
     bad_file.write_text("{not json")
     out = adytum("receipt", "verify", str(bad_file), "--trust-root", root)
     assert out.returncode == 1 and "not a receipt document" in out.stderr
+
+
+def test_cli_ledger_verify_offline(parts, tmp_path: Path):
+    hashes = ledger_of(trail(parts)).hashes
+    old, new = sign_head(parts.keys.signing, hashes[:4]), sign_head(parts.keys.signing, hashes)
+    files = {name: tmp_path / f"{name}.json" for name in ("old", "new", "proof", "forked", "key")}
+    files["old"].write_bytes(msgspec.json.encode(old))
+    files["new"].write_bytes(msgspec.json.encode(new))
+    proof = {"firstSize": 4, "secondSize": 11, "path": [h.hex() for h in merkle.consistency_proof(4, hashes)]}
+    files["proof"].write_text(json.dumps(proof))
+    files["key"].write_text(parts.keys.verifying_key)
+    offline = ("--proof", str(files["proof"]), "--verifying-key", str(files["key"]))
+
+    out = adytum("ledger", "verify", str(files["old"]), str(files["new"]), *offline)
+    assert out.returncode == 0 and "extends the tree of 4; head signatures checked" in out.stdout, out.stderr
+    out = adytum("ledger", "verify", str(files["old"]), str(files["new"]), "--proof", str(files["proof"]), "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["signaturesChecked"] is False
+
+    forked = sign_head(parts.keys.signing, [merkle.leaf_hash(b"rewritten")] * 11)
+    files["forked"].write_bytes(msgspec.json.encode(forked))
+    out = adytum("ledger", "verify", str(files["old"]), str(files["forked"]), *offline)
+    assert out.returncode == 1 and "does not extend the tree of 4" in out.stderr
+    out = adytum("ledger", "verify", str(files["new"]), str(files["old"]), *offline)
+    assert out.returncode == 1 and "proves 4 -> 11 leaves, not 11 -> 4" in out.stderr
+    files["key"].write_text(crypto.SigningKey().public_pem())
+    out = adytum("ledger", "verify", str(files["old"]), str(files["new"]), *offline)
+    assert out.returncode == 1 and "is not signed by worker" in out.stderr
+
+
+# --- the SDK and the fetching commands, against a stand-in that answers the node's receipt methods -------
+
+
+@pytest.fixture
+def stand_in(parts):
+    """A JSON-RPC endpoint answering WorkOrderReceiptDocument, LedgerHead, LedgerConsistencyProof and
+    WorkerRetrieve with the parts built here (the real node's methods are tested with the node)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    doc = document(parts)
+    hashes = ledger_of(trail(parts)).hashes
+    old = sign_head(parts.keys.signing, hashes[:4], timestamp=1_800_000_000_000)
+    answers = {
+        "WorkOrderReceiptDocument": msgspec.to_builtins(doc),
+        "LedgerHead": msgspec.to_builtins(doc.treeHead),
+        "WorkerRetrieve": parts.record,
+        "LedgerConsistencyProof": {
+            "firstSize": 4,
+            "secondSize": 11,
+            "path": [h.hex() for h in merkle.consistency_proof(4, hashes)],
+        },
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            call = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if call["method"] in answers:
+                reply = {"jsonrpc": "2.0", "id": call["id"], "result": answers[call["method"]]}
+            else:
+                reply = {"jsonrpc": "2.0", "id": call["id"], "error": {"code": 2, "message": "no such order"}}
+            body = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", old
+    server.shutdown()
+    server.server_close()
+
+
+def test_sdk_receipt_and_ledger(parts, stand_in):
+    from adytum.client import Client
+
+    uri, _ = stand_in
+    with Client(uri, trust=parts.trust) as client:
+        receipt = client.receipt(ORDER)
+        assert receipt.status == 256 and receipt.worker_id == WORKER
+        assert client.ledger_head() == receipt.head
+        assert client.ledger_consistency(4, 11).secondSize == 11
+    with Client(uri) as client, pytest.raises(UntrustedWorker):  # no root trusted: the receipt is not believed
+        client.receipt(ORDER)
+
+
+def test_cli_receipt_get_and_ledger_head(parts, stand_in, tmp_path: Path):
+    uri, old = stand_in
+    root = str(parts.root.directory / "root.pem")
+    saved = tmp_path / "receipt.json"
+    out = adytum("receipt", "get", ORDER, "--uri", uri, "--trust-root", root, "-o", str(saved))
+    assert out.returncode == 0 and f"saved as received to {saved}" in out.stdout, out.stderr
+    assert adytum("receipt", "verify", str(saved), "--trust-root", root, "--at", "head").returncode == 1  # a head of 2030: the report is years old by then
+    assert adytum("receipt", "verify", str(saved), "--trust-root", root).returncode == 0
+    out = adytum("receipt", "get", ORDER, "--uri", uri, "--trust-root", root, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["document"]["format"] == RECEIPT_FORMAT
+    out = adytum("receipt", "get", ORDER, "--uri", uri)
+    assert out.returncode == 1 and "does not verify" in out.stderr and "--trust-root" in out.stderr
+
+    head_file, old_file = tmp_path / "head.json", tmp_path / "old.json"
+    out = adytum("ledger", "head", "--uri", uri, "-o", str(head_file))
+    assert out.returncode == 0 and "11 leaves" in out.stdout and "signed by the worker's" in out.stdout, out.stderr
+    old_file.write_bytes(msgspec.json.encode(old))
+    out = adytum("ledger", "verify", str(old_file), str(head_file), "--uri", uri)
+    assert out.returncode == 0 and "head signatures checked" in out.stdout, out.stderr

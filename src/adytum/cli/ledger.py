@@ -111,10 +111,10 @@ def _head(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"ok": True, "treeHead": msgspec.to_builtins(head)})
         return 0
-    console.print(_describe(head), highlight=False)
+    console.print(_describe(head), highlight=False, soft_wrap=True)
     console.print("  signed by the worker's published verification key", highlight=False)
     if args.output:
-        console.print(f"  saved to {args.output}", highlight=False)
+        console.print(f"  saved to {args.output}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -159,6 +159,7 @@ def _verify(args: argparse.Namespace) -> int:
         f"[green]consistent[/]: the tree of {new.treeSize} leaves extends the tree of {old.treeSize}; "
         f"head signatures {signatures}",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
 

@@ -159,5 +159,5 @@ def _report(receipt: VerifiedReceipt, as_json: bool, headline: str) -> None:
     if as_json:
         emit_json({"ok": True, "receipt": receipt.to_json()})
         return
-    console.print(f"[green]{headline}[/]", highlight=False)
-    console.print(receipt.describe(), markup=False, highlight=False)
+    console.print(f"[green]{headline}[/]", highlight=False, soft_wrap=True)
+    console.print(receipt.describe(), markup=False, highlight=False, soft_wrap=True)

@@ -76,7 +76,7 @@ def verify_event_inclusion(leaf_data: bytes, index: int, path: Sequence[bytes], 
     try:
         merkle.verify_inclusion(merkle.leaf_hash(leaf_data), index, head.treeSize, path, head_root(head))
     except merkle.ProofError as exc:
-        raise LedgerError(f"the event at leaf {index} is not in the signed tree of {head.treeSize} leaves: {exc}")
+        raise LedgerError(f"the event at leaf {index} is not in the signed tree of {head.treeSize} leaves: {exc}") from None
 
 
 def verify_heads_consistent(old: TreeHead, new: TreeHead, path: Sequence[bytes]) -> None:
@@ -89,7 +89,7 @@ def verify_heads_consistent(old: TreeHead, new: TreeHead, path: Sequence[bytes])
     try:
         merkle.verify_consistency(old.treeSize, head_root(old), new.treeSize, head_root(new), path)
     except merkle.ProofError as exc:
-        raise LedgerError(f"the tree of {new.treeSize} leaves does not extend the tree of {old.treeSize}: {exc}")
+        raise LedgerError(f"the tree of {new.treeSize} leaves does not extend the tree of {old.treeSize}: {exc}") from None
 
 
 def check_event(
