@@ -241,6 +241,18 @@ def test_a_requester_update_to_a_node_receipt_needs_the_orders_key(parts):
     with pytest.raises(LedgerError, match=r"update 1 \(by the requester\): the signature does not verify"):
         verify_receipt_document(doc, parts.trust, at=AT, order_verifying_key=crypto.SigningKey().public_pem())
 
+    named = node_receipt()
+    named = msgspec.structs.replace(named, receipt=msgspec.structs.replace(named.receipt, receiptVerificationKey=key))
+    doc = document(parts, [named, events[1]])
+    assert verify_receipt_document(doc, parts.trust, at=AT).statements[1].signed_by == "named"
+    assert verify_receipt_document(doc, parts.trust, at=AT, order_verifying_key=key).statements[1].signed_by == (
+        "requester"
+    )
+    other = msgspec.structs.replace(named.receipt, receiptVerificationKey=crypto.SigningKey().public_pem())
+    doc = document(parts, [msgspec.structs.replace(named, receipt=other), events[1]])
+    with pytest.raises(LedgerError, match=r"leaf 3: update 1 \(by the requester\): the signature does not verify"):
+        verify_receipt_document(doc, parts.trust, at=AT)
+
 
 # --- each tampering refused with its own message ------------------------------------------------------------
 

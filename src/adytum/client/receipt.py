@@ -43,6 +43,7 @@ _VOUCHED = {
     "worker": "signed by the worker",
     "requester": "signed by the requester",
     "node": "unsigned: the node's word",
+    "named": "signed by the key the node's receipt names as the order's (the node's word that it is the requester's)",
     "unchecked": "by the requester, signature not checked (the order's verifying key was not given)",
 }
 
@@ -176,16 +177,21 @@ class _Trail:
     def __init__(self, order: str, worker: WorkerInfo, order_verifying_key: str | None) -> None:
         self.order, self.worker = order, worker
         self.requester_key = order_verifying_key
+        self.named_key = ""  # the order's key as a node-made receipt names it
         self.receipt: ReceiptCreateParams | None = None
         self.requester_created = False
         self.updates: list[ReceiptUpdateParams] = []
         self.statements: list[Statement] = []
 
     def add(self, leaf: int, event: Event) -> None:
+        named = not self.requester_key and bool(self.named_key)
+        key = self.requester_key or self.named_key or None
         try:
-            signer = check_event(event, self.order, self.worker.worker_id, self.worker.verifying_key, self.requester_key)
+            signer = check_event(event, self.order, self.worker.worker_id, self.worker.verifying_key, key)
         except LedgerError as exc:
             raise LedgerError(f"leaf {leaf}: {exc}") from None
+        if signer == "requester" and named:
+            signer = "named"
         if isinstance(event, ReceiptEvent):
             self._create(leaf, event, signer)
             return
@@ -203,6 +209,8 @@ class _Trail:
         if self.receipt is not None and (event.by != "requester" or self.requester_created):
             raise LedgerError(f"leaf {leaf}: a second receipt for the order (by the {event.by})")
         self.receipt = event.receipt
+        if event.by == "node":
+            self.named_key = event.receipt.receiptVerificationKey
         if event.by == "requester":
             self.requester_created = True
             self.requester_key = event.receipt.receiptVerificationKey

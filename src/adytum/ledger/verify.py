@@ -27,9 +27,10 @@ from ..protocol.receipts import (
 from . import merkle
 
 #: Who vouches for an event: "worker" and "requester" signed it (checked); "node" is the host's unsigned word
-#: (a node-made receipt, a failure the host decided); "unchecked" is a requester's update to a node-made receipt
-#: when the order's verifying key, which signed it, was not given.
-Signer = Literal["worker", "requester", "node", "unchecked"]
+#: (a node-made receipt, a failure the host decided). A requester's update to a node-made receipt is signed by
+#: the key the order was signed with: "named" when it verifies under the key the node's receipt names (the
+#: node's word that it is the requester's), "unchecked" when no key was named or given.
+Signer = Literal["worker", "requester", "node", "named", "unchecked"]
 
 
 class LedgerError(AdytumError):
