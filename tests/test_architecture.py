@@ -62,7 +62,14 @@ ALLOWED: dict[str, set[str]] = {
         "adytum.config",
         "adytum.ledger",
     },
-    "adytum.client": {"adytum.crypto", "adytum.protocol", "adytum.attestation", "adytum.operator", "adytum.config"},
+    "adytum.client": {
+        "adytum.crypto",
+        "adytum.protocol",
+        "adytum.attestation",
+        "adytum.operator",
+        "adytum.config",
+        "adytum.ledger",
+    },
     "adytum.node": {
         "adytum.config",
         "adytum.store",

@@ -39,7 +39,21 @@ def test_every_command_registers_itself_and_help_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     assert report["runs"] == dict.fromkeys(
-        ("up", "submit", "workers", "bench", "demo", "worker", "attestation", "measure", "init", "workloads", "pool"),
+        (
+            "up",
+            "submit",
+            "workers",
+            "receipt",
+            "ledger",
+            "bench",
+            "demo",
+            "worker",
+            "attestation",
+            "measure",
+            "init",
+            "workloads",
+            "pool",
+        ),
         True,
     )
     heavy = (

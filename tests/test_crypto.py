@@ -265,6 +265,18 @@ def test_verifying_key_must_be_secp256k1():
         crypto.check_verifying_key("not a key")
 
 
+def test_a_well_formed_key_of_an_unknown_kind_is_a_crypto_error():
+    """One changed byte of a key's algorithm OID makes a key `cryptography` does not support: refused as a
+    CryptoError like any bad key, not an exception of the library (found by tests/test_receipt_verify.py)."""
+    pem = crypto.SigningKey().public_pem()
+    unknown = pem.replace("MFYwEAYHKoZIzj0CAQYF", "MFYwEAYHKo/Izj0CAQYF")
+    assert unknown != pem
+    with pytest.raises(crypto.CryptoError):
+        crypto.check_verifying_key(unknown)
+    with pytest.raises(crypto.CryptoError):
+        crypto.rsa_public_from_pem(unknown)
+
+
 def test_encodings_refuse_garbage():
     with pytest.raises(crypto.CryptoError):
         crypto.b64decode("not base64!")

@@ -8,12 +8,25 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import attestation, bench, demo, measure, pool, submit, up, worker, workers, workloads
+from . import attestation, bench, demo, ledger, measure, pool, receipt, submit, up, worker, workers, workloads
 
 #: Every command module, in the order `adytum --help` lists them. Each has `register(sub)`, which adds its
 #: parser(s) with `set_defaults(run=run)`; `run(args)` returns the exit code and imports the heavy modules it
 #: needs itself, so that building the parser stays fast.
-COMMANDS: tuple[ModuleType, ...] = (up, submit, workers, bench, demo, worker, attestation, measure, workloads, pool)
+COMMANDS: tuple[ModuleType, ...] = (
+    up,
+    submit,
+    workers,
+    receipt,
+    ledger,
+    bench,
+    demo,
+    worker,
+    attestation,
+    measure,
+    workloads,
+    pool,
+)
 
 EPILOG = """\
 quick start:
@@ -22,6 +35,7 @@ quick start:
   adytum submit --workload hello --in-data world
   adytum workers
   adytum pool                                 # the key manager and each enclave: measurement, state, orders
+  adytum receipt get WO_ID -o receipt.json    # a work order's signed receipt trail; `receipt verify` offline
   adytum bench --enclaves 1,2                 # throughput of a fresh node with 1, then 2 enclaves
 
 Every command that prints takes --json for scripts. `adytum COMMAND --help` explains each one.

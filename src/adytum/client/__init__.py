@@ -1,6 +1,7 @@
-"""The requester SDK: build, submit, wait for, verify and decrypt work orders."""
+"""The requester SDK: build, submit, wait for, verify and decrypt work orders; verify their receipts."""
 
 from .client import AsyncClient, NodeUnreachable
+from .receipt import Statement, VerifiedReceipt, verify_receipt_document
 from .sync import Client
 from .worker import Trust, UntrustedWorker, WorkerInfo
 from .workorder import PendingOrder, VerificationError, build, open_result
@@ -10,10 +11,13 @@ __all__ = [
     "Client",
     "NodeUnreachable",
     "PendingOrder",
+    "Statement",
     "Trust",
     "UntrustedWorker",
     "VerificationError",
+    "VerifiedReceipt",
     "WorkerInfo",
     "build",
     "open_result",
+    "verify_receipt_document",
 ]

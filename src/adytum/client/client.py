@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -20,12 +20,15 @@ from .. import crypto, operator
 from ..config import DEFAULT_PORT
 from ..errors import AdytumError
 from ..protocol import EeaError, Status, encode, encryption_key_get_digest
+from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
+from .receipt import VerifiedReceipt, verify_receipt_document
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
 from .workorder import PendingOrder, build, open_result
 
 DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
 _ids = itertools.count(1)
+T = TypeVar("T")
 
 
 class NodeUnreachable(AdytumError, ConnectionError):
@@ -60,6 +63,13 @@ def _unwrap(body: bytes) -> msgspec.Raw:
     if reply.error is not None:
         raise EeaError(reply.error.code, reply.error.message, reply.error.data)
     return reply.result
+
+
+def _typed(raw: msgspec.Raw, kind: type[T], method: str) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except ValueError as exc:  # msgspec's errors, and bytes that are not UTF-8
+        raise EeaError(Status.UNKNOWN_ERROR, f"{method}: the node's answer is malformed ({exc})") from None
 
 
 class AsyncClient:
@@ -143,6 +153,24 @@ class AsyncClient:
         except (KeyError, TypeError, crypto.CryptoError) as exc:
             raise UntrustedWorker(f"EncryptionKeyGet answer is not signed by the worker: {exc}") from None
         return key, nonce
+
+    async def receipt_document(self, work_order_id: str) -> ReceiptDocument:
+        """WorkOrderReceiptDocument: the order's receipt trail with its proofs, as the node sent it (unchecked)."""
+        raw = await self.call_raw("WorkOrderReceiptDocument", {"workOrderId": work_order_id})
+        return _typed(raw, ReceiptDocument, "WorkOrderReceiptDocument")
+
+    async def receipt(self, work_order_id: str) -> VerifiedReceipt:
+        """The order's receipt trail, verified against this client's Trust (UntrustedWorker or LedgerError)."""
+        return verify_receipt_document(await self.receipt_document(work_order_id), self.trust)
+
+    async def ledger_head(self) -> TreeHead:
+        """LedgerHead: the latest signed tree head (its signature is not checked here: `ledger.verify`)."""
+        return _typed(await self.call_raw("LedgerHead", {}), TreeHead, "LedgerHead")
+
+    async def ledger_consistency(self, first_size: int, second_size: int) -> ConsistencyProof:
+        """LedgerConsistencyProof: the proof that the tree of `second_size` leaves extends that of `first_size`."""
+        raw = await self.call_raw("LedgerConsistencyProof", {"firstSize": first_size, "secondSize": second_size})
+        return _typed(raw, ConsistencyProof, "LedgerConsistencyProof")
 
     async def operator_call(self, method: str, params: dict[str, Any], key: crypto.SigningKey) -> Any:
         """A registry change signed with the operator key (see `adytum.operator`)."""

@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from .. import crypto
+from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .client import DEFAULT_URI, AsyncClient
+from .receipt import VerifiedReceipt
 from .worker import Trust, WorkerInfo
 from .workorder import PendingOrder
 
@@ -121,6 +123,22 @@ class Client:
     def encryption_key(self, worker: WorkerInfo) -> tuple[str, str]:
         """EncryptionKeyGet, accepted only if the worker's attested signing key signed the answer."""
         return _loop_thread.run(self._async.encryption_key(worker))
+
+    def receipt_document(self, work_order_id: str) -> ReceiptDocument:
+        """WorkOrderReceiptDocument: the order's receipt trail with its proofs, as the node sent it (unchecked)."""
+        return _loop_thread.run(self._async.receipt_document(work_order_id))
+
+    def receipt(self, work_order_id: str) -> VerifiedReceipt:
+        """The order's receipt trail, verified against this client's Trust (UntrustedWorker or LedgerError)."""
+        return _loop_thread.run(self._async.receipt(work_order_id))
+
+    def ledger_head(self) -> TreeHead:
+        """LedgerHead: the latest signed tree head (its signature is not checked here: `ledger.verify`)."""
+        return _loop_thread.run(self._async.ledger_head())
+
+    def ledger_consistency(self, first_size: int, second_size: int) -> ConsistencyProof:
+        """LedgerConsistencyProof: the proof that the tree of `second_size` leaves extends that of `first_size`."""
+        return _loop_thread.run(self._async.ledger_consistency(first_size, second_size))
 
     def operator_call(self, method: str, params: dict[str, Any], key: crypto.SigningKey) -> Any:
         """A registry change signed with the operator key (see `adytum.operator`)."""

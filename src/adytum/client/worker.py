@@ -61,7 +61,8 @@ class Trust:
             Policy(mr_enclaves=measurement_set(mr_enclaves), allow_debug=allow_debug, max_collateral_age=max_age),
         )
 
-    def verify(self, info: WorkerInfo) -> Verdict:
+    def verify(self, info: WorkerInfo, at: datetime | None = None) -> Verdict:
+        """Check the worker's evidence as of `at` (default now: an old receipt's worker is checked at its time)."""
         data = info.record.get("details", {}).get("workerTypeData", {})
         try:
             return verify_worker_evidence(
@@ -71,7 +72,7 @@ class Trust:
                 encryption_key=info.encryption_key,
                 worker_id=info.worker_id,
                 policy=self.policy,
-                at=datetime.now(UTC),
+                at=at or datetime.now(UTC),
                 trusted_roots=self.roots,
             )
         except AttestationError as exc:
@@ -99,10 +100,11 @@ class WorkerInfo:
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def verified(cls, worker_id: str, record: dict[str, Any], trust: Trust) -> WorkerInfo:
-        """Parse a `WorkerRetrieve` result and check keys and attestation; UntrustedWorker if anything fails."""
+    def verified(cls, worker_id: str, record: dict[str, Any], trust: Trust, at: datetime | None = None) -> WorkerInfo:
+        """Parse a `WorkerRetrieve` result and check keys and attestation (as of `at`, default now);
+        UntrustedWorker if anything fails."""
         info = cls.from_record(worker_id, record)
-        return dataclasses.replace(info, verdict=trust.verify(info))
+        return dataclasses.replace(info, verdict=trust.verify(info, at))
 
     @classmethod
     def from_record(cls, worker_id: str, record: dict[str, Any]) -> WorkerInfo:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import coincurve
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -87,7 +88,7 @@ def rsa_generate() -> rsa.RSAPrivateKey:
 def rsa_public_from_pem(pem: str) -> rsa.RSAPublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode())
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # the latter: a well-formed key of an unknown kind
         raise CryptoError("not a PEM RSA public key") from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise CryptoError("encryption key is not an RSA key")
@@ -186,7 +187,7 @@ def verifying_key_pem(point: bytes) -> str:
 def _verifying_key(pem: str) -> coincurve.PublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode())
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # the latter: a well-formed key of an unknown kind
         raise CryptoError("verifying key is not a PEM public key") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256k1":
         raise CryptoError("verifying key is not a secp256k1 key")
