@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 
 from adytum import crypto
 from adytum.client import Client, Trust, build
@@ -23,6 +24,17 @@ def heads(db: sqlite3.Connection) -> list[tuple[int, bytes, int, str]]:
             "SELECT tree_size, root, timestamp_ms, signature FROM ledger_heads ORDER BY tree_size"
         )
     ]
+
+
+def wait_for_head(client: Client, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.call("LedgerHead", {})
+            return
+        except EeaError as exc:
+            assert exc.code == Status.PENDING and time.monotonic() < deadline, exc
+            time.sleep(0.05)
 
 
 def test_sigkill_keeps_one_receipt_trail_per_order_and_the_ledger_append_only(tmp_path):
@@ -45,12 +57,16 @@ def test_sigkill_keeps_one_receipt_trail_per_order_and_the_ledger_append_only(tm
                     acknowledged.append(order)
                 except OSError:
                     break  # the kill: this one may or may not have been accepted
+                if i == 100:
+                    wait_for_head(client)  # so that heads signed before the crash exist to check
                 if i == 200:
                     os.kill(node.pid, signal.SIGKILL)
         node.wait(10)
         db = sqlite3.connect(tmp_path / "adytum.sqlite3")
         before = heads(db)
         assert before, "no tree head was signed before the kill: the test would prove nothing"
+        leaves_before = db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+        assert leaves_before > before[-1][0], "no leaf was waiting for a head at the kill"
 
         node = start_node(tmp_path, port, log)
         wait_ready(uri, node)
@@ -84,6 +100,7 @@ def test_sigkill_keeps_one_receipt_trail_per_order_and_the_ledger_append_only(tm
                 crypto.b64decode(signature),
             )
         after = heads(db)
+        assert len(leaves) > leaves_before  # the restarted node went on appending to the same tree
         assert after[-1][0] >= before[-1][0] and [h for h in after if h[0] <= before[-1][0]] == before
     finally:
         node.send_signal(signal.SIGTERM)

@@ -103,6 +103,12 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="commit without fsync (faster; the last commits can be lost on power failure)",
     )
+    up.add_argument(
+        "--no-receipts",
+        action="store_true",
+        help="keep no receipts, ledger or tree heads: only for measuring what receipts cost (adytum bench "
+        "--receipts-cost); the receipt methods then answer that receipts are off",
+    )
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")
     up.set_defaults(run=run)
 
@@ -122,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         max_pending=args.max_pending,
         durable=not args.no_fsync,
+        receipts=not args.no_receipts,
         worker_name=args.worker_name,
         enclaves=args.enclaves,
         avalon_compat=args.avalon_compat,
