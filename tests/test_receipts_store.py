@@ -325,13 +325,14 @@ def test_receipt_tables_on_postgres(pg):  # noqa: F811
             ("w1", "k", "r", "n1", b"{}", 1.0),
         )
         pg.execute(
-            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, receipt, "
-            "created_at) VALUES ('w1', 'k', 'k', 'r', 0, 'node', '{}', 1.0)"
+            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, leaf, "
+            "created_at) VALUES ('w1', 'k', 'k', 'r', 0, 'node', %s, 1.0)",
+            (2**40,),
         )
         pg.execute(
-            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, body, created_at) "
-            "VALUES ('w1', 1, 'k', %s, 'worker', '{}', 1.0)",
-            (2**32 - 1,),
+            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, leaf, created_at) "
+            "VALUES ('w1', 1, 'k', %s, 'worker', %s, 1.0)",
+            (2**32 - 1, 2**40 + 1),
         )
         pg.execute(
             "INSERT INTO ledger (idx, work_order_id, data, hash, created_at) VALUES (%s, 'w1', %s, %s, 1.0)",
@@ -346,8 +347,8 @@ def test_receipt_tables_on_postgres(pg):  # noqa: F811
     assert pg.execute("SELECT hash FROM ledger WHERE idx = %s", (2**40,)).fetchone() == (merkle.leaf_hash(b"{}"),)
     with pytest.raises(psycopg.errors.CheckViolation):
         pg.execute(
-            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, body, created_at) "
-            "VALUES ('w1', 2, 'k', 1, 'stranger', '{}', 1.0)"
+            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, leaf, created_at) "
+            "VALUES ('w1', 2, 'k', 1, 'stranger', 0, 1.0)"
         )
     with pytest.raises(psycopg.errors.UniqueViolation):
         pg.execute(
@@ -357,6 +358,6 @@ def test_receipt_tables_on_postgres(pg):  # noqa: F811
         )
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         pg.execute(
-            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, receipt, "
-            "created_at) VALUES ('w9', 'k', 'k', 'r', 0, 'node', '{}', 1.0)"
+            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, leaf, "
+            "created_at) VALUES ('w9', 'k', 'k', 'r', 0, 'node', 0, 1.0)"
         )

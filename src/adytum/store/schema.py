@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     requester_id       TEXT NOT NULL,
     status             INTEGER NOT NULL,
     by                 TEXT NOT NULL CHECK (by IN ('node', 'requester')),
-    receipt            TEXT NOT NULL,
+    leaf               BIGINT NOT NULL,
     created_at         {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS receipt_updates (
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS receipt_updates (
     updater_id     TEXT NOT NULL,
     update_type    BIGINT NOT NULL,
     by             TEXT NOT NULL CHECK (by IN ('worker', 'requester', 'node')),
-    body           TEXT NOT NULL,
+    leaf           BIGINT NOT NULL,
     created_at     {real} NOT NULL,
     PRIMARY KEY (work_order_id, idx)
 );
@@ -100,7 +100,8 @@ CREATE TABLE IF NOT EXISTS ledger_heads (
 );
 """
 #: Columns the `receipts` table has had since receipts were written; a table without them predates that.
-RECEIPT_COLUMNS = frozenset({"worker_id", "worker_service_id", "requester_id", "by"})
+#: A receipt and its updates are stored once, as ledger leaves: `leaf` is the ledger index of the one in force.
+RECEIPT_COLUMNS = frozenset({"worker_id", "worker_service_id", "requester_id", "by", "leaf"})
 
 
 def schema(dialect: str) -> list[str]:

@@ -24,6 +24,7 @@ from ..protocol.receipts import (
     ReceiptStatus,
     ReceiptUpdateEvent,
     ReceiptUpdateParams,
+    decode_event,
     encode_event,
 )
 from .schema import RECEIPT_COLUMNS, schema
@@ -268,12 +269,13 @@ class Store:
 
     def _put_receipt(self, r: NewReceipt, now: float, *, status: int | None = None) -> None:
         receipt = msgspec.json.decode(r.params, type=ReceiptCreateParams)
+        leaf = self._append_leaf(r.work_order_id, ReceiptEvent(r.work_order_id, receipt, r.by), now)
         self.db.execute(
-            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, receipt, "
+            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, leaf, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (work_order_id) DO UPDATE SET "
             "worker_id = excluded.worker_id, worker_service_id = excluded.worker_service_id, "
             "requester_id = excluded.requester_id, status = excluded.status, by = excluded.by, "
-            "receipt = excluded.receipt, created_at = excluded.created_at",
+            "leaf = excluded.leaf, created_at = excluded.created_at",
             (
                 r.work_order_id,
                 r.worker_id,
@@ -281,11 +283,10 @@ class Store:
                 r.requester_id,
                 r.status if status is None else status,
                 r.by,
-                msgspec.json.encode(receipt).decode(),
+                leaf,
                 now,
             ),
         )
-        self._append_leaf(r.work_order_id, ReceiptEvent(r.work_order_id, receipt, r.by), now)
 
     def _append_update(self, u: NewReceiptUpdate, now: float) -> int:
         """Numbered next (1-based) within its receipt; a status update (0..4) becomes the receipt's status."""
@@ -294,14 +295,14 @@ class Store:
             "SELECT COALESCE(MAX(idx), 0) FROM receipt_updates WHERE work_order_id = ?", (u.work_order_id,)
         ).fetchone()
         index = int(last) + 1
+        leaf = self._append_leaf(u.work_order_id, ReceiptUpdateEvent(u.work_order_id, index, update, u.by), now)
         self.db.execute(
-            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, body, created_at) "
+            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, leaf, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (u.work_order_id, index, u.updater_id, u.update_type, u.by, msgspec.json.encode(update).decode(), now),
+            (u.work_order_id, index, u.updater_id, u.update_type, u.by, leaf, now),
         )
         if _is_status(u.update_type):
             self.db.execute("UPDATE receipts SET status = ? WHERE work_order_id = ?", (u.update_type, u.work_order_id))
-        self._append_leaf(u.work_order_id, ReceiptUpdateEvent(u.work_order_id, index, update, u.by), now)
         return index
 
     def _append_leaf(self, work_order_id: str, event: Event, now: float) -> int:
@@ -445,17 +446,22 @@ class Store:
     def receipt(self, work_order_id: str) -> tuple[str, int, str] | None:
         """(by, current status, ReceiptCreateParams JSON) of the order's receipt."""
         row = self.db.execute(
-            "SELECT by, status, receipt FROM receipts WHERE work_order_id = ?", (work_order_id,)
+            "SELECT r.by, r.status, l.data FROM receipts r JOIN ledger l ON l.idx = r.leaf WHERE r.work_order_id = ?",
+            (work_order_id,),
         ).fetchone()
-        return (str(row[0]), int(row[1]), str(row[2])) if row else None
+        if row is None:
+            return None
+        event = decode_event(bytes(row[2]))
+        assert isinstance(event, ReceiptEvent), "a receipt's leaf is a create event"
+        return str(row[0]), int(row[1]), msgspec.json.encode(event.receipt).decode()
 
     def receipt_updates(self, work_order_id: str) -> list[tuple[int, str, str, int, str]]:
         """(index, by, updater id, update type, ReceiptUpdateParams JSON) of each update, in index order."""
         return [
-            (int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]))
+            (int(r[0]), str(r[1]), str(r[2]), int(r[3]), _update_json(bytes(r[4])))
             for r in self.db.execute(
-                "SELECT idx, by, updater_id, update_type, body FROM receipt_updates WHERE work_order_id = ? "
-                "ORDER BY idx",
+                "SELECT u.idx, u.by, u.updater_id, u.update_type, l.data FROM receipt_updates u "
+                "JOIN ledger l ON l.idx = u.leaf WHERE u.work_order_id = ? ORDER BY u.idx",
                 (work_order_id,),
             )
         ]
@@ -570,3 +576,10 @@ def _worker_values(w: WorkerRow) -> tuple[object, ...]:
         time.time(),
         w.expires_at,
     )
+
+
+def _update_json(leaf: bytes) -> str:
+    """The ReceiptUpdateParams JSON of an update's ledger leaf (the leaf is the one record of it)."""
+    event = decode_event(leaf)
+    assert isinstance(event, ReceiptUpdateEvent), "an update's leaf is an update event"
+    return msgspec.json.encode(event.update).decode()
