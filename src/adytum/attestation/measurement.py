@@ -49,8 +49,10 @@ __all__ = [
 #: What the enclave process executes (besides the interpreter and third-party libraries). The enclave
 #: verifies its peers with `adytum.attestation` and quotes with the simulated quoter, so both are measured
 #: too; of `adytum.issuer` only the quoter and the package file importing it runs: the report service
-#: and the development CA are host side. It computes the receipt ledger's roots with `adytum.ledger`.
+#: and the development CA are host side. It computes the receipt ledger's roots with `adytum.ledger`, and
+#: runs `adytum/__init__.py` (the public face) whenever it imports the package.
 MEASURED_MODULES: tuple[str, ...] = (
+    "adytum.__init__",
     "adytum.enclave",
     "adytum.crypto",
     "adytum.protocol",
