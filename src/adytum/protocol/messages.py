@@ -14,20 +14,26 @@ from msgspec import Meta
 
 from .errors import EeaError, Status
 from .hexid import HexId, LongHex, OptHex, canonical
+from .limits import MAX_DATA, MAX_ITEMS, MAX_IV, MAX_KEY, MAX_NAME, MAX_SIGNATURE, MAX_URI
 
 T = TypeVar("T")
 Index = Annotated[int, Meta(ge=0, le=2**31 - 1)]
-MAX_ITEMS = 256
+Data = Annotated[str, Meta(max_length=MAX_DATA)]
+Iv = Annotated[str, Meta(max_length=MAX_IV)]
+Key = Annotated[str, Meta(max_length=MAX_KEY)]
+Name = Annotated[str, Meta(max_length=MAX_NAME)]
+Uri = Annotated[str, Meta(max_length=MAX_URI)]
+Signature = Annotated[str, Meta(max_length=MAX_SIGNATURE)]
 
 
 class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=False):
     """One inData/outData item. `data` is base64; an empty or "null" key means the session key."""
 
     index: Index
-    data: str
-    data_hash: str = ""
-    encrypted_data_encryption_key: str = ""
-    iv: str = ""
+    data: Data
+    data_hash: Iv = ""
+    encrypted_data_encryption_key: Key = ""
+    iv: Iv = ""
 
 
 class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -42,14 +48,14 @@ class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     encrypted_request_hash: HexId
     in_data: Annotated[list[DataItem], Meta(min_length=1, max_length=MAX_ITEMS)]
     response_timeout_m_secs: Annotated[int, Meta(ge=0, le=3_600_000)] = 0
-    payload_format: str = "JSON-RPC"
-    result_uri: str = ""
-    notify_uri: str = ""
+    payload_format: Name = "JSON-RPC"
+    result_uri: Uri = ""
+    notify_uri: Uri = ""
     worker_encryption_key: OptHex = ""
-    data_encryption_algorithm: str = "AES-GCM-256"
+    data_encryption_algorithm: Name = "AES-GCM-256"
     session_key_iv: OptHex = ""
-    requester_signature: str = ""
-    verifying_key: str = ""
+    requester_signature: Signature = ""
+    verifying_key: Key = ""
     out_data: Annotated[list[DataItem], Meta(max_length=MAX_ITEMS)] = []
 
 
