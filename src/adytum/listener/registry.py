@@ -19,6 +19,7 @@ import msgspec
 from .. import crypto, operator
 from ..protocol import (
     EeaError,
+    reason,
     KeyGetParams,
     KeySetParams,
     LookUpNextParams,
@@ -188,6 +189,8 @@ class Registry:
             if not isinstance(body, dict):
                 raise ValueError("params must be an object")
             nonce = operator.verify(method, body, self.operator_key)
+        except (RecursionError, UnicodeDecodeError) as exc:
+            raise EeaError(RegistryStatus.INVALID_PARAMETER, f"invalid {method} params: {reason(exc)}") from None
         except (ValueError, operator.OperatorError) as exc:
             raise EeaError(RegistryStatus.ACCESS_DENIED, str(exc)) from None
         params = decode(raw, kind, method, RegistryStatus.INVALID_PARAMETER)

@@ -98,8 +98,22 @@ _rpc_decoder = msgspec.json.Decoder(RpcRequest)
 encode = msgspec.json.encode
 
 
-def _explain(exc: msgspec.ValidationError | msgspec.DecodeError, what: str) -> EeaError:
-    return EeaError(Status.INVALID_PARAMETER, f"invalid {what}: {exc}")
+#: What decoding untrusted JSON can raise besides a schema error: msgspec raises UnicodeDecodeError for invalid
+#: UTF-8 in a string and RecursionError for nesting past its depth limit.
+MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def reason(exc: Exception) -> str:
+    """What is wrong with a body that did not decode, in words (not Python's)."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a string is not valid UTF-8 ({exc.reason})"
+    return str(exc)
+
+
+def _explain(exc: Exception, what: str) -> EeaError:
+    return EeaError(Status.INVALID_PARAMETER, f"invalid {what}: {reason(exc)}")
 
 
 def decode_rpc(body: bytes) -> RpcRequest:
@@ -107,14 +121,16 @@ def decode_rpc(body: bytes) -> RpcRequest:
         return _rpc_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise _explain(exc, "JSON-RPC envelope") from None
-    except msgspec.DecodeError as exc:
-        raise EeaError(Status.INVALID_PARAMETER, f"request is not valid JSON: {exc}", {"jsonrpcCode": -32700}) from None
+    except MALFORMED as exc:
+        raise EeaError(
+            Status.INVALID_PARAMETER, f"request is not valid JSON: {reason(exc)}", {"jsonrpcCode": -32700}
+        ) from None
 
 
 def decode_params(raw: bytes) -> WorkOrderParams:
     try:
         params = _params_decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, *MALFORMED) as exc:
         raise _explain(exc, "WorkOrderSubmit params") from None
     indexes = [item.index for item in params.in_data]
     if len(set(indexes)) != len(indexes):
@@ -134,14 +150,14 @@ def decode(raw: bytes, kind: type[T], method: str, code: int = Status.INVALID_PA
     """`method`'s params as `kind` (absent params: `{}`), or an EEA error naming what is wrong."""
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise EeaError(code, f"invalid {method} params: {exc}") from None
+    except (msgspec.ValidationError, *MALFORMED) as exc:
+        raise EeaError(code, _explain(exc, f"{method} params").message) from None
 
 
 def decode_result(raw: bytes | str) -> WorkOrderResult:
     try:
         return _result_decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, *MALFORMED) as exc:
         raise _explain(exc, "work-order result") from None
 
 
