@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_request import BaseRequest
 
 from ..protocol import EeaError, Status
@@ -48,6 +49,10 @@ def raw_response(status: int, error: EeaError) -> bytes:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 class _Throttle:
@@ -168,7 +173,9 @@ class Connection(web.RequestHandler):
     ) -> web.StreamResponse:
         if status == 500:
             return super().handle_error(request, status, exc, message)  # a real bug: aiohttp logs it in full
-        reason = (message or (exc and str(exc)) or "malformed HTTP request").splitlines()[0][:200]
+        reason = _one_line(getattr(exc, "message", None) or message or str(exc or "") or "malformed HTTP request")
+        if isinstance(exc, ContentEncodingError) and "content-encoding" not in reason.lower():
+            reason = f"can not decode content-encoding: {reason}"  # aiohttp says only "deflate" at a cut stream
         log.info("refused a malformed HTTP request from %s: %s", request.remote, reason)
         error = EeaError(Status.INVALID_PARAMETER, f"malformed HTTP request: {reason}", {"httpStatus": status})
         response = web.Response(status=status, body=error_body(error), content_type="application/json")

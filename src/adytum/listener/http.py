@@ -30,6 +30,8 @@ log = logging.getLogger("adytum.listener")
 _encode = msgspec.json.encode
 #: Host names a node on loopback answers to, whatever else is configured.
 LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: Error answers that are part of normal work (a pending order, a full queue): not worth a log line each.
+_UNREMARKABLE = frozenset({Status.PENDING, Status.SCHEDULED, Status.PROCESSING, Status.BUSY})
 
 
 def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None, status: int = 200) -> web.Response:
@@ -206,6 +208,8 @@ class Listener:
             code = 0
         except EeaError as exc:
             response, code = _reply(rpc_id, error=exc), exc.code
+            if code not in _UNREMARKABLE:
+                log.info("refused %s from %s: %s", method, request.remote, exc.message[:300])
         except Exception:
             log.exception("internal error in %s", method)
             response, code = (
@@ -242,7 +246,7 @@ class Listener:
         except (ConnectionError, web.RequestPayloadError, asyncio.IncompleteReadError) as exc:
             raise Refused(
                 400,
-                EeaError(Status.INVALID_PARAMETER, f"request body is truncated or badly encoded ({' '.join(str(exc).split())})"),
+                EeaError(Status.INVALID_PARAMETER, f"request body is truncated or badly encoded ({' '.join(str(exc).split()).removeprefix('400, message: ')})"),
             ) from None
         finally:
             if connection is not None:
