@@ -391,7 +391,7 @@ def mutated(draw, seeds):
         elif kind == "value":
             try:
                 body = _replace_value(body, draw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON any more: leave it as it is
                 pass
         elif kind == "utf8":
             at = body.find(b'":"')
