@@ -5,7 +5,6 @@ EncryptionKeySet replays, and a fuzz run of mutated valid requests."""
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import logging
 import socket
@@ -463,3 +462,59 @@ def test_fuzz_mutated_requests_never_meet_an_internal_error(node, worker, seeds)
     assert recorder.bad == []
     with Client(node.url, trust=node.trust) as c:
         assert c.run("hello", [b"after the fuzz"]) == [b"Hello after the fuzz"]
+
+
+# -- adytum up ------------------------------------------------------------------------------------------
+
+
+def test_adytum_up_takes_the_limits_the_hosts_and_the_token(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    token_file = tmp_path / "token"
+    token_file.write_text("t0ken-from-a-file\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adytum", "up", "--port", "0", "--data-dir", str(tmp_path / "data"), "--enclaves", "1",
+         "--log-format", "text", "--api-token-file", str(token_file), "--allow-host", "adytum.example",
+         "--allow-host", "other.example", "--max-connections", "40", "--read-timeout", "5", "--keepalive-timeout", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        url = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            found = re.search(r"on (http://\S+/)", line)
+            if found and "serving" in line:
+                url = found.group(1)
+                break
+        assert url, "the node did not start"
+        auth = ["Authorization: Bearer t0ken-from-a-file"]
+        for host in ("adytum.example", "other.example:1947", "127.0.0.1"):
+            status, reply = exchange(url, request(LOOKUP, host=host, headers=auth))
+            assert status == 200 and reply["result"]["totalCount"] == 1
+        assert exchange(url, request(LOOKUP, host="evil.example", headers=auth))[0] == 421
+        assert exchange(url, request(LOOKUP))[0] == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def test_a_bad_token_file_or_limit_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from adytum.config import NodeConfig
+
+    with pytest.raises(ValueError):
+        NodeConfig.of(tmp_path, read_timeout=0)
+    with pytest.raises(ValueError):
+        NodeConfig.of(tmp_path, max_connections=0)
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "adytum", "up", "--data-dir", str(tmp_path / "d"), "--api-token-file", str(empty)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 1 and "token" in out.stderr and "Traceback" not in out.stderr

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..protocol import EeaError, Status, decode_rpc
-from .connections import Connection, error_body
+from .connections import Connection
 from .methods import Api
 from .openrpc import document
 

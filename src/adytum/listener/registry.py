@@ -19,7 +19,6 @@ import msgspec
 from .. import crypto, operator
 from ..protocol import (
     EeaError,
-    reason,
     KeyGetParams,
     KeySetParams,
     LookUpNextParams,
@@ -36,6 +35,7 @@ from ..protocol import (
     canonical,
     decode,
     encryption_key_get_digest,
+    reason,
 )
 from ..store import Duplicate, GroupCommit, Store, WorkerRow
 from .ports import KeyOps
