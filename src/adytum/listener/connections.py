@@ -148,6 +148,15 @@ class Connection(web.RequestHandler):
             self._deadline_timer.cancel()
         self._deadline_timer, self.deadline = None, None
 
+    def start_reading(self) -> float:
+        """The listener starts reading a request's body: the deadline it must keep (one starts if a pipelined
+        request came in the same bytes as the one before it)."""
+        if self._deadline_timer is None:
+            self._arm()
+        self.reading = True
+        assert self.deadline is not None
+        return self.deadline
+
     def request_complete(self) -> None:
         """The listener has the whole request: the next deadline starts with the next request's first byte."""
         self.reading = False
@@ -171,8 +180,15 @@ class Connection(web.RequestHandler):
     def handle_error(
         self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
-        if status == 500:
-            return super().handle_error(request, status, exc, message)  # a real bug: aiohttp logs it in full
+        if status >= 500:  # a real bug: logged in full
+            log.error("internal error answering %s %s", request.method, request.path[:64], exc_info=exc)
+            response = web.Response(
+                status=status,
+                body=error_body(EeaError(Status.UNKNOWN_ERROR, "internal error; it has been logged")),
+                content_type="application/json",
+            )
+            response.force_close()
+            return response
         reason = _one_line(getattr(exc, "message", None) or message or str(exc or "") or "malformed HTTP request")
         if isinstance(exc, ContentEncodingError) and "content-encoding" not in reason.lower():
             reason = f"can not decode content-encoding: {reason}"  # aiohttp says only "deflate" at a cut stream

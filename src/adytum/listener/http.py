@@ -223,18 +223,16 @@ class Listener:
     async def _read(self, request: web.Request) -> None:
         """The whole body (decompressed), by the connection's deadline; then the connection's clock stops."""
         connection = request.protocol if isinstance(request.protocol, Connection) else None
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise Refused(
-                413,
-                EeaError(
-                    Status.INVALID_PARAMETER,
-                    f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
-                ),
-            )
-        deadline = connection.deadline if connection is not None else None
-        if connection is not None:
-            connection.reading = True
+        deadline = connection.start_reading() if connection is not None else None
         try:
+            if request.content_length is not None and request.content_length > self.max_body:
+                raise Refused(
+                    413,
+                    EeaError(
+                        Status.INVALID_PARAMETER,
+                        f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
+                    ),
+                )
             async with asyncio.timeout_at(deadline):
                 await request.read()
         except TimeoutError:
@@ -244,9 +242,9 @@ class Listener:
                 413, EeaError(Status.INVALID_PARAMETER, f"request exceeds the {self.max_body}-byte limit")
             ) from None
         except (ConnectionError, web.RequestPayloadError, asyncio.IncompleteReadError) as exc:
+            what = " ".join(str(exc).split()).removeprefix("400, message: ")
             raise Refused(
-                400,
-                EeaError(Status.INVALID_PARAMETER, f"request body is truncated or badly encoded ({' '.join(str(exc).split()).removeprefix('400, message: ')})"),
+                400, EeaError(Status.INVALID_PARAMETER, f"request body is truncated or badly encoded ({what})")
             ) from None
         finally:
             if connection is not None:
