@@ -135,6 +135,25 @@ def test_oversized_registry_and_receipt_fields_are_refused(node):
     assert reply["error"]["code"] == Status.INVALID_PARAMETER and "receiptVerificationKey" in reply["error"]["message"]
 
 
+
+def test_a_junk_flood_leaves_the_store_as_it_was(node, worker):
+    """Schema-valid orders but for one oversized field, from one connection: none is stored."""
+    from adytum.datadir import DataDir
+
+    store = DataDir(node.node.config.data_dir).store
+    orders_before = node.node.reader.db.execute("SELECT COUNT(*) FROM work_orders").fetchone()[0]
+    size_before = store.stat().st_size
+    fields = ["resultUri", "notifyUri", "verifyingKey", "requesterSignature"]
+    with connect(node.url) as s:
+        for i in range(200):
+            params = {**to_builtins(build(worker, "hello", [b"x"]).params), fields[i % 4]: "j" * 100_000}
+            s.sendall(request(rpc_body("WorkOrderSubmit", params)))
+            status, reply = read_answer(s)
+            assert status == 200 and reply["error"]["code"] == Status.INVALID_PARAMETER
+    assert node.node.reader.db.execute("SELECT COUNT(*) FROM work_orders").fetchone()[0] == orders_before
+    assert store.stat().st_size - size_before < 1024 * 1024  # 20 MB sent, nothing of it kept
+
+
 # -- item 7: EncryptionKeySet replays --------------------------------------------------------------------
 
 
