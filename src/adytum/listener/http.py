@@ -43,7 +43,7 @@ def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None, st
     return web.Response(body=_encode(body), content_type="application/json", status=status)
 
 
-class Refused(Exception):
+class _Refused(Exception):
     """A request refused before any method saw it: the HTTP status and the JSON-RPC error to answer with."""
 
     def __init__(self, status: int, error: EeaError) -> None:
@@ -145,7 +145,7 @@ class Listener:
             self._check(request)
             await self._read(request)
             return await handler(request)
-        except Refused as refused:
+        except _Refused as refused:
             log.info("refused %s %s from %s: %s", request.method, request.path[:64], request.remote, refused)
             self.requests.labels("-", str(refused.error.code)).inc()
             response = _reply(None, error=refused.error, status=refused.status)
@@ -172,7 +172,7 @@ class Listener:
         host = request.headers.get("Host", "")
         name = host_name(host).lower().rstrip(".")
         if not (name in self.allowed_hosts or _is_ip(name)):
-            raise Refused(
+            raise _Refused(
                 421,
                 EeaError(
                     Status.ACCESS_DENIED,
@@ -182,11 +182,11 @@ class Listener:
         if self.api_token and request.method == "POST":
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_token):
-                raise Refused(
+                raise _Refused(
                     401, EeaError(Status.ACCESS_DENIED, "this node's API needs its token: Authorization: Bearer TOKEN")
                 )
         if request.method == "POST" and request.content_type != "application/json":
-            raise Refused(
+            raise _Refused(
                 415,
                 EeaError(Status.INVALID_PARAMETER, f"Content-Type must be application/json, not {request.content_type!r}"),
             )
@@ -226,7 +226,7 @@ class Listener:
         deadline = connection.start_reading() if connection is not None else None
         try:
             if request.content_length is not None and request.content_length > self.max_body:
-                raise Refused(
+                raise _Refused(
                     413,
                     EeaError(
                         Status.INVALID_PARAMETER,
@@ -236,14 +236,14 @@ class Listener:
             async with asyncio.timeout_at(deadline):
                 await request.read()
         except TimeoutError:
-            raise Refused(408, EeaError(Status.INVALID_PARAMETER, "the request did not arrive in time")) from None
+            raise _Refused(408, EeaError(Status.INVALID_PARAMETER, "the request did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:
-            raise Refused(
+            raise _Refused(
                 413, EeaError(Status.INVALID_PARAMETER, f"request exceeds the {self.max_body}-byte limit")
             ) from None
         except (ConnectionError, web.RequestPayloadError, asyncio.IncompleteReadError) as exc:
             what = " ".join(str(exc).split()).removeprefix("400, message: ")
-            raise Refused(
+            raise _Refused(
                 400, EeaError(Status.INVALID_PARAMETER, f"request body is truncated or badly encoded ({what})")
             ) from None
         finally:
