@@ -150,7 +150,7 @@ def test_truncated_body_does_not_hurt_the_node(node):
     parts = urlsplit(node.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
         s.sendall(
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
             b'{"jsonrpc":"2.0","id":1,"meth'
         )
         s.shutdown(socket.SHUT_WR)

@@ -94,6 +94,20 @@ class NodeConfig:
     max_pending: int = 10_000
     #: fsync every commit (off: faster, the last commits can be lost on power failure).
     durable: bool = True
+    #: Seconds a client has to send a complete request (headers and body) once it starts one.
+    read_timeout: float = 30.0
+    #: Seconds an open connection may stay idle (or still be sending its headers) before it is closed.
+    keepalive_timeout: float = 15.0
+    #: Connections served at once (kept below the process's file-descriptor limit); more are answered 503.
+    max_connections: int = 512
+    #: Host names the API answers to besides localhost and IP addresses (DNS rebinding sends another name).
+    allowed_hosts: tuple[str, ...] = ()
+    #: A bearer token the API requires on every POST (empty: none; set it when listening beyond localhost).
+    api_token: str = ""
+
+    def __post_init__(self) -> None:
+        if self.read_timeout <= 0 or self.keepalive_timeout <= 0 or self.max_connections < 1:
+            raise ValueError("read_timeout and keepalive_timeout must be positive and max_connections at least 1")
 
     @property
     def data_dir(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from .config import NodeConfig
 from .datadir import DataDir
 from .issuer.service import SimulatedAttestation
 from .listener import Api, Listener
+from .listener.connections import ConnectionLimits, Connections, GuardedSite
 from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
@@ -48,7 +50,12 @@ class Node:
             receipts,
             max_pending=config.max_pending,
         )
-        self.listener = Listener(self.api, max_body=config.max_body)
+        self.listener = Listener(
+            self.api, max_body=config.max_body, allowed_hosts=config.allowed_hosts, api_token=config.api_token
+        )
+        self.connections = Connections(
+            ConnectionLimits(config.read_timeout, config.keepalive_timeout, _connection_cap(config.max_connections))
+        )
         self._runner: web.AppRunner | None = None
 
     @property
@@ -71,7 +78,9 @@ class Node:
             raise
         self._runner = web.AppRunner(self.listener.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024, reuse_address=True)
+        site = GuardedSite(
+            self._runner, self.config.host, self.config.port, self.connections, backlog=1024, reuse_address=True
+        )
         await site.start()
         kme = self.config.manager.join or "its own key manager"
         log.info(
@@ -97,3 +106,17 @@ class Node:
             await stop.wait()
         finally:
             await self.stop()
+
+
+#: File descriptors kept for what is not a client connection: the store, enclave pipes, logs, the key manager.
+_RESERVED_DESCRIPTORS = 128
+
+
+def _connection_cap(wanted: int) -> int:
+    """`wanted`, or less if the descriptor limit would not hold it: past that limit every accept fails."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted + _RESERVED_DESCRIPTORS <= soft:
+        return wanted
+    cap = max(1, soft - _RESERVED_DESCRIPTORS)
+    log.warning("max_connections %d is lowered to %d: the process may open %d files (ulimit -n)", wanted, cap, soft)
+    return cap

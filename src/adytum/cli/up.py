@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from pathlib import Path
 
 from ..config import DEFAULT_PORT, DEFAULT_WORKER_NAME, DEFAULTS, NodeConfig
 from .options import Subparsers, add_data_dir
@@ -69,6 +70,42 @@ def register(sub: Subparsers) -> None:
         help=f"accepted but unanswered work orders before new ones get BUSY (default {DEFAULTS.max_pending})",
     )
     up.add_argument(
+        "--read-timeout",
+        type=float,
+        default=DEFAULTS.read_timeout,
+        metavar="SECONDS",
+        help=f"seconds a client has to send a complete request once it starts one (default {DEFAULTS.read_timeout:g})",
+    )
+    up.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=DEFAULTS.keepalive_timeout,
+        metavar="SECONDS",
+        help="seconds a connection may stay idle before it is closed "
+        f"(default {DEFAULTS.keepalive_timeout:g})",
+    )
+    up.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULTS.max_connections,
+        help="connections served at once; more are answered 503 and closed "
+        f"(default {DEFAULTS.max_connections}, lowered to fit `ulimit -n`)",
+    )
+    up.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the API answers to besides localhost and IP addresses, e.g. the node's DNS name "
+        "(repeatable); other names are refused, which stops DNS rebinding",
+    )
+    up.add_argument(
+        "--api-token-file",
+        metavar="FILE",
+        help="require `Authorization: Bearer TOKEN` on every API request, TOKEN being this file's content "
+        "(use it when --host listens beyond localhost)",
+    )
+    up.add_argument(
         "--allow-mrenclave",
         action="append",
         default=[],
@@ -121,12 +158,22 @@ def run(args: argparse.Namespace) -> int:
     from ..manager import EnclaveDied, EnclaveStartError
 
     logs.setup(args.log_format)
+    try:
+        api_token = _read_token(args.api_token_file) if args.api_token_file else ""
+    except (OSError, ValueError) as exc:
+        logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
+        return 1
     config = NodeConfig.of(
         args.data_dir,
         host=args.host,
         port=args.port,
         max_body=args.max_body,
         max_pending=args.max_pending,
+        read_timeout=args.read_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        allowed_hosts=tuple(args.allow_host),
+        api_token=api_token,
         durable=not args.no_fsync,
         receipts=not args.no_receipts,
         worker_name=args.worker_name,
@@ -150,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
     except (EnclaveStartError, EnclaveDied, DevRootError, OSError, ValueError) as exc:
         logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
         return 1
+
+
+def _read_token(path: str) -> str:
+    token = Path(path).read_text().strip()
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"{path}: the API token file must hold one token (no spaces)")
+    return token
 
 
 async def _serve(config: NodeConfig) -> int:

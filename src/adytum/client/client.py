@@ -83,8 +83,11 @@ class AsyncClient:
         signer: crypto.SigningKey | None = None,
         requester_id: str | None = None,
         session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
     ) -> None:
         self.uri = uri
+        #: The node's API token (`adytum up --api-token-file`), sent as `Authorization: Bearer`.
+        self._headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
         self.trust = trust or Trust()
         self.signer = signer
         self.requester_id = requester_id or crypto.random_bytes(32).hex()
@@ -113,7 +116,7 @@ class AsyncClient:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
             async with self._session.post(
-                self.uri, data=_envelope(method, params), headers={"Content-Type": "application/json"}
+                self.uri, data=_envelope(method, params), headers=self._headers
             ) as resp:
                 body = await resp.read()
         except aiohttp.ClientError as exc:

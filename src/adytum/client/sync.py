@@ -72,8 +72,9 @@ class Client:
         trust: Trust | None = None,
         signer: crypto.SigningKey | None = None,
         requester_id: str | None = None,
+        token: str | None = None,
     ) -> None:
-        self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id)
+        self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id, token=token)
 
     @property
     def uri(self) -> str:

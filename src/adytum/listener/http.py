@@ -1,37 +1,69 @@
 """JSON-RPC 2.0 over HTTP on aiohttp: POST / for the EEA methods, GET /metrics, GET /openrpc.json.
 
-Whatever a client sends, it gets a JSON-RPC error object with an EEA code and a clear message:
-never a traceback, never a dropped connection it did not cause.
+Whatever a client sends, it gets a JSON-RPC error object with an EEA code and a clear message, and the log
+one line: never a traceback (code 10 is kept for real bugs), never a dropped connection it did not cause.
+Before any method runs, a request must name an allowed Host (no DNS rebinding), carry the API token when one
+is configured, be `application/json` when it is a POST, and arrive in full within the read timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..protocol import EeaError, Status, decode_rpc
+from .connections import Connection
 from .methods import Api
 from .openrpc import document
 
 log = logging.getLogger("adytum.listener")
 _encode = msgspec.json.encode
+#: Host names a node on loopback answers to, whatever else is configured.
+LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: Error answers that are part of normal work (a pending order, a full queue): not worth a log line each.
+_UNREMARKABLE = frozenset({Status.PENDING, Status.SCHEDULED, Status.PROCESSING, Status.BUSY})
 
 
-def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None) -> web.Response:
+def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None, status: int = 200) -> web.Response:
     body: dict[str, Any] = {"jsonrpc": "2.0", "id": rpc_id}
     if error is not None:
         body["error"] = error.to_json()
     else:
         body["result"] = result
-    return web.Response(body=_encode(body), content_type="application/json")
+    return web.Response(body=_encode(body), content_type="application/json", status=status)
+
+
+class _Refused(Exception):
+    """A request refused before any method saw it: the HTTP status and the JSON-RPC error to answer with."""
+
+    def __init__(self, status: int, error: EeaError) -> None:
+        super().__init__(error.message)
+        self.status, self.error = status, error
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port (and without the brackets of an IPv6 literal)."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class _NodeCollector:
@@ -73,9 +105,14 @@ class _NodeCollector:
 
 
 class Listener:
-    def __init__(self, api: Api, *, max_body: int) -> None:
+    def __init__(
+        self, api: Api, *, max_body: int, allowed_hosts: Iterable[str] = (), api_token: str = ""
+    ) -> None:
         self.api = api
         self.max_body = max_body
+        #: Names besides localhost and IP literals (a DNS-rebinding page always sends a name of its own).
+        self.allowed_hosts = LOCAL_HOSTS | {name.lower() for name in allowed_hosts}
+        self.api_token = api_token.encode()
         self.methods = api.table()
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -91,18 +128,74 @@ class Listener:
         self.registry.register(_NodeCollector(api))
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body)
+        app = web.Application(client_max_size=self.max_body, middlewares=[self._guard])
         app.router.add_post("/", self.handle)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/openrpc.json", self.openrpc)
         app.router.add_get("/", self.get_root)
         return app
 
+    @web.middleware
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Host, token and Content-Type checks, the body read in full within the deadline, and aiohttp's own
+        HTTP errors (404, 405, 413) as JSON-RPC error objects."""
+        try:
+            self._check(request)
+            await self._read(request)
+            return await handler(request)
+        except _Refused as refused:
+            log.info("refused %s %s from %s: %s", request.method, request.path[:64], request.remote, refused)
+            self.requests.labels("-", str(refused.error.code)).inc()
+            response = _reply(None, error=refused.error, status=refused.status)
+            if refused.status in (400, 408):
+                # A broken or too slow body is not read any further (aiohttp would linger reading it).
+                response.force_close()
+                await response.prepare(request)
+                await response.write_eof()
+                request.protocol.force_close()
+            return response
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            log.info("refused %s %s from %s: HTTP %d", request.method, request.path[:64], request.remote, exc.status)
+            self.requests.labels("-", str(int(Status.INVALID_PARAMETER))).inc()
+            error = EeaError(
+                Status.INVALID_PARAMETER,
+                f"{exc.reason}: {request.method} {request.path[:64]} (the API is POST /; GET /openrpc.json, /metrics)",
+                {"httpStatus": exc.status},
+            )
+            return _reply(None, error=error, status=exc.status)
+
+    def _check(self, request: web.Request) -> None:
+        host = request.headers.get("Host", "")
+        name = host_name(host).lower().rstrip(".")
+        if not (name in self.allowed_hosts or _is_ip(name)):
+            raise _Refused(
+                421,
+                EeaError(
+                    Status.ACCESS_DENIED,
+                    f"Host {host[:64]!r} is not served here (adytum up --allow-host NAME allows a name)",
+                ),
+            )
+        if self.api_token and request.method == "POST":
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_token):
+                raise _Refused(
+                    401, EeaError(Status.ACCESS_DENIED, "this node's API needs its token: Authorization: Bearer TOKEN")
+                )
+        if request.method == "POST" and request.content_type != "application/json":
+            raise _Refused(
+                415,
+                EeaError(Status.INVALID_PARAMETER, f"Content-Type must be application/json, not {request.content_type!r}"),
+            )
+
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         method, rpc_id = "-", None
         try:
-            body = await self._read(request)
+            body = await request.read()  # read in full by _guard
             rpc = decode_rpc(body)
             method, rpc_id = rpc.method, rpc.id
             handler = self.methods.get(rpc.method)
@@ -115,6 +208,8 @@ class Listener:
             code = 0
         except EeaError as exc:
             response, code = _reply(rpc_id, error=exc), exc.code
+            if code not in _UNREMARKABLE:
+                log.info("refused %s from %s: %s", method, request.remote, exc.message[:300])
         except Exception:
             log.exception("internal error in %s", method)
             response, code = (
@@ -125,18 +220,35 @@ class Listener:
         self.latency.labels(method).observe(time.perf_counter() - started)
         return response
 
-    async def _read(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise EeaError(
-                Status.INVALID_PARAMETER,
-                f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
-            )
+    async def _read(self, request: web.Request) -> None:
+        """The whole body (decompressed), by the connection's deadline; then the connection's clock stops."""
+        connection = request.protocol if isinstance(request.protocol, Connection) else None
+        deadline = connection.start_reading() if connection is not None else None
         try:
-            return await request.read()
+            if request.content_length is not None and request.content_length > self.max_body:
+                raise _Refused(
+                    413,
+                    EeaError(
+                        Status.INVALID_PARAMETER,
+                        f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
+                    ),
+                )
+            async with asyncio.timeout_at(deadline):
+                await request.read()
+        except TimeoutError:
+            raise _Refused(408, EeaError(Status.INVALID_PARAMETER, "the request did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:
-            raise EeaError(Status.INVALID_PARAMETER, f"request exceeds the {self.max_body}-byte limit") from None
-        except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError) as exc:
-            raise EeaError(Status.INVALID_PARAMETER, f"request body is truncated ({exc})") from None
+            raise _Refused(
+                413, EeaError(Status.INVALID_PARAMETER, f"request exceeds the {self.max_body}-byte limit")
+            ) from None
+        except (ConnectionError, web.RequestPayloadError, asyncio.IncompleteReadError) as exc:
+            what = " ".join(str(exc).split()).removeprefix("400, message: ")
+            raise _Refused(
+                400, EeaError(Status.INVALID_PARAMETER, f"request body is truncated or badly encoded ({what})")
+            ) from None
+        finally:
+            if connection is not None:
+                connection.request_complete()
 
     async def metrics(self, request: web.Request) -> web.Response:
         resp = web.Response(body=generate_latest(self.registry))

@@ -5,6 +5,7 @@ Changes (WorkerRegister, WorkerUpdate, WorkerSetStatus, EncryptionKeyRotate) mus
 operator key (see `adytum.operator`); anything else gets ACCESS_DENIED. EncryptionKeySet takes a
 key only with the worker's own signature over it, and only a key its enclaves hold. The hosted worker's
 keys are read from its published record in the store: the one source of truth for them.
+EncryptionKeySet is open to anyone, so it changes nothing: the published answer of EncryptionKeyGet is public.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..protocol import (
     canonical,
     decode,
     encryption_key_get_digest,
+    reason,
 )
 from ..store import Duplicate, GroupCommit, Store, WorkerRow
 from .ports import KeyOps
@@ -152,9 +154,10 @@ class Registry:
         return _key_reply(worker_id, self._published_keys(worker_id))
 
     async def key_set(self, raw: bytes) -> Any:
-        """EEA's way for a worker to publish a key it made. Here only the enclaves make keys, so a key
-        is accepted when the worker signed it and it is the key the enclaves hold: the record is then
-        refreshed (re-attested). Anything else is refused; EncryptionKeyRotate makes a new key."""
+        """EEA's way for a worker to publish a key it made. Here only the enclaves make keys, so the only key
+        accepted is the one already published, signed by the worker: a no-op that answers success. Anyone can
+        replay EncryptionKeyGet's answer, so this never re-provisions or re-attests anything (the renewal task
+        and EncryptionKeyRotate, with the operator's key, do). Anything else is refused."""
         p = decode(raw, KeySetParams, "EncryptionKeySet", RegistryStatus.INVALID_PARAMETER)
         worker_id = self._hosted(p.workerId, "EncryptionKeySet")
         published = self._published_keys(worker_id)
@@ -175,7 +178,6 @@ class Registry:
                 "the worker's enclaves no longer hold this key; "
                 "a new key comes from EncryptionKeyRotate (`adytum worker rotate-key`)",
             )
-        await self.keys.refresh()
         return None
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -187,6 +189,8 @@ class Registry:
             if not isinstance(body, dict):
                 raise ValueError("params must be an object")
             nonce = operator.verify(method, body, self.operator_key)
+        except (RecursionError, UnicodeDecodeError) as exc:
+            raise EeaError(RegistryStatus.INVALID_PARAMETER, f"invalid {method} params: {reason(exc)}") from None
         except (ValueError, operator.OperatorError) as exc:
             raise EeaError(RegistryStatus.ACCESS_DENIED, str(exc)) from None
         params = decode(raw, kind, method, RegistryStatus.INVALID_PARAMETER)

@@ -9,12 +9,14 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from .limits import MAX_HEX_ID, MAX_KEY
+
 _PREFIX = "(0[xX])?"
 _DIGITS = "[0-9a-fA-F]"
 HEX = f"^{_PREFIX}{_DIGITS}+$"
-HexId = Annotated[str, Meta(pattern=HEX, max_length=256)]
-LongHex = Annotated[str, Meta(pattern=HEX, max_length=4096)]  # an RSA-wrapped session key
-OptHex = Annotated[str, Meta(pattern=f"^({_PREFIX}{_DIGITS}*)$", max_length=4096)]  # the same, or empty
+HexId = Annotated[str, Meta(pattern=HEX, max_length=MAX_HEX_ID)]
+LongHex = Annotated[str, Meta(pattern=HEX, max_length=MAX_KEY)]  # an RSA-wrapped session key
+OptHex = Annotated[str, Meta(pattern=f"^({_PREFIX}{_DIGITS}*)$", max_length=MAX_KEY)]  # the same, or empty
 
 
 def canonical(hex_id: str) -> str:

@@ -14,20 +14,26 @@ from msgspec import Meta
 
 from .errors import EeaError, Status
 from .hexid import HexId, LongHex, OptHex, canonical
+from .limits import MAX_DATA, MAX_ITEMS, MAX_IV, MAX_KEY, MAX_NAME, MAX_SIGNATURE, MAX_URI
 
 T = TypeVar("T")
 Index = Annotated[int, Meta(ge=0, le=2**31 - 1)]
-MAX_ITEMS = 256
+Data = Annotated[str, Meta(max_length=MAX_DATA)]
+Iv = Annotated[str, Meta(max_length=MAX_IV)]
+Key = Annotated[str, Meta(max_length=MAX_KEY)]
+Name = Annotated[str, Meta(max_length=MAX_NAME)]
+Uri = Annotated[str, Meta(max_length=MAX_URI)]
+Signature = Annotated[str, Meta(max_length=MAX_SIGNATURE)]
 
 
 class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=False):
     """One inData/outData item. `data` is base64; an empty or "null" key means the session key."""
 
     index: Index
-    data: str
-    data_hash: str = ""
-    encrypted_data_encryption_key: str = ""
-    iv: str = ""
+    data: Data
+    data_hash: Iv = ""
+    encrypted_data_encryption_key: Key = ""
+    iv: Iv = ""
 
 
 class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -42,14 +48,14 @@ class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     encrypted_request_hash: HexId
     in_data: Annotated[list[DataItem], Meta(min_length=1, max_length=MAX_ITEMS)]
     response_timeout_m_secs: Annotated[int, Meta(ge=0, le=3_600_000)] = 0
-    payload_format: str = "JSON-RPC"
-    result_uri: str = ""
-    notify_uri: str = ""
+    payload_format: Name = "JSON-RPC"
+    result_uri: Uri = ""
+    notify_uri: Uri = ""
     worker_encryption_key: OptHex = ""
-    data_encryption_algorithm: str = "AES-GCM-256"
+    data_encryption_algorithm: Name = "AES-GCM-256"
     session_key_iv: OptHex = ""
-    requester_signature: str = ""
-    verifying_key: str = ""
+    requester_signature: Signature = ""
+    verifying_key: Key = ""
     out_data: Annotated[list[DataItem], Meta(max_length=MAX_ITEMS)] = []
 
 
@@ -92,8 +98,22 @@ _rpc_decoder = msgspec.json.Decoder(RpcRequest)
 encode = msgspec.json.encode
 
 
-def _explain(exc: msgspec.ValidationError | msgspec.DecodeError, what: str) -> EeaError:
-    return EeaError(Status.INVALID_PARAMETER, f"invalid {what}: {exc}")
+#: What decoding untrusted JSON can raise besides a schema error: msgspec raises UnicodeDecodeError for invalid
+#: UTF-8 in a string and RecursionError for nesting past its depth limit.
+MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def reason(exc: Exception) -> str:
+    """What is wrong with a body that did not decode, in words (not Python's)."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a string is not valid UTF-8 ({exc.reason})"
+    return str(exc)
+
+
+def _explain(exc: Exception, what: str) -> EeaError:
+    return EeaError(Status.INVALID_PARAMETER, f"invalid {what}: {reason(exc)}")
 
 
 def decode_rpc(body: bytes) -> RpcRequest:
@@ -101,14 +121,16 @@ def decode_rpc(body: bytes) -> RpcRequest:
         return _rpc_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise _explain(exc, "JSON-RPC envelope") from None
-    except msgspec.DecodeError as exc:
-        raise EeaError(Status.INVALID_PARAMETER, f"request is not valid JSON: {exc}", {"jsonrpcCode": -32700}) from None
+    except MALFORMED as exc:
+        raise EeaError(
+            Status.INVALID_PARAMETER, f"request is not valid JSON: {reason(exc)}", {"jsonrpcCode": -32700}
+        ) from None
 
 
 def decode_params(raw: bytes) -> WorkOrderParams:
     try:
         params = _params_decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, *MALFORMED) as exc:
         raise _explain(exc, "WorkOrderSubmit params") from None
     indexes = [item.index for item in params.in_data]
     if len(set(indexes)) != len(indexes):
@@ -128,14 +150,14 @@ def decode(raw: bytes, kind: type[T], method: str, code: int = Status.INVALID_PA
     """`method`'s params as `kind` (absent params: `{}`), or an EEA error naming what is wrong."""
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise EeaError(code, f"invalid {method} params: {exc}") from None
+    except (msgspec.ValidationError, *MALFORMED) as exc:
+        raise EeaError(code, _explain(exc, f"{method} params").message) from None
 
 
 def decode_result(raw: bytes | str) -> WorkOrderResult:
     try:
         return _result_decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, *MALFORMED) as exc:
         raise _explain(exc, "work-order result") from None
 
 

@@ -17,9 +17,12 @@ from msgspec import Meta
 
 from ..crypto import sha256
 from .hexid import HexId
+from .limits import MAX_HEX_ID, MAX_KEY, MAX_NAME, MAX_SIGNATURE, MAX_TEXT
 
-Text = Annotated[str, Meta(max_length=64 * 1024)]
-Signature = Annotated[str, Meta(max_length=512)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
+Key = Annotated[str, Meta(max_length=MAX_KEY)]  # PEM
+Signature = Annotated[str, Meta(max_length=MAX_SIGNATURE)]
+Name = Annotated[str, Meta(max_length=MAX_NAME)]
 #: updateIndex that means "the last update" (Avalon's and the contract's LASTUPDATE).
 LAST_UPDATE = 0xFFFFFFFF
 SIGNATURE_RULES = "SHA-256/SECP256K1"
@@ -51,10 +54,10 @@ class ReceiptCreateParams(msgspec.Struct, forbid_unknown_fields=True):
     requesterId: HexId
     receiptCreateStatus: ReceiptCode
     workOrderRequestHash: Annotated[str, Meta(max_length=128)]  # base64 of the order's request hash
-    requesterGeneratedNonce: Annotated[str, Meta(max_length=512)]
+    requesterGeneratedNonce: Annotated[str, Meta(max_length=MAX_SIGNATURE)]
     requesterSignature: Signature = ""  # base64 DER, by receiptVerificationKey over `receipt_create_digest`
-    signatureRules: Annotated[str, Meta(max_length=64)] = SIGNATURE_RULES
-    receiptVerificationKey: Text = ""  # PEM secp256k1 public key
+    signatureRules: Name = SIGNATURE_RULES
+    receiptVerificationKey: Key = ""  # PEM secp256k1 public key
 
 
 class ReceiptUpdateParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,8 +68,8 @@ class ReceiptUpdateParams(msgspec.Struct, forbid_unknown_fields=True):
     updateType: Annotated[int, Meta(ge=0, le=2**32 - 1)]
     updateData: Text
     updateSignature: Signature  # base64 DER over `receipt_update_digest`
-    signatureRules: Annotated[str, Meta(max_length=64)] = SIGNATURE_RULES
-    receiptVerificationKey: Text = ""
+    signatureRules: Name = SIGNATURE_RULES
+    receiptVerificationKey: Key = ""
 
 
 class ReceiptIdParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,7 +90,7 @@ class ReceiptLookUpParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ReceiptLookUpNextParams(ReceiptLookUpParams, forbid_unknown_fields=True):
-    lastLookUpTag: Annotated[str, Meta(max_length=256)] = ""
+    lastLookUpTag: Annotated[str, Meta(max_length=MAX_HEX_ID)] = ""
 
 
 class ReceiptRecord(msgspec.Struct):

@@ -12,10 +12,12 @@ import msgspec
 from msgspec import Meta
 
 from .hexid import HexId, canonical
+from .limits import MAX_HEX_ID, MAX_KEY, MAX_SIGNATURE
 from .worker import WorkerStatus, WorkerType
 
-Text = Annotated[str, Meta(max_length=64 * 1024)]
-Signed = Annotated[str, Meta(max_length=512)]
+Key = Annotated[str, Meta(max_length=MAX_KEY)]  # PEM
+Short = Annotated[str, Meta(max_length=MAX_HEX_ID)]  # nonces, tags, ids the spec does not make hex
+Signed = Annotated[str, Meta(max_length=MAX_SIGNATURE)]
 Base64 = Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"})]
 OperatorNonce = Annotated[Signed, Meta(description="decimal; must exceed every nonce the node accepted before")]
 OperatorSignature = Annotated[
@@ -44,8 +46,8 @@ class LookUpParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LookUpNextParams(LookUpParams, forbid_unknown_fields=True):
-    lookUpTag: Annotated[Text | None, Meta(description="the lookupTag the previous page returned")] = None
-    lookupTag: Annotated[Text | None, Meta(description="the same, as Avalon's handler spelled it")] = None
+    lookUpTag: Annotated[Short | None, Meta(description="the lookupTag the previous page returned")] = None
+    lookupTag: Annotated[Short | None, Meta(description="the same, as Avalon's handler spelled it")] = None
 
 
 class LookUpPage(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,7 +71,7 @@ class RegisterParams(msgspec.Struct, forbid_unknown_fields=True):
     operatorNonce: OperatorNonce
     operatorSignature: OperatorSignature
     workerEncryptionKey: Annotated[
-        Text | None, Meta(description="in Avalon's samples; ignored: the key belongs in details")
+        Key | None, Meta(description="in Avalon's samples; ignored: the key belongs in details")
     ] = None
 
 
@@ -95,20 +97,20 @@ class RotateParams(msgspec.Struct, forbid_unknown_fields=True):
 
 class KeyGetParams(msgspec.Struct, forbid_unknown_fields=True):
     workerId: HexId
-    lastUsedKeyNonce: Text = ""
-    tag: Annotated[Text, Meta(description="must be empty: a worker here has one encryption key")] = ""
-    requesterId: Text = ""
-    signatureNonce: Text = ""
-    signature: Text = ""
+    lastUsedKeyNonce: Short = ""
+    tag: Annotated[Short, Meta(description="must be empty: a worker here has one encryption key")] = ""
+    requesterId: Short = ""
+    signatureNonce: Short = ""
+    signature: Signed = ""
 
 
 class KeySetParams(msgspec.Struct, forbid_unknown_fields=True):
     workerId: HexId
-    encryptionKey: Text
-    encryptionKeyNonce: Text
-    signature: Annotated[Text, Meta(extra_json_schema={"contentEncoding": "base64"})]
-    tag: Text = ""
-    signatureNonce: Text = ""
+    encryptionKey: Key
+    encryptionKeyNonce: Short
+    signature: Annotated[Signed, Meta(extra_json_schema={"contentEncoding": "base64"})]
+    tag: Short = ""
+    signatureNonce: Short = ""
 
 
 class EncryptionKey(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,0 +1,26 @@
+"""The length limits of every string a stranger can send, written once, from the spec's types.
+
+A request is bounded as a whole by the listener's body limit and by `MAX_ITEMS` per order; these bound
+each field so that nothing schema-valid is larger than what its type can need.
+"""
+
+from __future__ import annotations
+
+#: Hex ids (work-order, worker, workload, requester ids, nonces, hashes): 1024 bits and then some.
+MAX_HEX_ID = 256
+#: A PEM public key (RSA up to 8192 bits, secp256k1) or an RSA-wrapped key in hex.
+MAX_KEY = 4 * 1024
+#: resultUri and notifyUri.
+MAX_URI = 2 * 1024
+#: A base64 DER signature (secp256k1: about 96 characters; room for RSA-3072).
+MAX_SIGNATURE = 512
+#: Short names: payloadFormat, dataEncryptionAlgorithm, signatureRules.
+MAX_NAME = 64
+#: An IV or a data hash (hex or base64).
+MAX_IV = 256
+#: Free text the spec leaves open (receipt updateData, a registry's extra fields).
+MAX_TEXT = 64 * 1024
+#: One item's base64 data: the default body limit (the body limit bounds it again, whatever it is set to).
+MAX_DATA = 4 * 1024 * 1024
+#: inData and outData items per work order.
+MAX_ITEMS = 256
