@@ -39,7 +39,9 @@ def read_answer(sock: socket.socket) -> tuple[int, dict | None]:
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     while len(body) < length:
         chunk = sock.recv(65536)
         assert chunk, "the connection was dropped in the middle of an answer"
@@ -135,7 +137,6 @@ def test_oversized_registry_and_receipt_fields_are_refused(node):
     assert reply["error"]["code"] == Status.INVALID_PARAMETER and "receiptVerificationKey" in reply["error"]["message"]
 
 
-
 def test_a_junk_flood_leaves_the_store_as_it_was(node, worker):
     """Schema-valid orders but for one oversized field, from one connection: none is stored."""
     from adytum.datadir import DataDir
@@ -189,14 +190,28 @@ LOOKUP = rpc_body("WorkerLookUp", {})
 @pytest.mark.parametrize(
     "data,status,code,words",
     [
-        (request(b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":' + b"[" * 5000 + b"]" * 5000 + b"}"),
-         200, 2, "nested too deeply"),
-        (request(b'{"jsonrpc":"2.0","id":1,"method":"WorkerRegister","params":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}"),
-         200, 2, "nested too deeply"),
+        (
+            request(b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":' + b"[" * 5000 + b"]" * 5000 + b"}"),
+            200,
+            2,
+            "nested too deeply",
+        ),
+        (
+            request(
+                b'{"jsonrpc":"2.0","id":1,"method":"WorkerRegister","params":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}"
+            ),
+            200,
+            2,
+            "nested too deeply",
+        ),
         (request(b'{"jsonrpc":"2.0","id":"\xff","method":"WorkerLookUp"}'), 200, 2, "UTF-8"),
         (request(b'{"jsonrpc":"2.0","id":1,"method":"WorkerRegister","params":{"x":"\xff\xfe"}}'), 200, 2, "UTF-8"),
-        (request(b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"\xc3("}}'),
-         200, 2, "UTF-8"),
+        (
+            request(b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"\xc3("}}'),
+            200,
+            2,
+            "UTF-8",
+        ),
         (request(b"\x1f\x8b\x08\x00corrupt" * 8, headers=["Content-Encoding: gzip"]), 400, 2, "content-encoding"),
         (request(b"corrupt" * 8, headers=["Content-Encoding: deflate"]), 400, 2, "content-encoding"),
         (request(gzip.compress(LOOKUP)[:-12], headers=["Content-Encoding: gzip"]), 200, 2, "truncated"),
@@ -208,8 +223,13 @@ LOOKUP = rpc_body("WorkerLookUp", {})
         (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n\r\n", 400, 2, "malformed HTTP"),
         (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400, 2, "malformed HTTP"),
         (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"x" * 64 + b"\r\n\r\n", 400, 2, "malformed HTTP"),
-        (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
-         b"\r\n\r\nzz\r\n", 400, 2, "malformed HTTP"),
+        (
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+            b"\r\n\r\nzz\r\n",
+            400,
+            2,
+            "malformed HTTP",
+        ),
         (request(b"x" * (5 * 1024 * 1024)), 413, 2, "limit"),
     ],
 )
@@ -414,7 +434,11 @@ def mutated(draw, seeds):
         elif kind == "utf8":
             at = body.find(b'":"')
             if at >= 0:
-                body = body[: at + 3] + draw(st.sampled_from([b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\xf0\x28"])) + body[at + 3 :]
+                body = (
+                    body[: at + 3]
+                    + draw(st.sampled_from([b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\xf0\x28"]))
+                    + body[at + 3 :]
+                )
     encoding = draw(st.sampled_from(["", "", "", "gzip", "deflate", "gzip-corrupt"]))
     headers = []
     if encoding == "gzip":
@@ -457,9 +481,7 @@ def test_fuzz_mutated_requests_never_meet_an_internal_error(node, worker, seeds)
             connection.clear()
         return status, reply
 
-    @settings(
-        max_examples=2500, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-    )
+    @settings(max_examples=2500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(mutated(seeds))
     def run(case):
         body, headers = case
@@ -495,10 +517,36 @@ def test_adytum_up_takes_the_limits_the_hosts_and_the_token(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("t0ken-from-a-file\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adytum", "up", "--port", "0", "--data-dir", str(tmp_path / "data"), "--enclaves", "1",
-         "--log-format", "text", "--api-token-file", str(token_file), "--allow-host", "adytum.example",
-         "--allow-host", "other.example", "--max-connections", "40", "--read-timeout", "5", "--keepalive-timeout", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "adytum",
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--enclaves",
+            "1",
+            "--log-format",
+            "text",
+            "--api-token-file",
+            str(token_file),
+            "--allow-host",
+            "adytum.example",
+            "--allow-host",
+            "other.example",
+            "--max-connections",
+            "40",
+            "--read-timeout",
+            "5",
+            "--keepalive-timeout",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     try:
         url = None
@@ -534,6 +582,9 @@ def test_a_bad_token_file_or_limit_is_refused(tmp_path):
     empty.write_text("\n")
     out = subprocess.run(
         [sys.executable, "-m", "adytum", "up", "--data-dir", str(tmp_path / "d"), "--api-token-file", str(empty)],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert out.returncode == 1 and "token" in out.stderr and "Traceback" not in out.stderr

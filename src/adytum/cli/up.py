@@ -81,8 +81,7 @@ def register(sub: Subparsers) -> None:
         type=float,
         default=DEFAULTS.keepalive_timeout,
         metavar="SECONDS",
-        help="seconds a connection may stay idle before it is closed "
-        f"(default {DEFAULTS.keepalive_timeout:g})",
+        help=f"seconds a connection may stay idle before it is closed (default {DEFAULTS.keepalive_timeout:g})",
     )
     up.add_argument(
         "--max-connections",

@@ -115,9 +115,7 @@ class AsyncClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
-            async with self._session.post(
-                self.uri, data=_envelope(method, params), headers=self._headers
-            ) as resp:
+            async with self._session.post(self.uri, data=_envelope(method, params), headers=self._headers) as resp:
                 body = await resp.read()
         except aiohttp.ClientError as exc:
             raise NodeUnreachable(f"{self.uri}: {exc}") from exc

@@ -105,9 +105,7 @@ class _NodeCollector:
 
 
 class Listener:
-    def __init__(
-        self, api: Api, *, max_body: int, allowed_hosts: Iterable[str] = (), api_token: str = ""
-    ) -> None:
+    def __init__(self, api: Api, *, max_body: int, allowed_hosts: Iterable[str] = (), api_token: str = "") -> None:
         self.api = api
         self.max_body = max_body
         #: Names besides localhost and IP literals (a DNS-rebinding page always sends a name of its own).
@@ -188,7 +186,9 @@ class Listener:
         if request.method == "POST" and request.content_type != "application/json":
             raise _Refused(
                 415,
-                EeaError(Status.INVALID_PARAMETER, f"Content-Type must be application/json, not {request.content_type!r}"),
+                EeaError(
+                    Status.INVALID_PARAMETER, f"Content-Type must be application/json, not {request.content_type!r}"
+                ),
             )
 
     async def handle(self, request: web.Request) -> web.Response:
