@@ -12,10 +12,9 @@ import signal
 import sqlite3
 import subprocess
 
-from test_crash import free_port, start_node, wait_ready
-
 from adytum import crypto
 from adytum.client import AsyncClient, Trust
+from test_crash import free_port, start_node, wait_ready
 
 REQUESTERS = 4
 DEPOSITS = 25  # per requester, one unit each

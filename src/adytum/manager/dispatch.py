@@ -119,14 +119,14 @@ class Dispatcher:
 
     async def _consume(self, enclave: EnclaveProcess) -> None:
         """Take the next order whenever this enclave has a free slot: the least loaded enclave takes the
-        next order. A dead enclave is restarted (and provisioned) before it takes more, while live
-        siblings take the queue; only when none is alive do orders wait for, and count, its restarts."""
+        next order. A dead enclave is restarted (and provisioned) before it takes more, for as long as it
+        takes (`ensure_running` backs off and logs each failed start), while live siblings take the queue;
+        with none alive, orders wait in the queue."""
         while True:
-            if not enclave.alive and any(e.serving for e in self.enclaves):
+            if not enclave.alive:
                 try:
                     await enclave.ensure_running()
-                except (EnclaveDied, EnclaveStartError) as exc:
-                    log.warning("%s stays out of service for now: %s", enclave.name, exc)
+                except EnclaveStartError:  # logged there, with its cause; the next turn tries again
                     continue
             work_order_id, params = await self._queue.get()
             self._inflight += 1
@@ -143,6 +143,10 @@ class Dispatcher:
         _ignore(self.committer.submit(Store.mark_processing, work_order_id))
         try:
             await enclave.ensure_running()
+        except EnclaveStartError:  # the order never reached an enclave: it waits for one, uncounted
+            self._queue.put_nowait((work_order_id, params))
+            return
+        try:
             reply = await enclave.process(params)
         except (EnclaveDied, EnclaveStartError) as exc:
             self._attempts[work_order_id] += 1
