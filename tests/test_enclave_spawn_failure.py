@@ -21,9 +21,9 @@ import pytest
 
 from adytum.client import Client, build, open_result
 from adytum.crypto import sha256
-from adytum.manager import EnclaveStartError
 from adytum.manager import enclave as enclave_module
 from adytum.manager.enclave import EnclaveProcess
+from adytum.manager.errors import SpawnFailed
 from adytum.protocol import EeaError, Status, to_builtins
 from support import LocalPool, running_node
 from test_crash import fib_by_iteration, wait_for_result
@@ -129,7 +129,7 @@ def test_restart_backoff_grows_while_failing_and_resets_after_the_enclave_served
         os.kill(e.pid, signal.SIGKILL)
         await e.wait_exit()
         for _ in range(2):
-            with pytest.raises(EnclaveStartError, match="could not be spawned"):
+            with pytest.raises(SpawnFailed, match="could not be spawned"):
                 await e.ensure_running()
         streaks.append(e.failures)  # 3: each failed start doubles the next pause
         e.executable = sys.executable

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ..channel import HeadSigned, Identity, Message, Process, Processed, Provision, RotateKey, SignHead
-from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused
+from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused, SpawnFailed
 from .link import EnclaveLink, Reply
 
 log = logging.getLogger("adytum.manager")
@@ -60,6 +60,7 @@ class EnclaveProcess:
         self.restarts = 0
         self.failures = 0  # restarts in a row since the enclave last served STABLE_AFTER seconds
         self.last_error = ""  # why the last start failed ("" once it started)
+        self.spawn_failed = False  # the last start could not even create the process
         self._started_at: float | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._link: EnclaveLink | None = None
@@ -114,7 +115,9 @@ class EnclaveProcess:
             )
         except OSError as exc:  # EMFILE, ENOMEM, a missing interpreter: nothing was started
             self._proc = self._link = None
-            raise EnclaveStartError(f"{self.name} could not be spawned: {exc}") from exc
+            self.spawn_failed = True
+            raise SpawnFailed(f"{self.name} could not be spawned: {exc}") from exc
+        self.spawn_failed = False
         self._link = EnclaveLink(
             self.name,
             self._proc,
