@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -28,6 +31,7 @@ from .workorder import PendingOrder, build, open_result
 DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
 _ids = itertools.count(1)
+log = logging.getLogger("adytum.client")
 T = TypeVar("T")
 
 
@@ -180,7 +184,8 @@ class AsyncClient:
     async def submit(
         self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0
     ) -> tuple[PendingOrder, msgspec.Raw | None]:
-        """Send one order; returns it and the result if the node answered within `wait_ms`."""
+        """Send one order once; returns it and the result if the node answered within `wait_ms` (a lost
+        connection raises NodeUnreachable: `deliver` is the way that keeps the order and retries)."""
         order = build(
             worker, workload, inputs, requester_id=self.requester_id, signer=self.signer, response_timeout_ms=wait_ms
         )
@@ -191,26 +196,157 @@ class AsyncClient:
                 return order, None
             raise
 
+    async def deliver(self, order: PendingOrder, *, timeout: float = 60.0, submitted: bool = False) -> msgspec.Raw:
+        """The order's raw result, across lost connections and node restarts (see `Delivery`); `submitted`:
+        the node has acknowledged the order already, so start by asking for its result."""
+        return await Delivery(self, order, timeout, submitted=submitted).result()
+
     async def result(
         self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0, result: msgspec.Raw | None = None
     ) -> list[bytes]:
-        """Wait for the result, then verify and decrypt it."""
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while result is None:
-            try:
-                result = await self.call_raw("WorkOrderGetResult", {"workOrderId": order.work_order_id})
-            except EeaError as exc:
-                if exc.code != Status.PENDING or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        """Wait for the result of a submitted order (across node restarts, see `Delivery`), verify, decrypt."""
+        if result is None:
+            result = await self.deliver(order, timeout=timeout, submitted=True)
         return open_result(order, worker, result)
 
     async def run(
         self, workload: str, inputs: list[bytes], *, worker_id: str | None = None, timeout: float = 60.0
     ) -> list[bytes]:
-        """Look up and verify the worker, submit, wait, verify and decrypt: the outputs."""
-        worker = await self.worker(worker_id)
-        order, result = await self.submit(worker, workload, inputs, wait_ms=int(timeout * 1000))
-        return await self.result(order, worker, timeout=timeout, result=result)
+        """Look up and verify the worker, submit, wait, verify and decrypt: the outputs.
+
+        A node that restarts or drops the connection meanwhile costs time, not the order: the same order
+        (same id and nonce, so the node can never run it twice) is asked for, or sent again, until it is
+        answered or `timeout` runs out (NodeUnreachable naming the work-order id: ask for it later)."""
+        deadline = time.monotonic() + timeout
+        worker = await _until_reached(lambda: self.worker(worker_id), deadline)
+        order = build(
+            worker,
+            workload,
+            inputs,
+            requester_id=self.requester_id,
+            signer=self.signer,
+            response_timeout_ms=int(timeout * 1000),
+        )
+        return open_result(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
+
+
+async def _until_reached(call: Callable[[], Awaitable[T]], deadline: float) -> T:
+    """A call that changes nothing (a lookup), made again across lost connections until the deadline."""
+    delay, cap = Delivery.RECONNECT_BACKOFF
+    while True:
+        try:
+            return await call()
+        except NodeUnreachable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.info("%s; trying again in %.2f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
+
+
+class Delivery:
+    """Get one order answered however often the connection to the node drops, never running it twice.
+
+    Two states, one pending order (its id, nonce and session key kept throughout):
+
+    * SUBMIT: send WorkOrderSubmit. The result: done. PENDING: the node has it, go to POLL. BUSY: not taken,
+      submit again after a backoff. A lost connection: the node may or may not have it, go to POLL.
+      INVALID_PARAMETER after an earlier attempt: maybe the refusal of a duplicate id (an earlier attempt
+      was accepted after all), so go to POLL and let the node say; on the first attempt it is the answer.
+    * POLL: send WorkOrderGetResult. The result: done. PENDING: poll again (backoff up to 1 s). A lost
+      connection: poll again once the node answers (reconnect backoff up to 2 s). INVALID_PARAMETER ("not
+      known here"): the node never stored it, go to SUBMIT, unless a resubmit was just refused, then that
+      refusal is the answer.
+
+    Resubmitting is safe because it is the same order: the node refuses a second order with the same id
+    or requester nonce, so it runs at most once. Every wait ends at the deadline: PENDING then raises the
+    node's PENDING error, a node still unreachable raises NodeUnreachable with the work-order id.
+    """
+
+    POLL_BACKOFF = (0.02, 1.0)  # (first pause, cap) in seconds, doubling
+    RECONNECT_BACKOFF = (0.05, 2.0)
+    AT_ONCE = (0.0, 0.0)
+
+    def __init__(self, client: AsyncClient, order: PendingOrder, timeout: float, *, submitted: bool = False) -> None:
+        self.client = client
+        self.order = order
+        self.deadline = time.monotonic() + timeout
+        self.submitting = not submitted
+        self.submits = 0
+        self.refusal: EeaError | None = None
+        self._backoff = self.AT_ONCE
+        self._delay = 0.0
+
+    async def result(self) -> msgspec.Raw:
+        while True:
+            step = await (self._submit() if self.submitting else self._poll())
+            if not isinstance(step, _Wait):
+                return step
+            await self._pause(step)
+
+    async def _submit(self) -> msgspec.Raw | _Wait:
+        self.submits += 1
+        try:
+            return await self._call("WorkOrderSubmit", self.order.params)
+        except NodeUnreachable as exc:
+            self.submitting = False  # accepted or not: ask before sending it again
+            return _Wait(self.RECONNECT_BACKOFF, exc)
+        except EeaError as exc:
+            if exc.code == Status.PENDING:
+                self.submitting = False
+                return _Wait(self.POLL_BACKOFF, exc)
+            if exc.code == Status.BUSY:  # refused before it was stored
+                return _Wait(self.RECONNECT_BACKOFF, exc)
+            if exc.code == Status.INVALID_PARAMETER and self.submits > 1:  # maybe its id is taken by itself
+                self.submitting, self.refusal = False, exc
+                return _Wait(self.AT_ONCE, exc)
+            raise
+
+    async def _poll(self) -> msgspec.Raw | _Wait:
+        try:
+            return await self._call("WorkOrderGetResult", {"workOrderId": self.order.work_order_id})
+        except NodeUnreachable as exc:
+            return _Wait(self.RECONNECT_BACKOFF, exc)
+        except EeaError as exc:
+            if exc.code == Status.PENDING:
+                return _Wait(self.POLL_BACKOFF, exc)
+            if exc.code != Status.INVALID_PARAMETER:  # the order's own failure
+                raise
+            if self.refusal is not None:  # not known here, and the node refused to take it: that is the answer
+                raise self.refusal from None
+            self.submitting = True  # not known here: the node never stored it
+            log.info("work order %s is not known to the node: sending it again", self.order.work_order_id)
+            return _Wait(self.AT_ONCE, exc)
+
+    async def _call(self, method: str, params: Any) -> msgspec.Raw:
+        """One call, cut off a little after the deadline (a held submit ends when the node's wait does)."""
+        remaining = max(self.deadline - time.monotonic(), 0.0)
+        try:
+            return await asyncio.wait_for(self.client.call_raw(method, params), remaining + 5.0)
+        except TimeoutError:
+            raise NodeUnreachable(f"{self.client.uri}: no answer to {method} within the timeout") from None
+
+    async def _pause(self, wait: _Wait) -> None:
+        """Sleep the next step of this kind of backoff; at the deadline raise what the caller should see."""
+        first, cap = wait.backoff
+        self._delay = min(self._delay * 2, cap) if wait.backoff == self._backoff else first
+        self._backoff = wait.backoff
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            if isinstance(wait.reason, NodeUnreachable):
+                raise NodeUnreachable(
+                    f"work order {self.order.work_order_id} is not answered yet ({wait.reason}); "
+                    "it may still run: ask WorkOrderGetResult for it later"
+                ) from wait.reason
+            raise wait.reason
+        if isinstance(wait.reason, NodeUnreachable):
+            log.info("work order %s: %s; trying again in %.2f s", self.order.work_order_id, wait.reason, self._delay)
+        await asyncio.sleep(min(self._delay, remaining))
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """A step that did not end the delivery: pause on `backoff` (first, cap), then take the next step."""
+
+    backoff: tuple[float, float]
+    reason: NodeUnreachable | EeaError

@@ -148,17 +148,22 @@ class Client:
     def submit(
         self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0
     ) -> tuple[PendingOrder, msgspec.Raw | None]:
-        """Send one order; returns it and the result if the node answered within `wait_ms`."""
+        """Send one order once; returns it and the result if the node answered within `wait_ms`."""
         return _loop_thread.run(self._async.submit(worker, workload, inputs, wait_ms=wait_ms))
+
+    def deliver(self, order: PendingOrder, *, timeout: float = 60.0, submitted: bool = False) -> msgspec.Raw:
+        """The order's raw result, across lost connections and node restarts (see `AsyncClient.deliver`)."""
+        return _loop_thread.run(self._async.deliver(order, timeout=timeout, submitted=submitted))
 
     def result(
         self, order: PendingOrder, worker: WorkerInfo, *, timeout: float = 60.0, result: msgspec.Raw | None = None
     ) -> list[bytes]:
-        """Wait for the result, then verify and decrypt it."""
+        """Wait for the result of a submitted order (across node restarts), verify and decrypt it."""
         return _loop_thread.run(self._async.result(order, worker, timeout=timeout, result=result))
 
     def run(
         self, workload: str, inputs: list[bytes], *, worker_id: str | None = None, timeout: float = 60.0
     ) -> list[bytes]:
-        """Look up and verify the worker, submit, wait, verify and decrypt: the outputs."""
+        """Look up and verify the worker, submit, wait, verify and decrypt: the outputs. A node restart
+        meanwhile costs time, not the order, and never runs it twice (see `AsyncClient.run`)."""
         return _loop_thread.run(self._async.run(workload, inputs, worker_id=worker_id, timeout=timeout))

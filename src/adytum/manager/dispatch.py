@@ -26,7 +26,7 @@ from ..protocol import Status, canonical
 from ..protocol.receipts import ReceiptStatus, ReceiptUpdateParams
 from ..store import GroupCommit, ItemWrite, NewReceiptUpdate, Outcome, StateConflict, Store
 from .enclave import EnclaveProcess
-from .errors import EnclaveDied, EnclaveStartError
+from .errors import EnclaveDied, EnclaveStartError, SpawnFailed
 from .ledger import HeadSigner
 
 log = logging.getLogger("adytum.manager")
@@ -119,14 +119,15 @@ class Dispatcher:
 
     async def _consume(self, enclave: EnclaveProcess) -> None:
         """Take the next order whenever this enclave has a free slot: the least loaded enclave takes the
-        next order. A dead enclave is restarted (and provisioned) before it takes more, while live
-        siblings take the queue; only when none is alive do orders wait for, and count, its restarts."""
+        next order. A dead enclave is restarted (and provisioned) before it takes more, for as long as it
+        takes (`ensure_running` backs off and logs each failed start), while live siblings take the queue.
+        With none alive, orders wait for, and count, its restarts, except while its process cannot even be
+        spawned: then no order is to blame, and they wait in the queue uncounted."""
         while True:
-            if not enclave.alive and any(e.serving for e in self.enclaves):
+            if not enclave.alive and (enclave.spawn_failed or any(e.serving for e in self.enclaves)):
                 try:
                     await enclave.ensure_running()
-                except (EnclaveDied, EnclaveStartError) as exc:
-                    log.warning("%s stays out of service for now: %s", enclave.name, exc)
+                except EnclaveStartError:  # logged there, with its cause; the next turn tries again
                     continue
             work_order_id, params = await self._queue.get()
             self._inflight += 1
@@ -144,6 +145,9 @@ class Dispatcher:
         try:
             await enclave.ensure_running()
             reply = await enclave.process(params)
+        except SpawnFailed:  # the order never reached an enclave: it waits for one, uncounted
+            self._queue.put_nowait((work_order_id, params))
+            return
         except (EnclaveDied, EnclaveStartError) as exc:
             self._attempts[work_order_id] += 1
             if self._attempts[work_order_id] < self.config.max_attempts:

@@ -7,15 +7,18 @@ import itertools
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ..channel import HeadSigned, Identity, Message, Process, Processed, Provision, RotateKey, SignHead
-from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused
+from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused, SpawnFailed
 from .link import EnclaveLink, Reply
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+RESTART_BACKOFF = (0.1, 5.0)  # seconds: the first pause before a restart, and the cap it doubles up to
+STABLE_AFTER = 60.0  # seconds served after which a death counts as the first of a new streak
 
 
 class EnclaveProcess:
@@ -34,17 +37,20 @@ class EnclaveProcess:
         admit: Callable[[Identity], None] | None = None,
         read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
         extra_args: tuple[str, ...] = (),
+        executable: str = sys.executable,
     ) -> None:
         """A work-order enclave (`role` "wpe") learns its keys through `provision` at every start; a key
         manager ("kme") unseals its own. `admit` checks the identity (evidence, keys) of every start
         and restart; it raises EnclaveStartError to keep an enclave it refuses out of service.
-        `read_state` answers the enclave's state reads from the store."""
+        `read_state` answers the enclave's state reads from the store. `executable` is the interpreter
+        that runs the enclave (tests point it at a missing file to make the spawn fail)."""
         self.name = name
         self.role = role
         self.provision = provision
         self.admit = admit
         self.read_state = read_state
         self.extra_args = extra_args
+        self.executable = executable
         self.data_dir = data_dir
         self.worker_id = worker_id
         self.avalon_compat = avalon_compat
@@ -52,6 +58,10 @@ class EnclaveProcess:
         self.identity: Identity | None = None
         self.served = 0
         self.restarts = 0
+        self.failures = 0  # restarts in a row since the enclave last served STABLE_AFTER seconds
+        self.last_error = ""  # why the last start failed ("" once it started)
+        self.spawn_failed = False  # the last start could not even create the process
+        self._started_at: float | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._link: EnclaveLink | None = None
         self._seq = itertools.count(1)
@@ -81,7 +91,7 @@ class EnclaveProcess:
     async def start(self) -> Identity:
         """Spawn the process and learn its identity; a restarted enclave must present the same keys."""
         args = [
-            sys.executable,
+            self.executable,
             "-m",
             "adytum.enclave",
             "--data-dir",
@@ -94,14 +104,20 @@ class EnclaveProcess:
         if self.avalon_compat:
             args.append("--avalon-compat")
         args.extend(self.extra_args)
-        self._proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            limit=2**20,
-        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                limit=2**20,
+            )
+        except OSError as exc:  # EMFILE, ENOMEM, a missing interpreter: nothing was started
+            self._proc = self._link = None
+            self.spawn_failed = True
+            raise SpawnFailed(f"{self.name} could not be spawned: {exc}") from exc
+        self.spawn_failed = False
         self._link = EnclaveLink(
             self.name,
             self._proc,
@@ -125,6 +141,8 @@ class EnclaveProcess:
         finally:
             self._starting = False
         self.identity = ident
+        self.last_error = ""
+        self._started_at = time.monotonic()
         log.info("enclave %s started (pid %s)", self.name, self.pid)
         return ident
 
@@ -135,18 +153,36 @@ class EnclaveProcess:
         return await self._link.hello()
 
     async def ensure_running(self) -> None:
-        """Restart a dead enclave once, however many callers notice at the same time."""
+        """Restart a dead enclave once, however many callers notice at the same time.
+
+        Each restart in a row waits twice as long as the one before (RESTART_BACKOFF); a start that fails
+        (any cause: a spawn error, an exit or timeout during provisioning, a refusal) is logged at ERROR
+        with that cause and raises EnclaveStartError; the next call tries again.
+        An enclave that served STABLE_AFTER seconds before it died starts a new streak at the first pause."""
         async with self._lock:
             stdin = self._proc.stdin if self._proc else None
             if self.alive and not (stdin and stdin.is_closing()):
                 return
             if self._link is not None and self._link.reading:  # dead, its end not read yet: let the old
                 await self._link.closed()  # link fail the old process's requests before a restart
-            delay = min(5.0, 0.1 * 2 ** min(self.restarts, 6))
+            if self._started_at is not None and time.monotonic() - self._started_at >= STABLE_AFTER:
+                self.failures = 0
+            self._started_at = None
+            first, cap = RESTART_BACKOFF
+            delay = min(cap, first * 2 ** min(self.failures, 10))
+            self.failures += 1
             self.restarts += 1
-            log.warning("enclave %s is down; restarting in %.1f s", self.name, delay)
+            if not self.last_error:
+                log.warning("enclave %s is down; restarting in %.1f s", self.name, delay)
             await asyncio.sleep(delay)
-            await self.start()
+            try:
+                await self.start()
+            except Exception as exc:  # whatever the cause, the callers see one kind of failure: not started
+                self.last_error = str(exc) or type(exc).__name__
+                log.error("enclave %s did not start (attempt %d): %s", self.name, self.failures, self.last_error)
+                if isinstance(exc, EnclaveStartError):
+                    raise
+                raise EnclaveStartError(f"{self.name} did not start: {self.last_error}") from exc
 
     async def process(self, params: bytes) -> Processed:
         reply = await self._request(lambda seq: Process(seq=seq, params=params), "one work order")

@@ -13,6 +13,11 @@ class EnclaveStartError(AdytumError):
     """The enclave refused to start (e.g. its sealed keys do not unseal); restarting will not help."""
 
 
+class SpawnFailed(EnclaveStartError):
+    """The enclave process could not be created at all (EMFILE, ENOMEM, a missing interpreter): unlike a
+    refusal, a later attempt may well succeed, and no work order is to blame."""
+
+
 class ProvisioningRefused(EnclaveStartError):
     """An enclave refused a provisioning step (the peer's evidence, policy, worker or transcript)."""
 
