@@ -65,9 +65,7 @@ def test_an_enclave_that_cannot_start_is_retried_shown_down_and_its_orders_go_el
         expected = [fib_by_iteration(20000)]
         for order in orders:
             assert open_result(order, worker, wait_for_result(client, order)) == expected
-        failed_starts = [
-            r for r in caplog.records if r.levelno == logging.ERROR and broken.name in r.getMessage()
-        ]
+        failed_starts = [r for r in caplog.records if r.levelno == logging.ERROR and broken.name in r.getMessage()]
         assert failed_starts and all("no-such-python" in r.getMessage() for r in failed_starts)
         assert all(r.exc_info is None for r in caplog.records if r.levelno >= logging.ERROR)  # no tracebacks
         assert not broken.alive and broken.restarts >= 1

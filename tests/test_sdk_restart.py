@@ -84,9 +84,7 @@ def test_run_survives_node_restarts_without_losing_or_repeating_an_order(tmp_pat
         accepted = db.execute("SELECT COUNT(*) FROM work_orders").fetchone()[0]
         answered = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         failures = db.execute("SELECT COUNT(*) FROM responses WHERE code != 0").fetchone()[0]
-        dupes = db.execute(
-            "SELECT work_order_id FROM responses GROUP BY work_order_id HAVING COUNT(*) > 1"
-        ).fetchall()
+        dupes = db.execute("SELECT work_order_id FROM responses GROUP BY work_order_id HAVING COUNT(*) > 1").fetchall()
         total_orders = REQUESTERS * DEPOSITS + REQUESTERS  # the deposits and the balance checks
         assert (accepted, answered, failures, dupes) == (total_orders, total_orders, 0, [])
     finally:
