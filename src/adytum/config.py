@@ -94,6 +94,8 @@ class NodeConfig:
     max_pending: int = 10_000
     #: fsync every commit (off: faster, the last commits can be lost on power failure).
     durable: bool = True
+    #: Start with a new, empty store even though the worker's sealed keys exist (the old store is lost or empty).
+    start_empty: bool = False
 
     @property
     def data_dir(self) -> Path:
