@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_crash import fib_by_iteration, free_port, wait_for_result, wait_ready
 
 from adytum.client import Client, build, open_result
 from adytum.datadir import DataDir
 from adytum.protocol import EeaError, Status, to_builtins
 from adytum.store import Store, StoreError
+from test_crash import fib_by_iteration, free_port, wait_for_result, wait_ready
 
 
 def _metric(url: str, name: str) -> float:
@@ -252,9 +252,8 @@ PUBLIC = {"devroot/root.pem", "devroot/report-signing.pem", "devroot/platforms.j
 
 
 def test_data_dir_is_private_under_umask_zero(tmp_path):
-    from support import running_node
-
     from adytum.cli.pool import _trust
+    from support import running_node
 
     data = tmp_path / "data"
     old = os.umask(0)

@@ -15,7 +15,6 @@ from . import operator
 from .config import NodeConfig
 from .datadir import DataDir
 from .errors import AdytumError
-from .files import make_private_dir
 from .issuer.service import SimulatedAttestation
 from .listener import Api, Listener
 from .listener.receipts import Receipts
@@ -34,8 +33,7 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         data = DataDir(config.data_dir)
-        make_private_dir(data.path)
-        make_private_dir(data.kme)  # before the key manager's enclave makes it with its umask
+        data.create()
         _refuse_forgetting(data, start_empty=config.start_empty)
         writer = Store(data.store, durable=config.durable)
         writer.create_schema()
