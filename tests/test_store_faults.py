@@ -1,11 +1,13 @@
 """Store faults and a bad data directory (issue 19, items 1, 8 and 9), against real nodes and real files.
 
-The write fault is injected with `PRAGMA query_only=ON` on the node's writer connection: SQLite then refuses
-every write with SQLITE_READONLY ("attempt to write a readonly database"), the same error and code path as a
-read-only database file. The tests run as root here, where `chmod` does not stop writes; a full tmpfs is no
-better: SQLite reuses the space of its WAL file, so writes keep fitting for a while (and a full tmpfs under the
-mmapped -shm file can SIGBUS the process), and a tmpfs cannot be remounted read-only while the database is
-open for writing. The pragma gives the same fault at a moment the test chooses, for root or not.
+Two write faults, each under a load of acknowledged orders whose enclave is held (SIGSTOP) until the fault is on:
+
+* read-only: `PRAGMA query_only=ON` on the node's writer connection. SQLite then refuses every write with
+  SQLITE_READONLY ("attempt to write a readonly database"), the error and code path of a read-only database
+  file; `chmod` cannot give that fault when the tests run as root (root writes anyway), the pragma can, for
+  root or not.
+* disk full: the data directory on a 32 MiB tmpfs (root only: mount; skipped with the reason elsewhere),
+  its WAL truncated first so that writes need new space, then filled with a file; removing the file clears it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def test_store_write_fault_under_load_strands_nothing(tmp_path, caplog):
     with running_node(tmp_path) as n, Client(n.url, trust=n.trust) as client:
         worker = client.worker()
         writer = n.node.committer.store.db
+        enclave = n.node.manager.enclaves[0]
+        os.kill(enclave.pid, signal.SIGSTOP)  # every acknowledged order is still unanswered when the fault starts
         acknowledged = [build(worker, "fib", [b"20000"]) for _ in range(40)]
         for order in acknowledged:
             with pytest.raises(EeaError) as pending:
@@ -56,7 +60,7 @@ def test_store_write_fault_under_load_strands_nothing(tmp_path, caplog):
         writer.execute("PRAGMA query_only=ON")  # the store cannot write from here on
         db = sqlite3.connect(tmp_path / "adytum.sqlite3")
         answered_at_fault = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        assert answered_at_fault < len(acknowledged), "the fault came too late: every order was answered"
+        assert answered_at_fault == 0
 
         busy = []
         for _ in range(20):  # submits during the fault: BUSY, nothing stored
@@ -66,11 +70,12 @@ def test_store_write_fault_under_load_strands_nothing(tmp_path, caplog):
             busy.append(refused.value)
         assert {e.code for e in busy} == {Status.BUSY}
         assert all("the store cannot write right now" in e.message and "retry later" in e.message for e in busy)
-        # let the enclave finish what it holds: its answers wait in memory while their commits fail
+        os.kill(enclave.pid, signal.SIGCONT)  # the enclave answers; its answers wait in memory while commits fail
+        held = n.node.config.manager.pipeline_depth  # each of the enclave's slots holds one answer, then waits
         deadline = time.monotonic() + 60
-        while n.node.manager.enclaves[0].served < 8 and time.monotonic() < deadline:
+        while enclave.served < held and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert n.node.manager.enclaves[0].served >= 8
+        assert enclave.served == held
         assert _metric(n.url, "adytum_store_writable") == 0
         assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == answered_at_fault
         failed_during_fault = n.node.committer.failed_commits
@@ -79,8 +84,8 @@ def test_store_write_fault_under_load_strands_nothing(tmp_path, caplog):
         for order in acknowledged:
             assert open_result(order, worker, wait_for_result(client, order)) == [expected]
         assert _metric(n.url, "adytum_store_writable") == 1
-        assert n.node.manager.enclaves[0].served == len(acknowledged)  # none ran twice for the store's sake
-        assert n.node.manager.enclaves[0].restarts == 0
+        assert enclave.served == len(acknowledged)  # none ran twice for the store's sake
+        assert enclave.restarts == 0
 
     db = sqlite3.connect(tmp_path / "adytum.sqlite3")
     assert db.execute("SELECT COUNT(*) FROM work_orders").fetchone()[0] == len(acknowledged)
@@ -281,3 +286,84 @@ def _modes(root: Path) -> dict[str, tuple[bool, int]]:
         out[str(path.relative_to(root))] = (stat.S_ISDIR(st.st_mode), stat.S_IMODE(st.st_mode))
     out["."] = (True, stat.S_IMODE(root.stat().st_mode))
     return out
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path) -> Path:
+    """A 32 MiB tmpfs to fill up (root only: mount)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Write zeros until the file system is full."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (1 << 16, 512):
+            try:
+                while f.write(b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    return filler
+
+
+def test_disk_full_under_load_strands_nothing(small_tmpfs, caplog):
+    from support import running_node
+
+    caplog.set_level(logging.INFO)
+    expected = fib_by_iteration(20000)
+    data = small_tmpfs / "data"
+    with running_node(data) as n, Client(n.url, trust=n.trust) as client:
+        worker = client.worker()
+        n.node.committer.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL must grow to write
+        enclave = n.node.manager.enclaves[0]
+        os.kill(enclave.pid, signal.SIGSTOP)  # every acknowledged order is still unanswered when the disk fills
+        acknowledged = [build(worker, "fib", [b"20000"]) for _ in range(30)]
+        for order in acknowledged:
+            with pytest.raises(EeaError) as pending:
+                client.call("WorkOrderSubmit", to_builtins(order.params))
+            assert pending.value.code == Status.PENDING
+        filler = _fill(small_tmpfs)
+        busy = 0
+        for _ in range(200):  # submits until one needs space the disk has not
+            order = build(worker, "fib", [b"20000"])
+            try:
+                client.call("WorkOrderSubmit", to_builtins(order.params))
+            except EeaError as exc:
+                if exc.code == Status.BUSY:
+                    assert "the store cannot write right now" in exc.message
+                    busy += 1
+                    if busy == 5:
+                        break
+                    continue
+                assert exc.code == Status.PENDING, exc
+                acknowledged.append(order)
+        assert busy == 5, "the full disk never refused a write"
+        assert _metric(n.url, "adytum_store_writable") == 0
+        db = sqlite3.connect(f"file:{data / 'adytum.sqlite3'}?mode=ro", uri=True)
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
+        os.kill(enclave.pid, signal.SIGCONT)
+        held = n.node.config.manager.pipeline_depth  # each of the enclave's slots holds one answer, then waits
+        deadline = time.monotonic() + 60
+        while enclave.served < held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert enclave.served == held
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
+        db.close()
+        filler.unlink()  # space again; no restart
+        for order in acknowledged:
+            assert open_result(order, worker, wait_for_result(client, order)) == [expected]
+        assert n.node.manager.enclaves[0].served == len(acknowledged)
+    faults = [r for r in caplog.records if r.name == "adytum.store" and "cannot write" in r.getMessage()]
+    assert len(faults) == 1 and "full" in faults[0].getMessage(), [r.getMessage() for r in faults]
+    assert not [r for r in caplog.records if r.exc_info], "no tracebacks for a store fault"
