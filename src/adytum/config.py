@@ -104,6 +104,8 @@ class NodeConfig:
     allowed_hosts: tuple[str, ...] = ()
     #: A bearer token the API requires on every POST (empty: none; set it when listening beyond localhost).
     api_token: str = ""
+    #: Start with a new, empty store even though the worker's sealed keys exist (the old store is lost or empty).
+    start_empty: bool = False
 
     def __post_init__(self) -> None:
         if self.read_timeout <= 0 or self.keepalive_timeout <= 0 or self.max_connections < 1:

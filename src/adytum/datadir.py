@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 
 from .errors import AdytumError
-from .files import write_atomic
+from .files import make_private_dir, write_atomic
 
 
 class PolicyError(AdytumError):
@@ -36,7 +36,7 @@ class PolicyError(AdytumError):
 
 
 class DataDir:
-    """Paths under one data directory; nothing is created by asking for a path."""
+    """Paths under one data directory; nothing is created by asking for a path (`create` makes the directories)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -101,6 +101,12 @@ class DataDir:
     @property
     def pre_pool_keys(self) -> Path:
         return self.path / "enclave" / "worker-keys.sealed"
+
+    def create(self) -> None:
+        """The data directory and the key manager's directory, 0700 whatever the umask: made by the node before
+        the key manager's enclave would make kme/ under its own umask. Existing directories are kept."""
+        make_private_dir(self.path)
+        make_private_dir(self.kme)
 
     # -- the key manager's policy --------------------------------------------------------------------
 

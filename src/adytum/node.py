@@ -15,6 +15,7 @@ from aiohttp import web
 from . import operator
 from .config import NodeConfig
 from .datadir import DataDir
+from .errors import AdytumError
 from .issuer.service import SimulatedAttestation
 from .listener import Api, Listener
 from .listener.connections import ConnectionLimits, Connections, GuardedSite
@@ -26,10 +27,16 @@ from .store import GroupCommit, Store
 log = logging.getLogger("adytum.node")
 
 
+class StartRefused(AdytumError):
+    """The node will not start on this data directory as it is; the message says why and what to do."""
+
+
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         data = DataDir(config.data_dir)
+        data.create()
+        _refuse_forgetting(data, start_empty=config.start_empty)
         writer = Store(data.store, durable=config.durable)
         writer.create_schema()
         self.reader = Store(data.store, durable=config.durable)
@@ -120,3 +127,21 @@ def _connection_cap(wanted: int) -> int:
     cap = max(1, soft - _RESERVED_DESCRIPTORS)
     log.warning("max_connections %d is lowered to %d: the process may open %d files (ulimit -n)", wanted, cap, soft)
     return cap
+
+
+def _refuse_forgetting(data: DataDir, *, start_empty: bool) -> None:
+    """A missing or empty store next to the worker's sealed keys would silently forget every order and receipt
+    of that worker: refuse unless the operator said to start empty."""
+    if start_empty or not data.kme_keys.exists():
+        return
+    try:
+        size = data.store.stat().st_size
+    except FileNotFoundError:
+        size = None
+    if size:
+        return
+    state = "is missing" if size is None else "is empty (0 bytes)"
+    raise StartRefused(
+        f"{data.store} {state} but {data.kme_keys} holds this worker's sealed keys: starting would forget every "
+        "work order and receipt; restore the database, or pass --start-empty to start with an empty store"
+    )

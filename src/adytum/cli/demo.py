@@ -44,11 +44,12 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..client import UntrustedWorker
+    from ..files import make_private_dir
     from ..protocol import EeaError
     from .local_node import free_port, local_node
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="adytum-demo-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     port = free_port()
     uri = f"http://127.0.0.1:{port}/"
     say = (lambda *a, **k: None) if args.json else console.print

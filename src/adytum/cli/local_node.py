@@ -28,7 +28,7 @@ def local_node(data_dir: Path, port: int, *options: str, timeout: float = 90.0) 
     URI once it lists its worker. Raises RuntimeError if it exits or stays silent for `timeout` s."""
     uri = f"http://127.0.0.1:{port}/"
     log = data_dir / "node.log"
-    with open(log, "wb") as log_file:
+    with open(log, "wb", opener=_private) as log_file:
         node = subprocess.Popen(
             [
                 sys.executable,
@@ -71,3 +71,10 @@ def _wait_ready(client: Client, node: subprocess.Popen[bytes], log: Path, timeou
             client.close()
         time.sleep(0.1)
     raise RuntimeError(f"the node did not answer within {timeout:.0f} s; see {log}")
+
+
+def _private(path: str, flags: int) -> int:
+    """The node's log may name work orders and workers: 0600 like the rest of the data directory."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd

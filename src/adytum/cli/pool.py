@@ -81,7 +81,6 @@ def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
     pem = root.read_bytes()
     cert = x509.load_pem_x509_certificate(pem)  # ValueError if it is not one
     target = DataDir(data_dir).trusted_roots / f"{sha256(pem).hex()[:16]}.pem"
-    target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, pem)
     return {
         "root": str(target),

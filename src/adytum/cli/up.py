@@ -145,6 +145,12 @@ def register(sub: Subparsers) -> None:
         help="keep no receipts, ledger or tree heads: only for measuring what receipts cost (adytum bench "
         "--receipts-cost); the receipt methods then answer that receipts are off",
     )
+    up.add_argument(
+        "--start-empty",
+        action="store_true",
+        help="start with an empty store although the worker's sealed keys exist (the database is missing or "
+        "empty); every earlier work order and receipt is forgotten",
+    )
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")
     up.set_defaults(run=run)
 
@@ -153,8 +159,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from .. import logs
-    from ..issuer.quoter import DevRootError
-    from ..manager import EnclaveDied, EnclaveStartError
+    from ..errors import AdytumError
 
     logs.setup(args.log_format)
     try:
@@ -184,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         attestation_lifetime=args.attestation_lifetime,
         join=args.join,
         kme_listen=args.kme_listen,
+        start_empty=args.start_empty or None,
     )
     try:
         import uvloop
@@ -193,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         return asyncio.run(_serve(config))
-    except (EnclaveStartError, EnclaveDied, DevRootError, OSError, ValueError) as exc:
+    except (AdytumError, OSError, ValueError) as exc:  # a refused start is one line, never a traceback
         logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
         return 1
 

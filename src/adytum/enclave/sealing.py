@@ -20,12 +20,18 @@ class UnsealError(AdytumError):
 
 
 def platform_secret(data_dir: Path) -> bytes:
-    """The simulated platform's secret, created once per data directory."""
-    path = DataDir(data_dir).platform_secret
+    """The simulated platform's secret, created once per data directory; UnsealError naming the file if it is
+    missing while keys sealed with it exist (a new one would never open them)."""
+    data = DataDir(data_dir)
+    path = data.platform_secret
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        pass
+        if data.kme_keys.exists():
+            raise UnsealError(
+                f"the platform secret {path} is missing, and {data.kme_keys} was sealed with it: restore the "
+                f"file from a backup, or move {data.kme_keys} aside to start a new worker identity"
+            ) from None
     write_atomic(path, crypto.random_bytes(32), exclusive=True)  # if another enclave won the race: theirs
     return path.read_bytes()
 

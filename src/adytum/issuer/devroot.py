@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adytum.attestation.simulated import platform_id
-from adytum.files import write_atomic
+from adytum.files import make_private_dir, write_atomic
 from adytum.issuer.quoter import PLATFORM_KEY, DevRootError, load_p256_key
 
 __all__ = ["ROOT_COMMON_NAME", "DevRoot", "init_dev_root", "load_dev_root"]
@@ -136,7 +136,7 @@ def init_dev_root(directory: str | Path, *, now: datetime | None = None) -> DevR
     ``now`` sets the certificates' validity start (tests pass it; default: the current time).
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dir(directory)
     moment = now or datetime.now(UTC)
     root_key = _ensure_key(directory / ROOT_KEY)
     if not (directory / ROOT_CERT).exists():

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..protocol import EeaError, Status, decode_rpc
+from ..store import StoreUnavailable
 from .connections import Connection
 from .methods import Api
 from .openrpc import document
@@ -79,6 +80,11 @@ class _NodeCollector:
         )
         yield CounterMetricFamily(
             "adytum_work_orders_completed", "Work orders answered since start", value=dispatch.completed
+        )
+        yield GaugeMetricFamily(
+            "adytum_store_writable",
+            "1 if the store's last commit was written, 0 while it cannot write",
+            value=1 if self.api.committer.writable else 0,
         )
         yield CounterMetricFamily("adytum_store_commits", "Durable store commits", value=self.api.committer.commits)
         yield CounterMetricFamily(
@@ -210,6 +216,8 @@ class Listener:
             response, code = _reply(rpc_id, error=exc), exc.code
             if code not in _UNREMARKABLE:
                 log.info("refused %s from %s: %s", method, request.remote, exc.message[:300])
+        except StoreUnavailable as exc:  # logged by the store, once per interval: not per request
+            response, code = _reply(rpc_id, error=EeaError(Status.BUSY, str(exc))), Status.BUSY
         except Exception:
             log.exception("internal error in %s", method)
             response, code = (

@@ -87,7 +87,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Recover what the last run left (in flight at a crash: scheduled again), then serve."""
-        requeued = await self.committer.run(Store.requeue_processing)
+        requeued = await self.committer.persist(Store.requeue_processing)
         backlog = self._take()
         if backlog:
             log.info("recovered %d work orders (%d were in flight at the last stop)", backlog, requeued)
@@ -141,7 +141,7 @@ class Dispatcher:
                 self._inflight -= 1
 
     async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str, params: bytes) -> None:
-        _ignore(self.committer.submit(Store.mark_processing, work_order_id))
+        self.committer.persist_later(Store.mark_processing, work_order_id)
         try:
             await enclave.ensure_running()
             reply = await enclave.process(params)
@@ -186,9 +186,10 @@ class Dispatcher:
         writes: tuple[ItemWrite, ...] = (),
         reply: Processed | None = None,
     ) -> None:
-        """Store the response; `reply` is the enclave's answer (None: the host decided the outcome)."""
+        """Store the response; `reply` is the enclave's answer (None: the host decided the outcome). While the
+        store cannot write, the answer is held here and retried: the order is never run again for that."""
         receipt_update = self._receipt_update(work_order_id, outcome, reply) if self.config.receipts else None
-        stored = await self.committer.run(
+        stored = await self.committer.persist(
             Store.insert_response, work_order_id, outcome.code, outcome.body, writes, receipt_update
         )
         if stored and receipt_update is not None and self.ledger is not None:
@@ -223,8 +224,3 @@ class Dispatcher:
         )
         body = msgspec.json.encode(params).decode()
         return NewReceiptUpdate(work_order_id, worker_id, int(update_type), "worker" if signature else "node", body)
-
-
-def _ignore(fut: asyncio.Future[object]) -> None:
-    """A fire-and-forget transition: its failure is logged by the store, not raised here."""
-    fut.add_done_callback(lambda f: f.cancelled() or f.exception())

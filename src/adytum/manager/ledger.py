@@ -121,7 +121,7 @@ class HeadSigner:
         ):
             raise HeadRefused(f"the enclave signed a head of {signed.tree_size} leaves that the host does not compute")
         head = StoredHead(signed.tree_size, signed.root, signed.timestamp, signed.signature, frontier)
-        if not await self.committer.run(Store.insert_head, head):
+        if not await self.committer.persist(Store.insert_head, head):
             log.warning("a head of %d leaves was stored already; keeping the stored one", head.tree_size)
             head = self.reader.head(head.tree_size) or head
         self.head = head

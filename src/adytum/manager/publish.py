@@ -57,7 +57,7 @@ class Publisher:
         its admission if it was just admitted, else with a new report."""
         proof = self._admitted.pop(ident.quote, None) or self._attest(ident, registered=True)
         self.proof_data, self.identity = proof, ident
-        await self.committer.run(Store.put_worker, self._row(ident, proof))
+        await self.committer.persist(Store.put_worker, self._row(ident, proof))
 
     def record(self, ident: Identity, proof: str) -> WorkerRecord:
         """The EEA worker record (Avalon's shape, keys as PEM)."""

@@ -1,7 +1,7 @@
 """The durable store: workers, requests, the schedule, responses, encrypted workload state, receipts and their
 ledger."""
 
-from .committer import GroupCommit
+from .committer import GroupCommit, StoreUnavailable, is_store_fault
 from .sqlite import (
     Duplicate,
     ItemWrite,
@@ -13,6 +13,7 @@ from .sqlite import (
     StateConflict,
     Store,
     StoredHead,
+    StoreError,
     UnknownOrder,
     WorkerRow,
 )
@@ -29,6 +30,9 @@ __all__ = [
     "StateConflict",
     "Store",
     "StoredHead",
+    "StoreError",
+    "StoreUnavailable",
     "UnknownOrder",
     "WorkerRow",
+    "is_store_fault",
 ]

@@ -2,6 +2,11 @@
 durable commit, each inside its own savepoint so one failure never undoes another.
 
 The event loop never waits on an fsync, and under load one fsync covers many work orders.
+
+A transition fails in one of two ways. Its own logic refuses it (Duplicate, StateConflict, ...): the caller
+hears of it at once. Or the store cannot write (disk full, read-only file, I/O error): the caller gets
+`StoreUnavailable`, and the node's own transitions (`persist`) are retried with backoff until the store
+writes again, so nothing the node took on is dropped. A fault is logged once per `fault_log_interval`.
 """
 
 from __future__ import annotations
@@ -9,36 +14,78 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import AdytumError
 from .sqlite import Store
 
 log = logging.getLogger("adytum.store")
 Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 
+class StoreUnavailable(AdytumError):
+    """The store cannot write right now (the cause is in the message); the transition was not stored."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the store cannot write right now ({_describe(cause)}); retry later")
+        self.cause = cause
+
+
+def is_store_fault(exc: BaseException) -> bool:
+    """The store failed, not the transition's logic: an I/O error or SQLite's operational or corruption error
+    (an IntegrityError is the transition's own; the store turns the expected ones into Duplicate)."""
+    return isinstance(exc, (OSError, sqlite3.OperationalError)) or type(exc) is sqlite3.DatabaseError
+
+
 class GroupCommit:
-    def __init__(self, store: Store, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 1024,
+        fault_log_interval: float = 10.0,
+        retry_initial: float = 0.05,
+        retry_max: float = 1.0,
+    ) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.fault_log_interval = fault_log_interval
+        self.retry_initial, self.retry_max = retry_initial, retry_max
         self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="adytum-store-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.commits = 0
         self.transitions = 0
+        self.failed_commits = 0
+        #: Why the store cannot write, while it cannot (set and cleared by the writer thread).
+        self.fault: str | None = None
+        self._fault_since = 0.0
+        self._fault_logged = 0.0
+        self._fault_count = 0
+
+    @property
+    def writable(self) -> bool:
+        return self.fault is None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread.start()
 
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Queue `fn(store, *args)`; the future resolves once its transaction is durable."""
+        """Queue `fn(store, *args)`; the future resolves once its transaction is durable, or fails with the
+        transition's own exception or with `StoreUnavailable`."""
         assert self._loop is not None, "GroupCommit.start() first"
         fut = self._loop.create_future()
         self._queue.put((fn, args, fut))
@@ -46,6 +93,28 @@ class GroupCommit:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.submit(fn, *args)
+
+    async def persist(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A transition the node owes (an enclave's answer, a tree head): retried with backoff while the store
+        cannot write, so it is never dropped; the transition's own failures are raised at once."""
+        delay = self.retry_initial
+        while True:
+            try:
+                return await self.submit(fn, *args)
+            except StoreUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    def persist_later(self, fn: Callable[..., Any], *args: Any) -> None:
+        """`persist` without waiting for it; its own failure is logged (a stop cancels what is left)."""
+        task = asyncio.ensure_future(self.persist(fn, *args))
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a background store transition failed: %s", task.exception())
 
     def _run(self) -> None:
         while True:
@@ -69,6 +138,7 @@ class GroupCommit:
 
     def _commit(self, batch: list[Op]) -> None:
         outcomes: list[tuple[bool, Any]] = []
+        fault: BaseException | None = None
         try:
             with self.store.transaction():
                 for i, (fn, args, _) in enumerate(batch):
@@ -76,14 +146,55 @@ class GroupCommit:
                         with self.store.savepoint(f"op{i}"):
                             outcomes.append((True, fn(self.store, *args)))
                     except Exception as exc:  # this transition only; the rest of the batch stands
+                        if is_store_fault(exc):
+                            fault = exc
+                            exc = StoreUnavailable(exc)
                         outcomes.append((False, exc))
         except Exception as exc:
-            log.error("store commit failed: %s", exc)
-            outcomes = [(False, exc)] * len(batch)
+            if not is_store_fault(exc):
+                log.error("store commit failed: %s", exc)
+                outcomes = [(False, exc)] * len(batch)
+            else:
+                fault = exc
+                outcomes = [(False, StoreUnavailable(exc))] * len(batch)
+        self._note(fault, any(ok for ok, _ in outcomes))
         self.commits += 1
         self.transitions += len(batch)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, [op[2] for op in batch], outcomes)
+
+    def _note(self, fault: BaseException | None, stored: bool) -> None:
+        """Keep `fault` current and log it once per interval; a stored transition means the store writes again."""
+        now = time.monotonic()
+        if fault is not None:
+            self.failed_commits += 1
+            self._fault_count += 1
+            if self.fault is None:
+                self._fault_since, self._fault_logged, self._fault_count = now, now, 1
+                self.fault = _describe(fault)
+                log.error(
+                    "the store cannot write (%s): answers are held and retried, new work orders get BUSY", self.fault
+                )
+            elif now - self._fault_logged >= self.fault_log_interval:
+                self._fault_logged = now
+                self.fault = _describe(fault)
+                log.error(
+                    "the store still cannot write (%s) after %.0f s; %d commits failed so far",
+                    self.fault,
+                    now - self._fault_since,
+                    self._fault_count,
+                )
+        elif stored and self.fault is not None:
+            log.warning(
+                "the store writes again after %.1f s (%d commits failed meanwhile)",
+                now - self._fault_since,
+                self._fault_count,
+            )
+            self.fault = None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _resolve(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:

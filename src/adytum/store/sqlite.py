@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,21 +135,52 @@ class WorkerRow:
     expires_at: float | None = None  # when its attestation goes stale; None: the record carries no expiry
 
 
+class StoreError(AdytumError):
+    """The database cannot serve: damaged, unreadable or not writable. The message is one line naming the file."""
+
+
 class Store:
     def __init__(self, path: Path | str, *, durable: bool = True) -> None:
+        """Open (or create, 0600 in a 0700 directory) the database; StoreError if it cannot be used."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA foreign_keys=ON")
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the node makes it 0700 first
+        _create_private(self.path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; older files may be wider
+            _narrow(self.path.with_name(self.path.name + suffix))
 
     def create_schema(self) -> None:
-        with self.transaction():
-            self._drop_unwritten_receipts()
-            for stmt in schema("sqlite"):
-                self.db.execute(stmt)
+        """Check the database (`PRAGMA quick_check`), then create what is missing; StoreError if it is damaged
+        or cannot be written."""
+        try:
+            rows = [str(r[0]) for r in self.db.execute("PRAGMA quick_check(10)")]
+            if rows != ["ok"]:
+                problems = [line for row in rows for line in row.splitlines() if not line.startswith("***")]
+                more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+                raise StoreError(
+                    f"{self.path} fails its integrity check ({(problems or rows)[0]}{more}): "
+                    "restore it from a backup or move it aside"
+                )
+            with self.transaction():
+                self._drop_unwritten_receipts()
+                for stmt in schema("sqlite"):
+                    self.db.execute(stmt)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        if type(exc) is sqlite3.DatabaseError:  # "file is not a database", "database disk image is malformed"
+            return StoreError(
+                f"{self.path} is not a usable SQLite database ({exc}): restore it from a backup or move it aside"
+            )
+        return StoreError(f"{self.path} cannot be opened for reading and writing ({type(exc).__name__}: {exc})")
 
     def _drop_unwritten_receipts(self) -> None:
         """The `receipts` table of earlier versions was never written: replace it if empty, refuse if not."""
@@ -543,7 +576,13 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        """A failed COMMIT (disk full, I/O error) is rolled back, so the next transaction can begin."""
+        try:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        except sqlite3.Error:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
 
 class _Savepoint:
@@ -557,6 +596,31 @@ class _Savepoint:
         if exc_type is not None:
             self.db.execute(f"ROLLBACK TO {self.name}")
         self.db.execute(f"RELEASE {self.name}")
+
+
+def _create_private(path: Path) -> None:
+    """A new database file is made 0600 before SQLite opens it (whatever the umask); an existing one is kept."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _narrow(path)
+        return
+    except OSError:
+        return  # SQLite's own open will name the problem
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _narrow(path: Path) -> None:
+    """Take group and other permissions off a file of the store (never adds any: a read-only file stays so)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+    except OSError:
+        pass
 
 
 def _is_status(update_type: int) -> bool:
