@@ -207,13 +207,29 @@ def test_unopenable_database_is_refused(tmp_path):
     assert str(tmp_path / "adytum.sqlite3") in line and "cannot be opened" in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a read-only file: chmod does not make it read-only")
 def test_read_only_database_is_refused(tmp_path):
-    path = tmp_path / "adytum.sqlite3"
-    _filled_store(path)
-    path.chmod(0o400)
-    with pytest.raises(StoreError, match=str(path)):
-        Store(path).create_schema()
+    """A database the node cannot write: a read-only file, or (as root, whom file modes do not stop) a file on
+    a file system remounted read-only."""
+    if os.geteuid() != 0:
+        path = tmp_path / "adytum.sqlite3"
+        _filled_store(path)
+        path.chmod(0o400)
+        with pytest.raises(StoreError, match=str(path)):
+            Store(path).create_schema()
+        return
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        path = mount / "adytum.sqlite3"
+        _filled_store(path)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True, capture_output=True)
+        with pytest.raises(StoreError, match=str(path)):
+            Store(path).create_schema()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture(scope="module")
