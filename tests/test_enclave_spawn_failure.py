@@ -122,21 +122,21 @@ def test_restart_backoff_grows_while_failing_and_resets_after_the_enclave_served
         await e.start()
         streaks = []
         await kill_and_restart(e)
-        streaks.append(e.failures)  # 1
+        streaks.append(e.restart.streak)  # 1
         e.executable = str(tmp_path / "no-such-python")
         os.kill(e.pid, signal.SIGKILL)
         await e.wait_exit()
         for _ in range(2):
             with pytest.raises(SpawnFailed, match="could not be spawned"):
                 await e.ensure_running()
-        streaks.append(e.failures)  # 3: each failed start doubles the next pause
+        streaks.append(e.restart.streak)  # 3: each failed start doubles the next pause
         e.executable = sys.executable
         await e.ensure_running()
-        streaks.append(e.failures)  # 4, and e.last_error is cleared
-        assert e.serving and e.last_error == ""
+        streaks.append(e.restart.streak)  # 4, and e.restart.last_error is cleared
+        assert e.serving and e.restart.last_error == ""
         monkeypatch.setattr(enclave_module, "STABLE_AFTER", 0.0)  # as if it had served long enough
         await kill_and_restart(e)
-        streaks.append(e.failures)  # 1 again: a new streak
+        streaks.append(e.restart.streak)  # 1 again: a new streak
         await e.stop()
         await pool.kme.stop()
         return streaks

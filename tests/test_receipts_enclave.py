@@ -6,6 +6,7 @@ import asyncio
 import msgspec
 import pytest
 
+from adytum.channel import SignHead
 from adytum.client import WorkerInfo, build
 from adytum.config import ManagerConfig
 from adytum.crypto import b64decode, b64encode, sha256, verify_digest
@@ -25,6 +26,11 @@ from adytum.store import GroupCommit, NewOrder, NewReceipt, Store
 from support import LocalPool, running_node
 
 WORKER_ID = sha256(b"receipts-enclave-test").hex()
+
+
+def sign(wpe, **fields):
+    """A SignHead from the test's fields (the enclave process numbers it and names its own worker)."""
+    return wpe.sign_head(SignHead(seq=0, worker_id="", **fields))
 
 
 def info(ident, worker_id=WORKER_ID):
@@ -92,7 +98,8 @@ def test_tree_heads_from_the_empty_tree_then_extending_it(tmp_path):
     first, second = leaves(3), leaves(6, b"more")
 
     async def body(wpe, ident):
-        head1 = await wpe.sign_head(
+        head1 = await sign(
+            wpe,
             previous_size=0,
             previous_root=merkle.EMPTY_ROOT,
             previous_timestamp=0,
@@ -101,7 +108,8 @@ def test_tree_heads_from_the_empty_tree_then_extending_it(tmp_path):
             leaves=first,
             timestamp=1000,
         )
-        head2 = await wpe.sign_head(
+        head2 = await sign(
+            wpe,
             previous_size=head1.tree_size,
             previous_root=head1.root,
             previous_timestamp=head1.timestamp,
@@ -123,7 +131,8 @@ def test_the_enclave_refuses_heads_it_cannot_vouch_for(tmp_path):
     signed = leaves(7)
 
     async def body(wpe, ident):
-        head = await wpe.sign_head(
+        head = await sign(
+            wpe,
             previous_size=0,
             previous_root=merkle.EMPTY_ROOT,
             previous_timestamp=0,
@@ -162,9 +171,9 @@ def test_the_enclave_refuses_heads_it_cannot_vouch_for(tmp_path):
         refusals = {}
         for name, fields in cases.items():
             with pytest.raises(HeadRefused) as exc:
-                await wpe.sign_head(**fields)
+                await sign(wpe, **fields)
             refusals[name] = str(exc.value)
-        return refusals, await wpe.sign_head(**good)  # and it still serves
+        return refusals, await sign(wpe, **good)  # and it still serves
 
     refusals, after = asyncio.run(with_wpe(tmp_path, body))
     assert "not signed by this worker" in refusals["signature"]
@@ -282,7 +291,7 @@ class DiesOnTheWay:
 
     serving, inflight, asked = True, 0, 0
 
-    async def sign_head(self, **_):
+    async def sign_head(self, request):
         self.asked += 1
         raise EnclaveDied("dying enclave exited")
 

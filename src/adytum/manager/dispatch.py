@@ -124,7 +124,7 @@ class Dispatcher:
         With none alive, orders wait for, and count, its restarts, except while its process cannot even be
         spawned: then no order is to blame, and they wait in the queue uncounted."""
         while True:
-            if not enclave.alive and (enclave.spawn_failed or any(e.serving for e in self.enclaves)):
+            if not enclave.alive and (enclave.restart.spawn_failed or any(e.serving for e in self.enclaves)):
                 try:
                     await enclave.ensure_running()
                 except EnclaveStartError:  # logged there, with its cause; the next turn tries again

@@ -9,7 +9,10 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from ..channel import HeadSigned, Identity, Message, Process, Processed, Provision, RotateKey, SignHead
 from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused, SpawnFailed
@@ -19,6 +22,32 @@ log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 RESTART_BACKOFF = (0.1, 5.0)  # seconds: the first pause before a restart, and the cap it doubles up to
 STABLE_AFTER = 60.0  # seconds served after which a death counts as the first of a new streak
+
+
+@dataclass
+class Restarts:
+    """When to restart an enclave: each restart in a row waits twice as long as the one before
+    (RESTART_BACKOFF); an enclave that served STABLE_AFTER seconds before it died starts a new streak."""
+
+    count: int = 0  # restarts since the node started
+    streak: int = 0  # restarts in a row since the enclave last served STABLE_AFTER seconds
+    last_error: str = ""  # why the last start failed ("" once it started)
+    spawn_failed: bool = False  # the last start could not even create the process
+    started_at: float | None = None
+
+    def pause(self) -> float:
+        """Seconds to wait before the next restart, counting it."""
+        if self.started_at is not None and time.monotonic() - self.started_at >= STABLE_AFTER:
+            self.streak = 0
+        self.started_at = None
+        first, cap = RESTART_BACKOFF
+        delay = min(cap, first * 2 ** min(self.streak, 10))
+        self.streak += 1
+        self.count += 1
+        return delay
+
+    def started(self) -> None:
+        self.last_error, self.started_at = "", time.monotonic()
 
 
 class EnclaveProcess:
@@ -57,17 +86,17 @@ class EnclaveProcess:
         self.timeout = timeout
         self.identity: Identity | None = None
         self.served = 0
-        self.restarts = 0
-        self.failures = 0  # restarts in a row since the enclave last served STABLE_AFTER seconds
-        self.last_error = ""  # why the last start failed ("" once it started)
-        self.spawn_failed = False  # the last start could not even create the process
-        self._started_at: float | None = None
+        self.restart = Restarts()
         self._proc: asyncio.subprocess.Process | None = None
         self._link: EnclaveLink | None = None
         self._seq = itertools.count(1)
         self._stderr: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._starting = False
+
+    @property
+    def restarts(self) -> int:
+        return self.restart.count
 
     @property
     def pid(self) -> int | None:
@@ -90,41 +119,28 @@ class EnclaveProcess:
 
     async def start(self) -> Identity:
         """Spawn the process and learn its identity; a restarted enclave must present the same keys."""
-        args = [
-            self.executable,
-            "-m",
-            "adytum.enclave",
-            "--data-dir",
-            str(self.data_dir),
-            "--worker-id",
-            self.worker_id,
-            "--role",
-            self.role,
-        ]
+        args = [self.executable, "-m", "adytum.enclave", "--data-dir", str(self.data_dir)]
+        args += ["--worker-id", self.worker_id, "--role", self.role]
         if self.avalon_compat:
             args.append("--avalon-compat")
         args.extend(self.extra_args)
         try:
+            pipe, env = asyncio.subprocess.PIPE, {**os.environ, "PYTHONUNBUFFERED": "1"}
             self._proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                limit=2**20,
+                *args, stdin=pipe, stdout=pipe, stderr=pipe, env=env, limit=2**20
             )
         except OSError as exc:  # EMFILE, ENOMEM, a missing interpreter: nothing was started
             self._proc = self._link = None
-            self.spawn_failed = True
+            self.restart.spawn_failed = True
             raise SpawnFailed(f"{self.name} could not be spawned: {exc}") from exc
-        self.spawn_failed = False
+        self.restart.spawn_failed = False
         self._link = EnclaveLink(
             self.name,
             self._proc,
             timeout=self.timeout,
             seq=self._seq,
             read_state=self.read_state,
-            greet=self.provision is None,
+            greet=not self.provision,
         )
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
         self._starting = True
@@ -141,8 +157,7 @@ class EnclaveProcess:
         finally:
             self._starting = False
         self.identity = ident
-        self.last_error = ""
-        self._started_at = time.monotonic()
+        self.restart.started()
         log.info("enclave %s started (pid %s)", self.name, self.pid)
         return ident
 
@@ -153,36 +168,27 @@ class EnclaveProcess:
         return await self._link.hello()
 
     async def ensure_running(self) -> None:
-        """Restart a dead enclave once, however many callers notice at the same time.
-
-        Each restart in a row waits twice as long as the one before (RESTART_BACKOFF); a start that fails
-        (any cause: a spawn error, an exit or timeout during provisioning, a refusal) is logged at ERROR
-        with that cause and raises EnclaveStartError; the next call tries again.
-        An enclave that served STABLE_AFTER seconds before it died starts a new streak at the first pause."""
+        """Restart a dead enclave once, however many callers notice at the same time, after the pause
+        `Restarts` says. A start that fails (any cause: a spawn error, an exit or timeout during provisioning,
+        a refusal) is logged at ERROR with that cause and raises EnclaveStartError; the next call tries again."""
         async with self._lock:
             stdin = self._proc.stdin if self._proc else None
             if self.alive and not (stdin and stdin.is_closing()):
                 return
             if self._link is not None and self._link.reading:  # dead, its end not read yet: let the old
                 await self._link.closed()  # link fail the old process's requests before a restart
-            if self._started_at is not None and time.monotonic() - self._started_at >= STABLE_AFTER:
-                self.failures = 0
-            self._started_at = None
-            first, cap = RESTART_BACKOFF
-            delay = min(cap, first * 2 ** min(self.failures, 10))
-            self.failures += 1
-            self.restarts += 1
-            if not self.last_error:
+            delay = self.restart.pause()
+            if not self.restart.last_error:
                 log.warning("enclave %s is down; restarting in %.1f s", self.name, delay)
             await asyncio.sleep(delay)
             try:
                 await self.start()
             except Exception as exc:  # whatever the cause, the callers see one kind of failure: not started
-                self.last_error = str(exc) or type(exc).__name__
-                log.error("enclave %s did not start (attempt %d): %s", self.name, self.failures, self.last_error)
+                error = self.restart.last_error = str(exc) or type(exc).__name__
+                log.error("enclave %s did not start (attempt %d): %s", self.name, self.restart.streak, error)
                 if isinstance(exc, EnclaveStartError):
                     raise
-                raise EnclaveStartError(f"{self.name} did not start: {self.last_error}") from exc
+                raise EnclaveStartError(f"{self.name} did not start: {error}") from exc
 
     async def process(self, params: bytes) -> Processed:
         reply = await self._request(lambda seq: Process(seq=seq, params=params), "one work order")
@@ -190,32 +196,11 @@ class EnclaveProcess:
         self.served += 1
         return reply
 
-    async def sign_head(
-        self,
-        *,
-        previous_size: int,
-        previous_root: bytes,
-        previous_timestamp: int,
-        previous_signature: str,
-        frontier: list[bytes],
-        leaves: list[bytes],
-        timestamp: int,
-    ) -> HeadSigned:
-        """Work-order enclave: the ledger's tree head after `leaves`, signed; HeadRefused if it will not sign."""
-        reply = await self._request(
-            lambda seq: SignHead(
-                seq=seq,
-                worker_id=self.worker_id,
-                previous_size=previous_size,
-                previous_root=previous_root,
-                previous_timestamp=previous_timestamp,
-                previous_signature=previous_signature,
-                frontier=frontier,
-                leaves=leaves,
-                timestamp=timestamp,
-            ),
-            "a tree head",
-        )
+    async def sign_head(self, request: SignHead) -> HeadSigned:
+        """Work-order enclave: the ledger's tree head after `request.leaves`, signed (the request's seq and
+        worker id are this link's and this enclave's); HeadRefused if it will not sign."""
+        request = msgspec.structs.replace(request, worker_id=self.worker_id)
+        reply = await self._request(lambda seq: msgspec.structs.replace(request, seq=seq), "a tree head")
         if not isinstance(reply, HeadSigned):
             raise HeadRefused(
                 f"{self.name} refused to sign a tree head: {getattr(reply, 'message', 'unexpected reply')}"

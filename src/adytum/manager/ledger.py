@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from ..channel import HeadSigned
+from ..channel import HeadSigned, SignHead
 from ..config import ManagerConfig
 from ..ledger import merkle
 from ..store import GroupCommit, Store, StoredHead
@@ -134,7 +134,9 @@ class HeadSigner:
             if not enclave.serving:
                 continue
             try:
-                return await enclave.sign_head(
+                request = SignHead(
+                    seq=0,  # the link numbers it
+                    worker_id=self.config.worker_id,
                     previous_size=previous.tree_size,
                     previous_root=previous.root,
                     previous_timestamp=previous.timestamp_ms,
@@ -143,6 +145,7 @@ class HeadSigner:
                     leaves=leaves,
                     timestamp=timestamp,
                 )
+                return await enclave.sign_head(request)
             except EnclaveDied as exc:
                 log.warning("%s; asking another enclave for the tree head", exc)
         raise NoSigner("no work-order enclave is serving")
