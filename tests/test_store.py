@@ -23,7 +23,9 @@ def test_lifecycle(store):
     with store.transaction():
         store.insert_order(order(1))
     assert store.state(order(1).work_order_id) == "scheduled"
-    assert store.scheduled("aa" * 32) == [(1, order(1).work_order_id, b'{"p":1}')]
+    assert store.scheduled("aa" * 32) == [(1, order(1).work_order_id)]  # ids only: the body stays in the store
+    assert store.order_params(order(1).work_order_id) == b'{"p":1}'
+    assert store.order_params("no-such-order") is None
     assert store.scheduled("aa" * 32, after=1) == []  # a dispatcher that took seq 1 sees nothing new
     with store.transaction():
         store.mark_processing(order(1).work_order_id)
@@ -61,7 +63,7 @@ def test_requeue_after_crash(tmp_path):
     s = Store(tmp_path / "db.sqlite3")
     with s.transaction():
         assert s.requeue_processing() == 2
-    assert [wo for _, wo, _ in s.scheduled("aa" * 32)] == [order(i).work_order_id for i in range(3)]
+    assert [wo for _, wo in s.scheduled("aa" * 32)] == [order(i).work_order_id for i in range(3)]
 
 
 def test_group_commit_isolates_a_failing_transition(store):
@@ -79,3 +81,48 @@ def test_group_commit_isolates_a_failing_transition(store):
     assert sum(1 for r in results if isinstance(r, Exception)) == 1
     assert store.counts()["scheduled"] == 5
     assert commits <= 6
+
+
+def test_failed_bodies_are_forgotten_after_retention(store, monkeypatch):
+    """A failed order's body goes once its retention is over; its row (id and nonce rules) stays, and
+    successful or pending orders keep theirs."""
+    clock = [1000.0]
+    monkeypatch.setattr("adytum.store.sqlite.time.time", lambda: clock[0])
+    with store.transaction():
+        for i in range(5):
+            store.insert_order(order(i))
+    with store.transaction():
+        store.insert_response(order(0).work_order_id, 0, b"ok")
+        store.insert_response(order(1).work_order_id, 2, b"bad")
+        store.insert_response(order(2).work_order_id, 4, b"bad signature")
+    clock[0] = 2000.0
+    with store.transaction():
+        store.insert_response(order(3).work_order_id, 2, b"bad, later")  # order 4 stays pending
+    with store.transaction():
+        assert store.forget_failed_bodies(older_than=1500.0, batch=1) == 1  # a bounded batch per call
+    with store.transaction():
+        assert store.forget_failed_bodies(older_than=1500.0, batch=1) == 1
+    with store.transaction():
+        assert store.forget_failed_bodies(older_than=1500.0) == 0
+    assert [store.order_params(order(i).work_order_id) for i in range(5)] == [
+        b'{"p":1}',
+        b"",
+        b"",
+        b'{"p":1}',  # failed, but within its retention
+        b'{"p":1}',
+    ]
+    assert store.response(order(1).work_order_id) == Outcome(2, b"bad")
+    with pytest.raises(Duplicate):
+        with store.transaction():
+            store.insert_order(order(1))
+    with store.transaction():
+        assert store.forget_failed_bodies(older_than=2500.0) == 1
+    assert store.order_params(order(3).work_order_id) == b""
+    plan = " ".join(
+        str(r[-1])
+        for r in store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT work_order_id FROM responses WHERE code <> 0 AND completed_at >= 0 "
+            "AND completed_at < 1 ORDER BY completed_at"
+        )
+    )
+    assert "responses_failed" in plan  # found by the partial index, not a scan of every response

@@ -60,6 +60,8 @@ class ManagerConfig:
     #: or as soon as `ledger_batch` leaves are waiting.
     ledger_interval: float = 1.0
     ledger_batch: int = 1000
+    #: Seconds a failed order's request body is kept after its answer (its row stays): junk is not kept.
+    failed_retention: float = 600.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -70,6 +72,8 @@ class ManagerConfig:
             raise ValueError("attestation_refresh must be positive and shorter than attestation_lifetime")
         if self.ledger_interval <= 0 or self.ledger_batch < 1:
             raise ValueError("ledger_interval must be positive and ledger_batch at least 1")
+        if self.failed_retention < 0:
+            raise ValueError("failed_retention must not be negative")
         if self.join and self.kme_listen:
             raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
 

@@ -122,6 +122,14 @@ def register(sub: Subparsers) -> None:
         f"(default {manager.attestation_lifetime:g})",
     )
     up.add_argument(
+        "--failed-retention",
+        type=float,
+        default=manager.failed_retention,
+        metavar="SECONDS",
+        help="seconds the request body of a failed work order is kept after its answer; the order's record "
+        f"stays (default {manager.failed_retention:g})",
+    )
+    up.add_argument(
         "--time-budget",
         type=float,
         default=None,
@@ -187,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         memory_mb=args.memory_mb,
         attestation_lifetime=args.attestation_lifetime,
+        failed_retention=args.failed_retention,
         join=args.join,
         kme_listen=args.kme_listen,
         start_empty=args.start_empty or None,

@@ -2,7 +2,8 @@
 
 The store is the only hand-over: whoever commits an order calls `wake()`, and the dispatcher reads the
 worker's scheduled rows after the last one it took, in seq order (many wakes between two reads are one
-read; nothing polls). Consumers (a few per enclave, so each enclave always has the next order waiting)
+read; nothing polls). The queue holds ids only: an order's body is read from the store just before it goes to an
+enclave, so a backlog of large orders costs memory by its count, not its bytes. Consumers (a few per enclave, so each enclave always has the next order waiting)
 take an order, mark it processing, run it in their enclave and commit the response. An order whose enclave
 dies goes back to the queue; one that has killed its enclave `max_attempts` times gets an error. One whose
 state changed under it runs again on the new state, up to `max_conflicts` times.
@@ -48,7 +49,7 @@ class Dispatcher:
         self.committer = committer
         self.enclaves = enclaves
         self.completed = 0
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._queue: asyncio.Queue[str] = asyncio.Queue()  # work order ids
         self._woken = asyncio.Event()
         self._taken_seq = 0  # the schedule seq of the last order read from the store
         self._inflight = 0
@@ -112,8 +113,8 @@ class Dispatcher:
 
     def _take(self) -> int:
         rows = self.reader.scheduled(self.config.worker_id, after=self._taken_seq)
-        for seq, work_order_id, params in rows:
-            self._queue.put_nowait((work_order_id, params))
+        for seq, work_order_id in rows:
+            self._queue.put_nowait(work_order_id)
             self._taken_seq = seq
         return len(rows)
 
@@ -129,10 +130,10 @@ class Dispatcher:
                     await enclave.ensure_running()
                 except EnclaveStartError:  # logged there, with its cause; the next turn tries again
                     continue
-            work_order_id, params = await self._queue.get()
+            work_order_id = await self._queue.get()
             self._inflight += 1
             try:
-                await self._dispatch(enclave, work_order_id, params)
+                await self._dispatch(enclave, work_order_id)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep serving; the order stays scheduled for the next start
@@ -140,19 +141,29 @@ class Dispatcher:
             finally:
                 self._inflight -= 1
 
-    async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str, params: bytes) -> None:
+    async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str) -> None:
+        try:
+            params = self.reader.order_params(work_order_id)  # read now, not held while the order waited
+        except Exception as exc:  # the store cannot read just now: the order waits its turn again
+            log.warning("reading work order %s failed (%s); it goes back to the queue", work_order_id, exc)
+            await asyncio.sleep(1.0)
+            self._queue.put_nowait(work_order_id)
+            return
+        if params is None:
+            log.warning("work order %s is no longer in the store; skipped", work_order_id)
+            return
         self.committer.persist_later(Store.mark_processing, work_order_id)
         try:
             await enclave.ensure_running()
             reply = await enclave.process(params)
         except SpawnFailed:  # the order never reached an enclave: it waits for one, uncounted
-            self._queue.put_nowait((work_order_id, params))
+            self._queue.put_nowait(work_order_id)
             return
         except (EnclaveDied, EnclaveStartError) as exc:
             self._attempts[work_order_id] += 1
             if self._attempts[work_order_id] < self.config.max_attempts:
                 log.warning("%s; work order %s goes back to the queue", exc, work_order_id)
-                self._queue.put_nowait((work_order_id, params))
+                self._queue.put_nowait(work_order_id)
                 return
             log.error("work order %s failed: its enclave died %d times", work_order_id, self._attempts[work_order_id])
             await self._finish(
@@ -168,14 +179,14 @@ class Dispatcher:
             await self._finish(work_order_id, Outcome(0, reply.result), writes, reply=reply)
         except StateConflict:
             await self._run_again(
-                work_order_id, params, "the state this work order changes kept changing under it; retry later"
+                work_order_id, "the state this work order changes kept changing under it; retry later"
             )
 
-    async def _run_again(self, work_order_id: str, params: bytes, reason: str) -> None:
+    async def _run_again(self, work_order_id: str, reason: str) -> None:
         """Another order changed the same state first: run this one again on the state as it is now."""
         self._conflicts[work_order_id] += 1
         if self._conflicts[work_order_id] <= self.config.max_conflicts:
-            self._queue.put_nowait((work_order_id, params))
+            self._queue.put_nowait(work_order_id)
         else:
             await self._finish(work_order_id, Outcome(Status.FAILED, reason.encode()))
 

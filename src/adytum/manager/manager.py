@@ -3,7 +3,7 @@
 The pool is one key-manager enclave (here, or on another node with `join`) and `enclaves` work-order
 enclaves it provisions; every start and restart of either is attested (see `pool`). `Manager` composes
 the concerns, each its own module: `dispatch` (orders from the store to the enclaves: `Dispatch`),
-`publish` (attest and publish the worker record), `keys` (rotate, refresh: `KeyOps`), `status`
+`publish` (attest and publish the worker record), `retention` (failed orders' bodies forgotten), `keys` (rotate, refresh: `KeyOps`), `status`
 (`PoolView`) and `ledger` (the receipt ledger's signed heads: `Ledger`; None with receipts off). The
 attestation service is injected: the manager never loads an issuer.
 """
@@ -26,6 +26,7 @@ from .keys import KeyRotation
 from .ledger import HeadSigner
 from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision
 from .publish import Publisher
+from .retention import FailedBodyRetention
 from .status import PoolStatusView
 
 log = logging.getLogger("adytum.manager")
@@ -71,6 +72,7 @@ class Manager:
         self.ledger = HeadSigner(config, reader, committer, self.enclaves) if config.receipts else None
         self.dispatch = Dispatcher(config, reader, committer, self.enclaves, self.ledger)
         self.keys = KeyRotation(config, self.kme, self.enclaves, self.publisher, self._provision)
+        self.retention = FailedBodyRetention(committer, config.failed_retention)
         self.status = PoolStatusView(config.worker_id, self.kme, self.kme_server, self.enclaves)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -94,6 +96,7 @@ class Manager:
         await self.publisher.publish(identities[0])  # with the evidence of its admission
         self._tasks.append(asyncio.create_task(self.keys.renew_forever(), name="attestation-refresh"))
         await self.dispatch.start()
+        self._tasks.append(asyncio.create_task(self.retention.run_forever(), name="failed-body-retention"))
         if self.ledger is not None:
             await self.ledger.start()
 

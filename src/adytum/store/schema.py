@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS responses (
     body           {blob} NOT NULL,
     completed_at   {real} NOT NULL
 );
+CREATE INDEX IF NOT EXISTS responses_failed ON responses (completed_at) WHERE code <> 0;
 CREATE TABLE IF NOT EXISTS receipts (
     work_order_id      TEXT PRIMARY KEY REFERENCES work_orders (work_order_id),
     worker_id          TEXT NOT NULL,

@@ -360,6 +360,32 @@ class Store:
                 return int(update_type)
         return None
 
+    def forget_failed_bodies(self, older_than: float, batch: int = 500) -> int:
+        """Drop the request body of orders that failed (response code != 0) and completed before `older_than`
+        (a time.time() value); how many were forgotten. The row stays: the duplicate-id and nonce rules and the
+        receipts need it. Junk from strangers (valid shape, nonsense crypto) fails this way, so it is not kept
+        beyond a short retention. Cheap per run: the partial index `responses_failed` finds failed responses by
+        completion time, the `failed_bodies_until` setting remembers how far earlier runs got, and one run
+        forgets at most `batch` bodies (the next run goes on)."""
+        row = self.db.execute("SELECT value FROM settings WHERE name = 'failed_bodies_until'").fetchone()
+        since = float(row[0]) if row else 0.0
+        rows = self.db.execute(
+            "SELECT r.work_order_id, r.completed_at FROM responses r "
+            "JOIN work_orders o ON o.work_order_id = r.work_order_id "
+            "WHERE r.code <> 0 AND r.completed_at >= ? AND r.completed_at < ? AND length(o.params) > 0 "
+            "ORDER BY r.completed_at LIMIT ?",
+            (since, older_than, batch),
+        ).fetchall()
+        if not rows:
+            return 0
+        self.db.executemany("UPDATE work_orders SET params = x'' WHERE work_order_id = ?", [(r[0],) for r in rows])
+        self.db.execute(  # inclusive next time: a tie at the batch boundary is looked at again, not skipped
+            "INSERT INTO settings (name, value) VALUES ('failed_bodies_until', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (repr(float(rows[-1][1])),),
+        )
+        return len(rows)
+
     def requeue_processing(self) -> int:
         """After a crash: whatever was being processed is scheduled again."""
         return self.db.execute(
@@ -427,16 +453,20 @@ class Store:
         row = self.db.execute("SELECT 1 FROM responses WHERE work_order_id = ?", (work_order_id,)).fetchone()
         return "done" if row else None
 
-    def scheduled(self, worker_id: str, after: int = 0) -> list[tuple[int, str, bytes]]:
-        """(seq, work order id, params) of the worker's unanswered orders after schedule seq `after`, in seq
-        order: a dispatcher reads from the last seq it took, so each order is taken once."""
+    def scheduled(self, worker_id: str, after: int = 0) -> list[tuple[int, str]]:
+        """(seq, work order id) of the worker's unanswered orders after schedule seq `after`, in seq order: a
+        dispatcher reads from the last seq it took, so each order is taken once. Ids only: a pending order's
+        body stays in the store until it is sent (`order_params`)."""
         rows = self.db.execute(
-            "SELECT s.seq, s.work_order_id, o.params FROM schedule s "
-            "JOIN work_orders o ON o.work_order_id = s.work_order_id "
-            "WHERE s.worker_id = ? AND s.seq > ? ORDER BY s.seq",
+            "SELECT seq, work_order_id FROM schedule WHERE worker_id = ? AND seq > ? ORDER BY seq",
             (worker_id, after),
         ).fetchall()
-        return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def order_params(self, work_order_id: str) -> bytes | None:
+        """The order's request body as accepted (empty once forgotten); None if no such order."""
+        row = self.db.execute("SELECT params FROM work_orders WHERE work_order_id = ?", (work_order_id,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def counts(self) -> dict[str, int]:
         out = {"scheduled": 0, "processing": 0}
