@@ -19,25 +19,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_node(data_dir, port, log):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "adytum",
-            "up",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--enclaves",
-            "1",
-            "--log-format",
-            "text",
-        ],
-        stdout=log,
-        stderr=log,
-    )
+def start_node(data_dir, port, log, *options: str):
+    """`adytum up` as its own process (one enclave unless `options` say otherwise), its output to `log` (a file,
+    or subprocess.PIPE to read it)."""
+    command = [sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir", str(data_dir)]
+    command += ["--enclaves", "1", "--log-format", "text", *options]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(20)
+    except subprocess.TimeoutExpired:
+        node.kill()
 
 
 def wait_ready(uri: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -123,11 +118,7 @@ def test_sigkill_loses_nothing_and_answers_once(tmp_path):
         ).fetchall()
         assert dupes == []
     finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(20)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_node(node)
         log.close()
 
 

@@ -8,14 +8,12 @@ import base64
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from adytum.client import Client, Trust, build
 from adytum.protocol import EeaError, Status, to_builtins
-from test_crash import free_port, wait_ready
+from test_crash import free_port, start_node, stop_node, wait_ready
 
 ORDERS = 300
 DATA_BYTES = 750_000  # ~1 MB of base64 per order
@@ -71,9 +69,7 @@ def test_a_junk_flood_keeps_memory_bounded_and_is_answered_and_forgotten(tmp_pat
     port = free_port()
     uri = f"http://127.0.0.1:{port}/"
     log = open(tmp_path / "node.log", "ab")
-    command = [sys.executable, "-m", "adytum", "up", "--port", str(port), "--data-dir", str(tmp_path)]
-    command += ["--enclaves", "1", "--max-pending", str(10 * ORDERS), "--failed-retention", "0"]
-    node = subprocess.Popen([*command, "--log-format", "text"], stdout=log, stderr=log)
+    node = start_node(tmp_path, port, log, "--max-pending", str(10 * ORDERS), "--failed-retention", "0")
     enclave = None
     try:
         wait_ready(uri, node)
@@ -115,9 +111,5 @@ def test_a_junk_flood_keeps_memory_bounded_and_is_answered_and_forgotten(tmp_pat
                 os.kill(enclave, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(20)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_node(node)
         log.close()

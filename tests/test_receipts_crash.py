@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 
 from adytum import crypto
@@ -14,7 +13,7 @@ from adytum.client import Client, Trust, build
 from adytum.ledger import merkle
 from adytum.protocol import EeaError, Status, to_builtins
 from adytum.protocol.receipts import ReceiptUpdateEvent, decode_event, tree_head_digest
-from test_crash import free_port, start_node, wait_for_result, wait_ready
+from test_crash import free_port, start_node, stop_node, wait_for_result, wait_ready
 
 
 def heads(db: sqlite3.Connection) -> list[tuple[int, bytes, int, str]]:
@@ -103,9 +102,5 @@ def test_sigkill_keeps_one_receipt_trail_per_order_and_the_ledger_append_only(tm
         assert len(leaves) > leaves_before  # the restarted node went on appending to the same tree
         assert after[-1][0] >= before[-1][0] and [h for h in after if h[0] <= before[-1][0]] == before
     finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(20)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_node(node)
         log.close()

@@ -19,7 +19,6 @@ import signal
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from adytum.client import Client, build, open_result
 from adytum.datadir import DataDir
 from adytum.protocol import EeaError, Status, to_builtins
 from adytum.store import Store, StoreError
-from test_crash import fib_by_iteration, free_port, wait_for_result, wait_ready
+from test_crash import fib_by_iteration, free_port, start_node, wait_for_result, wait_ready
 
 
 def _metric(url: str, name: str) -> float:
@@ -134,25 +133,7 @@ def test_transition_failures_of_their_own_reach_the_caller_at_once(tmp_path):
 
 
 def _up(data_dir: Path, *extra: str, port: int | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "adytum",
-            "up",
-            "--port",
-            str(port or free_port()),
-            "--data-dir",
-            str(data_dir),
-            "--enclaves",
-            "1",
-            "--log-format",
-            "text",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    return start_node(data_dir, port or free_port(), subprocess.PIPE, *extra)
 
 
 def _refused(data_dir: Path, *extra: str) -> str:
