@@ -35,6 +35,28 @@ def stop_node(node: subprocess.Popen) -> None:
         node.kill()
 
 
+def submit_until_killed(client, worker, n, fib_of, node, kill_at, before=None):
+    """Submit `n` fib orders one by one and SIGKILL `node` after order `kill_at` (calling `before(client)` after
+    order `kill_at // 2`). Returns (acknowledged, uncertain): uncertain is the order the kill cut off, if any,
+    which the node may or may not have accepted."""
+    acknowledged, uncertain = [], []
+    for i in range(n):
+        order = build(worker, "fib", [fib_of])
+        try:
+            client.call("WorkOrderSubmit", to_builtins(order.params))
+        except EeaError as exc:
+            assert exc.code == Status.PENDING, exc
+            acknowledged.append(order)
+        except OSError:
+            uncertain.append(order)
+            break
+        if before is not None and i == kill_at // 2:
+            before(client)
+        if i == kill_at:
+            os.kill(node.pid, signal.SIGKILL)  # mid-stream, with orders queued and in flight
+    return acknowledged, uncertain
+
+
 def wait_ready(uri: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,24 +95,12 @@ def test_sigkill_loses_nothing_and_answers_once(tmp_path):
     uri = f"http://127.0.0.1:{port}/"
     log = open(tmp_path / "node.log", "ab")
     node = start_node(tmp_path, port, log)
-    acknowledged, uncertain = [], []
     try:
         wait_ready(uri, node)
         trust = Trust.from_files([tmp_path / "devroot" / "root.pem"])
         with Client(uri, trust=trust) as client:
             worker = client.worker()
-            for i in range(400):
-                order = build(worker, "fib", [b"30000"])
-                try:
-                    client.call("WorkOrderSubmit", to_builtins(order.params))
-                except EeaError as exc:
-                    assert exc.code == Status.PENDING, exc
-                    acknowledged.append(order)
-                except OSError:
-                    uncertain.append(order)
-                    break
-                if i == 150:
-                    os.kill(node.pid, signal.SIGKILL)  # mid-stream, with orders queued and in flight
+            acknowledged, uncertain = submit_until_killed(client, worker, 400, b"30000", node, kill_at=150)
         node.wait(10)
         assert len(acknowledged) >= 100
 

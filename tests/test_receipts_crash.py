@@ -3,17 +3,15 @@ exactly one ledger leaf, and every tree head signed before the crash is consiste
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import time
 
 from adytum import crypto
-from adytum.client import Client, Trust, build
+from adytum.client import Client, Trust
 from adytum.ledger import merkle
-from adytum.protocol import EeaError, Status, to_builtins
+from adytum.protocol import EeaError, Status
 from adytum.protocol.receipts import ReceiptUpdateEvent, decode_event, tree_head_digest
-from test_crash import free_port, start_node, stop_node, wait_for_result, wait_ready
+from test_crash import free_port, start_node, stop_node, submit_until_killed, wait_for_result, wait_ready
 
 
 def heads(db: sqlite3.Connection) -> list[tuple[int, bytes, int, str]]:
@@ -41,25 +39,15 @@ def test_sigkill_keeps_one_receipt_trail_per_order_and_the_ledger_append_only(tm
     uri = f"http://127.0.0.1:{port}/"
     log = open(tmp_path / "node.log", "ab")
     node = start_node(tmp_path, port, log)
-    acknowledged = []
     try:
         wait_ready(uri, node)
         trust = Trust.from_files([tmp_path / "devroot" / "root.pem"])
         with Client(uri, trust=trust) as client:
             worker = client.worker()
-            for i in range(300):
-                order = build(worker, "fib", [b"20000"])
-                try:
-                    client.call("WorkOrderSubmit", to_builtins(order.params))
-                except EeaError as exc:
-                    assert exc.code == Status.PENDING, exc
-                    acknowledged.append(order)
-                except OSError:
-                    break  # the kill: this one may or may not have been accepted
-                if i == 100:
-                    wait_for_head(client)  # so that heads signed before the crash exist to check
-                if i == 200:
-                    os.kill(node.pid, signal.SIGKILL)
+            # a head is waited for halfway, so that heads signed before the crash exist to check
+            acknowledged, _ = submit_until_killed(
+                client, worker, 300, b"20000", node, kill_at=200, before=wait_for_head
+            )
         node.wait(10)
         db = sqlite3.connect(tmp_path / "adytum.sqlite3")
         before = heads(db)
