@@ -367,8 +367,7 @@ class Store:
         beyond a short retention. Cheap per run: the partial index `responses_failed` finds failed responses by
         completion time, the `failed_bodies_until` setting remembers how far earlier runs got, and one run
         forgets at most `batch` bodies (the next run goes on)."""
-        row = self.db.execute("SELECT value FROM settings WHERE name = 'failed_bodies_until'").fetchone()
-        since = float(row[0]) if row else 0.0
+        since = float(self.setting("failed_bodies_until") or 0.0)
         rows = self.db.execute(
             "SELECT r.work_order_id, r.completed_at FROM responses r "
             "JOIN work_orders o ON o.work_order_id = r.work_order_id "
@@ -379,11 +378,8 @@ class Store:
         if not rows:
             return 0
         self.db.executemany("UPDATE work_orders SET params = x'' WHERE work_order_id = ?", [(r[0],) for r in rows])
-        self.db.execute(  # inclusive next time: a tie at the batch boundary is looked at again, not skipped
-            "INSERT INTO settings (name, value) VALUES ('failed_bodies_until', ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (repr(float(rows[-1][1])),),
-        )
+        # inclusive next time: a tie at the batch boundary is looked at again, not skipped
+        self.put_setting("failed_bodies_until", repr(float(rows[-1][1])))
         return len(rows)
 
     def requeue_processing(self) -> int:
@@ -423,16 +419,19 @@ class Store:
             == 1
         )
 
+    def put_setting(self, name: str, value: str) -> None:
+        """A named value the node keeps across restarts (a chain cursor, a counter); replaces the old one."""
+        self.db.execute(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+
     def advance_operator_nonce(self, nonce: int) -> bool:
         """Accept an operator request's nonce only if it is above every nonce accepted before."""
-        row = self.db.execute("SELECT value FROM settings WHERE name = 'operator_nonce'").fetchone()
-        if row and int(row[0]) >= nonce:
+        last = self.setting("operator_nonce")
+        if last is not None and int(last) >= nonce:
             return False
-        self.db.execute(
-            "INSERT INTO settings (name, value) VALUES ('operator_nonce', ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (str(nonce),),
-        )
+        self.put_setting("operator_nonce", str(nonce))
         return True
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -440,6 +439,10 @@ class Store:
     def response(self, work_order_id: str) -> Outcome | None:
         row = self.db.execute("SELECT code, body FROM responses WHERE work_order_id = ?", (work_order_id,)).fetchone()
         return Outcome(row[0], bytes(row[1])) if row else None
+
+    def setting(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else None
 
     def state_item(self, item_id: str) -> tuple[int, bytes] | None:
         row = self.db.execute("SELECT version, value FROM state WHERE item_id = ?", (item_id,)).fetchone()
