@@ -146,7 +146,8 @@ class PostgresStore(Store):
         self.pg.execute(f"RELEASE SAVEPOINT {name}")
 
     def _has_table(self, name: str) -> bool:
-        return self.pg.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
+        row = self.pg.execute("SELECT to_regclass(?)", (name,)).fetchone()
+        return row is not None and row[0] is not None
 
     def _lock_schema(self) -> None:
         self.pg.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
