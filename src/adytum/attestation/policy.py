@@ -166,7 +166,9 @@ class Policy:
         svns = dict(verdict.svns)
         for name, minimum in self.min_svns.items():
             if name not in svns or svns[name] < minimum:
-                raise AttestationError(Reason.SVN, f"{name} SVN {svns.get(name, 'absent')} is below the minimum {minimum}")
+                raise AttestationError(
+                    Reason.SVN, f"{name} SVN {svns.get(name, 'absent')} is below the minimum {minimum}"
+                )
         if self.report_data_prefix is not None and not verdict.report_data.startswith(self.report_data_prefix):
             raise AttestationError(Reason.REPORT_DATA, "report data does not start with the expected value")
         self._check_nonce(verdict)
@@ -308,7 +310,8 @@ class Verdict:
 
     def describe(self) -> str:
         """The verdict in words, one fact per line."""
-        lines = [f"{self.kind} evidence, TCB status {self.tcb_status or 'unknown'}"]
+        status = "no TCB status (judged by its SVNs)" if self.kind in STATUSLESS_KINDS else "TCB status "
+        lines = [f"{self.kind} evidence, " + (status if self.kind in STATUSLESS_KINDS else status + str(self.tcb_status))]
         if self.raw_status:
             lines[0] += f" (IAS: {self.raw_status})"
         if self.advisory_ids:

@@ -185,7 +185,9 @@ def _check_signature(report: SnpReport, vek: x509.Certificate) -> None:
     try:
         key.verify(der, report.raw[:_SIGNED], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
-        raise AttestationError(Reason.SIGNATURE, "the SEV-SNP report's signature does not verify with its VCEK/VLEK")
+        raise AttestationError(
+            Reason.SIGNATURE, "the SEV-SNP report's signature does not verify with its VCEK/VLEK"
+        ) from None
 
 
 def verify_snp_report(
