@@ -87,7 +87,12 @@ def test_snp_refusals_flipped_wrong_root_expired_no_crl_policy() -> None:
     assert refused(lambda: verify_snp_report(bytes(flipped), certs, LENIENT, at=at)) == Reason.SIGNATURE
     genoa_ark = amd_chain("Genoa")[0]
     assert refused(lambda: verify_snp_report(report, certs, LENIENT, at=at, roots=[genoa_ark])) == Reason.CHAIN
-    assert refused(lambda: verify_snp_report(report, certs, LENIENT, at=datetime.fromisoformat("2031-01-01T00:00:00+00:00"))) == Reason.EXPIRED
+    assert (
+        refused(
+            lambda: verify_snp_report(report, certs, LENIENT, at=datetime.fromisoformat("2031-01-01T00:00:00+00:00"))
+        )
+        == Reason.EXPIRED
+    )
     assert refused(lambda: verify_snp_report(report, certs, Policy(allow_debug=True), at=at)) == Reason.COLLATERAL
     measured = dict(verify_snp_report(report, certs, LENIENT, at=at).measurements)["MEASUREMENT"]
     assert verify_snp_report(report, certs, Policy(require_crls=False, measurements={"MEASUREMENT": {measured}}), at=at)
@@ -145,7 +150,10 @@ def test_nitro_refusals_and_policy() -> None:
     assert refused(lambda: verify_nitro_document(doc, Policy(), at=at + timedelta(hours=4))) == Reason.EXPIRED
     assert refused(lambda: verify_nitro_document(doc, Policy(nonce=bytes(32)), at=at)) == Reason.NONCE
     assert verify_nitro_document(doc, Policy(nonce=b"\x01" * 1024, measurements={"PCR0": {pcr0}}), at=at)
-    assert refused(lambda: verify_nitro_document(doc, Policy(measurements={"PCR0": {bytes(48)}}), at=at)) == Reason.MEASUREMENT
+    assert (
+        refused(lambda: verify_nitro_document(doc, Policy(measurements={"PCR0": {bytes(48)}}), at=at))
+        == Reason.MEASUREMENT
+    )
     aged = Policy(max_collateral_age=timedelta(minutes=5))
     assert refused(lambda: verify_nitro_document(doc, aged, at=at + timedelta(minutes=6))) == Reason.STALE
     graced = Policy(max_collateral_age=timedelta(minutes=5), collateral_grace=timedelta(minutes=2))
@@ -179,7 +187,11 @@ def test_gpu_vectors(entry: dict[str, Any]) -> None:
     if not entry["expected"]["valid"]:
         failing = {k for k, v in entry["expected"]["crosscheck"].items() if v is not True}
         reason = refused(lambda: verify_gpu_evidence(evidence, certs, policy, at=at_of(entry)))
-        assert reason in {{"report_sig": Reason.SIGNATURE, "nonce_matches": Reason.NONCE}[k] for k in failing if k in ("report_sig", "nonce_matches")}
+        assert reason in {
+            {"report_sig": Reason.SIGNATURE, "nonce_matches": Reason.NONCE}[k]
+            for k in failing
+            if k in ("report_sig", "nonce_matches")
+        }
         return
     verdict = verify_gpu_evidence(evidence, certs, policy, at=at_of(entry))
     assert any(c.startswith("measurements-vs-rim") for c in verdict.unchecked)
@@ -196,7 +208,9 @@ def test_gpu_refusals() -> None:
     flipped = bytearray(evidence)
     flipped[60] ^= 0x01  # inside the first measurement block's value
     assert refused(lambda: verify_gpu_evidence(bytes(flipped), certs, Policy(), at=at)) == Reason.SIGNATURE
-    assert refused(lambda: verify_gpu_evidence(evidence, certs, Policy(), at=at, roots=[aws_nitro_root()])) == Reason.CHAIN
+    assert (
+        refused(lambda: verify_gpu_evidence(evidence, certs, Policy(), at=at, roots=[aws_nitro_root()])) == Reason.CHAIN
+    )
     assert refused(lambda: verify_gpu_evidence(evidence, certs[:1], Policy(), at=at)) == Reason.CHAIN
     before = datetime.fromisoformat("2020-01-01T00:00:00+00:00")
     assert refused(lambda: verify_gpu_evidence(evidence, certs, Policy(), at=before)) == Reason.NOT_YET_VALID
@@ -209,7 +223,9 @@ def test_gpu_measurements_against_rims() -> None:
     verdict = verify_gpu_evidence(evidence, certs, Policy(), at=at_of(entry), rims=[good])
     assert any(c.startswith("measurements-vs-rim: GH100 96.00.5E.00.01") for c in verdict.checked)
     assert any(c.startswith("rim-signature") for c in verdict.unchecked)
-    bad = parse_rim(read("nvidia-gpu/attestation-sdk/sample_rims/NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml"))
+    bad = parse_rim(
+        read("nvidia-gpu/attestation-sdk/sample_rims/NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml")
+    )
     with pytest.raises(AttestationError, match="block 10") as err:
         verify_gpu_evidence(evidence, certs, Policy(), at=at_of(entry), rims=[bad])
     assert err.value.reason == Reason.MEASUREMENT

@@ -311,7 +311,9 @@ class Verdict:
     def describe(self) -> str:
         """The verdict in words, one fact per line."""
         status = "no TCB status (judged by its SVNs)" if self.kind in STATUSLESS_KINDS else "TCB status "
-        lines = [f"{self.kind} evidence, " + (status if self.kind in STATUSLESS_KINDS else status + str(self.tcb_status))]
+        lines = [
+            f"{self.kind} evidence, " + (status if self.kind in STATUSLESS_KINDS else status + str(self.tcb_status))
+        ]
         if self.raw_status:
             lines[0] += f" (IAS: {self.raw_status})"
         if self.advisory_ids:
