@@ -67,11 +67,11 @@ def test_gpu_evidence_with_rim_and_cache(tmp_path: Path) -> None:
     )
     cache = tmp_path / "cache"
     nonce = "27a328247bf7935c993341cf587be6f05986ccce4fe7ba2c54100bd616a58f66"
-    args = ["--at", "2025-06-01T00:00:00Z", "--nonce", nonce]
+    args = ["--at", "2024-06-01T00:00:00Z", "--nonce", nonce]  # the RIM signer's certificate ends 2025-06-22
     result = run(report, "--collateral", folder, "--cache", cache, *args)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "measurements-vs-rim: GH100 96.00.5E.00.01" in result.stdout
-    assert "NOT checked: ocsp (device chain)" in result.stdout
+    assert "rim-signature-and-chain, measurements-vs-rim: GH100 96.00.5E.00.01" in result.stdout
+    assert "NOT checked: ocsp (device chain), fwid (this firmware reports none), ocsp (RIM chain)" in result.stdout
     again = run(report, "--cache", cache, *args)  # the cache alone now suffices, offline
     assert again.returncode == 0 and "measurements-vs-rim: GH100" in again.stdout
     assert len(list(cache.iterdir())) == 2

@@ -18,7 +18,8 @@ from adytum.attestation import AttestationError, Policy, Reason
 from adytum.attestation.bundle import CollateralCache, load_bundle
 from adytum.attestation.certpool import chain_to_root, load_certificates
 from adytum.attestation.nitro import verify_nitro_document
-from adytum.attestation.nvidia import parse_rim, verify_gpu_evidence
+from adytum.attestation.nvidia import verify_gpu_evidence
+from adytum.attestation.rim import verify_rim
 from adytum.attestation.roots import amd_chain, aws_nitro_root, nvidia_device_root
 from adytum.attestation.sevsnp import _hwid, _vek_tcb, verify_snp_report
 
@@ -219,16 +220,40 @@ def test_gpu_refusals() -> None:
 def test_gpu_measurements_against_rims() -> None:
     entry = next(e for e in MANIFEST if e["id"] == "nvsdk-hopper-535.86.09")
     evidence, certs = gpu(entry)
-    good = parse_rim(read("nvidia-gpu/attestation-sdk/nvtrust_1010_0200_882_96005E0001_PROD.swidtag"))
-    verdict = verify_gpu_evidence(evidence, certs, Policy(), at=at_of(entry), rims=[good])
-    assert any(c.startswith("measurements-vs-rim: GH100 96.00.5E.00.01") for c in verdict.checked)
-    assert any(c.startswith("rim-signature") for c in verdict.unchecked)
-    bad = parse_rim(
-        read("nvidia-gpu/attestation-sdk/sample_rims/NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml")
-    )
+    good = read("nvidia-gpu/attestation-sdk/nvtrust_1010_0200_882_96005E0001_PROD.swidtag")
+    at = datetime.fromisoformat("2024-06-01T00:00:00+00:00")  # inside the RIM signer's validity
+    verdict = verify_gpu_evidence(evidence, certs, Policy(), at=at, rims=[good])
+    assert "rim-signature-and-chain" in verdict.checked
+    assert "measurements-vs-rim: GH100 96.00.5E.00.01" in verdict.checked
+    assert "ocsp (RIM chain)" in verdict.unchecked
+    after = datetime.fromisoformat("2025-07-01T00:00:00+00:00")  # the RIM signer's certificate ended 2025-06-22
+    assert refused(lambda: verify_gpu_evidence(evidence, certs, Policy(), at=after, rims=[good])) == Reason.EXPIRED
+    bad = read("nvidia-gpu/attestation-sdk/sample_rims/NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml")
     with pytest.raises(AttestationError, match="block 10") as err:
         verify_gpu_evidence(evidence, certs, Policy(), at=at_of(entry), rims=[bad])
     assert err.value.reason == Reason.MEASUREMENT
+    edited = good.replace(b'index="1" active="True"', b'index="1" active="False"')
+    assert refused(lambda: verify_gpu_evidence(evidence, certs, Policy(), at=at, rims=[edited])) == Reason.SIGNATURE
+
+
+@pytest.mark.parametrize("entry", entries("nvidia-gpu", "rim"), ids=lambda e: e["id"])
+def test_rim_vectors(entry: dict[str, Any]) -> None:
+    data, root = read(entry["files"]["rim"]), load_certificates(read(entry["files"]["rim_root"]), "root")
+    if entry["expected"]["valid"]:
+        rim = verify_rim(data, at=at_of(entry), roots=root)
+        if "active_measurement_indices" in entry["expected"]:
+            assert sorted(rim.golden) == entry["expected"]["active_measurement_indices"]
+            assert rim.version == entry["expected"]["colloquialVersion"]
+        return
+    failing = {k for k, v in entry["expected"]["crosscheck"].items() if v is not True}
+    reason = refused(lambda: verify_rim(data, at=at_of(entry), roots=root))
+    by_check = {
+        "xml_signature": Reason.SIGNATURE,
+        "chain_links": Reason.CHAIN,
+        "root_matches_trusted": Reason.CHAIN,
+        "time_valid": Reason.EXPIRED,
+    }
+    assert reason in {by_check[k] for k in failing}
 
 
 # --- collateral by content, and the cache ------------------------------------------------------

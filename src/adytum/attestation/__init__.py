@@ -16,8 +16,9 @@ from adytum.attestation.detect import detect_format, verify_detected
 from adytum.attestation.errors import AttestationError, Reason
 from adytum.attestation.measurement import Measurement, measure
 from adytum.attestation.nitro import verify_nitro_document
-from adytum.attestation.nvidia import parse_rim, verify_gpu_evidence
+from adytum.attestation.nvidia import verify_gpu_evidence
 from adytum.attestation.policy import ALL_STATUSES, Policy, Verdict, measurement_set, normalize_status
+from adytum.attestation.rim import verify_rim
 from adytum.attestation.roots import vendor_roots
 from adytum.attestation.sevsnp import verify_snp_report
 from adytum.attestation.sgx import (
@@ -58,7 +59,7 @@ __all__ = [
     "CollateralCache",
     "detect_format",
     "load_bundle",
-    "parse_rim",
+    "verify_rim",
     "vendor_roots",
     "verify_detected",
     "verify_gpu_evidence",

@@ -22,7 +22,7 @@ from cryptography import x509
 
 from adytum.attestation.certpool import load_certificates
 from adytum.attestation.errors import AttestationError
-from adytum.attestation.nvidia import Rim, parse_rim
+from adytum.attestation.rim import is_rim
 
 __all__ = ["Bundle", "CollateralCache", "classify", "load_bundle"]
 
@@ -33,7 +33,8 @@ _MAX_FILE = 4 * 1024 * 1024
 class Bundle:
     certificates: list[x509.Certificate] = field(default_factory=list)
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
-    rims: list[Rim] = field(default_factory=list)
+    #: RIM documents as given: they are verified, at the verification time, by the GPU verifier.
+    rims: list[bytes] = field(default_factory=list)
     #: Raw bytes of each recognised item, as (kind, bytes), for the cache.
     items: list[tuple[str, bytes]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
@@ -47,7 +48,7 @@ class Bundle:
             elif kind == "crl":
                 self.crls.append(_load_crl(data))
             elif kind == "rim":
-                self.rims.append(parse_rim(data))
+                self.rims.append(data)
             else:
                 self.ignored.append(where)
                 return False
@@ -60,12 +61,11 @@ class Bundle:
 
 def classify(data: bytes) -> str | None:
     """``certificate``, ``crl``, ``rim`` or None, from the bytes alone."""
-    head = data.lstrip()[:64]
     if b"-----BEGIN CERTIFICATE-----" in data[:4096]:
         return "certificate"
     if b"-----BEGIN X509 CRL-----" in data[:4096]:
         return "crl"
-    if head.startswith(b"<") and b"SoftwareIdentity" in data[:4096]:
+    if is_rim(data):
         return "rim"
     if data[:1] == b"\x30":
         try:

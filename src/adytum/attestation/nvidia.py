@@ -7,17 +7,16 @@ the signature. The checks, in order: the SPDM layout, the signature with the dev
 device chain (GSP FMC leaf → BROM → provisioner → product identity CA) to NVIDIA's Device Identity
 CA valid at ``at``, the FWID opaque field equal to the one in the leaf's DICE TcbInfo extension
 (older 535.x firmware has none), the request nonce (``Policy.nonce``), and, when RIMs are given,
-every active golden measurement against the block of the same index.
+each RIM's signature and chain (:mod:`adytum.attestation.rim`) and every active golden measurement
+against the block of the same index.
 
 What is *not* verified, and the verdict says so in ``unchecked``: OCSP status of the device chain
-and of the RIM chain (NVIDIA serves them online only), the RIM documents' own XMLDSig signature and
-chain (a RIM given here is taken as the caller's reference values), and NVIDIA's RIM service.
+and of the RIM chain (NVIDIA serves them online only), and NVIDIA's RIM service (RIMs must be given).
 """
 
 from __future__ import annotations
 
 import struct
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,9 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from adytum.attestation.certpool import chain_to_root
 from adytum.attestation.errors import AttestationError, Reason
 from adytum.attestation.policy import Policy, Verdict, require_aware
-from adytum.attestation.roots import nvidia_device_root
+from adytum.attestation.rim import Rim, verify_rim
+from adytum.attestation.roots import nvidia_device_root, nvidia_rim_root
 
-__all__ = ["KIND", "GpuEvidence", "Rim", "is_gpu_evidence", "parse_evidence", "parse_rim", "verify_gpu_evidence"]
+__all__ = ["KIND", "GpuEvidence", "is_gpu_evidence", "parse_evidence", "verify_gpu_evidence"]
 
 KIND = "nvidia-gpu"
 _REQUEST_SIZE = 37  # version, code 0xE0, param1, param2, nonce[32], slot id
@@ -40,7 +40,6 @@ _SIGNATURE_SIZE = 96
 _FWID = 20
 _OPAQUE_TEXT = {3: "driver_version", 17: "project", 18: "project_sku", 15: "chip_sku"}
 _DICE_TCB_INFO = ("2.23.133.5.4.1", "2.23.133.5.4.1.1")
-_SHA384_NS = "http://www.w3.org/2001/04/xmlenc#sha384"
 
 
 def _malformed(what: str) -> AttestationError:
@@ -56,15 +55,6 @@ class GpuEvidence:
     opaque: dict[int, bytes]
     signed: bytes
     signature: bytes
-
-
-@dataclass(frozen=True)
-class Rim:
-    """A reference integrity manifest's golden values: index → acceptable digests (active entries only)."""
-
-    name: str
-    version: str
-    golden: dict[int, frozenset[bytes]]
 
 
 def is_gpu_evidence(data: bytes) -> bool:
@@ -134,31 +124,6 @@ def _opaque(data: bytes) -> dict[int, bytes]:
     return fields
 
 
-def parse_rim(data: bytes) -> Rim:
-    """A RIM (SWID tag) document's active golden measurements. Its signature is not checked here."""
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise AttestationError(Reason.MALFORMED, "RIM documents must not declare a DTD or entities")
-    try:
-        root = ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
-        raise AttestationError(Reason.MALFORMED, f"RIM is not XML ({exc})") from None
-    if not root.tag.endswith("SoftwareIdentity"):
-        raise AttestationError(Reason.MALFORMED, "RIM is not a SWID SoftwareIdentity document")
-    version = next((m.get("colloquialVersion", "") for m in root.iter() if m.tag.endswith("}Meta")), "")
-    golden: dict[int, frozenset[bytes]] = {}
-    for res in root.iter():
-        if not res.tag.endswith("}Resource") or res.get("active", "").lower() != "true":
-            continue
-        try:
-            index = int(res.get("index", ""))
-            count = int(res.get("alternatives", "1"))
-            digests = frozenset(bytes.fromhex(res.get(f"{{{_SHA384_NS}}}Hash{i}", "")) for i in range(count))
-        except ValueError:
-            raise AttestationError(Reason.MALFORMED, "RIM resource with a bad index or digest") from None
-        golden[index] = digests
-    return Rim(name=root.get("name", ""), version=version, golden=golden)
-
-
 def _text(raw: bytes) -> str:
     return raw.rstrip(b"\x00").decode("ascii", "replace")
 
@@ -218,27 +183,32 @@ def verify_gpu_evidence(
     *,
     at: datetime,
     roots: Sequence[x509.Certificate] | None = None,
-    rims: Sequence[Rim] = (),
+    rims: Sequence[bytes] = (),
 ) -> Verdict:
     """Verify SPDM GPU evidence at ``at`` with the device chain in ``certs``; apply ``policy``.
 
-    ``roots`` defaults to NVIDIA's Device Identity CA; ``policy.nonce`` is compared with the
-    request nonce. Each RIM's active measurements must equal the evidence's blocks.
+    ``roots`` defaults to NVIDIA's Device Identity CA (for the device chain) and CoRIM root (for the
+    RIMs); ``policy.nonce`` is compared with the request nonce. Each RIM (raw XML) must verify, and
+    its active measurements must equal the evidence's blocks.
     """
     require_aware(at)
     evidence = parse_evidence(bytes(data))
     leaf = _leaf(evidence, certs)
     path = chain_to_root(leaf, certs, list(roots) if roots is not None else [nvidia_device_root()], at)
+    verified_rims = [
+        verify_rim(r, at=at, roots=list(roots) if roots is not None else [nvidia_rim_root()]) for r in rims
+    ]
     checked = ["spdm-signature", "device-chain-to-nvidia-root", "certificate-validity"]
     unchecked = ["ocsp (device chain)"]
     if _check_fwid(evidence, leaf):
         checked.append("fwid-vs-leaf-certificate")
     else:
         unchecked.append("fwid (this firmware reports none)")
-    if rims:
-        _compare(evidence, rims)
-        checked.append("measurements-vs-rim: " + ", ".join(f"{r.name} {r.version}" for r in rims))
-        unchecked.append("rim-signature and rim-ocsp (RIMs taken as given)")
+    if verified_rims:
+        _compare(evidence, verified_rims)
+        checked.append("rim-signature-and-chain")
+        checked.append("measurements-vs-rim: " + ", ".join(f"{r.name} {r.version}" for r in verified_rims))
+        unchecked.append("ocsp (RIM chain)")
     else:
         unchecked.append("measurements-vs-rim (no RIM given; NVIDIA RIM service not contacted)")
     details = [(name, _text(evidence.opaque[kind])) for kind, name in _OPAQUE_TEXT.items() if kind in evidence.opaque]
@@ -253,7 +223,7 @@ def verify_gpu_evidence(
         nonce=evidence.request_nonce,
         details=tuple(details),
         valid_from=max(c.not_valid_before_utc for c in path),
-        valid_until=min(c.not_valid_after_utc for c in path),
+        valid_until=min([c.not_valid_after_utc for c in path] + [r.valid_until for r in verified_rims]),
         checked=tuple(checked),
         unchecked=tuple(unchecked),
     )

@@ -4,6 +4,7 @@
   VCEKs) and ASVK (signs VLEKs), as AMD's KDS serves them (``/vcek/v1/<product>/cert_chain``).
 * ``aws_nitro_root.pem``: the AWS Nitro Enclaves root G1 (``CN=aws.nitro-enclaves``, P-384).
 * ``nvidia_device_identity_ca.pem``: NVIDIA Device Identity CA, the root of every GPU's device chain.
+* ``nvidia_corim_root.pem``: NVIDIA CoRIM signing Root CA, the root of the RIM signers' chains.
 
 Copies were taken from the test vectors' sources (virtee/sev, google/go-sev-guest, aws-nitro root as
 shipped by evervault and blocky, NVIDIA nvtrust); every copy agreed byte for byte with the others.
@@ -16,7 +17,15 @@ from importlib import resources
 
 from cryptography import x509
 
-__all__ = ["AMD_PRODUCTS", "amd_chain", "amd_roots", "aws_nitro_root", "nvidia_device_root", "vendor_roots"]
+__all__ = [
+    "AMD_PRODUCTS",
+    "amd_chain",
+    "amd_roots",
+    "aws_nitro_root",
+    "nvidia_device_root",
+    "nvidia_rim_root",
+    "vendor_roots",
+]
 
 AMD_PRODUCTS = ("Milan", "Genoa", "Turin")
 
@@ -48,6 +57,11 @@ def nvidia_device_root() -> x509.Certificate:
     return _load("nvidia_device_identity_ca.pem")[0]
 
 
+@cache
+def nvidia_rim_root() -> x509.Certificate:
+    return _load("nvidia_corim_root.pem")[0]
+
+
 def vendor_roots() -> tuple[x509.Certificate, ...]:
     """Every built-in non-Intel root: what a requester trusts unless it narrows the list."""
-    return (*amd_roots(), aws_nitro_root(), nvidia_device_root())
+    return (*amd_roots(), aws_nitro_root(), nvidia_device_root(), nvidia_rim_root())
