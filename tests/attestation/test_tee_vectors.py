@@ -274,3 +274,82 @@ def test_bundle_recognises_content_and_cache_serves_only_current(tmp_path: Path)
     assert verify_snp_report(read(entry["files"]["report"]), now.certificates, LENIENT, at=at_of(entry))
     later = cache.current(datetime.fromisoformat("2026-01-01T00:00:00+00:00"))
     assert len(later.certificates) == 3  # the VLEK expired 2025-12-10: no longer offered
+
+
+# --- Intel TDX (the existing DCAP verifier on the collection's TDX samples) ----------------------
+
+TDX_COLLATERAL = {
+    "tcb_info": "tcb_info.json",
+    "tcb_info_issuer_chain": "tcb_info_issuer_chain.pem",
+    "qe_identity": "qe_identity.json",
+    "qe_identity_issuer_chain": "qe_identity_issuer_chain.pem",
+    "pck_crl": "pck_crl.der",
+    "root_crl": "root_ca_crl.der",
+}
+
+
+@pytest.mark.parametrize("entry", entries("intel-tdx", "quote"), ids=lambda e: e["id"])
+def test_tdx_vectors(entry: dict[str, Any], tmp_path: Path) -> None:
+    """``valid`` here is the manifest's scope for TDX: quote, QE report and PCK chain at the time. With
+    the shipped collateral a full appraisal must still refuse: the 2023 v4 quote's TCB matches no
+    level, and the 2026 v5 quote's 2023 CRLs and QE identity are out of date."""
+    import shutil
+
+    from adytum.attestation.sgx.collateral import load_collateral
+    from adytum.attestation.sgx.dcap import verify_dcap_quote, verify_quote_signatures
+
+    quote, at = read(entry["files"]["quote"]), at_of(entry)
+    if not entry["expected"]["valid"]:
+        failing = {k for k, v in entry["expected"]["crosscheck"].items() if v is not True}
+        by_check = {
+            "quote_sig": Reason.SIGNATURE,
+            "pck_chain_links": Reason.CHAIN,
+            "pck_chain_time_valid": Reason.EXPIRED,
+        }
+        assert refused(lambda: verify_quote_signatures(quote, at=at)) in {by_check[k] for k in failing}
+        return
+    assert verify_quote_signatures(quote, at=at).quote
+    for key, name in TDX_COLLATERAL.items():
+        shutil.copy(TEE / entry["files"][key], tmp_path / name)
+    full = refused(lambda: verify_dcap_quote(quote, load_collateral(tmp_path), Policy(allow_debug=True), at=at))
+    assert full == (Reason.NO_TCB_MATCH if entry["id"] == "gotdx-v4-spr-e4" else Reason.EXPIRED)
+
+
+def test_an_ark_crl_not_signed_by_the_ark_is_refused() -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    entry = next(e for e in MANIFEST if e["id"] == "trustee-milan-vcek-report")
+    at = at_of(entry)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(amd_chain("Milan")[0].subject)
+        .last_update(at - timedelta(days=1))
+        .next_update(at + timedelta(days=1))
+        .sign(forger, hashes.SHA384())
+    )
+    report, certs = read(entry["files"]["report"]), snp_certs(entry)
+    assert refused(lambda: verify_snp_report(report, certs, Policy(), at=at, crls=[crl])) == Reason.CRL
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("amd-sev-snp/virtee-sev/report_milan.bin", "sev-snp"),
+        ("amd-sev-snp/virtee-sev/report_milan.hex", "sev-snp"),
+        ("aws-nitro/blocky-nitrite/nitro_attestation.cbor", "aws-nitro"),
+        ("aws-nitro/blocky-nitrite/nitro_attestation.b64", "aws-nitro"),
+        ("aws-nitro/evervault-attestation-doc-validation/valid-attestation-doc-base64.txt", "aws-nitro"),
+        ("nvidia-gpu/nvtrust/hopperAttestationReport.txt", "nvidia-gpu"),
+        ("nvidia-gpu/nvtrust/ppcie/gpu0_evidence.bin", "nvidia-gpu"),
+        ("intel-tdx/go-tdx-guest/quote_v5_sample.dat", "dcap-quote"),
+    ],
+)
+def test_format_detected_by_content(name: str, kind: str) -> None:
+    from adytum.attestation.detect import detect_format
+
+    found = detect_format((TEE / name).read_bytes())
+    assert found is not None and found[0] == kind
+    assert detect_format(b'{"format": "adytum-ias/1"}') is None
