@@ -60,7 +60,13 @@ def test_snp_vectors(entry: dict[str, Any]) -> None:
     if not expected["valid"]:
         failing = {k for k, v in expected["crosscheck"].items() if v is not True}
         reason = refused(lambda: verify_snp_report(report, certs, LENIENT, at=at_of(entry)))
-        allowed = {"report_sig": Reason.SIGNATURE, "vek_by_ask": Reason.CHAIN, "time_valid": Reason.EXPIRED}
+        allowed = {
+            "report_sig": Reason.SIGNATURE,
+            "vek_by_ask": Reason.CHAIN,
+            "time_valid": Reason.EXPIRED,
+            "reported_tcb_matches_vek": Reason.TCB_MISMATCH,
+            "chip_id_matches_hwid": Reason.TCB_MISMATCH,
+        }
         assert reason in {allowed[k] for k in failing if k in allowed}
         return
     verdict = verify_snp_report(report, certs, LENIENT, at=at_of(entry))
@@ -70,6 +76,14 @@ def test_snp_vectors(entry: dict[str, Any]) -> None:
     assert {k: svns[k] for k in expected["reported_tcb"]} == expected["reported_tcb"]
     assert dict(verdict.details)["signing_key"] == expected["signing_key"]
     assert verdict.debug == bool(int(expected["policy"], 16) & (1 << 19))
+
+
+def test_snp_tampered_reported_tcb_is_named() -> None:
+    entry = next(e for e in MANIFEST if e["id"] == "trustee-report-tampered-reported-tcb")
+    report, certs = read(entry["files"]["report"]), snp_certs(entry)
+    with pytest.raises(AttestationError, match="REPORTED_TCB") as err:
+        verify_snp_report(report, certs, LENIENT, at=at_of(entry))
+    assert err.value.reason == Reason.TCB_MISMATCH
 
 
 def test_snp_debug_guest_refused_unless_allowed() -> None:

@@ -1,14 +1,15 @@
 """AMD SEV-SNP attestation reports (versions 2, 3 and 5; 1184 bytes) against a VCEK or VLEK and AMD's chain.
 
-The checks, in order: the report's layout (version, signature algorithm ECDSA P-384 with SHA-384),
-its signing key (VCEK or VLEK, from the report's flags), the certificate chain VCEK → ASK (VLEK →
-ASVK) → ARK of the same product line, with the ARK a built-in root (Milan, Genoa, Turin) and every
-certificate RSASSA-PSS signed and valid at ``at``, the report's signature over bytes 0..0x29F with
-the VCEK's key (r and s little-endian, 72 bytes each), the REPORTED_TCB equal to the TCB the VCEK was
-issued for (its SPL extensions; CURRENT_TCB may be newer), the CHIP_ID equal to the VCEK's hwID (for
-Turin its first 8 bytes), and the ARK's CRL when one is given. The guest policy's debug bit feeds
-the policy's debug rule; MEASUREMENT and HOST_DATA are named measurements; the TCB components and
-the guest SVN are named SVNs.
+The checks, in order: the report's layout (version, signature algorithm ECDSA P-384 with SHA-384);
+its signing key (VCEK or VLEK, from the report's flags); the certificate chain VCEK → ASK (VLEK →
+ASVK) → ARK of the same product line, the ARK a built-in root (Milan, Genoa, Turin), every
+certificate RSASSA-PSS signed and valid at ``at``; the REPORTED_TCB equal to the TCB the VCEK or
+VLEK was issued for (its SPL extensions; CURRENT_TCB may be newer) and the CHIP_ID equal to the
+VCEK's hwID (Turin: its first 8 bytes; a VLEK is not chip-specific), checked before the signature
+so that a changed TCB is named as such; the report's signature over bytes 0..0x29F with the
+certificate's key (r and s little-endian, 72 bytes each); the ARK's CRL when one is given. The
+guest policy's debug bit feeds the policy's debug rule; MEASUREMENT and HOST_DATA are named
+measurements; the TCB components and the guest SVN are named SVNs.
 """
 
 from __future__ import annotations
@@ -211,17 +212,17 @@ def verify_snp_report(
     builtin = amd_chain(product)
     anchors = list(roots) if roots is not None else [builtin[0]]
     path = chain_to_root(vek, [*certs, *builtin[1:]], anchors, at)
-    _check_signature(report, vek)
     reported = tcb_parts(report.reported_tcb, product)
     issued_for = _vek_tcb(vek, product)
-    if report.signing_key == 0 and reported != issued_for:
+    if reported != issued_for:
         raise AttestationError(
-            Reason.TCB_MISMATCH, f"REPORTED_TCB {reported} is not the TCB the VCEK was issued for {issued_for}"
+            Reason.TCB_MISMATCH, f"REPORTED_TCB {reported} is not the TCB the VCEK/VLEK was issued for {issued_for}"
         )
     hwid = _hwid(vek)
     if report.signing_key == 0 and (hwid is None or report.chip_id[: len(hwid)] != hwid):
         raise AttestationError(Reason.TCB_MISMATCH, "the report's CHIP_ID is not the chip the VCEK was issued for")
-    checked = ["report-signature", f"chain-to-ARK-{product}", "certificate-validity", "reported-tcb-vs-vcek"]
+    _check_signature(report, vek)
+    checked = ["report-signature", f"chain-to-ARK-{product}", "certificate-validity", "reported-tcb-vs-certificate"]
     if report.signing_key == 0:
         checked.append("chip-id-vs-vcek")
     unchecked: list[str] = []
