@@ -239,7 +239,15 @@ def verify_file(
 
     found = detect_format(path.read_bytes())
     if found is None:
-        return verify_ias_evidence(load_ias_evidence(path), policy, at=at)
+        try:
+            evidence_ias = load_ias_evidence(path)
+        except AttestationError as exc:
+            raise AttestationError(
+                exc.reason,
+                "not recognised as an SEV-SNP report, a Nitro document, NVIDIA GPU evidence, a DCAP quote "
+                f"or IAS evidence (read as IAS: {exc.message})",
+            ) from None
+        return verify_ias_evidence(evidence_ias, policy, at=at)
     kind, evidence = found
     if kind == DCAP:
         if collateral is None:
