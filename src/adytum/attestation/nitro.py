@@ -5,8 +5,10 @@ The Nitro Security Module signs a CBOR map (``module_id``, ``digest``, ``timesta
 that lives about three hours. The checks, in order: the COSE structure and its algorithm (ES384
 only), the payload's fields and sizes, the leaf's ECDSA P-384 signature over the COSE
 ``Sig_structure``, ``cabundle[0]`` carrying the AWS root's key, and the chain leaf → cabundle → root
-valid at the verification time, which must also fall after the document's own time. A document
-whose PCR0, PCR1 and PCR2 are all zero comes from an enclave started in debug mode.
+valid at the verification time and at the document's own time (which must not be after the
+verification time). A document whose PCR0, PCR1 and PCR2 are all zero comes from an enclave
+started in debug mode. The policy sees the PCRs and ``public_key`` as named measurements
+(``PCR0``.., ``public_key``), ``user_data`` as the report data and ``nonce`` as the nonce.
 """
 
 from __future__ import annotations
@@ -125,23 +127,24 @@ def verify_nitro_document(
         raise AttestationError(Reason.CHAIN, "the Nitro cabundle does not start with a trusted root (AWS Nitro root)")
     path = verify_chain([leaf, *reversed(cabundle[1:])], anchors, at)
     issued = datetime.fromtimestamp(timestamp / 1000, UTC)
-    if not leaf.not_valid_before_utc <= issued <= leaf.not_valid_after_utc:
-        raise _malformed(f"its timestamp {issued.isoformat()} is outside its signing certificate's validity")
+    if any(not c.not_valid_before_utc <= issued <= c.not_valid_after_utc for c in path):
+        raise _malformed(f"its timestamp {issued.isoformat()} is outside its certificate chain's validity")
     if at < issued:
         raise AttestationError(Reason.NOT_YET_VALID, f"the document is dated {issued.isoformat()}, after {at}")
     debug = all(not any(pcrs.get(i, b"\x01")) for i in (0, 1, 2))
-    details = [("module_id", module_id), ("timestamp", issued.isoformat())]
+    details = (("module_id", module_id), ("timestamp", issued.isoformat()))
+    named = [(f"PCR{i}", v) for i, v in pcrs.items()]
     if public_key is not None:
-        details.append(("public_key", public_key.hex()))
+        named.append(("public_key", public_key))
     verdict = Verdict(
         kind=KIND,
         tcb_status=None,
         verified_at=at,
         debug=debug,
         report_data=user_data or b"",
-        measurements=tuple((f"PCR{i}", v) for i, v in pcrs.items()),
+        measurements=tuple(named),
         nonce=nonce,
-        details=tuple(details),
+        details=details,
         valid_from=max([issued, *(c.not_valid_before_utc for c in path)]),
         valid_until=min(c.not_valid_after_utc for c in path),
         issued_at=issued,
