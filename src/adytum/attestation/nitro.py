@@ -112,6 +112,7 @@ def verify_nitro_document(
     cabundle = [load_certificate(c, "Nitro cabundle certificate") for c in bundle]
     public_key, user_data, nonce = (_optional(payload, n) for n in ("public_key", "user_data", "nonce"))
 
+    key_id(leaf)  # MALFORMED if the leaf's key cannot be read
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1" or len(signature) != 96:
         raise AttestationError(Reason.MALFORMED, "Nitro signature must be ECDSA P-384 (96 bytes) by a P-384 leaf")

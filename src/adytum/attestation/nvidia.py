@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
@@ -141,7 +141,10 @@ def _leaf(evidence: GpuEvidence, certs: Sequence[x509.Certificate]) -> x509.Cert
         int.from_bytes(evidence.signature[:48], "big"), int.from_bytes(evidence.signature[48:], "big")
     )
     for cert in certs:
-        key = cert.public_key()
+        try:
+            key = cert.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            continue
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
             continue
         try:

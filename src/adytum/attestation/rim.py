@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from adytum.attestation.certpool import chain_to_root, load_certificate
 from adytum.attestation.errors import AttestationError, Reason
 from adytum.attestation.roots import nvidia_rim_root
+from adytum.attestation.sgx.x509chain import key_id
 
 __all__ = ["Rim", "canonical", "is_rim", "verify_rim"]
 
@@ -198,6 +199,7 @@ def verify_rim(data: bytes, *, at: datetime, roots: Sequence[x509.Certificate] |
     if not certs:
         raise _bad("no signing certificate in KeyInfo")
     raw = _b64(_text(_one(signature, "SignatureValue")), "SignatureValue")
+    key_id(certs[0])  # MALFORMED if the signer's key cannot be read
     key = certs[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or len(raw) != 96:
         raise _bad("the signature is not ECDSA P-384")

@@ -29,7 +29,7 @@ from adytum.attestation.errors import AttestationError, Reason
 from adytum.attestation.policy import Policy, Verdict, require_aware
 from adytum.attestation.roots import AMD_PRODUCTS, amd_chain
 from adytum.attestation.sgx.der import INTEGER, OCTET_STRING, read_tlv
-from adytum.attestation.sgx.x509chain import check_not_revoked, verify_crl
+from adytum.attestation.sgx.x509chain import check_not_revoked, key_id, verify_crl
 
 __all__ = ["KIND", "REPORT_SIZE", "SnpReport", "is_snp_report", "parse_report", "verify_snp_report"]
 
@@ -179,6 +179,7 @@ def _pick_vek(report: SnpReport, certs: Sequence[x509.Certificate]) -> x509.Cert
 
 
 def _check_signature(report: SnpReport, vek: x509.Certificate) -> None:
+    key_id(vek)  # MALFORMED if the key cannot be read
     key = vek.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise AttestationError(Reason.MALFORMED, "the VCEK/VLEK key is not ECDSA P-384")
