@@ -105,7 +105,11 @@ class Publisher:
         """Have the attestation service report on the enclave's quote, and check the report as a requester
         would: the node never registers evidence it would refuse."""
         allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
-        policy = Policy(mr_enclaves=measurement_set(allowed), allow_debug=self.config.allow_debug)
+        policy = Policy(
+            mr_enclaves=measurement_set(allowed),
+            allow_debug=self.config.allow_debug,
+            accepted_statuses=frozenset(self.config.accepted_tcb_statuses),
+        )
         try:
             proof = self.attestation.attest(ident.quote)
             verify_worker_evidence(
