@@ -15,7 +15,10 @@ the node refuses to start on that instead. Nothing here shows a quote binding th
 import asyncio
 import base64
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -263,3 +266,47 @@ def test_without_the_double_the_enclave_reads_dev_attestation_and_says_what_is_m
 
     with pytest.raises(EnclaveStartError, match="/dev/attestation/attestation_type"):
         asyncio.run(main())
+
+
+GRAMINE_SGX_DOUBLE = """#!/bin/sh
+# TEST DOUBLE of gramine-sgx: runs the enclave as the build's manifest would (its role from the build's name)
+echo "$1" >> "$GRAMINE_DOUBLE_LOG"
+role=$(basename "$1" | sed 's/^adytum-//')
+exec "$GRAMINE_DOUBLE_PYTHON" -m adytum.enclave --data-dir "$GRAMINE_DOUBLE_DATA" --worker-id "$GRAMINE_DOUBLE_WORKER" \\
+    --role "$role"
+"""
+LAUNCHER = Path(__file__).resolve().parent.parent / "gramine" / "adytum-sgx-enclave"
+
+
+def test_the_node_starts_each_role_s_signed_build_through_the_launcher(gramine_env, data_dir, tmp_path, monkeypatch):
+    """--enclave-executable gramine/adytum-sgx-enclave, with a TEST DOUBLE of gramine-sgx on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gramine-sgx").write_text(GRAMINE_SGX_DOUBLE)
+    (bin_dir / "gramine-sgx").chmod(0o755)
+    config = NodeConfig.of(
+        data_dir,
+        enclaves=1,
+        port=0,
+        accepted_tcb_statuses=(SAMPLE_STATUS,),
+        enclave_executable=str(LAUNCHER),
+    )
+    log = tmp_path / "gramine-sgx.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("ADYTUM_SGX_BUILD_DIR", str(tmp_path / "builds"))
+    monkeypatch.setenv("GRAMINE_DOUBLE_LOG", str(log))
+    monkeypatch.setenv("GRAMINE_DOUBLE_PYTHON", sys.executable)
+    monkeypatch.setenv("GRAMINE_DOUBLE_DATA", str(data_dir))
+    monkeypatch.setenv("GRAMINE_DOUBLE_WORKER", config.manager.worker_id)
+    with pytest.raises(EnclaveStartError) as refused:
+        asyncio.run(_start_and_stop(Node(config)))
+    assert "enclave evidence refused by this node: expired: PCK CRL expired" in str(refused.value)
+    assert log.read_text().split() == [str(tmp_path / "builds" / "adytum-kme")]  # the key manager's build
+    assert DataDir(data_dir).kme_keys.exists()  # sealed through the double's keys/_sgx_mrenclave
+
+
+def test_the_launcher_refuses_a_role_it_has_no_build_for():
+    done = subprocess.run(
+        [str(LAUNCHER), "-m", "adytum.enclave", "--role", "attacker"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2 and "unknown enclave role 'attacker'" in done.stderr

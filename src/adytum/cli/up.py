@@ -167,6 +167,13 @@ def register(sub: Subparsers) -> None:
         help="also accept this TCB status in the node's own SGX evidence (repeatable; default UpToDate only; "
         "e.g. SWHardeningNeeded, which Intel reports for most SGX platforms): see docs/hardware.md",
     )
+    up.add_argument(
+        "--enclave-executable",
+        default=None,
+        metavar="PATH",
+        help="what starts each enclave process, called as Python would be (default: this Python); on SGX, "
+        "gramine/adytum-sgx-enclave (docs/hardware.md)",
+    )
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")
     up.set_defaults(run=run)
 
@@ -214,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         join=args.join,
         kme_listen=args.kme_listen,
         start_empty=args.start_empty or None,
+        enclave_executable=args.enclave_executable,
         accepted_tcb_statuses=("UpToDate", *args.accept_tcb) if args.accept_tcb else None,
     )
     try:
