@@ -310,3 +310,14 @@ def test_the_launcher_refuses_a_role_it_has_no_build_for():
         [str(LAUNCHER), "-m", "adytum.enclave", "--role", "attacker"], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 2 and "unknown enclave role 'attacker'" in done.stderr
+
+
+def test_the_host_reads_the_names_the_enclave_reads(monkeypatch, tmp_path):
+    from adytum.enclave.tee import SIMULATED
+    from adytum.issuer.service import SimulatedAttestation
+    from adytum.node import attestation_service
+
+    monkeypatch.setenv(TEE_ENV, GRAMINE_SGX)
+    assert isinstance(attestation_service(DataDir(tmp_path)), DcapAttestation)
+    monkeypatch.setenv(TEE_ENV, SIMULATED)
+    assert isinstance(attestation_service(DataDir(tmp_path)), SimulatedAttestation)

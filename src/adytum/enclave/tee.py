@@ -48,7 +48,6 @@ DEV_ATTESTATION = Path("/dev/attestation")
 class Tee(Protocol):
     """What the rest of the enclave asks of its TEE."""
 
-    name: str
     #: True unless a real TEE vouches for this enclave (the simulated platform, or the test double).
     simulated: bool
     measurement: Measurement
@@ -71,7 +70,6 @@ class Tee(Protocol):
 class SimulatedTee:
     """The simulated platform of one data directory."""
 
-    name = SIMULATED
     simulated = True
 
     def __init__(self, data: DataDir, product: int, plugins: bool = True) -> None:
@@ -106,8 +104,6 @@ class SimulatedTee:
 
 class GramineSgx:
     """SGX through Gramine's /dev/attestation (DCAP). The measurement is read from a quote at start."""
-
-    name = GRAMINE_SGX
 
     def __init__(self, product: int, root: Path = DEV_ATTESTATION, *, test_double: bool = False) -> None:
         self.root = root
