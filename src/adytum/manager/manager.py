@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from ..channel import Identity
 from ..config import ManagerConfig
@@ -51,6 +52,7 @@ class Manager:
                 admit=self.admit,
                 read_state=reader.state_item,
                 extra_args=_budget_args(config),
+                executable=config.enclave_executable or sys.executable,
             )
             for i in range(config.enclaves)
         ]
@@ -59,7 +61,12 @@ class Manager:
             if config.join
             else LocalKeyManager(
                 EnclaveProcess(
-                    "kme", config.data_dir, config.worker_id, role="kme", admit=self.publisher.admit_key_manager
+                    "kme",
+                    config.data_dir,
+                    config.worker_id,
+                    role="kme",
+                    admit=self.publisher.admit_key_manager,
+                    executable=config.enclave_executable or sys.executable,
                 ),
                 attestation,
             )
