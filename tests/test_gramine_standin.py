@@ -40,7 +40,7 @@ from adytum.manager import EnclaveProcess, EnclaveStartError
 from adytum.manager.pool import LocalKeyManager, provision
 from adytum.manager.publish import Publisher
 from adytum.node import Node
-from adytum.store import Store
+from adytum.store import SqliteStore
 
 WORKER_ID = sha256(b"gramine-standin-test").hex()
 SAMPLE = "dcap/dcapqvl_sgx_v3_2025"
@@ -177,7 +177,7 @@ def test_a_node_verifies_the_key_manager_quote_before_anything_is_published(gram
     with pytest.raises(EnclaveStartError) as refused:
         asyncio.run(_start_and_stop(node))
     assert "enclave evidence refused by this node: expired: PCK CRL expired" in str(refused.value)
-    store = Store(DataDir(data_dir).store)
+    store = SqliteStore(DataDir(data_dir).store)
     try:
         assert store.worker(node.manager.worker_id) is None  # nothing was published
     finally:

@@ -243,6 +243,8 @@ def test_any_node_serves_any_order_and_state_is_one(tmp_path, pg_url):
             order = build(worker, "hello", [b"from B"])
             assert submit(on_b, order)
             assert open_result(order, worker, result_of(on_a, order)) == [b"Hello from B"]
+            receipt = on_api.receipt(order.work_order_id)  # served and proven by a node that ran nothing
+            assert (receipt.status_name, receipt.work_order_id) == ("COMPLETED", order.work_order_id)
 
             def deposits(client: Client, n: int) -> None:
                 for _ in range(n):

@@ -286,3 +286,29 @@ def test_failed_bodies_are_found_by_the_partial_index(tmp_path):
     )
     assert "responses_failed" in plan  # not a scan of every response
     s.close()
+
+
+def test_a_pruned_order_with_a_receipt_keeps_its_id_taken(any_store, monkeypatch):
+    """With receipts, pruning keeps the emptied request row: the id and nonce stay taken (a replay is refused),
+    the state says 'pruned', and the receipt stays."""
+    import msgspec
+
+    from adytum.protocol.receipts import ReceiptCreateParams
+    from adytum.store import NewReceipt
+
+    store = any_store
+    clock = [1000.0]
+    monkeypatch.setattr("adytum.store.base.time.time", lambda: clock[0])
+    wo = order(1).work_order_id
+    params = ReceiptCreateParams(wo, WORKER, WORKER, "bb" * 32, 0, "aGFzaA==", "01")
+    receipt = NewReceipt(wo, WORKER, WORKER, "bb" * 32, 0, "node", msgspec.json.encode(params).decode())
+    with store.transaction():
+        store.insert_order(NewOrder(wo, WORKER, "bb" * 32, order(1).requester_nonce, b"{}", receipt))
+        store.insert_response(wo, 0, b"done")
+    clock[0] = 2000.0
+    with store.transaction():
+        assert store.prune_answered(older_than=1500.0) == 1
+    assert store.state(wo) == "pruned" and store.response(wo) is None and store.order_params(wo) == b""
+    assert store.receipt(wo) is not None and store.ledger_size() == 1
+    with pytest.raises(Duplicate), store.transaction():
+        store.insert_order(order(1))

@@ -28,7 +28,8 @@ from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
 from .manager.evidence import AttestationService
-from .store import ANSWERED, SCHEDULED, GroupCommit, Store, is_server_store, open_store
+from .manager.ledger import StoredHeads
+from .store import ANSWERED, HEADS, SCHEDULED, GroupCommit, Store, is_server_store, open_store
 
 if TYPE_CHECKING:
     from .store.postgres import Notifications
@@ -49,6 +50,11 @@ class Node:
             config.manager.node_id = _node_id(data)
         target = config.store if is_server_store(config.store) else str(data.store)
         if not is_server_store(config.store):
+            if not config.manager.enclaves:
+                raise StartRefused(
+                    "a node without enclaves serves the API on a store that nodes with enclaves share: "
+                    "give it --store postgresql://... (the same as theirs)"
+                )
             _refuse_forgetting(data, start_empty=config.start_empty)
         writer = open_store(target, durable=config.durable)
         applied = writer.migrate()
@@ -60,7 +66,7 @@ class Node:
         operator.ensure_key(config.data_dir)
         registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
         receipts = Receipts(
-            self.reader, self.committer, self.manager.keys, self.manager.ledger, enabled=config.manager.receipts
+            self.reader, self.committer, self.manager.keys, self.manager.heads, enabled=config.manager.receipts
         )
         self.api = Api(
             self.reader,
@@ -96,19 +102,24 @@ class Node:
         """A shared store announces orders scheduled and answered by any node: this node wakes on them."""
         from .store.postgres import Notifications
 
-        return Notifications(url, (SCHEDULED, ANSWERED), self._on_notify, self._on_listen)
+        return Notifications(url, (SCHEDULED, ANSWERED, HEADS), self._on_notify, self._on_listen)
 
     def _on_notify(self, channel: str, payload: str) -> None:  # on the listening thread
         assert self._loop is not None
         payloads = payload.split(",")
         if channel == ANSWERED:
             self._loop.call_soon_threadsafe(self.manager.dispatch.answered, payloads)
+        elif channel == HEADS:
+            if isinstance(self.manager.heads, StoredHeads):
+                self._loop.call_soon_threadsafe(self.manager.heads.stored)
         elif "" in payloads or self.manager.worker_id in payloads:
             self._loop.call_soon_threadsafe(self.manager.dispatch.wake)
 
     def _on_listen(self) -> None:  # on the listening thread, at each (re)connect
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.manager.dispatch.recheck)
+            if isinstance(self.manager.heads, StoredHeads):
+                self._loop.call_soon_threadsafe(self.manager.heads.stored)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -14,6 +14,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +42,8 @@ def register(sub: Subparsers) -> None:
         epilog="examples:\n"
         "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
         "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves\n"
-        "  adytum bench --enclaves 2 --receipts-cost   # the same node with and without receipts",
+        "  adytum bench --enclaves 2 --receipts-cost   # the same node with and without receipts\n"
+        "  adytum bench --store postgresql://postgres@127.0.0.1:5432/test --nodes 1,2   # nodes on one database",
     )
     add_uri(bench)
     add_trust(bench)
@@ -67,6 +70,18 @@ def register(sub: Subparsers) -> None:
         "node started --no-receipts, then with receipts again, and print the ratio of the mean throughputs: "
         "what the receipt ledger costs",
     )
+    bench.add_argument(
+        "--nodes",
+        metavar="N,M,...",
+        help="instead of --uri, start N fresh local nodes of one worker on one PostgreSQL database (--store; "
+        "the first runs the key manager, the others join it), spread the requesters over them, measure, stop "
+        "them; then M; and print the ratio (e.g. --nodes 1,2). Each node runs --enclaves of its own (default 1)",
+    )
+    bench.add_argument(
+        "--store",
+        metavar="URL",
+        help="with --nodes: the PostgreSQL server; each run makes a database of its own there and drops it after",
+    )
     add_json(bench)
     bench.set_defaults(run=run)
 
@@ -74,7 +89,8 @@ def register(sub: Subparsers) -> None:
 @dataclass
 class Report:
     uri: str
-    enclaves: int | None
+    enclaves: int | None  # per node
+    nodes: int | None  # None: one node, not on a shared store this command made
     receipts: bool | None  # None: a node this command did not start
     workload: str
     orders: int
@@ -118,8 +134,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def drive(
-    uri: str, trust: Trust, workload: str, data: bytes, n: int, concurrency: int, progress: Progress | None
+    uris: list[str], trust: Trust, workload: str, data: bytes, n: int, concurrency: int, progress: Progress | None
 ) -> tuple[list[float], int, float]:
+    """Requester i sends to node i mod len(uris), each order built, submitted, waited for, verified, decrypted."""
     from ..client import AsyncClient
     from ..protocol import EeaError
 
@@ -127,11 +144,13 @@ async def drive(
     failed = 0
     issued = 0
     task = progress.add_task("work orders", total=n) if progress else None
-    async with AsyncClient(uri, trust=trust) as client:
-        worker = await client.worker()
+    clients = [AsyncClient(uri, trust=trust) for uri in uris]
+    try:
+        worker = await clients[0].worker()
 
-        async def requester() -> None:
+        async def requester(i: int) -> None:
             nonlocal issued, failed
+            client = clients[i % len(clients)]
             while issued < n:
                 issued += 1
                 t0 = time.perf_counter()
@@ -145,24 +164,28 @@ async def drive(
                     progress.advance(task)
 
         started = time.perf_counter()
-        await asyncio.gather(*(requester() for _ in range(concurrency)))
+        await asyncio.gather(*(requester(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.close()
     return latencies, failed, elapsed
 
 
 def measure_node(
     args: argparse.Namespace,
-    uri: str,
+    uris: list[str],
     trust: Trust,
     enclaves: int | None,
     data: bytes,
     bound_us: float,
     receipts: bool | None = None,
+    nodes: int | None = None,
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if args.json:
-        latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, None))
+        latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, None))
     else:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -171,15 +194,16 @@ def measure_node(
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            latencies, failed, elapsed = asyncio.run(drive(uri, trust, args.workload, data, args.n, args.c, progress))
+            latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, progress))
     latencies.sort()
     ok = len(latencies)
     cores = os.cpu_count() or 1
     bound = cores * 1e6 / bound_us
     rate = ok / elapsed if elapsed else 0.0
     report = Report(
-        uri,
+        uris[0],
         enclaves,
+        nodes,
         receipts,
         args.workload,
         ok,
@@ -197,6 +221,8 @@ def measure_node(
     )
     if not args.json:
         pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        if nodes:
+            pool = f" ({nodes} node{'s' if nodes != 1 else ''} on one PostgreSQL database, {enclaves} enclave(s) each)"
         pool += {None: "", True: ", receipts on", False: ", receipts OFF (measurement only)"}[receipts]
         console.print(
             f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
@@ -235,13 +261,31 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--enclaves takes counts like 1,2 (got {args.enclaves!r})", as_json=args.json)
     if args.receipts_cost and not counts:
         return fail("--receipts-cost starts its own nodes: give --enclaves too (e.g. --enclaves 2)", as_json=args.json)
+    try:
+        node_counts = [int(n) for n in args.nodes.split(",")] if args.nodes else []
+        if any(n < 1 for n in node_counts):
+            raise ValueError
+    except ValueError:
+        return fail(f"--nodes takes counts like 1,2 (got {args.nodes!r})", as_json=args.json)
+    if node_counts and not args.store:
+        return fail("--nodes runs the nodes on one PostgreSQL database: give --store URL too", as_json=args.json)
     if not args.json:
         console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process)…")
     bound_us = crypto_bound(args.bound_samples, args.workload, data)
     reports: list[Report] = []
     try:
-        if not counts:
-            reports.append(measure_node(args, args.uri, trust_from_args(args), None, data, bound_us))
+        if node_counts:
+            per_node = counts[0] if counts else 1
+            for k in node_counts:
+                if not args.json:
+                    console.print(
+                        f"[bold]starting {k} local node(s) on one PostgreSQL database, {per_node} enclave(s) each[/]"
+                    )
+                with local_cluster(args.store, k, per_node) as (uris, trust):
+                    reports.append(measure_node(args, uris, trust, per_node, data, bound_us, nodes=k))
+            counts = []
+        elif not counts:
+            reports.append(measure_node(args, [args.uri], trust_from_args(args), None, data, bound_us))
         for n in counts:
             # on, off, off, on: a drift of the machine's speed during the runs falls on both sides alike
             for receipts in (True, False, False, True) if args.receipts_cost else (True,):
@@ -252,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
                 options = ("--enclaves", str(n)) if receipts else ("--enclaves", str(n), "--no-receipts")
                 with local_node(node_dir, free_port(), *options, timeout=120) as uri:
                     trust = Trust.from_files([DataDir(node_dir).platform_root])
-                    reports.append(measure_node(args, uri, trust, n, data, bound_us, receipts))
+                    reports.append(measure_node(args, [uri], trust, n, data, bound_us, receipts))
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
     with_receipts = [r for r in reports if r.receipts is not False]
@@ -266,19 +310,67 @@ def run(args: argparse.Namespace) -> int:
         summary: dict[str, object] = {"runs": [asdict(r) for r in reports], "scaling": scaling}
         if costs:
             summary["receipts_ratio"] = costs
-        emit_json(asdict(reports[0]) if not counts else summary)
+        emit_json(asdict(reports[0]) if not counts and not node_counts else summary)
     for size, ratio in costs.items():
         if not args.json:
             console.print(
                 f"[bold]receipts[/] with {size} enclave(s): throughput with receipts is {ratio:.2f}× the same "
                 "node's without them"
             )
-    if scaling is not None and not args.json:
+    if scaling is not None and node_counts and not args.json:
+        console.print(
+            f"[bold]scaling[/]: {node_counts[-1]} nodes on one database serve {scaling:.2f}× the work orders/s of "
+            f"{node_counts[0]} on {os.cpu_count()} cores (nodes, enclaves, PostgreSQL and requesters share them)"
+        )
+    elif scaling is not None and not args.json:
         console.print(
             f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
             f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)"
         )
     return 0 if all(r.failed == 0 for r in reports) else 1
+
+
+@contextmanager
+def local_cluster(server: str, nodes: int, enclaves: int) -> Iterator[tuple[list[str], Trust]]:
+    """`nodes` fresh local nodes of one worker on a new database of the PostgreSQL server at `server`: the first
+    runs the key manager for the others (--kme-listen / --join), each trusts the others' development roots.
+    Yields their URIs and a Trust of all their roots; stops them and drops the database."""
+    import shutil
+    import uuid
+    from contextlib import ExitStack
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from ..client import Trust
+    from ..issuer.devroot import init_dev_root
+    from .local_node import free_port, local_node
+
+    name = f"adytum_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    store = make_conninfo(server, dbname=name)
+    base = Path(tempfile.mkdtemp(prefix="adytum-bench-nodes-"))
+    dirs = [DataDir(base / f"node-{i}") for i in range(nodes)]
+    try:
+        for d in dirs:
+            init_dev_root(d.platform)
+        for d in dirs:
+            d.trusted_roots.mkdir(parents=True, exist_ok=True)
+            for other in dirs:
+                if other is not d:
+                    shutil.copy(other.platform_root, d.trusted_roots / f"{other.path.name}.pem")
+        kme = f"127.0.0.1:{free_port()}"
+        with ExitStack() as stack:
+            uris = []
+            for i, d in enumerate(dirs):
+                role = ("--kme-listen", kme) if i == 0 else ("--join", kme)
+                options = ("--store", store, "--enclaves", str(enclaves), *role)
+                uris.append(stack.enter_context(local_node(d.path, free_port(), *options, timeout=120)))
+            yield uris, Trust.from_files([d.platform_root for d in dirs])
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _receipt_costs(reports: list[Report]) -> dict[str, float]:

@@ -76,6 +76,12 @@ class Api:
         state = self.reader.state(wo_id)
         if state is None:
             raise EeaError(Status.INVALID_PARAMETER, f"work order {wo_id} is not known here")
+        if state == "pruned":
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"work order {wo_id} was answered, and its result was pruned after the node's retention period; "
+                "its receipt stays",
+            )
         raise _pending(wo_id, state)
 
     async def pool_status(self, raw: bytes) -> Any:

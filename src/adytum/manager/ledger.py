@@ -154,3 +154,28 @@ class HeadSigner:
         for size, fut in list(self._waiters):
             if size <= self.size and not fut.done():
                 fut.set_result(None)
+
+
+class StoredHeads:
+    """The `Ledger` of a node without enclaves (on a shared store): it signs nothing, and waits for a head that
+    a node with enclaves stores, woken by the store's notification of each (`stored`)."""
+
+    def __init__(self, reader: Store) -> None:
+        self.reader = reader
+        self._stored = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def stored(self) -> None:
+        self._stored.set()
+
+    async def cover(self, size: int) -> None:
+        while True:
+            self._stored.clear()
+            if self.reader.head_covering(size) is not None:
+                return
+            await self._stored.wait()

@@ -24,7 +24,7 @@ from .enclave import EnclaveProcess
 from .errors import EnclaveStartError
 from .evidence import AttestationService
 from .keys import KeyRotation
-from .ledger import HeadSigner
+from .ledger import HeadSigner, StoredHeads
 from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision
 from .publish import Publisher
 from .retention import Retention
@@ -79,6 +79,8 @@ class Manager:
         self.ledger = (
             HeadSigner(config, reader, committer, self.enclaves) if config.receipts and self.enclaves else None
         )
+        #: The `Ledger` port: this node's signer, or (no enclaves here) the heads other nodes store.
+        self.heads: HeadSigner | StoredHeads | None = self.ledger or (StoredHeads(reader) if config.receipts else None)
         self.dispatch = Dispatcher(config, reader, committer, self.enclaves, self.ledger)
         self.keys = KeyRotation(config, self.kme, self.enclaves, self.publisher, self._provision)
         self.retention = Retention(committer, config.failed_retention, config.answered_retention)

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from ..errors import AdytumError
 from ..ledger.merkle import HASH_LEN, leaf_hash
 from ..protocol import WorkerStatus
 from ..protocol.receipts import (
@@ -54,7 +55,7 @@ SCHEDULED, ANSWERED, HEADS = "adytum_scheduled", "adytum_answered", "adytum_head
 _NO_LIMIT = 2**62
 
 
-class Recheck(Exception):
+class Recheck(AdytumError):
     """An expectation a batch deferred did not hold: run the batch again, each transition checked as it goes."""
 
 
