@@ -78,6 +78,7 @@ class Processed(msgspec.Struct, tag="processed"):
     receipt_type: int = 0
     receipt_data: str = ""
     receipt_signature: str = ""
+    retry: bool = False  # no answer yet: another order's state write must be stored first; run it again later
 
 
 class SignHead(msgspec.Struct, tag="sign-head"):
@@ -124,6 +125,22 @@ class StateValue(msgspec.Struct, tag="state-value"):
     value: bytes = b""
 
 
+class CounterRequest(msgspec.Struct, tag="counter-request"):
+    """WPE -> host while order `seq` runs, then host -> KME (with the KME link's seq): a sealed request for the
+    key manager's monotonic counters (`enclave/counters.py`); the host can neither read nor alter it."""
+
+    seq: int
+    body: bytes
+
+
+class CounterReply(msgspec.Struct, tag="counter-reply"):
+    """KME -> host, then host -> WPE (with the order's seq): the key manager's sealed answer. Empty: the host
+    could not reach the key manager."""
+
+    seq: int
+    body: bytes = b""
+
+
 class Provision(msgspec.Struct, tag="provision"):
     """One step of the key-provisioning handshake (see `provisioning`), either way.
 
@@ -156,6 +173,8 @@ Message = (
     | Processed
     | StateRead
     | HeadSigned
+    | CounterRequest
+    | CounterReply
     | Fatal
 )
 _encoder = msgspec.msgpack.Encoder()

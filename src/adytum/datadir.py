@@ -12,6 +12,7 @@
     ├── platform.secret         the simulated platform's sealing secret
     ├── kme/                    the key manager
     │   ├── worker-keys.sealed  the worker's keys, sealed to the key manager's build
+    │   ├── counters.sealed     its monotonic counters (`adytum.enclave.counters`)
     │   └── policy.json         the work-order enclave builds it provisions: {"wpe_mr_enclaves": [hex, ...]}
     ├── workloads.toml          plug-in workloads (`adytum.workloads.registry`)
     ├── workloads/              plug-in modules
@@ -85,6 +86,10 @@ class DataDir:
     @property
     def kme_keys(self) -> Path:
         return self.kme / "worker-keys.sealed"
+
+    @property
+    def kme_counters(self) -> Path:
+        return self.kme / "counters.sealed"
 
     @property
     def policy(self) -> Path:

@@ -16,6 +16,8 @@ from ..attestation.measurement import Measurement, measure
 from ..attestation.verify import report_data_for
 from ..channel import (
     ChannelError,
+    CounterReply,
+    CounterRequest,
     Fatal,
     Hello,
     Identity,
@@ -36,9 +38,10 @@ from ..protocol import EeaError, Status
 from ..workloads import load_workloads
 from ..workloads.registry import measure_work_order_build
 from .budget import Budget, alarm_held
+from .counters import CounterClient, CounterServer, CounterStore
 from .keys import WorkerKeys, load_or_create, rotate
 from .ledger import HeadRefused, TreeHeadSigner
-from .processor import Refused, WorkOrderProcessor
+from .processor import Refused, RunAgain, WorkOrderProcessor
 from .provisioning import KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step, WpeHandshake
 from .sealing import Sealer, UnsealError, platform_secret
 
@@ -125,6 +128,14 @@ class KeyManager:
         self.sessions = KeyManagerSessions(
             lambda: self.keys, self.platform.measurement, trusted_roots(data), self.allowed
         )
+        try:
+            self.counters = CounterServer(
+                CounterStore(data.kme_counters, self.sealer), lambda: self.keys.signing.secret
+            )
+        except UnsealError as exc:
+            raise UnsealError(
+                f"{exc}; the key manager cannot vouch for order or state freshness without them"
+            ) from None
 
     def allowed(self) -> frozenset[bytes]:
         """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
@@ -143,6 +154,15 @@ class KeyManager:
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
             return self.platform.identity(self.keys, msg.seq, [], False)
+        if isinstance(msg, CounterRequest):
+            try:
+                return CounterReply(seq=msg.seq, body=self.counters.handle(msg.body))
+            except ValueError as exc:
+                log.warning("counter request refused: %s", exc)
+                return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
+            except OSError as exc:  # the counters could not be sealed: nothing was promised
+                log.error("sealing the counters failed: %s", exc)
+                return Processed(seq=msg.seq, code=Status.BUSY, message=f"sealing the counters failed: {exc}")
         if isinstance(msg, Provision):
             if msg.proof:  # a response to check: with the roots trusted now (`adytum pool trust` needs no restart)
                 self.sessions.roots = trusted_roots(self.data)
@@ -166,6 +186,7 @@ class WorkOrderEnclave:
         self.budget = budget
         self.workloads = load_workloads(data.path)
         self.processor: WorkOrderProcessor | None = None
+        self.counters: CounterClient | None = None
         self._handshake: WpeHandshake | None = None
         self.heads = TreeHeadSigner()
 
@@ -173,8 +194,8 @@ class WorkOrderEnclave:
         if isinstance(msg, (Process, SignHead)) and self.processor is None:
             return Processed(seq=msg.seq, code=Status.FAILED, message="this enclave has no keys yet")
         if isinstance(msg, Process):
-            assert self.processor is not None
-            return handle(self.processor, msg, link)
+            assert self.processor is not None and self.counters is not None
+            return handle(self.processor, msg, link, self.counters)
         if isinstance(msg, SignHead):
             assert self.processor is not None
             try:
@@ -207,6 +228,7 @@ class WorkOrderEnclave:
             self.processor = WorkOrderProcessor(
                 keys, self.workloads, avalon_compat=self.avalon_compat, budget=self.budget
             )
+            self.counters = CounterClient(keys.signing.secret)
         elif keys.verifying_key != self.processor.keys.verifying_key:
             raise ProvisioningError("delivered keys are another worker identity than the ones this enclave serves")
         else:
@@ -237,24 +259,45 @@ class HostLink:
         """State reads for order `seq`, answered by the host's store."""
 
         def read(item_id: str) -> tuple[int, bytes] | None:
-            with alarm_held():  # a time budget never interrupts a frame half read
-                self.send(StateRead(seq=seq, item_id=item_id))
-                while True:
-                    msg = read_frame(self.inp)
-                    if msg is None:
-                        raise ChannelError("the host went away during a state read")
-                    if isinstance(msg, StateValue) and msg.seq == seq and msg.item_id == item_id:
-                        return (msg.version, msg.value) if msg.version else None
-                    if isinstance(msg, StateValue):
-                        raise ChannelError("a state value for another request")
-                    self.backlog.append(msg)
+            msg = self._ask(StateRead(seq=seq, item_id=item_id), StateValue)
+            assert isinstance(msg, StateValue)
+            if msg.seq != seq or msg.item_id != item_id:
+                raise ChannelError("a state value for another request")
+            return (msg.version, msg.value) if msg.version else None
 
         return read
 
+    def relay(self, seq: int) -> Callable[[bytes], bytes]:
+        """Counter requests for order `seq`, carried by the host to the key manager and back."""
 
-def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
+        def send(body: bytes) -> bytes:
+            msg = self._ask(CounterRequest(seq=seq, body=body), CounterReply)
+            assert isinstance(msg, CounterReply)
+            if msg.seq != seq:
+                raise ChannelError("a counter reply for another request")
+            return msg.body
+
+        return send
+
+    def _ask(self, request: Message, kind: type[StateValue] | type[CounterReply]) -> StateValue | CounterReply:
+        """Send `request` and wait for the host's answer of `kind`; other frames wait in the backlog."""
+        with alarm_held():  # a time budget never interrupts a frame half read
+            self.send(request)
+            while True:
+                msg = read_frame(self.inp)
+                if msg is None:
+                    raise ChannelError("the host went away while the enclave waited for it")
+                if isinstance(msg, (StateValue, CounterReply)) and isinstance(msg, kind):
+                    return msg
+                if isinstance(msg, (StateValue, CounterReply)):
+                    raise ChannelError(f"an unexpected {type(msg).__name__}")
+                self.backlog.append(msg)
+
+
+def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink, counters: CounterClient) -> Processed:
+    relay = link.relay(msg.seq)
     try:
-        answer = proc.process_order(msg.params, link.reader(msg.seq))
+        answer = proc.process_order(msg.params, link.reader(msg.seq), lambda c: counters.commit(c, relay))
         update = answer.update
         return Processed(
             seq=msg.seq,
@@ -264,6 +307,8 @@ def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
             receipt_data=update.data,
             receipt_signature=update.signature,
         )
+    except RunAgain as exc:
+        return Processed(seq=msg.seq, code=exc.code, message=exc.message, retry=True)
     except Refused as exc:
         return Processed(
             seq=msg.seq,

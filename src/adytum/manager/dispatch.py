@@ -171,6 +171,9 @@ class Dispatcher:
                 Outcome(Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"),
             )
             return
+        if reply.retry:  # the enclave waits for another order's state write to be stored (enclave/counters.py)
+            await self._run_again(work_order_id, reply.message)
+            return
         if reply.code != 0:
             await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()), reply=reply)
             return

@@ -14,9 +14,20 @@ from pathlib import Path
 
 import msgspec
 
-from ..channel import HeadSigned, Identity, Message, Process, Processed, Provision, RotateKey, SignHead
+from ..channel import (
+    CounterReply,
+    CounterRequest,
+    HeadSigned,
+    Identity,
+    Message,
+    Process,
+    Processed,
+    Provision,
+    RotateKey,
+    SignHead,
+)
 from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused, SpawnFailed
-from .link import EnclaveLink, Reply
+from .link import EnclaveLink, RelayCounters, Reply
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -65,19 +76,22 @@ class EnclaveProcess:
         provision: Callable[[EnclaveProcess], Awaitable[Identity]] | None = None,
         admit: Callable[[Identity], None] | None = None,
         read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
+        counters: RelayCounters | None = None,
         extra_args: tuple[str, ...] = (),
         executable: str = sys.executable,
     ) -> None:
         """A work-order enclave (`role` "wpe") learns its keys through `provision` at every start; a key
         manager ("kme") unseals its own. `admit` checks the identity (evidence, keys) of every start
         and restart; it raises EnclaveStartError to keep an enclave it refuses out of service.
-        `read_state` answers the enclave's state reads from the store. `executable` is the interpreter
+        `read_state` answers the enclave's state reads from the store; `counters` carries its counter requests
+        to the key manager. `executable` is the interpreter
         that runs the enclave (tests point it at a missing file to make the spawn fail)."""
         self.name = name
         self.role = role
         self.provision = provision
         self.admit = admit
         self.read_state = read_state
+        self.counters = counters
         self.extra_args = extra_args
         self.executable = executable
         self.data_dir = data_dir
@@ -141,6 +155,7 @@ class EnclaveProcess:
             seq=self._seq,
             read_state=self.read_state,
             greet=not self.provision,
+            counters=self.counters,
         )
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
         self._starting = True
@@ -215,6 +230,13 @@ class EnclaveProcess:
         self.identity = reply
         return reply
 
+    async def counters_step(self, body: bytes) -> bytes:
+        """Key manager: its sealed answer to a work-order enclave's sealed counter request."""
+        reply = await self._request(lambda seq: CounterRequest(seq=seq, body=body), "a counter request")
+        if not isinstance(reply, CounterReply):
+            raise EnclaveDied(f"{self.name} refused a counter request: {getattr(reply, 'message', 'unexpected')}")
+        return reply.body
+
     async def provision_step(self, body: bytes = b"", proof_type: str = "", proof: str = "") -> Provision | Identity:
         """One handshake step (see `adytum.enclave.provisioning`); a refusal raises ProvisioningRefused."""
         reply = await self._request(
@@ -222,8 +244,8 @@ class EnclaveProcess:
         )
         if isinstance(reply, Processed):
             raise ProvisioningRefused(f"{self.name} refused: {reply.message}")
-        if isinstance(reply, HeadSigned):
-            raise ProvisioningRefused(f"{self.name} answered a provisioning step with a tree head")
+        if isinstance(reply, (HeadSigned, CounterReply)):
+            raise ProvisioningRefused(f"{self.name} answered a provisioning step with a {type(reply).__name__}")
         if isinstance(reply, Identity):
             self.identity = reply
         return reply

@@ -50,6 +50,7 @@ class Manager:
                 provision=self._provision,
                 admit=self.admit,
                 read_state=reader.state_item,
+                counters=self._counters,
                 extra_args=_budget_args(config),
             )
             for i in range(config.enclaves)
@@ -122,6 +123,9 @@ class Manager:
 
     async def _provision(self, enclave: EnclaveProcess) -> Identity:
         return await provision(enclave, self.kme, self.attestation)
+
+    async def _counters(self, body: bytes) -> bytes:
+        return await self.kme.counters(body)
 
 
 def _refuse_pre_pool_keys(data: DataDir) -> None:

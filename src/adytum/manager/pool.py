@@ -33,16 +33,20 @@ _LEN = struct.Struct(">I")
 
 
 class Relay(msgspec.Struct, forbid_unknown_fields=True):
-    """One handshake message between hosts: the body, the sender's evidence, or why it was refused."""
+    """One message between hosts: the body, the sender's evidence, or why it was refused. `kind` "": a
+    provisioning step; "counters": a work-order enclave's sealed counter request (`enclave/counters.py`)."""
 
     body: bytes = b""
     proof_type: str = ""
     proof: str = ""
     error: str = ""
+    kind: str = ""
 
 
 class KeyManagerLink(Protocol):
     async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay: ...
+
+    async def counters(self, body: bytes) -> bytes: ...
 
     def status(self) -> KeyManagerStatus: ...
 
@@ -86,6 +90,11 @@ class LocalKeyManager:
         return Relay(
             body=reply.body, proof_type=self.attestation.proof_data_type, proof=self.attestation.attest(reply.quote)
         )
+
+    async def counters(self, body: bytes) -> bytes:
+        """A work-order enclave's sealed counter request, answered by the key manager (restarted if need be)."""
+        await self.process.ensure_running()
+        return await self.process.counters_step(body)
 
     async def rotate(self) -> Identity:
         await self.process.ensure_running()
@@ -140,6 +149,19 @@ class RemoteKeyManager:
         if not reply.proof:
             self.provisioned += 1
         return reply
+
+    async def counters(self, body: bytes) -> bytes:
+        try:
+            reply = await asyncio.wait_for(self._call(Relay(body, kind="counters")), self.timeout)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
+            self.reachable = False
+            raise EnclaveDied(
+                f"key manager at {self.host}:{self.port} unreachable: {exc or type(exc).__name__}"
+            ) from None
+        self.reachable = True
+        if reply.error:
+            raise EnclaveDied(f"key manager at {self.host}:{self.port} refused a counter request: {reply.error}")
+        return reply.body
 
     async def _call(self, request: Relay) -> Relay:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -203,6 +225,12 @@ class KeyManagerServer:
                     request = await asyncio.wait_for(read_relay(reader), 60)
                 except asyncio.IncompleteReadError:
                     return  # the peer is done
+                if request.kind == "counters":
+                    await write_relay(writer, await self._counters(request.body))
+                    continue
+                if request.kind:
+                    await write_relay(writer, Relay(error=f"unknown request kind {request.kind[:32]!r}"))
+                    continue
                 if not request.proof and not self._allow_offer(str(peer[0]) if peer else "?"):
                     log.warning(
                         "provisioning for %s refused: more than %d handshakes a minute", peer, self.offers_per_minute
@@ -221,6 +249,12 @@ class KeyManagerServer:
             log.warning("provisioning connection from %s dropped: %s", peer, exc or type(exc).__name__)
         finally:
             writer.close()
+
+    async def _counters(self, body: bytes) -> Relay:
+        try:
+            return Relay(body=await self.kme.counters(body))
+        except EnclaveDied as exc:  # also the key manager's refusal of a request that does not open
+            return Relay(error=str(exc))
 
 
 async def write_relay(writer: asyncio.StreamWriter, relay: Relay) -> None:

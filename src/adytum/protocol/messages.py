@@ -37,7 +37,11 @@ class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_
 
 
 class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey`)."""
+    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey` and adytum's `requesterSequence`).
+
+    `requesterSequence` (an EEA extension, 0 or absent: none) asks for strict ordering: the enclave runs the
+    order only if it is exactly one more than the last sequence number of the key that signed it, and the
+    signature then covers it (`protocol.hashing.strict_order_digest`), so the host can neither drop nor change it."""
 
     work_order_id: HexId
     worker_id: HexId
@@ -57,6 +61,7 @@ class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     requester_signature: Signature = ""
     verifying_key: Key = ""
     out_data: Annotated[list[DataItem], Meta(max_length=MAX_ITEMS)] = []
+    requester_sequence: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
 
 
 class WorkOrderResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):

@@ -1,0 +1,150 @@
+"""Order and freshness that survive restarts, with real processes: strict per-requester ordering, and the key
+manager's counters refusing replayed orders and rolled-back state after a work-order enclave restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from adytum import crypto
+from adytum.client import Client, build, open_result
+from adytum.protocol import EeaError, Status, to_builtins
+from support import running_node
+
+
+def eventually(predicate, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def run_order(c: Client, order) -> list[bytes]:
+    worker = c.worker()
+    result = c.call("WorkOrderSubmit", {**to_builtins(order.params), "responseTimeoutMSecs": 30000})
+    return open_result(order, worker, result)
+
+
+def state_table(n) -> list[tuple[str, int, bytes]]:
+    db = sqlite3.connect(n.node.config.data_dir / "adytum.sqlite3")
+    try:
+        return [(r[0], r[1], bytes(r[2])) for r in db.execute("SELECT item_id, version, value FROM state")]
+    finally:
+        db.close()
+
+
+def restore_state_table(n, rows: list[tuple[str, int, bytes]]) -> None:
+    """The host rolls its state rows back to an earlier copy (genuine, older sealed values)."""
+    db = sqlite3.connect(n.node.config.data_dir / "adytum.sqlite3")
+    with db:
+        db.execute("DELETE FROM state")
+        db.executemany("INSERT INTO state (item_id, version, value, updated_at) VALUES (?, ?, ?, 0)", rows)
+    db.close()
+
+
+def restart_enclave(n) -> None:
+    """SIGKILL the (only) work-order enclave; wait until it is back, provisioned again."""
+    enclave = n.node.manager.enclaves[0]
+    restarts = enclave.restarts
+    os.kill(enclave.pid, signal.SIGKILL)
+    eventually(lambda: not enclave.alive or enclave.restarts > restarts)
+    n.call(enclave.ensure_running)  # as the next order would
+    eventually(lambda: enclave.restarts > restarts and enclave.serving)
+
+
+def wallet(c: Client, *commands: str) -> list[str]:
+    return [o.decode() for o in c.run("simple-wallet", [cmd.encode() for cmd in commands])]
+
+
+def test_strict_mode_refuses_a_gap_a_reorder_and_a_repeat_default_mode_takes_any_order(tmp_path):
+    key = crypto.SigningKey()
+    with running_node(tmp_path) as n, Client(n.url, trust=n.trust, signer=key) as c:
+        worker = c.worker()
+
+        def strict(seq: int):
+            return build(worker, "hello", [f"#{seq}".encode()], signer=key, requester_id=c.requester_id, sequence=seq)
+
+        assert run_order(c, strict(1)) == [b"Hello #1"]
+        with pytest.raises(EeaError) as gap:
+            run_order(c, strict(3))
+        assert gap.value.code == Status.INVALID_PARAMETER
+        assert "requesterSequence 3 skips ahead: this requester's next sequence is 2" in gap.value.message
+        assert run_order(c, strict(2)) == [b"Hello #2"]
+        for old in (2, 1):  # a repeat, and an order older than the last
+            with pytest.raises(EeaError, match=f"requesterSequence {old} was already used.*next sequence is 3"):
+                run_order(c, strict(old))
+        assert c.run("hello", [b"#3"], sequence=3) == [b"Hello #3"]
+
+        # The host strips the sequence to run the order unordered: the signature no longer verifies.
+        stripped = strict(4)
+        stripped.params.requester_sequence = 0
+        with pytest.raises(EeaError) as downgraded:
+            run_order(c, stripped)
+        assert downgraded.value.code == Status.INVALID_SIGNATURE
+
+        # Default mode: nonces in any order, signed or not, are all run.
+        for nonce in ("03", "01", "02"):
+            order = build(worker, "hello", [nonce.encode()], signer=key, requester_id=c.requester_id)
+            order = _with_nonce(order, key, nonce)
+            assert run_order(c, order) == [f"Hello {nonce}".encode()]
+
+
+def _with_nonce(order, key, nonce: str):
+    """The same order with `requesterNonce` set by the requester (and signed again)."""
+    from adytum.crypto import aead_encrypt
+    from adytum.protocol import request_hash
+
+    p = order.params
+    p.requester_nonce = nonce
+    digest = request_hash(p)
+    sealed = aead_encrypt(order.session_key, digest)
+    p.session_key_iv, p.encrypted_request_hash = sealed.iv.hex(), sealed.ciphertext.hex()
+    p.requester_signature = crypto.b64encode(key.sign_digest(digest))
+    return type(order)(p, order.session_key, sealed.iv, digest)
+
+
+def test_an_old_strict_order_replayed_after_an_enclave_restart_is_refused(tmp_path):
+    key = crypto.SigningKey()
+    with running_node(tmp_path) as n, Client(n.url, trust=n.trust, signer=key) as c:
+        worker = c.worker()
+        first = build(worker, "hello", [b"once"], signer=key, requester_id=c.requester_id, sequence=1)
+        assert run_order(c, first) == [b"Hello once"]
+        assert c.run("hello", [b"twice"], sequence=2) == [b"Hello twice"]
+        restart_enclave(n)  # the new enclave process has an empty in-memory replay window
+        raw = json.dumps(to_builtins(first.params)).encode()
+        reply = n.call(n.node.manager.enclaves[0].process, raw)  # the host replays the old order to it
+        assert reply.code == Status.INVALID_PARAMETER and not reply.result
+        assert "requesterSequence 1 was already used" in reply.message
+    with running_node(tmp_path) as n:  # and after the whole node (key manager too) restarted
+        reply = n.call(n.node.manager.enclaves[0].process, raw)
+        assert "requesterSequence 1 was already used" in reply.message
+
+
+def test_state_rows_rolled_back_are_refused_after_an_enclave_and_a_node_restart(tmp_path):
+    key = crypto.SigningKey()
+    with running_node(tmp_path, max_conflicts=5) as n, Client(n.url, trust=n.trust, signer=key) as c:
+        wallet(c, "deposit acct 10")
+        ten = state_table(n)
+        assert wallet(c, "deposit acct 5") == ["WALLET RESULT: acct::15"]
+        fifteen = state_table(n)
+        restore_state_table(n, ten)  # the deposit of 5 was never read back: the key manager holds it pending
+        restart_enclave(n)
+        with pytest.raises(EeaError) as pending:
+            wallet(c, "balance acct")
+        assert pending.value.code == Status.FAILED and "rolled back" in pending.value.message
+
+    with running_node(tmp_path) as n, Client(n.url, trust=n.trust, signer=key) as c:  # key manager restarted too
+        restore_state_table(n, fifteen)
+        assert wallet(c, "balance acct") == ["WALLET RESULT: acct::15"]  # read back: the key manager has seen it
+        restore_state_table(n, ten)
+        restart_enclave(n)
+        with pytest.raises(EeaError) as rolled_back:
+            wallet(c, "balance acct")
+        assert rolled_back.value.code == Status.FAILED and "refused as a rollback" in rolled_back.value.message
+        restore_state_table(n, fifteen)  # the current rows back: all is well again
+        assert wallet(c, "deposit acct 1") == ["WALLET RESULT: acct::16"]
