@@ -1,10 +1,12 @@
-"""Order and freshness that survive restarts, with real processes: strict per-requester ordering, and the key
-manager's counters refusing replayed orders and rolled-back state after a work-order enclave restart."""
+"""Order and freshness that survive restarts, with real processes: strict per-requester ordering, the key
+manager's counters refusing replayed orders and rolled-back state after a work-order enclave restart, and its
+anchor on another node (loopback) refusing a whole data directory rolled back."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -12,7 +14,10 @@ import time
 import pytest
 
 from adytum import crypto
+from adytum.cli import main as cli
 from adytum.client import Client, build, open_result
+from adytum.issuer.devroot import init_dev_root
+from adytum.manager import EnclaveStartError
 from adytum.protocol import EeaError, Status, to_builtins
 from support import running_node
 
@@ -148,3 +153,60 @@ def test_state_rows_rolled_back_are_refused_after_an_enclave_and_a_node_restart(
         assert rolled_back.value.code == Status.FAILED and "refused as a rollback" in rolled_back.value.message
         restore_state_table(n, fifteen)  # the current rows back: all is well again
         assert wallet(c, "deposit acct 1") == ["WALLET RESULT: acct::16"]
+
+
+def _two_hosts(tmp_path):
+    """Two data directories, each its own simulated platform, each trusting the other's root."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for here in (a, b):
+        init_dev_root(here / "devroot")
+    for here, there in ((a, b), (b, a)):
+        assert cli(["pool", "trust", str(there / "devroot" / "root.pem"), "--data-dir", str(here), "--json"]) == 0
+    return a, b
+
+
+def _restore(copy, data_dir) -> None:
+    """The host restores its whole data directory (sealed counters, keys, store) from an older copy."""
+    shutil.rmtree(data_dir)
+    shutil.copytree(copy, data_dir)
+
+
+def test_a_whole_data_directory_rolled_back_is_refused_with_a_peer_anchor(tmp_path, capsys):
+    key = crypto.SigningKey()
+    a, b = _two_hosts(tmp_path)
+    with running_node(b, kme_listen="127.0.0.1:0", worker_name="witness") as nb:
+        witness = nb.node.manager.kme_server.address
+        with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
+            anchor = c.call("PoolStatus", {})["keyManager"]["anchor"]
+            assert anchor.startswith(f"peers: {witness}") and "1 of 1 must acknowledge" in anchor
+            assert wallet(c, "deposit acct 10") == ["WALLET RESULT: acct::10"]
+            assert na.node.manager.kme.anchored >= 1  # the change was acknowledged before it was answered
+        shutil.copytree(a, tmp_path / "copy")
+        with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
+            assert wallet(c, "deposit acct 5") == ["WALLET RESULT: acct::15"]
+        _restore(tmp_path / "copy", a)
+        with pytest.raises(EnclaveStartError, match=r"counters \(version \d+\) are older than its anchor's"):
+            with running_node(a, anchor_peers=(witness,)):
+                pass
+        with pytest.raises(EnclaveStartError, match="anchored to 1 peers.*started with none"):
+            with running_node(a):  # the host drops the anchor to get past it: refused too
+                pass
+    with pytest.raises(EnclaveStartError, match="only 0 of 1 anchor peers vouched"):
+        with running_node(a, anchor_peers=(witness,)):  # the witness is gone: the counters cannot be checked
+            pass
+    capsys.readouterr()
+
+
+def test_without_an_anchor_a_whole_host_rollback_goes_unseen_and_every_report_says_so(tmp_path, capsys):
+    key = crypto.SigningKey()
+    with running_node(tmp_path / "n") as n, Client(n.url, trust=n.trust, signer=key) as c:
+        assert c.call("PoolStatus", {})["keyManager"]["anchor"].startswith("none: a rollback of the whole host")
+        assert wallet(c, "deposit acct 10") == ["WALLET RESULT: acct::10"]
+    shutil.copytree(tmp_path / "n", tmp_path / "copy")
+    with running_node(tmp_path / "n") as n, Client(n.url, trust=n.trust, signer=key) as c:
+        assert wallet(c, "deposit acct 5") == ["WALLET RESULT: acct::15"]
+    _restore(tmp_path / "copy", tmp_path / "n")
+    with running_node(tmp_path / "n") as n, Client(n.url, trust=n.trust, signer=key) as c:
+        assert wallet(c, "balance acct") == ["WALLET RESULT: acct::10"]  # the rollback is not detected
+        assert cli(["pool", "--uri", n.url]) == 0
+        assert "cannot be detected" in capsys.readouterr().out

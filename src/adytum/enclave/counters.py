@@ -77,6 +77,7 @@ class CounterState(msgspec.Struct):
     version: int = 0
     requesters: dict[str, _Requester] = {}
     items: dict[str, _Item] = {}
+    anchor_peers: int = 0  # witnesses at the last anchored start: once anchored, never silently without
 
     def decide(self, c: Commit) -> Decision:
         """Check `c` against the counters; apply it only if it passes (the caller seals the result)."""
@@ -161,10 +162,20 @@ class CounterStore:
         before = self.state.version
         decision = self.state.decide(c)
         if self.state.version != before:
-            plain = msgspec.msgpack.encode(self.state)
-            write_atomic(self.path, self._sealer.seal(SEAL_LABEL, plain))
-            self.digest = crypto.sha256(plain)
+            self._seal()
         return decision
+
+    def anchored_to(self, peers: int) -> None:
+        """Record how many witnesses these counters are anchored to (a new version, to anchor too)."""
+        if self.state.anchor_peers != peers:
+            self.state.anchor_peers = peers
+            self.state.version += 1
+            self._seal()
+
+    def _seal(self) -> None:
+        plain = msgspec.msgpack.encode(self.state)
+        write_atomic(self.path, self._sealer.seal(SEAL_LABEL, plain))
+        self.digest = crypto.sha256(plain)
 
 
 class _Sealed(msgspec.Struct, array_like=True):

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..attestation.measurement import Measurement, measure
 from ..attestation.verify import report_data_for
 from ..channel import (
+    Anchor,
     ChannelError,
     CounterReply,
     CounterRequest,
@@ -29,6 +30,7 @@ from ..channel import (
     SignHead,
     StateRead,
     StateValue,
+    Witness,
     pack,
     read_frame,
 )
@@ -37,6 +39,7 @@ from ..issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
 from ..workloads.registry import measure_work_order_build
+from .anchor import AnchorCheck, WitnessTable, make_record
 from .budget import Budget, alarm_held
 from .counters import CounterClient, CounterServer, CounterStore
 from .keys import WorkerKeys, load_or_create, rotate
@@ -129,13 +132,14 @@ class KeyManager:
             lambda: self.keys, self.platform.measurement, trusted_roots(data), self.allowed
         )
         try:
-            self.counters = CounterServer(
-                CounterStore(data.kme_counters, self.sealer), lambda: self.keys.signing.secret
-            )
+            self.store = CounterStore(data.kme_counters, self.sealer)
+            self.witness = WitnessTable(data.kme_witnessed, self.sealer, lambda: self.keys)
         except UnsealError as exc:
-            raise UnsealError(
-                f"{exc}; the key manager cannot vouch for order or state freshness without them"
-            ) from None
+            raise UnsealError(f"{exc}; the key manager cannot vouch for order or state freshness without it") from None
+        self.counters = CounterServer(self.store, lambda: self.keys.signing.secret)
+        self.anchor = AnchorCheck(self.platform.measurement, lambda: trusted_roots(data))
+        self.refusal = ""  # why this key manager does not serve (its counters are older than its anchor's)
+        self._held: dict[int, bytes] = {}  # counter version -> the answer released once the anchor acknowledged it
 
     def allowed(self) -> frozenset[bytes]:
         """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
@@ -143,6 +147,56 @@ class KeyManager:
             return frozenset(bytes.fromhex(m) for m in self.data.allowed_builds())
         except PolicyError as exc:
             raise ProvisioningError(str(exc)) from None
+
+    def _not_serving(self) -> str:
+        if self.anchor.peers < 0:
+            return "the key manager has not checked its counters against its anchor yet"
+        return self.refusal
+
+    def _counters(self, msg: CounterRequest) -> CounterReply:
+        """Answer at once, or (anchored, and the counters changed) hold the answer until the anchor has the
+        new version: the host gets the record to have acknowledged first."""
+        before = self.store.version
+        body = self.counters.handle(msg.body)
+        if not self.anchor.peers or self.store.version == before:
+            return CounterReply(seq=msg.seq, body=body)
+        version = self.store.version
+        self._held[version] = body
+        while len(self._held) > 4096:  # answers whose acknowledgement never came: the orders run again
+            del self._held[next(iter(self._held))]
+        return CounterReply(seq=msg.seq, anchor=make_record(self.keys, version, self.store.digest), version=version)
+
+    def _anchor(self, msg: Anchor) -> Message:
+        worker_id = self.keys.worker_id
+        if msg.step == "challenge":
+            challenge = self.anchor.start(msg.peers)
+            if not msg.peers and self.store.state.anchor_peers:
+                self.refusal = (
+                    f"these counters were anchored to {self.store.state.anchor_peers} peers, and the node was started "
+                    "with none: a rollback of the whole host could not be detected; start it with --anchor-peer"
+                )
+            return Anchor(seq=msg.seq, step="challenge", body=challenge, message=self.refusal)
+        if msg.step == "check":
+            self.refusal = self.anchor.check(worker_id, msg.witnesses, self.store.version, self.store.digest)
+            if self.refusal:
+                log.error("refusing to serve: %s", self.refusal)
+                return Anchor(seq=msg.seq, step="checked", message=self.refusal)
+            self.store.anchored_to(self.anchor.peers)
+            record = make_record(self.keys, self.store.version, self.store.digest)
+            return Anchor(seq=msg.seq, step="checked", ready=True, body=record, version=self.store.version)
+        if msg.step == "acks":
+            body = self._held.pop(msg.version, b"")
+            acks = self.anchor.acknowledged(worker_id, msg.version, msg.witnesses)
+            if body and acks >= self.anchor.required:
+                return CounterReply(seq=msg.seq, body=body)
+            why = "" if body else " (its answer is no longer held)"
+            return Processed(
+                seq=msg.seq,
+                code=Status.BUSY,
+                message=f"{acks} of {self.anchor.peers} anchor peers acknowledged counter version {msg.version}, "
+                f"{self.anchor.required} needed{why}",
+            )
+        return Processed(seq=msg.seq, code=Status.INVALID_PARAMETER, message=f"unknown anchor step {msg.step[:32]!r}")
 
     def handle(self, msg: Message, link: HostLink) -> Message | None:
         if isinstance(msg, Hello):
@@ -154,9 +208,19 @@ class KeyManager:
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
             return self.platform.identity(self.keys, msg.seq, [], False)
+        if isinstance(msg, Anchor):
+            return self._anchor(msg)
+        if isinstance(msg, Witness):
+            try:
+                return Witness(seq=msg.seq, body=self.witness.handle(msg.body))
+            except (ValueError, OSError) as exc:
+                log.warning("witness request refused: %s", exc)
+                return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
+        if isinstance(msg, (CounterRequest, Provision)) and self._not_serving():
+            return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=self._not_serving())
         if isinstance(msg, CounterRequest):
             try:
-                return CounterReply(seq=msg.seq, body=self.counters.handle(msg.body))
+                return self._counters(msg)
             except ValueError as exc:
                 log.warning("counter request refused: %s", exc)
                 return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))

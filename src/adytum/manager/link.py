@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from ..channel import (
     HEADER,
+    Anchor,
     ChannelError,
     CounterReply,
     CounterRequest,
@@ -20,6 +21,7 @@ from ..channel import (
     Provision,
     StateRead,
     StateValue,
+    Witness,
     frame_length,
     pack,
     unpack,
@@ -28,7 +30,7 @@ from .errors import EnclaveDied, EnclaveStartError
 
 log = logging.getLogger("adytum.manager")
 
-Reply = Processed | Identity | Provision | HeadSigned | CounterReply
+Reply = Processed | Identity | Provision | HeadSigned | CounterReply | Anchor | Witness
 #: Carries a work-order enclave's sealed counter request to the key manager; its sealed reply (b"": unreachable).
 RelayCounters = Callable[[bytes], Awaitable[bytes]]
 
@@ -125,7 +127,7 @@ class EnclaveLink:
             while True:
                 msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
                 if (
-                    isinstance(msg, (Processed, Identity, Provision, HeadSigned, CounterReply))
+                    isinstance(msg, (Processed, Identity, Provision, HeadSigned, CounterReply, Anchor, Witness))
                     and msg.seq in self._pending
                 ):
                     fut = self._pending[msg.seq]

@@ -18,6 +18,7 @@ from ..config import ManagerConfig
 from ..datadir import DataDir
 from ..store import GroupCommit, Store
 from ..workloads.registry import measure_work_order_build
+from .anchor import PeerAnchor
 from .dispatch import Dispatcher
 from .enclave import EnclaveProcess
 from .errors import EnclaveStartError
@@ -63,6 +64,7 @@ class Manager:
                     "kme", config.data_dir, config.worker_id, role="kme", admit=self.publisher.admit_key_manager
                 ),
                 attestation,
+                PeerAnchor(config.anchor_peers) if config.anchor_peers else None,
             )
         )
         self.kme_server = (
@@ -114,6 +116,8 @@ class Manager:
         await asyncio.gather(*(e.stop() for e in self.enclaves))
         if isinstance(self.kme, LocalKeyManager):
             await self.kme.stop()
+            if isinstance(self.kme.anchor, PeerAnchor):
+                await self.kme.anchor.close()
 
     def admit(self, ident: Identity) -> None:
         """Every work-order enclave start and restart: its evidence must verify and its keys be this
