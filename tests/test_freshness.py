@@ -179,6 +179,8 @@ def test_a_whole_data_directory_rolled_back_is_refused_with_a_peer_anchor(tmp_pa
         with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
             anchor = c.call("PoolStatus", {})["keyManager"]["anchor"]
             assert anchor.startswith(f"peers: {witness}") and "1 of 1 must acknowledge" in anchor
+            record = c.call("WorkerRetrieve", {"workerId": c.worker().worker_id})
+            assert record["details"]["workerTypeData"]["rollbackProtection"] == anchor
             assert wallet(c, "deposit acct 10") == ["WALLET RESULT: acct::10"]
             assert na.node.manager.kme.anchored >= 1  # the change was acknowledged before it was answered
         shutil.copytree(a, tmp_path / "copy")
@@ -201,6 +203,8 @@ def test_without_an_anchor_a_whole_host_rollback_goes_unseen_and_every_report_sa
     key = crypto.SigningKey()
     with running_node(tmp_path / "n") as n, Client(n.url, trust=n.trust, signer=key) as c:
         assert c.call("PoolStatus", {})["keyManager"]["anchor"].startswith("none: a rollback of the whole host")
+        record = c.call("WorkerRetrieve", {"workerId": c.worker().worker_id})
+        assert "cannot be detected" in record["details"]["workerTypeData"]["rollbackProtection"]
         assert wallet(c, "deposit acct 10") == ["WALLET RESULT: acct::10"]
     shutil.copytree(tmp_path / "n", tmp_path / "copy")
     with running_node(tmp_path / "n") as n, Client(n.url, trust=n.trust, signer=key) as c:

@@ -162,7 +162,8 @@ class Anchor(msgspec.Struct, tag="anchor"):
     """Host <-> KME, the anchor of its counters (`enclave/anchor.py`). Steps, host -> KME:
 
     * "challenge" (`peers`: how many witnesses the host has; 0: no anchor): answered with a "challenge" whose
-      `body` the witnesses must sign with their latest record of this worker;
+      `body` the witnesses must sign with their latest record of this key manager, filed under `subject`
+      (`message`: why it refuses to serve at all);
     * "check" (`witnesses`: their statements and evidence): answered "checked", `ready` or `message` (why
       not: e.g. the counters are older than the anchor's), with the KME's own record in `body` to hand on;
     * "acks" (`version`, `witnesses`' statements after a put): answered with the CounterReply held for it."""
@@ -175,14 +176,15 @@ class Anchor(msgspec.Struct, tag="anchor"):
     witnesses: list[AnchorPeer] = []
     ready: bool = False
     message: str = ""
+    subject: str = ""
 
 
 class WitnessRequest(msgspec.Struct, forbid_unknown_fields=True):
     """To a witness: hold `record` (a signed record of another key manager's counters), or (no record) say
-    what it holds for `worker_id`, over `challenge`."""
+    what it holds for `subject` (`enclave.anchor.subject`: the worker id and its key), over `challenge`."""
 
     record: bytes = b""
-    worker_id: str = ""
+    subject: str = ""
     challenge: bytes = b""
 
 

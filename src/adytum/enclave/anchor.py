@@ -5,8 +5,9 @@ whole data directory from an older copy: the older sealed file opens as well as 
 commits each version of its counters (a `Record`: worker id, version, SHA-256 of the sealed state, signed with
 the worker's key) to witnesses on other hosts, and answers an order that changed them only once a majority
 has acknowledged. A witness is another node's key-manager enclave (`adytum up --kme-listen`): it seals the
-highest record it has been given for each worker (`DATA_DIR/kme/witnessed.sealed`) and signs `Statement`s of
-what it holds with its own worker key, which its attestation binds.
+highest record it has been given for each key manager (worker id and key: `subject`) in
+`DATA_DIR/kme/witnessed.sealed`, and signs `Statement`s of what it holds with its own worker key, which its
+attestation binds.
 
 At every start, before it provisions anything, the key manager asks a majority of its witnesses for their
 latest record of its worker, over a fresh challenge, after verifying each witness's evidence (its own
@@ -18,8 +19,7 @@ With no anchor the key manager runs, and says everywhere that a rollback of the 
 detected. The chain anchor (a later issue) is a third kind of witness: its statements would be checked here,
 against the chain's finality, in place of a peer enclave's signature.
 
-A witness binds each worker id to the first key that signed a record for it, and holds at most
-MAX_WITNESSED workers.
+A witness holds at most MAX_WITNESSED key managers' records.
 """
 
 from __future__ import annotations
@@ -59,22 +59,27 @@ class Record(msgspec.Struct, array_like=True):
 
 
 class Statement(msgspec.Struct, array_like=True):
-    """A witness's word: the record it holds for `worker_id` (version 0: none), over `challenge`."""
+    """A witness's word: the record it holds for `subject` (version 0: none), over `challenge`."""
 
-    worker_id: str
+    subject: str
     version: int
     digest: bytes
     challenge: bytes
     signature: bytes
 
 
+def subject(worker_id: str, verifying_key: str) -> str:
+    """What a witness files a record under: the worker id and the key that signs its records. A new identity
+    under the same worker id (new keys) is another subject, and starts from nothing."""
+    return crypto.sha256(worker_id.lower().encode() + b"\0" + verifying_key.strip().encode()).hex()
+
+
 def _record_digest(worker_id: str, version: int, digest: bytes) -> bytes:
     return crypto.sha256(_RECORD + worker_id.lower().encode() + b"\0" + version.to_bytes(8, "big") + digest)
 
 
-def _statement_digest(worker_id: str, version: int, digest: bytes, challenge: bytes) -> bytes:
-    body = worker_id.lower().encode() + b"\0" + version.to_bytes(8, "big") + digest + challenge
-    return crypto.sha256(_STATEMENT + body)
+def _statement_digest(subject: str, version: int, digest: bytes, challenge: bytes) -> bytes:
+    return crypto.sha256(_STATEMENT + subject.encode() + b"\0" + version.to_bytes(8, "big") + digest + challenge)
 
 
 def make_record(keys: WorkerKeys, version: int, digest: bytes) -> bytes:
@@ -83,7 +88,6 @@ def make_record(keys: WorkerKeys, version: int, digest: bytes) -> bytes:
 
 
 class _Held(msgspec.Struct, array_like=True):
-    verifying_key: str
     version: int
     digest: bytes
 
@@ -104,30 +108,30 @@ class WitnessTable:
             record = msgspec.msgpack.decode(request.record, type=Record) if request.record else None
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ValueError(f"malformed witness request: {exc}") from None
-        worker_id = (record.worker_id if record else request.worker_id).lower()
+        about = subject(record.worker_id, record.verifying_key) if record else request.subject
         if record is not None:
-            self._hold(worker_id, record)
-        held = self.held.get(worker_id)
+            self._hold(about, record)
+        held = self.held.get(about)
         version, digest = (held.version, held.digest) if held else (0, b"")
         keys = self._keys()
-        signature = keys.signing.sign_digest(_statement_digest(worker_id, version, digest, request.challenge))
-        return msgspec.msgpack.encode(Statement(worker_id, version, digest, request.challenge, signature))
+        signature = keys.signing.sign_digest(_statement_digest(about, version, digest, request.challenge))
+        return msgspec.msgpack.encode(Statement(about, version, digest, request.challenge, signature))
 
-    def _hold(self, worker_id: str, record: Record) -> None:
+    def _hold(self, about: str, record: Record) -> None:
         try:
             crypto.verify_digest(
-                record.verifying_key, _record_digest(worker_id, record.version, record.digest), record.signature
+                record.verifying_key,
+                _record_digest(record.worker_id, record.version, record.digest),
+                record.signature,
             )
         except crypto.CryptoError:
             raise ValueError("a record whose signature does not verify with the key it names") from None
-        held = self.held.get(worker_id)
-        if held is not None and held.verifying_key.strip() != record.verifying_key.strip():
-            raise ValueError(f"worker {worker_id[:16]}... is witnessed for another key; this record is refused")
+        held = self.held.get(about)
         if held is None and len(self.held) >= MAX_WITNESSED:
-            raise ValueError(f"this witness holds {MAX_WITNESSED} workers already")
+            raise ValueError(f"this witness holds the records of {MAX_WITNESSED} key managers already")
         if held is not None and record.version <= held.version:
             return  # an older (or the same) record: the statement says what is held
-        self.held[worker_id] = _Held(record.verifying_key, record.version, record.digest)
+        self.held[about] = _Held(record.version, record.digest)
         write_atomic(self.path, self._sealer.seal(SEAL_LABEL, msgspec.msgpack.encode(self.held)))
 
 
@@ -149,13 +153,13 @@ class AnchorCheck:
         self.peers, self.pinned, self.challenge = peers, set(), crypto.random_bytes(32)
         return self.challenge
 
-    def check(self, worker_id: str, witnesses: list[AnchorPeer], version: int, digest: bytes) -> str:
+    def check(self, about: str, witnesses: list[AnchorPeer], version: int, digest: bytes) -> str:
         """Why the counters (`version`, `digest`) must not be served ("" if they may), pinning the witnesses."""
         latest: list[tuple[int, bytes, str]] = []
         errors = []
         for w in witnesses:
             try:
-                statement = self._verified(w, worker_id, self.challenge, pin=True)
+                statement = self._verified(w, about, self.challenge, pin=True)
                 latest.append((statement.version, statement.digest, w.address))
             except ValueError as exc:
                 errors.append(f"{w.address}: {exc}")
@@ -175,19 +179,19 @@ class AnchorCheck:
                 return f"this key manager's counters (version {version}) differ from the anchor's at {address}: forked"
         return ""
 
-    def acknowledged(self, worker_id: str, version: int, witnesses: list[AnchorPeer]) -> int:
+    def acknowledged(self, about: str, version: int, witnesses: list[AnchorPeer]) -> int:
         """How many distinct pinned witnesses hold `version` or later."""
         keys = set()
         for w in witnesses:
             try:
-                statement = self._verified(w, worker_id, b"", pin=False)
+                statement = self._verified(w, about, b"", pin=False)
             except ValueError:
                 continue
             if statement.version >= version:
                 keys.add(w.verifying_key.strip())
         return len(keys)
 
-    def _verified(self, w: AnchorPeer, worker_id: str, challenge: bytes, pin: bool) -> Statement:
+    def _verified(self, w: AnchorPeer, about: str, challenge: bytes, pin: bool) -> Statement:
         if w.error:
             raise ValueError(w.error)
         key = w.verifying_key.strip()
@@ -198,12 +202,12 @@ class AnchorCheck:
             raise ValueError("a witness this key manager has not verified")
         try:
             s = msgspec.msgpack.decode(w.statement, type=Statement)
-            digest = _statement_digest(s.worker_id, s.version, s.digest, s.challenge)
+            digest = _statement_digest(s.subject, s.version, s.digest, s.challenge)
             crypto.verify_digest(w.verifying_key, digest, s.signature)
         except (msgspec.DecodeError, msgspec.ValidationError, crypto.CryptoError):
             raise ValueError("its statement does not verify") from None
-        if s.worker_id.lower() != worker_id.lower() or s.challenge != challenge:
-            raise ValueError("a statement about another worker or over another challenge")
+        if s.subject != about or s.challenge != challenge:
+            raise ValueError("a statement about another key manager or over another challenge")
         return s
 
     def _verify_evidence(self, w: AnchorPeer) -> None:

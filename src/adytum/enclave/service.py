@@ -39,7 +39,7 @@ from ..issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
 from ..workloads.registry import measure_work_order_build
-from .anchor import AnchorCheck, WitnessTable, make_record
+from .anchor import AnchorCheck, WitnessTable, make_record, subject
 from .budget import Budget, alarm_held
 from .counters import CounterClient, CounterServer, CounterStore
 from .keys import WorkerKeys, load_or_create, rotate
@@ -167,7 +167,7 @@ class KeyManager:
         return CounterReply(seq=msg.seq, anchor=make_record(self.keys, version, self.store.digest), version=version)
 
     def _anchor(self, msg: Anchor) -> Message:
-        worker_id = self.keys.worker_id
+        about = subject(self.keys.worker_id, self.keys.verifying_key)
         if msg.step == "challenge":
             challenge = self.anchor.start(msg.peers)
             if not msg.peers and self.store.state.anchor_peers:
@@ -175,9 +175,9 @@ class KeyManager:
                     f"these counters were anchored to {self.store.state.anchor_peers} peers, and the node was started "
                     "with none: a rollback of the whole host could not be detected; start it with --anchor-peer"
                 )
-            return Anchor(seq=msg.seq, step="challenge", body=challenge, message=self.refusal)
+            return Anchor(seq=msg.seq, step="challenge", body=challenge, message=self.refusal, subject=about)
         if msg.step == "check":
-            self.refusal = self.anchor.check(worker_id, msg.witnesses, self.store.version, self.store.digest)
+            self.refusal = self.anchor.check(about, msg.witnesses, self.store.version, self.store.digest)
             if self.refusal:
                 log.error("refusing to serve: %s", self.refusal)
                 return Anchor(seq=msg.seq, step="checked", message=self.refusal)
@@ -186,7 +186,7 @@ class KeyManager:
             return Anchor(seq=msg.seq, step="checked", ready=True, body=record, version=self.store.version)
         if msg.step == "acks":
             body = self._held.pop(msg.version, b"")
-            acks = self.anchor.acknowledged(worker_id, msg.version, msg.witnesses)
+            acks = self.anchor.acknowledged(about, msg.version, msg.witnesses)
             if body and acks >= self.anchor.required:
                 return CounterReply(seq=msg.seq, body=body)
             why = "" if body else " (its answer is no longer held)"

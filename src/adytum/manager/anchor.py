@@ -19,10 +19,18 @@ from typing import Protocol
 import msgspec
 
 from ..channel import AnchorPeer, WitnessRequest
+from ..config import ManagerConfig
 from .relay import Relay, parse_address, read_relay, write_relay
 
 log = logging.getLogger("adytum.anchor")
 NO_ANCHOR = "none: a rollback of the whole host (its data directory restored from a copy) cannot be detected"
+
+
+def describe(config: ManagerConfig) -> str:
+    """What the worker record and `adytum pool` say about rollback of this node's whole host."""
+    if config.join:
+        return f"counters held by the key manager at {config.join}; `adytum pool` on that node names its anchor"
+    return PeerAnchor(config.anchor_peers).describe() if config.anchor_peers else NO_ANCHOR
 
 
 class Anchor(Protocol):
@@ -31,7 +39,7 @@ class Anchor(Protocol):
 
     def describe(self) -> str: ...
 
-    async def latest(self, worker_id: str, challenge: bytes) -> list[AnchorPeer]: ...
+    async def latest(self, subject: str, challenge: bytes) -> list[AnchorPeer]: ...
 
     async def put(self, record: bytes) -> list[AnchorPeer]: ...
 
@@ -42,7 +50,7 @@ class NoAnchor:
     def describe(self) -> str:
         return NO_ANCHOR
 
-    async def latest(self, worker_id: str, challenge: bytes) -> list[AnchorPeer]:
+    async def latest(self, subject: str, challenge: bytes) -> list[AnchorPeer]:
         return []
 
     async def put(self, record: bytes) -> list[AnchorPeer]:
@@ -67,8 +75,9 @@ class PeerAnchor:
         need = self.peers // 2 + 1
         return f"peers: {', '.join(self.addresses)} ({need} of {self.peers} must acknowledge each change)"
 
-    async def latest(self, worker_id: str, challenge: bytes) -> list[AnchorPeer]:
-        return await self._ask(WitnessRequest(worker_id=worker_id, challenge=challenge))
+    async def latest(self, subject: str, challenge: bytes) -> list[AnchorPeer]:
+        """Each witness's latest record of the key manager filed under `subject`, signed over `challenge`."""
+        return await self._ask(WitnessRequest(subject=subject, challenge=challenge))
 
     async def put(self, record: bytes) -> list[AnchorPeer]:
         return await self._ask(WitnessRequest(record=record))

@@ -77,7 +77,7 @@ class LocalKeyManager:
         if not self.anchor.peers:
             log.warning("key manager anchor %s", NO_ANCHOR)
             return
-        witnesses = await self.anchor.latest(ident.worker_id, reply.body)
+        witnesses = await self.anchor.latest(reply.subject, reply.body)
         checked = await process.anchor_step(AnchorStep(seq=0, step="check", witnesses=witnesses))
         assert isinstance(checked, AnchorStep)
         if not checked.ready:

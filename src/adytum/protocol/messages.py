@@ -61,7 +61,19 @@ class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     requester_signature: Signature = ""
     verifying_key: Key = ""
     out_data: Annotated[list[DataItem], Meta(max_length=MAX_ITEMS)] = []
-    requester_sequence: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
+    requester_sequence: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=2**63 - 1,
+            description="adytum extension (EEA: none): strict per-requester ordering. 1, 2, 3, ... for the key that "
+            "signs the order; the enclave runs it only as that key's next sequence number (a gap, a reorder or a "
+            "repeat is refused with code 2, naming the next), checked against the key manager's counters, so a "
+            "work-order enclave restart does not reopen a replay. Needs requesterSignature, which then signs "
+            "SHA-256('adytum-strict-order/1' || 0x00 || requestHash || sequence as 8 bytes big-endian) "
+            "instead of the request hash. 0 or absent: the EEA's default mode (nonces in any order).",
+        ),
+    ] = 0
 
 
 class WorkOrderResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
