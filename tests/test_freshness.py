@@ -214,3 +214,18 @@ def test_without_an_anchor_a_whole_host_rollback_goes_unseen_and_every_report_sa
         assert wallet(c, "balance acct") == ["WALLET RESULT: acct::10"]  # the rollback is not detected
         assert cli(["pool", "--uri", n.url]) == 0
         assert "cannot be detected" in capsys.readouterr().out
+
+
+def test_a_joined_node_has_its_orders_checked_by_the_key_manager_it_joined(tmp_path):
+    key = crypto.SigningKey()
+    a, b = _two_hosts(tmp_path)
+    with running_node(a, kme_listen="127.0.0.1:0") as na:
+        with running_node(b, join=na.node.manager.kme_server.address) as nb:
+            with Client(nb.url, trust=nb.trust, signer=key) as via_b:  # counters relayed over TCP to A
+                assert via_b.run("hello", [b"B"], sequence=1) == [b"Hello B"]
+                record = via_b.call("WorkerRetrieve", {"workerId": via_b.worker().worker_id})
+                assert "key manager at" in record["details"]["workerTypeData"]["rollbackProtection"]
+            with Client(na.url, trust=na.trust, signer=key) as via_a:  # one sequence for the whole pool
+                with pytest.raises(EeaError, match="requesterSequence 1 was already used"):
+                    via_a.run("hello", [b"A"], sequence=1)
+                assert via_a.run("hello", [b"A"], sequence=2) == [b"Hello A"]

@@ -5,7 +5,8 @@ forgotten and serves it to every work-order enclave of the pool. It holds, bound
 state items (never by orders):
 
 * per strictly ordered requester (SHA-256 of its verifying key): the last sequence number it used and the
-  order that used it; the next order must carry exactly one more (a gap, a reorder or a repeat is refused);
+  order that used it; the next order must carry exactly one more (a gap, a reorder or a repeat is refused).
+  The order that used a number may run again (its answer was lost), never another order with that number;
 * per state item: the highest version any enclave has read (`seen`), and the version an order wrote that no
   enclave has read back yet (`pending`, with that order). Applied-order markers are left out: an order
   replayed on rolled-back state reads its items at versions older than `seen` or `pending`, and is refused.
@@ -110,8 +111,8 @@ class CounterState(msgspec.Struct):
         expected = (last.sequence if last else 0) + 1
         if c.sequence == expected:
             return None
-        if last and c.sequence == last.sequence and c.order == last.order and c.writes:
-            return None  # its state write was lost (a crash before it was stored): the same order runs again
+        if last and c.sequence == last.sequence and c.order == last.order:
+            return None  # the same order again: its answer was lost (a crash, the anchor out of reach)
         what = (
             "was already used (a repeat, or an order older than the last)" if c.sequence < expected else "skips ahead"
         )

@@ -102,8 +102,8 @@ class Answer:
 
 
 class RunAgain(EeaError):
-    """The order read state another order has written but the host has not stored yet: no answer now; the
-    host runs it again later (`Processed.retry`)."""
+    """No answer now; the host runs the order again later (`Processed.retry`): it read state another order
+    has written but the host has not stored yet, or the key manager's answer did not come back."""
 
     def __init__(self, message: str) -> None:
         super().__init__(Status.BUSY, message)
@@ -417,8 +417,8 @@ def _commit(order: Commit, counters: CommitCounters | None) -> None:
         raise RunAgain(decision.message)
     if decision.refused == "sequence":
         raise OutOfOrder(decision.message)
-    if decision.refused == "unreachable":
-        raise EeaError(Status.BUSY, decision.message)
+    if decision.refused == "unreachable":  # it may have applied the commit: the same order runs again later
+        raise RunAgain(decision.message)
     if decision.refused:
         raise StateRollback(decision.message)
 
