@@ -143,7 +143,7 @@ def test_state_rows_rolled_back_are_refused_after_an_enclave_and_a_node_restart(
             wallet(c, "balance acct")
         assert pending.value.code == Status.FAILED and "rolled back" in pending.value.message
 
-    with running_node(tmp_path) as n, Client(n.url, trust=n.trust, signer=key) as c:  # key manager restarted too
+    with running_node(tmp_path, max_conflicts=5) as n, Client(n.url, trust=n.trust, signer=key) as c:  # KME too
         restore_state_table(n, fifteen)
         assert wallet(c, "balance acct") == ["WALLET RESULT: acct::15"]  # read back: the key manager has seen it
         restore_state_table(n, ten)

@@ -12,10 +12,11 @@ state items (never by orders):
   replayed on rolled-back state reads its items at versions older than `seen` or `pending`, and is refused.
 
 One `Commit` per order that needs them, sent before the order's answer leaves its enclave, is checked and
-applied whole (or not at all). A read older than `seen` is a rollback: refused. A read older than `pending` by
-another order means that order's write is not stored yet (or was rolled back): the order is run again later
-(`Decision.retry`). The writer itself may read the old version again: its write was lost in a crash and it
-is running again. Every change is sealed before the answer (`DATA_DIR/kme/counters.sealed`), with a version
+applied whole (or not at all). A read older than `seen` or than another order's `pending` is either a
+rollback or a read that raced a newer write (orders run in parallel, on several enclaves and nodes): the order
+runs again later on the state stored then (`Decision.retry`), and a store that keeps handing back the old
+version fails it, after `max_conflicts` tries, as a rollback. The writer itself may read the old version again:
+its write was lost in a crash and it is running again. Every change is sealed before the answer (`DATA_DIR/kme/counters.sealed`), with a version
 that grows by one per change: what the anchor (`enclave/anchor.py`) holds a digest of.
 
 Work-order enclave and key manager talk through the host, under a key derived from the worker's secret
@@ -53,7 +54,8 @@ class Commit(msgspec.Struct, forbid_unknown_fields=True):
 
 class Decision(msgspec.Struct, forbid_unknown_fields=True):
     """The key manager's answer: applied (`refused` empty), or why not: "sequence" (not the requester's next),
-    "rollback" (older state than seen), "retry" (run again later), "channel" (the request did not open)."""
+    "retry" (older state than seen or pending: run it again later, on the state stored then), "channel" (the
+    request or its answer did not open), "unreachable" (no answer came back)."""
 
     refused: str = ""
     message: str = ""
@@ -125,11 +127,11 @@ class CounterState(msgspec.Struct):
             rec = self.items.get(item_id)
             if rec is None:
                 continue
-            if version < rec.seen:
+            if version < rec.seen:  # a rollback, or a read made before a newer version was stored and read
                 return Decision(
-                    "rollback",
+                    "retry",
                     f"the host handed back version {version} of a state item the key manager has seen at "
-                    f"version {rec.seen}: refused as a rollback",
+                    f"version {rec.seen}: refused as a rollback (unless the store has caught up when it runs again)",
                 )
             if rec.pending and version < rec.pending and rec.order != c.order:
                 return Decision(
