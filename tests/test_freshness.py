@@ -125,6 +125,7 @@ def test_an_old_strict_order_replayed_after_an_enclave_restart_is_refused(tmp_pa
         reply = n.call(n.node.manager.enclaves[0].process, raw)  # the host replays the old order to it
         assert reply.code == Status.INVALID_PARAMETER and not reply.result
         assert "requesterSequence 1 was already used" in reply.message
+        assert not reply.receipt_signature  # no worker-signed FAILED update the host could add to its receipt
     with running_node(tmp_path) as n:  # and after the whole node (key manager too) restarted
         reply = n.call(n.node.manager.enclaves[0].process, raw)
         assert "requesterSequence 1 was already used" in reply.message

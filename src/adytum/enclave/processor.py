@@ -110,7 +110,8 @@ class RunAgain(EeaError):
 
 
 class OutOfOrder(EeaError):
-    """A strictly ordered order whose sequence number is not the requester's next."""
+    """A strictly ordered order whose sequence number is not the requester's next: refused like a replay,
+    without a signed update (the order may have one already, or get one once it is in turn)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(Status.INVALID_PARAMETER, message)
@@ -184,7 +185,7 @@ class WorkOrderProcessor:
         self.replay.check(p)  # a replayed id gets no signed update: it may already have one
         try:
             return self._execute(p, read_state, counters)
-        except RunAgain:
+        except (RunAgain, OutOfOrder):  # no signed update: a replayed order may already have one
             raise
         except EeaError as exc:
             raise Refused(exc.code, exc.message, self._failed(p, exc.code, exc.message)) from None
