@@ -135,5 +135,5 @@ def test_acknowledgements_count_only_pinned_witnesses_holding_the_version(tmp_pa
     impostor, _ = _witness(tmp_path, "impostor")
     assert check.acknowledged(about, 4, [AnchorPeer("w:1", put, impostor.verifying_key)]) == 0
     # At a start check, a witness without evidence that verifies is refused, so the counters are not served.
-    why = check.check(about, [_peer(wkeys, put)], version=4, digest=b"d")
+    why = check.check(about, [_peer(wkeys, put)], version=4, digest=b"d", before=[])
     assert "only 0 of 1 anchor peers vouched" in why and "evidence is refused" in why

@@ -194,6 +194,13 @@ def test_a_whole_data_directory_rolled_back_is_refused_with_a_peer_anchor(tmp_pa
         with pytest.raises(EnclaveStartError, match="anchored to 1 peers.*started with none"):
             with running_node(a):  # the host drops the anchor to get past it: refused too
                 pass
+        other = tmp_path / "c"  # the host swaps the witness for one that never heard of this key manager
+        init_dev_root(other / "devroot")
+        assert cli(["pool", "trust", str(other / "devroot" / "root.pem"), "--data-dir", str(a), "--json"]) == 0
+        with running_node(other, kme_listen="127.0.0.1:0", worker_name="stranger") as nc:
+            with pytest.raises(EnclaveStartError, match="only 0 of the 1 witnesses these counters were anchored to"):
+                with running_node(a, anchor_peers=(nc.node.manager.kme_server.address,)):
+                    pass
     with pytest.raises(EnclaveStartError, match="only 0 of 1 anchor peers vouched"):
         with running_node(a, anchor_peers=(witness,)):  # the witness is gone: the counters cannot be checked
             pass

@@ -140,7 +140,8 @@ class AnchorCheck:
 
     def __init__(self, me: Measurement, roots: Callable[[], Sequence[x509.Certificate]]) -> None:
         self._me, self._roots = me, roots
-        self.peers = -1  # witnesses the host has: -1 until the start check, 0 for no anchor
+        self.peers = 0  # witnesses the host has (0: no anchor)
+        self.checked = False  # until the start check passed, the key manager serves nothing
         self.pinned: set[str] = set()  # verifying keys of the witnesses whose evidence verified
         self.challenge = b""
 
@@ -151,10 +152,13 @@ class AnchorCheck:
 
     def start(self, peers: int) -> bytes:
         self.peers, self.pinned, self.challenge = peers, set(), crypto.random_bytes(32)
+        self.checked = not peers
         return self.challenge
 
-    def check(self, about: str, witnesses: list[AnchorPeer], version: int, digest: bytes) -> str:
-        """Why the counters (`version`, `digest`) must not be served ("" if they may), pinning the witnesses."""
+    def check(self, about: str, witnesses: list[AnchorPeer], version: int, digest: bytes, before: list[str]) -> str:
+        """Why the counters (`version`, `digest`) must not be served ("" if they may), pinning the witnesses.
+        `before`: the witnesses they were anchored to last time; a majority of those must vouch too, so that a
+        host cannot swap them for witnesses that never heard of this key manager."""
         latest: list[tuple[int, bytes, str]] = []
         errors = []
         for w in witnesses:
@@ -168,6 +172,12 @@ class AnchorCheck:
                 f"only {len(latest)} of {self.peers} anchor peers vouched for this key manager's counters, "
                 f"{self.required} needed ({'; '.join(errors) or 'no answers'})"
             )
+        known = len(self.pinned & {key.strip() for key in before})
+        if before and known < len(before) // 2 + 1:
+            return (
+                f"only {known} of the {len(before)} witnesses these counters were anchored to vouched for them "
+                "(the others are not among the anchor peers, or did not answer); refusing to serve"
+            )
         for held, held_digest, address in latest:
             if held > version:
                 return (
@@ -177,6 +187,7 @@ class AnchorCheck:
                 )
             if held == version and held and held_digest != digest:
                 return f"this key manager's counters (version {version}) differ from the anchor's at {address}: forked"
+        self.checked = True
         return ""
 
     def acknowledged(self, about: str, version: int, witnesses: list[AnchorPeer]) -> int:

@@ -80,7 +80,7 @@ class CounterState(msgspec.Struct):
     version: int = 0
     requesters: dict[str, _Requester] = {}
     items: dict[str, _Item] = {}
-    anchor_peers: int = 0  # witnesses at the last anchored start: once anchored, never silently without
+    witnesses: list[str] = []  # verifying keys of the witnesses at the last anchored start (empty: never anchored)
 
     def decide(self, c: Commit) -> Decision:
         """Check `c` against the counters; apply it only if it passes (the caller seals the result)."""
@@ -168,10 +168,10 @@ class CounterStore:
             self._seal()
         return decision
 
-    def anchored_to(self, peers: int) -> None:
-        """Record how many witnesses these counters are anchored to (a new version, to anchor too)."""
-        if self.state.anchor_peers != peers:
-            self.state.anchor_peers = peers
+    def anchored_to(self, witnesses: list[str]) -> None:
+        """Record the witnesses these counters are anchored to (a new version, to anchor too)."""
+        if self.state.witnesses != witnesses:
+            self.state.witnesses = witnesses
             self.state.version += 1
             self._seal()
 

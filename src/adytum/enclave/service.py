@@ -149,9 +149,9 @@ class KeyManager:
             raise ProvisioningError(str(exc)) from None
 
     def _not_serving(self) -> str:
-        if self.anchor.peers < 0:
-            return "the key manager has not checked its counters against its anchor yet"
-        return self.refusal
+        if self.refusal:
+            return self.refusal
+        return "" if self.anchor.checked else "the key manager has not checked its counters against its anchor yet"
 
     def _counters(self, msg: CounterRequest) -> CounterReply:
         """Answer at once, or (anchored, and the counters changed) hold the answer until the anchor has the
@@ -170,18 +170,19 @@ class KeyManager:
         about = subject(self.keys.worker_id, self.keys.verifying_key)
         if msg.step == "challenge":
             challenge = self.anchor.start(msg.peers)
-            if not msg.peers and self.store.state.anchor_peers:
+            if not msg.peers and self.store.state.witnesses:
                 self.refusal = (
-                    f"these counters were anchored to {self.store.state.anchor_peers} peers, and the node was started "
-                    "with none: a rollback of the whole host could not be detected; start it with --anchor-peer"
+                    f"these counters were anchored to {len(self.store.state.witnesses)} peers, and the node was "
+                    "started with none: a rollback of the whole host could not be detected; start it with --anchor-peer"
                 )
             return Anchor(seq=msg.seq, step="challenge", body=challenge, message=self.refusal, subject=about)
         if msg.step == "check":
-            self.refusal = self.anchor.check(about, msg.witnesses, self.store.version, self.store.digest)
+            state = self.store.state
+            self.refusal = self.anchor.check(about, msg.witnesses, state.version, self.store.digest, state.witnesses)
             if self.refusal:
                 log.error("refusing to serve: %s", self.refusal)
                 return Anchor(seq=msg.seq, step="checked", message=self.refusal)
-            self.store.anchored_to(self.anchor.peers)
+            self.store.anchored_to(sorted(self.anchor.pinned))
             record = make_record(self.keys, self.store.version, self.store.digest)
             return Anchor(seq=msg.seq, step="checked", ready=True, body=record, version=self.store.version)
         if msg.step == "acks":
