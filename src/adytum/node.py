@@ -97,9 +97,10 @@ class Node:
 
     def _on_notify(self, channel: str, payload: str) -> None:  # on the listening thread
         assert self._loop is not None
+        payloads = payload.split(",")
         if channel == ANSWERED:
-            self._loop.call_soon_threadsafe(self.manager.dispatch.answered, payload)
-        elif payload in ("", self.manager.worker_id):
+            self._loop.call_soon_threadsafe(self.manager.dispatch.answered, payloads)
+        elif "" in payloads or self.manager.worker_id in payloads:
             self._loop.call_soon_threadsafe(self.manager.dispatch.wake)
 
     def _on_listen(self) -> None:  # on the listening thread, at each (re)connect

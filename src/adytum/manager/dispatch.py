@@ -85,10 +85,12 @@ class Dispatcher:
         self._backlog += 1
         self._woken.set()
 
-    def answered(self, work_order_id: str) -> None:
-        """Another node answered an order (the store's notification): its waiters here read the answer."""
-        if work_order_id in self._waiters:
-            self._resolve_from_store([work_order_id])
+    def answered(self, work_order_ids: list[str]) -> None:
+        """Orders were answered, maybe by another node (the store's notification): their waiters here read
+        the answers."""
+        waited = [i for i in work_order_ids if i in self._waiters]
+        if waited:
+            self._resolve_from_store(waited)
 
     def recheck(self) -> None:
         """Notifications may have been missed (the store's connection was lost): look at the store itself."""

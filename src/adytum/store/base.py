@@ -13,7 +13,8 @@ whose heartbeat lapses loses its claims to whoever calls `heartbeat` next.
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import msgspec
@@ -47,14 +48,27 @@ from .schema import MIGRATIONS
 
 #: What `receipts()` may filter on: the caller names columns, never SQL.
 RECEIPT_FILTERS = frozenset({"worker_id", "worker_service_id", "requester_id", "status"})
-#: Channels a store announces on (PostgreSQL's NOTIFY): an order scheduled for a worker (payload: the worker
-#: id), an order answered (payload: its id), a tree head stored (payload: its size).
+#: Channels a store announces on (PostgreSQL's NOTIFY): orders scheduled for workers (payload: the worker ids,
+#: comma-separated; empty: any worker), orders answered (payload: their ids), tree heads stored (their sizes).
 SCHEDULED, ANSWERED, HEADS = "adytum_scheduled", "adytum_answered", "adytum_heads"
 _NO_LIMIT = 2**62
 
 
+class Recheck(Exception):
+    """An expectation a batch deferred did not hold: run the batch again, each transition checked as it goes."""
+
+
 class Store:
-    """The shared semantics; a backend sets `db` and the hooks below."""
+    """The shared semantics; a backend sets `db` and the hooks below.
+
+    A transition reads little back: whether an insert took, a row count, an index. On a server each read is
+    a round trip, so a batch may run with its reads deferred (`transaction(deferred=True)`): each `_expect`
+    assumes the usual answer and goes on, and all are checked once, before the commit. If one does not hold,
+    the transaction raises `Recheck` and is rolled back, and `GroupCommit` runs the batch again undeferred,
+    where every transition sees its real answers. Either way the stored outcome is the same."""
+
+    #: Whether deferring pays (a server); SQLite reads in-process and never defers.
+    defers_reads = False
 
     #: The connection: `execute(sql, args)` with `?` placeholders, returning a DB-API cursor.
     db: Any
@@ -63,10 +77,44 @@ class Store:
 
     # -- what a backend supplies ---------------------------------------------------------------------
 
-    def transaction(self) -> AbstractContextManager[None]:
+    #: The next ledger index, known while this transaction holds the ledger's numbering (None: ask the table).
+    _next_leaf: int | None = None
+
+    _deferred: list[Callable[[], bool]] | None = None
+
+    @contextmanager
+    def transaction(self, *, deferred: bool = False) -> Iterator[None]:
+        self._next_leaf = None
+        self._deferred = [] if deferred and self.defers_reads else None
+        try:
+            with self._transaction():
+                yield
+                if self._deferred and not all(holds() for holds in self._deferred):
+                    raise Recheck()
+        finally:
+            self._next_leaf = None
+            self._deferred = None
+
+    def _expect(self, holds: Callable[[], bool]) -> bool:
+        """What `holds()` says: now, or (deferring) True now and checked before the commit."""
+        if self._deferred is None:
+            return holds()
+        self._deferred.append(holds)
+        return True
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        try:
+            with self._savepoint(name):
+                yield
+        except BaseException:
+            self._next_leaf = None  # a rolled-back leaf gives its number back
+            raise
+
+    def _transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
-    def savepoint(self, name: str) -> AbstractContextManager[None]:
+    def _savepoint(self, name: str) -> AbstractContextManager[None]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -123,7 +171,7 @@ class Store:
     def _insert_unique(self, sql: str, args: tuple[object, ...]) -> bool:
         """Run an INSERT; False if a unique key refused it. The refusal is no error (PostgreSQL would abort the
         whole transaction on one), so the transition can go on to say which key."""
-        return int(self.db.execute(sql + " ON CONFLICT DO NOTHING", args).rowcount) == 1
+        return self._expect(_one_row(self.db.execute(sql + " ON CONFLICT DO NOTHING", args)))
 
     # -- work-order transitions (each called inside a transaction) ---------------------------------
 
@@ -149,7 +197,8 @@ class Store:
 
     def claim(self, worker_id: str, node_id: str, limit: int) -> tuple[list[str], int]:
         """Up to `limit` of the worker's scheduled orders, oldest first, now processing under `node_id`, and
-        how many are still scheduled after them (counted up to 100,000). Ids only: an order's body stays in
+        how many are still scheduled after them (counted up to 100,000; 0 when fewer than `limit` were left, as
+        far as this transaction saw). Ids only: an order's body stays in
         the store until it is sent (`order_params`)."""
         rows = self.db.execute(
             "SELECT work_order_id FROM schedule WHERE worker_id = ? AND state = 'scheduled' ORDER BY seq LIMIT ?"
@@ -157,13 +206,13 @@ class Store:
             (worker_id, limit),
         ).fetchall()
         ids = [str(r[0]) for r in rows]
-        now = time.time()
-        for work_order_id in ids:
+        if ids:
             self.db.execute(
-                "UPDATE schedule SET state = 'processing', owner = ?, claimed_at = ? WHERE work_order_id = ?",
-                (node_id, now, work_order_id),
+                "UPDATE schedule SET state = 'processing', owner = ?, claimed_at = ? "
+                f"WHERE work_order_id IN ({', '.join('?' * len(ids))})",
+                (node_id, time.time(), *ids),
             )
-        return ids, self.backlog(worker_id)
+        return ids, self.backlog(worker_id) if len(ids) == limit else 0
 
     def heartbeat(self, node_id: str, lease: float) -> int:
         """`node_id` is alive for `lease` more seconds. Nodes whose lease ran out lose their claims: those
@@ -229,7 +278,7 @@ class Store:
                 "DELETE FROM schedule WHERE work_order_id = ? AND owner = ? AND state = 'processing'",
                 (work_order_id, owner),
             )
-        if cur.rowcount == 0:
+        if not self._expect(_one_row(cur)):
             return False
         now = time.time()
         for w in writes:
@@ -244,13 +293,13 @@ class Store:
                     "UPDATE state SET version = ?, value = ?, updated_at = ? WHERE item_id = ? AND version = ?",
                     (w.version, w.value, now, w.item_id, w.version - 1),
                 )
-            if cur.rowcount != 1:
+            if not self._expect(_one_row(cur)):
                 raise StateConflict(w.item_id)
         self.db.execute(
             "INSERT INTO responses (work_order_id, code, body, completed_at) VALUES (?, ?, ?, ?)",
             (work_order_id, code, body, now),
         )
-        if receipt_update is not None and self._has_receipt(receipt_update.work_order_id):
+        if receipt_update is not None and self._expect(self._has_receipt_later(receipt_update.work_order_id)):
             self._append_update(receipt_update, now)
         self._notify(ANSWERED, work_order_id)
         return True
@@ -312,10 +361,14 @@ class Store:
     def _append_update(self, u: NewReceiptUpdate, now: float) -> int:
         """Numbered next (1-based) within its receipt; a status update (0..4) becomes the receipt's status."""
         update = msgspec.json.decode(u.params, type=ReceiptUpdateParams)
-        (last,) = self.db.execute(
+        cur = self.db.execute(
             "SELECT COALESCE(MAX(idx), 0) FROM receipt_updates WHERE work_order_id = ?", (u.work_order_id,)
-        ).fetchone()
-        index = int(last) + 1
+        )
+        if self._deferred is None:
+            index = int(cur.fetchone()[0]) + 1
+        else:  # deferring: the usual case, an order's first update (its worker's answer), checked before commit
+            index = 1
+            self._expect(lambda: int(cur.fetchone()[0]) == 0)
         leaf = self._append_leaf(u.work_order_id, ReceiptUpdateEvent(u.work_order_id, index, update, u.by), now)
         self.db.execute(
             "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, leaf, created_at) "
@@ -329,17 +382,23 @@ class Store:
     def _append_leaf(self, work_order_id: str, event: Event, now: float) -> int:
         """The next leaf, numbered densely from 0: one writer, and a rolled-back savepoint takes its number back."""
         data = encode_event(event)
-        self._lock_ledger()
-        index = self.ledger_size()
+        if self._next_leaf is None:
+            self._lock_ledger()
+            self._next_leaf = self.ledger_size()
+        index = self._next_leaf
         self.db.execute(
             "INSERT INTO ledger (idx, work_order_id, data, hash, created_at) VALUES (?, ?, ?, ?, ?)",
             (index, work_order_id, data, leaf_hash(data), now),
         )
+        self._next_leaf = index + 1
         return index
 
     def _has_receipt(self, work_order_id: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM receipts WHERE work_order_id = ?", (work_order_id,)).fetchone()
-        return row is not None
+        return self._has_receipt_later(work_order_id)()
+
+    def _has_receipt_later(self, work_order_id: str) -> Callable[[], bool]:
+        cur = self.db.execute("SELECT 1 FROM receipts WHERE work_order_id = ?", (work_order_id,))
+        return lambda: cur.fetchone() is not None
 
     def _last_update_status(self, work_order_id: str) -> int | None:
         for (update_type,) in self.db.execute(
@@ -601,6 +660,11 @@ class Store:
             str(row[3]),
             [frontier[i : i + HASH_LEN] for i in range(0, len(frontier), HASH_LEN)],
         )
+
+
+def _one_row(cur: Any) -> Callable[[], bool]:
+    """The check that a statement touched exactly one row (read when the check runs: maybe before commit)."""
+    return lambda: int(cur.rowcount) == 1
 
 
 def _limit(limit: int) -> int:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import Store
+from .base import Recheck, Store
 from .records import StoreUnavailable, describe_fault
 
 log = logging.getLogger("adytum.store")
@@ -123,11 +123,29 @@ class GroupCommit:
                 return
 
     def _commit(self, batch: list[Op]) -> None:
+        """The batch in one transaction, without a savepoint each (a savepoint is two statements more per
+        transition, and on a server each is a message) and with its reads deferred (`Store.transaction`). If
+        one transition refuses, or a deferred read did not hold, everything is rolled back and the batch runs
+        again with each transition in its own savepoint, reading as it goes, so a refusal is its own."""
+        outcomes, fault, again = self._attempt(batch, isolated=False)
+        if again:
+            outcomes, fault, _ = self._attempt(batch, isolated=True)
+        self._note(fault, any(ok for ok, _ in outcomes))
+        self.commits += 1
+        self.transitions += len(batch)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve, [op[2] for op in batch], outcomes)
+
+    def _attempt(self, batch: list[Op], *, isolated: bool) -> tuple[list[tuple[bool, Any]], BaseException | None, bool]:
+        """(outcomes, the store's fault if it had one, whether to run the batch again isolated)."""
         outcomes: list[tuple[bool, Any]] = []
         fault: BaseException | None = None
         try:
-            with self.store.transaction():
+            with self.store.transaction(deferred=not isolated):
                 for i, (fn, args, _) in enumerate(batch):
+                    if not isolated:
+                        outcomes.append((True, fn(self.store, *args)))  # a refusal rolls the whole batch back
+                        continue
                     try:
                         with self.store.savepoint(f"op{i}"):
                             outcomes.append((True, fn(self.store, *args)))
@@ -137,17 +155,15 @@ class GroupCommit:
                             exc = StoreUnavailable(exc)
                         outcomes.append((False, exc))
         except Exception as exc:
-            if not self.store.is_fault(exc):
-                log.error("store commit failed: %s", exc)
-                outcomes = [(False, exc)] * len(batch)
-            else:
-                fault = exc
-                outcomes = [(False, StoreUnavailable(exc))] * len(batch)
-        self._note(fault, any(ok for ok, _ in outcomes))
-        self.commits += 1
-        self.transitions += len(batch)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve, [op[2] for op in batch], outcomes)
+            if self.store.is_fault(exc):
+                return [(False, StoreUnavailable(exc))] * len(batch), exc, False
+            if isinstance(exc, Recheck) or (not isolated and len(batch) > 1):
+                return [], None, True
+            if not isolated:
+                return [(False, exc)], None, False  # the one transition of a batch of one refused
+            log.error("store commit failed: %s", exc)
+            return [(False, exc)] * len(batch), None, False
+        return outcomes, fault, False
 
     def _note(self, fault: BaseException | None, stored: bool) -> None:
         """Keep `fault` current and log it once per interval; a stored transition means the store writes again."""

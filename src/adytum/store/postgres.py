@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .base import Store
+from .base import Recheck, Store
 from .records import StoreError, StoreUnavailable
 
 log = logging.getLogger("adytum.store")
@@ -26,6 +26,8 @@ log = logging.getLogger("adytum.store")
 _SCHEMA_LOCK, _LEDGER_LOCK = 0x61647974_01, 0x61647974_02
 #: Seconds to wait for the server to accept a connection, and for one statement.
 CONNECT_TIMEOUT, STATEMENT_TIMEOUT = 5, 30
+#: A NOTIFY payload's size before the next one starts (the server takes up to 8000 bytes).
+NOTIFY_BYTES = 7000
 
 
 def redact(url: str) -> str:
@@ -58,27 +60,42 @@ def connect(url: str, **extra: Any) -> psycopg.Connection[Any]:
 
 
 class _Connection:
-    """`?` placeholders over a psycopg connection that reconnects, between transactions, once it is lost."""
+    """`?` placeholders over a psycopg connection that reconnects, between transactions, once it is lost.
+
+    A transaction runs in pipeline mode: statements go to the server without waiting for each answer, and
+    only reading a result (a row, a row count) waits for the server to catch up. Most statements of a
+    transition are writes nobody reads back, so a group commit of many costs few round trips."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn = connect(url)
-        self.in_transaction = False
+        self.pipeline: psycopg.Pipeline | None = None
+        self.unsynced = False
         self._sql: dict[str, str] = {}
 
-    def execute(self, sql: str, args: Any = ()) -> psycopg.Cursor[Any]:
+    @property
+    def in_transaction(self) -> bool:
+        return self.pipeline is not None
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
         """In a transaction, a fault is raised as it is (`GroupCommit` judges it); a read outside one that
         cannot reach the server raises StoreUnavailable, which the API answers with BUSY."""
         text = self._sql.get(sql)
         if text is None:
             text = self._sql[sql] = sql.replace("?", "%s")
-        if self.in_transaction:
-            return self.conn.execute(text, args)
+        if self.pipeline is not None:
+            self.unsynced = True
+            return _Result(self, self.conn.execute(text, args))
         try:
             self.ensure()
             return self.conn.execute(text, args)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(exc) from None
+
+    def sync(self) -> None:
+        if self.unsynced and self.pipeline is not None:
+            self.unsynced = False
+            self.pipeline.sync()
 
     def ensure(self) -> None:
         if self.conn.closed or self.conn.broken:
@@ -87,9 +104,33 @@ class _Connection:
             log.info("reconnected to %s", redact(self.url))
 
 
+class _Result:
+    """A pipelined statement's cursor: reading it first waits for the server's answers so far."""
+
+    def __init__(self, connection: _Connection, cursor: psycopg.Cursor[Any]) -> None:
+        self._connection, self._cursor = connection, cursor
+
+    @property
+    def rowcount(self) -> int:
+        self._connection.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        self._connection.sync()
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        self._connection.sync()
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
 class PostgresStore(Store):
     dialect = "postgres"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    defers_reads = True
 
     def __init__(self, url: str) -> None:
         """Connect; StoreError (one line, no password) if the server cannot be reached or refuses us."""
@@ -99,6 +140,7 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"{redact(url)} cannot be reached ({_first_line(exc)})") from None
         self.db = self.pg
+        self._notes: dict[str, set[str]] = {}
 
     def describe(self) -> str:
         return redact(self.url)
@@ -119,22 +161,42 @@ class PostgresStore(Store):
         return isinstance(exc, (OSError, psycopg.OperationalError, psycopg.InterfaceError))
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _transaction(self) -> Iterator[None]:
         self.pg.ensure()  # a fault here is raised as it is: GroupCommit judges it
-        self.pg.conn.execute("BEGIN")
-        self.pg.in_transaction = True
-        try:
-            yield
-        except BaseException:
-            self.pg.in_transaction = False
-            if not self.pg.conn.broken:
-                self.pg.conn.execute("ROLLBACK")
-            raise
-        self.pg.in_transaction = False
-        self.pg.conn.execute("COMMIT")
+        conn = self.pg.conn
+        with conn.pipeline() as pipeline:
+            conn.execute("BEGIN")
+            self.pg.pipeline = pipeline
+            self._notes.clear()
+            try:
+                yield
+                self._send_notes()
+                conn.execute("COMMIT")
+                pipeline.sync()  # the commit's answer: durable, or the fault it met
+            except BaseException as exc:
+                if not conn.broken:
+                    for statement in ("", "ROLLBACK"):  # leave an aborted pipeline first, then roll back
+                        try:
+                            if statement:
+                                conn.execute(statement)
+                            pipeline.sync()
+                        except psycopg.Error:
+                            pass
+                if self._deferred is not None and self._statement_refused(exc, conn):
+                    raise Recheck() from exc  # a deferred read would have caught it: run it again, reading
+                raise
+            finally:
+                self.pg.pipeline = None
+                self.pg.unsynced = False
+
+    def _statement_refused(self, exc: BaseException, conn: psycopg.Connection[Any]) -> bool:
+        """A statement's own error (a key, a constraint), or the pipeline aborted by one: not a fault."""
+        if not isinstance(exc, psycopg.Error) or conn.broken:
+            return False
+        return isinstance(exc, psycopg.errors.PipelineAborted) or not self.is_fault(exc)
 
     @contextmanager
-    def savepoint(self, name: str) -> Iterator[None]:
+    def _savepoint(self, name: str) -> Iterator[None]:
         self.pg.execute(f"SAVEPOINT {name}")
         try:
             yield
@@ -156,7 +218,21 @@ class PostgresStore(Store):
         self.pg.execute("SELECT pg_advisory_xact_lock(?)", (_LEDGER_LOCK,))
 
     def _notify(self, channel: str, payload: str) -> None:
-        self.pg.execute("SELECT pg_notify(?, ?)", (channel, payload))
+        """Gathered, and sent just before the commit: one NOTIFY a channel for the whole batch (payloads
+        joined by commas). A rolled-back transition may leave its payload in: a listener only looks again."""
+        self._notes.setdefault(channel, set()).add(payload)
+
+    def _send_notes(self) -> None:
+        for channel, payloads in self._notes.items():
+            chunk: list[str] = []
+            for payload in sorted(payloads):
+                chunk.append(payload)
+                if sum(len(p) + 1 for p in chunk) > NOTIFY_BYTES:
+                    self.pg.execute("SELECT pg_notify(?, ?)", (channel, ",".join(chunk)))
+                    chunk = []
+            if chunk:
+                self.pg.execute("SELECT pg_notify(?, ?)", (channel, ",".join(chunk)))
+        self._notes.clear()
 
 
 class Notifications:

@@ -88,10 +88,10 @@ class SqliteStore(Store):
         the store turns the expected ones into Duplicate)."""
         return isinstance(exc, (OSError, sqlite3.OperationalError)) or type(exc) is sqlite3.DatabaseError
 
-    def transaction(self) -> _Transaction:
+    def _transaction(self) -> _Transaction:
         return _Transaction(self.sqlite)
 
-    def savepoint(self, name: str) -> _Savepoint:
+    def _savepoint(self, name: str) -> _Savepoint:
         return _Savepoint(self.sqlite, name)
 
 
