@@ -37,36 +37,41 @@ bench: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
 
-# --- Hardware path: the enclave under Gramine-SGX (UNTESTED ON HARDWARE; see docs/hardware.md) ---
+# --- Hardware path: the enclaves under Gramine-SGX (UNTESTED ON HARDWARE; see docs/hardware.md) ---
 # Needs Gramine >= 1.6, SGX with DCAP (AESM + PCCS) and a key from `gramine-sgx-gen-private-key`.
+# One template, two signed builds: adytum-kme (key manager, ISVPRODID 2) and adytum-wpe (work orders, ISVPRODID 1).
 ARCH_LIBDIR  ?= /lib/$(shell $(CC) -dumpmachine)
 GRAMINE_LOG  ?= error
 SGX_DEBUG    ?= false
 WORKER_ID    ?= $(shell printf %s adytum-worker-1 | sha256sum | cut -d' ' -f1)
-ENCLAVE_DATA ?= $(CURDIR)/adytum-data/enclave
+DATA_DIR     ?= $(CURDIR)/adytum-data
 SGX_PY        = $(BIN)/python -c
+# the work-order build includes DATA_DIR's workload plug-ins when there are any (they are trusted files)
+SGX_PLUGINS   = $(if $(wildcard $(DATA_DIR)/workloads.toml),true,false)
 
 .PHONY: sgx-enclave sgx-clean
 
-sgx-enclave: adytum-enclave.manifest.sgx
+sgx-enclave: adytum-kme.manifest.sgx adytum-wpe.manifest.sgx
 
-adytum-enclave.manifest: gramine/adytum-enclave.manifest.template $(VENV)/.installed
-	mkdir -p $(ENCLAVE_DATA)
+adytum-kme.manifest adytum-wpe.manifest: adytum-%.manifest: gramine/adytum-enclave.manifest.template $(VENV)/.installed
+	install -d -m 700 $(DATA_DIR) $(DATA_DIR)/kme
 	gramine-manifest \
+		-Drole=$* \
 		-Dlog_level=$(GRAMINE_LOG) \
 		-Darch_libdir=$(ARCH_LIBDIR) \
 		-Dentrypoint=$$($(SGX_PY) 'import os, sys; print(os.path.realpath(sys.executable))') \
 		-Dpy_stdlib=$$($(SGX_PY) 'import sysconfig; print(sysconfig.get_paths()["stdlib"])') \
 		-Dsite_packages=$$($(SGX_PY) 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
 		-Dsrc_dir=$(CURDIR)/src \
-		-Ddata_dir=$(ENCLAVE_DATA) \
+		-Ddata_dir=$(abspath $(DATA_DIR)) \
 		-Dworker_id=$(WORKER_ID) \
+		-Dplugins=$(SGX_PLUGINS) \
 		-Ddebug=$(SGX_DEBUG) \
 		$< $@
 
 # gramine-sgx-sign writes both the .manifest.sgx and the .sig.
-adytum-enclave.manifest.sgx: adytum-enclave.manifest
+adytum-%.manifest.sgx: adytum-%.manifest
 	gramine-sgx-sign --manifest $< --output $@
 
 sgx-clean:
-	rm -f adytum-enclave.manifest adytum-enclave.manifest.sgx adytum-enclave.sig
+	rm -f adytum-kme.manifest adytum-kme.manifest.sgx adytum-kme.sig adytum-wpe.manifest adytum-wpe.manifest.sgx adytum-wpe.sig

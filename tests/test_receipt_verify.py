@@ -57,7 +57,9 @@ OTHER_ORDER = "b2" * 32
 REQUESTER = "c3" * 32
 MR_ENCLAVE = hashlib.sha256(b"receipt test enclave").digest()
 MR_SIGNER = hashlib.sha256(b"receipt test signer").digest()
-AT = datetime.now(UTC) + timedelta(minutes=5)  # every SDK check judges the attestation at this one time
+#: Every SDK check judges the attestation at this one time: 5 minutes after the `parts` fixture made the
+#: evidence (set there, not at import: a long suite may reach this module well after importing it).
+AT = datetime.now(UTC) + timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Parts:
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Parts:
+    global AT
+    AT = datetime.now(UTC) + timedelta(minutes=5)
     root = init_dev_root(tmp_path_factory.mktemp("devroot"))
     keys = WorkerKeys.generate(WORKER)
     quote = make_quote(

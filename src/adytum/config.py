@@ -44,6 +44,12 @@ class ManagerConfig:
     attestation_refresh: float | None = None
     #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
     allow_debug: bool = False
+    #: TCB statuses this node accepts in its own enclaves' hardware evidence (DCAP spelling). Intel reports
+    #: most SGX platforms as SWHardeningNeeded or worse; widening this is the operator's decision.
+    accepted_tcb_statuses: tuple[str, ...] = ("UpToDate",)
+    #: What starts an enclave process, given `-m adytum.enclave ...` (empty: this Python); on SGX,
+    #: gramine/adytum-sgx-enclave, which runs the signed build of the role (docs/hardware.md).
+    enclave_executable: str = ""
     #: Seconds one workload run may take inside the enclave, and the enclave's address space in MB;
     #: None: the enclave's own default (`adytum.enclave.budget.Budget`).
     time_budget: float | None = None

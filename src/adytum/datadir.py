@@ -11,6 +11,7 @@
     ├── devroot/                the simulated platform: development CA (root.pem), report signer, quoting key
     ├── trusted-roots/*.pem     other hosts' development roots (`adytum pool trust`)
     ├── platform.secret         the simulated platform's sealing secret
+    ├── collateral/             Gramine-SGX only: DCAP collateral for this platform's quotes (from a PCCS)
     ├── kme/                    the key manager
     │   ├── worker-keys.sealed  the worker's keys, sealed to the key manager's build
     │   ├── counters.sealed     its monotonic counters (`adytum.enclave.counters`)
@@ -84,6 +85,11 @@ class DataDir:
     @property
     def platform_secret(self) -> Path:
         return self.path / "platform.secret"
+
+    @property
+    def collateral(self) -> Path:
+        """On SGX (ADYTUM_TEE=gramine-sgx): the DCAP collateral the host publishes with its enclaves' quotes."""
+        return self.path / "collateral"
 
     @property
     def kme(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import secrets
 import socket
@@ -19,12 +20,14 @@ from . import operator
 from .config import NodeConfig
 from .datadir import DataDir
 from .errors import AdytumError
+from .issuer.dcap import DcapAttestation
 from .issuer.service import SimulatedAttestation
 from .listener import Api, Listener
 from .listener.connections import ConnectionLimits, Connections, GuardedSite
 from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
+from .manager.evidence import AttestationService
 from .store import ANSWERED, SCHEDULED, GroupCommit, Store, is_server_store, open_store
 
 if TYPE_CHECKING:
@@ -53,7 +56,7 @@ class Node:
             log.info("store %s brought to schema version %d", writer.describe(), applied[-1])
         self.reader: Store = open_store(target, durable=config.durable)
         self.committer = GroupCommit(writer)
-        self.manager = Manager(config.manager, self.reader, self.committer, SimulatedAttestation(data))
+        self.manager = Manager(config.manager, self.reader, self.committer, attestation_service(data))
         operator.ensure_key(config.data_dir)
         registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
         receipts = Receipts(
@@ -153,6 +156,18 @@ class Node:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def attestation_service(data: DataDir) -> AttestationService:
+    """The host's half of the TEE choice: the same ADYTUM_TEE the enclaves read (`adytum.enclave.tee`).
+    gramine-sgx: DCAP quotes published with the collateral in DATA_DIR/collateral; else simulated."""
+    tee = os.environ.get("ADYTUM_TEE", "") or "simulated"
+    if tee == "gramine-sgx":
+        log.info("enclaves are attested by SGX DCAP; collateral is read from %s", data.collateral)
+        return DcapAttestation(data.collateral)
+    if tee != "simulated":
+        raise StartRefused(f"ADYTUM_TEE={tee!r} is not a TEE adytum knows (known: simulated, gramine-sgx)")
+    return SimulatedAttestation(data)
 
 
 #: File descriptors kept for what is not a client connection: the store, enclave pipes, logs, the key manager.

@@ -1,4 +1,5 @@
-"""Attestation evidence and its verification: simulated, Intel SGX DCAP, TDX and IAS.
+"""Attestation evidence and its verification: simulated, Intel SGX DCAP, TDX and IAS, AMD SEV-SNP,
+AWS Nitro Enclaves and NVIDIA GPUs.
 
 This package is the verifier only, and pure: every verify function takes the verification time as
 ``at=``, and nothing here issues evidence (the simulated quoter, report service and development
@@ -10,9 +11,16 @@ root are :mod:`adytum.issuer`). Every kind of evidence yields a `Verdict` and is
 
 from __future__ import annotations
 
+from adytum.attestation.bundle import Bundle, CollateralCache, load_bundle
+from adytum.attestation.detect import detect_format, verify_detected
 from adytum.attestation.errors import AttestationError, Reason
 from adytum.attestation.measurement import Measurement, measure
+from adytum.attestation.nitro import verify_nitro_document
+from adytum.attestation.nvidia import verify_gpu_evidence
 from adytum.attestation.policy import ALL_STATUSES, Policy, Verdict, measurement_set, normalize_status
+from adytum.attestation.rim import verify_rim
+from adytum.attestation.roots import vendor_roots
+from adytum.attestation.sevsnp import verify_snp_report
 from adytum.attestation.sgx import (
     Collateral,
     IasEvidence,
@@ -25,6 +33,9 @@ from adytum.attestation.sgx import (
 )
 from adytum.attestation.simulated import SIMULATED_IAS
 from adytum.attestation.verify import (
+    TEE_AWS_NITRO,
+    TEE_NVIDIA_GPU,
+    TEE_SEV_SNP,
     TEE_SGX_DCAP,
     TEE_SGX_IAS,
     TEE_TDX_DCAP,
@@ -39,8 +50,21 @@ __all__ = [
     "SIMULATED_IAS",
     "TEE_SGX_DCAP",
     "TEE_SGX_IAS",
+    "TEE_AWS_NITRO",
+    "TEE_NVIDIA_GPU",
+    "TEE_SEV_SNP",
     "TEE_TDX_DCAP",
     "AttestationError",
+    "Bundle",
+    "CollateralCache",
+    "detect_format",
+    "load_bundle",
+    "verify_rim",
+    "vendor_roots",
+    "verify_detected",
+    "verify_gpu_evidence",
+    "verify_nitro_document",
+    "verify_snp_report",
     "Collateral",
     "IasEvidence",
     "Measurement",

@@ -30,7 +30,7 @@ class Reason(StrEnum):
     QE_BINDING = "qe-binding"
     """The QE report data does not commit to the attestation key and QE authentication data."""
     CHAIN = "chain"
-    """A certificate chain is broken or does not end at a trusted Intel anchor (matched by key)."""
+    """A certificate chain is broken or does not end at a trusted anchor (Intel, AMD, AWS, NVIDIA; matched by key)."""
     CRL = "crl"
     """A revocation list is not signed by the certificate it claims to come from."""
     REVOKED = "revoked"
@@ -63,6 +63,10 @@ class Reason(StrEnum):
     """The ISV security version is below the policy's minimum."""
     REPORT_DATA = "report-data"
     """The report data does not start with the value the policy expects (nonce or key binding)."""
+    NONCE = "nonce"
+    """The evidence's nonce is not the one the verifier expects, or the evidence has none."""
+    TCB_MISMATCH = "tcb-mismatch"
+    """The TCB or chip the report states is not the one its signing certificate (VCEK) was issued for."""
 
 
 class AttestationError(AdytumError):

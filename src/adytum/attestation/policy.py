@@ -1,16 +1,28 @@
 """What a verifier will accept (:class:`Policy`) and what it found (:class:`Verdict`).
 
-Both are evidence-agnostic: SGX DCAP, TDX DCAP, IAS and simulated evidence all produce a
-:class:`Verdict`, and :meth:`Policy.enforce` applies the same rules (debug, measurements,
-product, SVN, report data, TCB status, time window, freshness) to every kind. Hardware-specific
-checks (signatures, chains, TCB levels) happen before, in the evidence's own verifier.
+Both are evidence-agnostic: SGX DCAP, TDX DCAP, IAS, AMD SEV-SNP, AWS Nitro, NVIDIA GPU and
+simulated evidence all produce a :class:`Verdict`, and :meth:`Policy.enforce` applies the same rules
+(debug, measurements, product, SVN, report data, nonce, TCB status, time window, freshness) to every
+kind. Hardware-specific checks (signatures, chains, TCB levels) happen before, in the evidence's own
+verifier.
+
+The collateral freshness rule, one for every format:
+
+1. Collateral that states its own next update (a CRL, Intel's TCB info and QE identity) is current
+   until that next update, and the format's verifier refuses it after (``expired``). The policy's
+   maximum age never cuts that short: a 7-day limit must not reject Intel's valid 30-day CRL.
+2. Evidence or collateral that carries only an issue time (a Nitro document, an IAS report, a
+   simulated report) is current for ``max_collateral_age`` plus ``collateral_grace`` after it.
+3. With a maximum age set, evidence with no time at all (no issue time, no next update) is refused
+   as ``stale``: bind a nonce instead, and verify without a maximum age.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,12 +31,16 @@ from adytum.attestation.errors import AttestationError, Reason
 __all__ = [
     "ALL_STATUSES",
     "IAS_STATUS_MAP",
+    "STATUSLESS_KINDS",
     "Policy",
     "Verdict",
     "measurement_set",
     "normalize_status",
     "require_aware",
 ]
+
+#: Evidence kinds with no TCB status of their own: their TCB is judged by ``min_svns``.
+STATUSLESS_KINDS: frozenset[str] = frozenset({"sev-snp", "aws-nitro", "nvidia-gpu"})
 
 #: Every TCB status Intel defines, in DCAP spelling.
 ALL_STATUSES: frozenset[str] = frozenset(
@@ -95,10 +111,19 @@ class Policy:
     min_isv_svn: int | None = None
     #: The report data must start with these bytes (a nonce, or a hash binding a key).
     report_data_prefix: bytes | None = None
-    #: Refuse collateral (or an IAS report) issued longer ago than this.
+    #: Refuse evidence or collateral with only an issue time once it is older than this (plus the grace).
     max_collateral_age: timedelta | None = None
-    #: Intel's rules check the PCK and Root CA CRLs; only relax this for historical vectors.
+    #: Added to ``max_collateral_age``: how long a late refresh is tolerated.
+    collateral_grace: timedelta = timedelta(0)
+    #: Check revocation lists (Intel's PCK and Root CA CRLs, AMD's ARK CRL); only relax for historical vectors.
     require_crls: bool = True
+    #: Named allow-lists for any format's measurements ("MEASUREMENT" for SEV-SNP, "PCR0".."PCR15" for
+    #: Nitro, "block1".. for NVIDIA GPUs); a name the evidence does not carry is refused.
+    measurements: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
+    #: Minimum security versions by name (SEV-SNP "bootloader", "tee", "snp", "microcode", "fmc", "guest_svn").
+    min_svns: Mapping[str, int] = field(default_factory=dict)
+    #: The nonce the evidence must carry (Nitro ``nonce``, the NVIDIA GET_MEASUREMENTS request nonce).
+    nonce: bytes | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -111,6 +136,10 @@ class Policy:
         set_(self, "rtmrs", tuple(measurement_set(r) for r in self.rtmrs))
         if self.report_data_prefix is not None:
             set_(self, "report_data_prefix", _as_bytes(self.report_data_prefix))
+        if self.nonce is not None:
+            set_(self, "nonce", _as_bytes(self.nonce))
+        set_(self, "measurements", {name: measurement_set(v) for name, v in dict(self.measurements).items()})
+        set_(self, "min_svns", {name: int(v) for name, v in dict(self.min_svns).items()})
 
     def enforce(self, verdict: Verdict, *, at: datetime) -> Verdict:
         """Return ``verdict`` if this policy accepts it at time ``at``, else raise :class:`AttestationError`
@@ -134,14 +163,35 @@ class Policy:
             )
         if self.min_isv_svn is not None and (verdict.isv_svn is None or verdict.isv_svn < self.min_isv_svn):
             raise AttestationError(Reason.SVN, f"isv_svn {verdict.isv_svn} is below the minimum {self.min_isv_svn}")
+        svns = dict(verdict.svns)
+        for name, minimum in self.min_svns.items():
+            if name not in svns or svns[name] < minimum:
+                raise AttestationError(
+                    Reason.SVN, f"{name} SVN {svns.get(name, 'absent')} is below the minimum {minimum}"
+                )
         if self.report_data_prefix is not None and not verdict.report_data.startswith(self.report_data_prefix):
             raise AttestationError(Reason.REPORT_DATA, "report data does not start with the expected value")
+        self._check_nonce(verdict)
+        if verdict.kind in STATUSLESS_KINDS and verdict.tcb_status is None:
+            return
         if verdict.tcb_status is None or verdict.tcb_status not in self.accepted_statuses:
             accepted = ", ".join(sorted(self.accepted_statuses)) or "nothing"
             raise AttestationError(
                 Reason.TCB_STATUS,
                 f"TCB status {verdict.tcb_status} is not accepted (policy accepts {accepted})"
                 + (f"; advisories {', '.join(verdict.advisory_ids)}" if verdict.advisory_ids else ""),
+            )
+
+    def _check_nonce(self, verdict: Verdict) -> None:
+        if self.nonce is None:
+            return
+        if verdict.nonce is None:
+            raise AttestationError(
+                Reason.NONCE, f"{verdict.kind} evidence carries no nonce field (bind the nonce in its report data)"
+            )
+        if not hmac.compare_digest(verdict.nonce, self.nonce):
+            raise AttestationError(
+                Reason.NONCE, f"the evidence's nonce {verdict.nonce.hex()[:64]} is not the expected {self.nonce.hex()}"
             )
 
     def _check_time(self, verdict: Verdict, at: datetime) -> None:
@@ -153,14 +203,15 @@ class Policy:
             raise AttestationError(
                 Reason.EXPIRED, f"evidence expired at {_iso(verdict.valid_until)}, verifying at {_iso(at)}"
             )
-        if self.max_collateral_age is not None:
+        if self.max_collateral_age is not None and verdict.next_update is None:
             if verdict.issued_at is None:
                 raise AttestationError(Reason.STALE, "evidence carries no issue time and the policy has a maximum age")
             age = at - verdict.issued_at
-            if age > self.max_collateral_age:
+            if age > self.max_collateral_age + self.collateral_grace:
+                grace = f" + grace {self.collateral_grace}" if self.collateral_grace else ""
                 raise AttestationError(
                     Reason.STALE,
-                    f"issued {_iso(verdict.issued_at)}, {age} before {_iso(at)} (max {self.max_collateral_age})",
+                    f"issued {_iso(verdict.issued_at)}, {age} before {_iso(at)} (max {self.max_collateral_age}{grace})",
                 )
 
     def _check_measurements(self, verdict: Verdict) -> None:
@@ -172,6 +223,8 @@ class Policy:
         for index, allowed in enumerate(self.rtmrs):
             value = verdict.rtmrs[index] if index < len(verdict.rtmrs) else None
             checks.append((f"RTMR{index}", allowed, value))
+        named = dict(verdict.measurements)
+        checks += [(name, allowed, named.get(name)) for name, allowed in self.measurements.items()]
         for name, allowed, value in checks:
             if allowed and value not in allowed:
                 shown = value.hex() if value is not None else "absent"
@@ -194,7 +247,9 @@ class Verdict:
 
     ``valid_from``/``valid_until`` bound the times at which the evidence and all its collateral
     are valid; ``issued_at`` is the issue time of the oldest short-lived collateral item (or the
-    IAS report time), used for :attr:`Policy.max_collateral_age`.
+    IAS report time, the Nitro document time) and ``next_update`` the earliest next update the
+    collateral states; both feed the freshness rule (module docstring). ``checked`` and
+    ``unchecked`` say what was verified and what could not be.
     """
 
     kind: str
@@ -223,6 +278,16 @@ class Verdict:
     raw_status: str | None = None
     #: Checks that could not be made with the collateral given (e.g. "pck-crl").
     unchecked: tuple[str, ...] = ()
+    #: Checks that were made, for formats that name them (SEV-SNP, Nitro, NVIDIA).
+    checked: tuple[str, ...] = ()
+    next_update: datetime | None = None
+    #: Named measurements (SEV-SNP MEASUREMENT/HOST_DATA, Nitro PCRs, NVIDIA measurement blocks).
+    measurements: tuple[tuple[str, bytes], ...] = ()
+    #: Named security versions (SEV-SNP reported TCB components, guest SVN).
+    svns: tuple[tuple[str, int], ...] = ()
+    nonce: bytes | None = None
+    #: What else the evidence states, as text (product, chip id, module id, driver version, ...).
+    details: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: bytes as hex, times as ISO 8601 UTC."""
@@ -233,6 +298,8 @@ class Verdict:
                 value = value.hex()
             elif isinstance(value, datetime):
                 value = _iso(value)
+            elif name in ("measurements", "svns", "details"):
+                value = {k: v.hex() if isinstance(v, bytes) else v for k, v in value}
             elif isinstance(value, tuple):
                 value = [v.hex() if isinstance(v, bytes) else v for v in value]
             out[name] = value
@@ -243,7 +310,10 @@ class Verdict:
 
     def describe(self) -> str:
         """The verdict in words, one fact per line."""
-        lines = [f"{self.kind} evidence, TCB status {self.tcb_status or 'unknown'}"]
+        status = "no TCB status (judged by its SVNs)" if self.kind in STATUSLESS_KINDS else "TCB status "
+        lines = [
+            f"{self.kind} evidence, " + (status if self.kind in STATUSLESS_KINDS else status + str(self.tcb_status))
+        ]
         if self.raw_status:
             lines[0] += f" (IAS: {self.raw_status})"
         if self.advisory_ids:
@@ -264,6 +334,12 @@ class Verdict:
                 lines.append(f"{label}: {value}")
         for index, rtmr in enumerate(self.rtmrs):
             lines.append(f"RTMR{index}: {rtmr.hex()}")
+        lines += [f"{name}: {value}" for name, value in self.details]
+        lines += [f"{name}: {value.hex()}" for name, value in self.measurements]
+        if self.svns:
+            lines.append("SVNs: " + ", ".join(f"{name} {value}" for name, value in self.svns))
+        if self.nonce is not None:
+            lines.append(f"nonce: {self.nonce.hex()}")
         if self.isv_prod_id is not None:
             lines.append(f"isv_prod_id {self.isv_prod_id}, isv_svn {self.isv_svn}")
         lines.append(f"report data: {self.report_data.hex()}")
@@ -273,6 +349,8 @@ class Verdict:
             lines.append(f"TCB level date: {_iso(self.tcb_date)}")
         lines.append(f"valid from {_iso(self.valid_from) or '-'} until {_iso(self.valid_until) or '-'}")
         lines.append(f"verified at {_iso(self.verified_at)}")
+        if self.checked:
+            lines.append("checked: " + ", ".join(self.checked))
         if self.unchecked:
-            lines.append("NOT checked (collateral missing): " + ", ".join(self.unchecked))
+            lines.append("NOT checked: " + ", ".join(self.unchecked))
         return "\n".join(lines)

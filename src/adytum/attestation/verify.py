@@ -24,6 +24,18 @@ proofDataType / proofData:
   collateral is what the host fetched from a PCCS/PCS for the quote's FMSPC, published so a
   requester can verify offline. ``collateral=`` overrides it with fresher collateral the caller
   fetched itself.
+* ``TEE-SEV-SNP`` — ``{"report": "<base64 1184-byte report>", "certificates": "<PEM: VCEK or VLEK,
+  optionally ASK/ARK>", "crl": "<base64 DER ARK CRL>" (optional)}``, checked by
+  :func:`adytum.attestation.sevsnp.verify_snp_report`; the report data is the key binding.
+* ``TEE-AWS-NITRO`` — ``{"document": "<base64 COSE_Sign1>"}``, checked by
+  :func:`adytum.attestation.nitro.verify_nitro_document`; ``user_data`` is the key binding.
+* ``TEE-NVIDIA-GPU`` — ``{"evidence": "<base64 SPDM exchange>", "certificates": "<PEM device
+  chain>"}``, checked by :func:`adytum.attestation.nvidia.verify_gpu_evidence`. SPDM evidence has
+  no report data, so it cannot bind a worker's keys alone: as worker evidence it is refused by the
+  binding check; it is verified on its own (``verify_evidence``) beside a CPU TEE's evidence.
+
+Non-Intel evidence is chained to ``vendor_roots`` (default: the built-in AMD ARKs, the AWS Nitro
+root and NVIDIA's Device Identity CA, :mod:`adytum.attestation.roots`).
 """
 
 from __future__ import annotations
@@ -40,8 +52,12 @@ from typing import Any
 
 from cryptography import x509
 
+from adytum.attestation.certpool import load_certificates
 from adytum.attestation.errors import AttestationError, Reason, json_object
+from adytum.attestation.nitro import verify_nitro_document
+from adytum.attestation.nvidia import verify_gpu_evidence
 from adytum.attestation.policy import Policy, Verdict, require_aware
+from adytum.attestation.sevsnp import verify_snp_report
 from adytum.attestation.sgx.collateral import Collateral
 from adytum.attestation.sgx.dcap import verify_dcap_quote
 from adytum.attestation.sgx.ias import verify_ias_report
@@ -52,6 +68,9 @@ __all__ = [
     "TEE_SGX_DCAP",
     "TEE_SGX_IAS",
     "TEE_TDX_DCAP",
+    "TEE_AWS_NITRO",
+    "TEE_NVIDIA_GPU",
+    "TEE_SEV_SNP",
     "check_key_binding",
     "report_data_for",
     "verify_evidence",
@@ -61,7 +80,10 @@ __all__ = [
 TEE_SGX_IAS = "TEE-SGX-IAS"
 TEE_SGX_DCAP = "TEE-SGX-DCAP"
 TEE_TDX_DCAP = "TEE-TDX-DCAP"
-PROOF_DATA_TYPES = (SIMULATED_IAS, TEE_SGX_IAS, TEE_SGX_DCAP, TEE_TDX_DCAP)
+TEE_SEV_SNP = "TEE-SEV-SNP"
+TEE_AWS_NITRO = "TEE-AWS-NITRO"
+TEE_NVIDIA_GPU = "TEE-NVIDIA-GPU"
+PROOF_DATA_TYPES = (SIMULATED_IAS, TEE_SGX_IAS, TEE_SGX_DCAP, TEE_TDX_DCAP, TEE_SEV_SNP, TEE_AWS_NITRO, TEE_NVIDIA_GPU)
 _REPORT_DATA_DOMAIN = b"adytum-report-data/1"
 
 
@@ -101,6 +123,7 @@ def verify_worker_evidence(
     ias_anchor: x509.Certificate | None = None,
     dcap_anchors: Sequence[x509.Certificate] | None = None,
     collateral: Collateral | None = None,
+    vendor_roots: Sequence[x509.Certificate] | None = None,
 ) -> Verdict:
     """Verify ``proof_data`` at time ``at`` and its binding of the worker's keys; return the accepted verdict.
 
@@ -117,6 +140,7 @@ def verify_worker_evidence(
         ias_anchor=ias_anchor,
         dcap_anchors=dcap_anchors,
         collateral=collateral,
+        vendor_roots=vendor_roots,
     )
     check_key_binding(verdict, verifying_key=verifying_key, encryption_key=encryption_key, worker_id=worker_id)
     return verdict
@@ -132,6 +156,7 @@ def verify_evidence(
     ias_anchor: x509.Certificate | None = None,
     dcap_anchors: Sequence[x509.Certificate] | None = None,
     collateral: Collateral | None = None,
+    vendor_roots: Sequence[x509.Certificate] | None = None,
 ) -> Verdict:
     """Verify ``proof_data`` alone at time ``at`` and return the verdict ``policy`` accepts; what the
     report data must bind is the caller's rule (``policy.report_data_prefix`` or :func:`check_key_binding`)."""
@@ -146,6 +171,8 @@ def verify_evidence(
         verdict = _verify_ias(proof_data, policy, at, ias_anchor)
     elif proof_data_type in (TEE_SGX_DCAP, TEE_TDX_DCAP):
         verdict = _verify_dcap(proof_data, policy, at, dcap_anchors, collateral)
+    elif proof_data_type in (TEE_SEV_SNP, TEE_AWS_NITRO, TEE_NVIDIA_GPU):
+        verdict = _verify_vendor(proof_data_type, proof_data, policy, at, vendor_roots)
     else:
         raise AttestationError(
             Reason.UNSUPPORTED, f"unknown proofDataType {proof_data_type!r} (known: {', '.join(PROOF_DATA_TYPES)})"
@@ -207,3 +234,29 @@ def _verify_dcap(
         text = published if isinstance(published, str) else json.dumps(published)
         collateral = Collateral.from_dcap_qvl_json(text.encode("utf-8"))
     return verify_dcap_quote(quote, collateral, policy, at=at, anchors=anchors)
+
+
+def _b64(obj: dict[str, Any], name: str, kind: str) -> bytes:
+    try:
+        return base64.b64decode(obj.get(name) or "", validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise AttestationError(Reason.MALFORMED, f"{kind} proofData {name} is not base64") from None
+
+
+def _verify_vendor(
+    kind: str, proof_data: str, policy: Policy, at: datetime, roots: Sequence[x509.Certificate] | None
+) -> Verdict:
+    obj = _json_object(proof_data, kind)
+    pem = obj.get("certificates") or ""
+    certs = load_certificates(pem.encode("ascii", "replace"), f"{kind} certificates") if pem else []
+    if kind == TEE_AWS_NITRO:
+        return verify_nitro_document(_b64(obj, "document", kind), policy, at=at, roots=roots)
+    if kind == TEE_NVIDIA_GPU:
+        return verify_gpu_evidence(_b64(obj, "evidence", kind), certs, policy, at=at, roots=roots)
+    crls = []
+    if obj.get("crl"):
+        try:
+            crls.append(x509.load_der_x509_crl(_b64(obj, "crl", kind)))
+        except ValueError:
+            raise AttestationError(Reason.MALFORMED, "TEE-SEV-SNP proofData crl is not a DER CRL") from None
+    return verify_snp_report(_b64(obj, "report", kind), certs, policy, at=at, roots=roots, crls=crls)

@@ -19,7 +19,7 @@ def register(sub: Subparsers) -> None:
         help="run a node: listener, store and enclaves, until Ctrl-C",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a node in the foreground. Enclaves are simulated (their own processes, "
-        "sealed keys, no SGX). Work orders survive restarts: on start, orders that "
+        "sealed keys, no SGX) unless ADYTUM_TEE=gramine-sgx (docs/hardware.md). Work orders survive restarts: on start, orders that "
         "were in flight are processed again.",
         epilog="example:\n  adytum up --port 1947 --data-dir /var/lib/adytum --enclaves 2",
     )
@@ -199,6 +199,21 @@ def register(sub: Subparsers) -> None:
         help="start with an empty store although the worker's sealed keys exist (the database is missing or "
         "empty); every earlier work order and receipt is forgotten",
     )
+    up.add_argument(
+        "--accept-tcb",
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help="also accept this TCB status in the node's own SGX evidence (repeatable; default UpToDate only; "
+        "e.g. SWHardeningNeeded, which Intel reports for most SGX platforms): see docs/hardware.md",
+    )
+    up.add_argument(
+        "--enclave-executable",
+        default=None,
+        metavar="PATH",
+        help="what starts each enclave process, called as Python would be (default: this Python); on SGX, "
+        "gramine/adytum-sgx-enclave (docs/hardware.md)",
+    )
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")
     up.set_defaults(run=run)
 
@@ -210,8 +225,15 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import AdytumError
 
     logs.setup(args.log_format)
+    from ..attestation.policy import ALL_STATUSES
+
     try:
         api_token = _read_token(args.api_token_file) if args.api_token_file else ""
+        unknown = sorted(set(args.accept_tcb) - ALL_STATUSES)
+        if unknown:
+            raise ValueError(
+                f"--accept-tcb {unknown[0]} is not a TCB status (known: {', '.join(sorted(ALL_STATUSES))})"
+            )
     except (OSError, ValueError) as exc:
         logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
         return 1
@@ -244,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         kme_listen=args.kme_listen,
         anchor_peers=tuple(args.anchor_peer),
         start_empty=args.start_empty or None,
+        enclave_executable=args.enclave_executable,
+        accepted_tcb_statuses=("UpToDate", *args.accept_tcb) if args.accept_tcb else None,
     )
     try:
         import uvloop

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 
 from .. import crypto
-from ..attestation import AttestationError, Policy, Verdict, measurement_set, verify_worker_evidence
+from ..attestation import AttestationError, Policy, Verdict, measurement_set, vendor_roots, verify_worker_evidence
 from ..errors import AdytumError
 from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest
 
@@ -34,11 +34,14 @@ class UntrustedWorker(AdytumError):
 
 @dataclass(frozen=True)
 class Trust:
-    """What a requester trusts: attestation roots (for simulated evidence; Intel's anchors are built in
-    for hardware evidence) and the policy evidence must meet. No roots: simulated workers are refused."""
+    """What a requester trusts: attestation roots for simulated evidence, the vendor roots for SEV-SNP,
+    Nitro and NVIDIA evidence (default: the built-in AMD ARKs, AWS Nitro root and NVIDIA device root;
+    Intel's anchors are built in for SGX/TDX), and the policy evidence must meet. No roots: simulated
+    workers are refused; no vendor roots: SEV-SNP and Nitro workers are refused."""
 
     roots: tuple[x509.Certificate, ...] = ()
     policy: Policy = field(default_factory=lambda: Policy(max_collateral_age=DEFAULT_MAX_REPORT_AGE))
+    vendor_roots: tuple[x509.Certificate, ...] = field(default_factory=vendor_roots)
 
     @classmethod
     def from_files(
@@ -74,6 +77,7 @@ class Trust:
                 policy=self.policy,
                 at=at or datetime.now(UTC),
                 trusted_roots=self.roots,
+                vendor_roots=self.vendor_roots,
             )
         except AttestationError as exc:
             hint = (

@@ -9,10 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from ..attestation.measurement import Measurement, measure
+from ..attestation.measurement import Measurement
 from ..attestation.verify import report_data_for
 from ..channel import (
     Anchor,
@@ -35,10 +32,8 @@ from ..channel import (
     read_frame,
 )
 from ..datadir import DataDir, PolicyError
-from ..issuer.quoter import DevRootError, SimulatedQuoter, load_quoting_key
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
-from ..workloads.registry import measure_work_order_build
 from .anchor import AnchorCheck, WitnessTable, make_record, subject
 from .budget import Budget, alarm_held
 from .counters import CounterClient, CounterServer, CounterStore
@@ -46,33 +41,29 @@ from .keys import WorkerKeys, load_or_create, rotate
 from .ledger import HeadRefused, TreeHeadSigner
 from .processor import Refused, RunAgain, WorkOrderProcessor
 from .provisioning import KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step, WpeHandshake
-from .sealing import Sealer, UnsealError, platform_secret
+from .sealing import Sealer, UnsealError
+from .tee import Tee, select_tee
 
 log = logging.getLogger("adytum.enclave")
 
 
 class Platform:
-    """What any enclave on this (simulated) platform has: its measurement and a quoter for its product."""
+    """What any enclave has from its TEE (`tee.select_tee`): its measurement and evidence for its product."""
 
     def __init__(self, data: DataDir, product: int, plugins: bool = True) -> None:
-        # workloads.toml plug-ins are part of a work-order enclave's build; the key manager runs none
-        self.measurement: Measurement = (
-            measure_work_order_build(data.path) if plugins else measure(include_plugins=False)
-        )
-        self.quoter = SimulatedQuoter(
-            _quoting_key(data), self.measurement.mr_enclave, self.measurement.mr_signer, isv_prod_id=product
-        )
+        self.tee: Tee = select_tee(data, product, plugins)
+        self.measurement: Measurement = self.tee.measurement
 
     def identity(self, keys: WorkerKeys, seq: int, workloads: list[str], avalon_compat: bool) -> Identity:
         """Public keys and evidence; the quote binds the keys as they are now (report data)."""
-        quote = self.quoter.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
+        quote = self.tee.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
         return Identity(
             worker_id=keys.worker_id,
             verifying_key=keys.verifying_key,
             encryption_key=keys.encryption_key,
             encryption_key_signature=keys.encryption_key_signature,
             encryption_key_nonce=keys.encryption_key_nonce,
-            simulated=True,
+            simulated=self.tee.simulated,
             avalon_compat=avalon_compat,
             workloads=workloads,
             mr_enclave=self.measurement.mr_enclave.hex(),
@@ -83,29 +74,7 @@ class Platform:
         )
 
     def reply(self, seq: int, step: Step) -> Provision:
-        return Provision(
-            seq=seq, body=step.body, quote=self.quoter.quote(step.report_data) if step.report_data else b""
-        )
-
-
-def trusted_roots(data: DataDir) -> list[x509.Certificate]:
-    """The roots a peer enclave's evidence must chain to, read afresh for each handshake: this platform's
-    development root and any in DATA_DIR/trusted-roots (`adytum pool trust`). On SGX: Intel's, built in."""
-    paths = [data.platform_root, *sorted(data.trusted_roots.glob("*.pem"))]
-    roots = []
-    for path in paths:
-        try:
-            roots.append(x509.load_pem_x509_certificate(path.read_bytes()))
-        except (OSError, ValueError) as exc:
-            log.warning("trusted root %s is not usable: %s", path, exc)
-    return roots
-
-
-def _quoting_key(data: DataDir) -> ec.EllipticCurvePrivateKey:
-    try:
-        return load_quoting_key(data.platform)
-    except DevRootError as exc:
-        raise ValueError(f"no simulated platform to quote with: {exc}") from None
+        return Provision(seq=seq, body=step.body, quote=self.tee.quote(step.report_data) if step.report_data else b"")
 
 
 class KeyManager:
@@ -119,7 +88,7 @@ class KeyManager:
         self.data = data
         self.platform = Platform(data, KME_PRODUCT, plugins=False)
         data.kme.mkdir(exist_ok=True)
-        self.sealer = Sealer(platform_secret(data.path), self.platform.measurement.mr_enclave)
+        self.sealer = Sealer(self.platform.tee.sealing_secret(), self.platform.measurement.mr_enclave)
         try:
             self.keys = load_or_create(data.kme_keys, self.sealer, worker_id)
         except UnsealError as exc:
@@ -129,7 +98,7 @@ class KeyManager:
                 f"{data.kme_keys} aside to start a new worker identity."
             ) from None
         self.sessions = KeyManagerSessions(
-            lambda: self.keys, self.platform.measurement, trusted_roots(data), self.allowed
+            lambda: self.keys, self.platform.measurement, self.platform.tee.peer_roots(), self.allowed
         )
         try:
             self.store = CounterStore(data.kme_counters, self.sealer)
@@ -137,7 +106,7 @@ class KeyManager:
         except UnsealError as exc:
             raise UnsealError(f"{exc}; the key manager cannot vouch for order or state freshness without it") from None
         self.counters = CounterServer(self.store, lambda: self.keys.signing.secret)
-        self.anchor = AnchorCheck(self.platform.measurement, lambda: trusted_roots(data))
+        self.anchor = AnchorCheck(self.platform.measurement, self.platform.tee.peer_roots)
         self.refusal = ""  # why this key manager does not serve (its counters are older than its anchor's)
         self._held: dict[int, bytes] = {}  # counter version -> the answer released once the anchor acknowledged it
 
@@ -230,7 +199,7 @@ class KeyManager:
                 return Processed(seq=msg.seq, code=Status.BUSY, message=f"sealing the counters failed: {exc}")
         if isinstance(msg, Provision):
             if msg.proof:  # a response to check: with the roots trusted now (`adytum pool trust` needs no restart)
-                self.sessions.roots = trusted_roots(self.data)
+                self.sessions.roots = self.platform.tee.peer_roots()
             try:
                 return self.platform.reply(msg.seq, self.sessions.handle(msg.body, msg.proof_type, msg.proof))
             except ProvisioningError as exc:
@@ -281,7 +250,7 @@ class WorkOrderEnclave:
 
     def _provision(self, msg: Provision) -> Message:
         if not msg.body:  # a new handshake (also to take rotated keys): offer
-            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, trusted_roots(self.data))
+            self._handshake = WpeHandshake(self.worker_id, self.platform.measurement, self.platform.tee.peer_roots())
             return Provision(seq=msg.seq, body=self._handshake.offer)
         if self._handshake is None:
             raise ProvisioningError("no handshake in progress")

@@ -64,6 +64,8 @@ class Dispatcher:
         self._backlog = 0  # scheduled in the store and not claimed, as last counted (plus wakes since)
         self._backlog_at = 0.0
         self._inflight = 0
+        self._held: set[str] = set()  # claimed by this node, not yet answered: queued or in an enclave
+        self._unsure = False  # a claim failed: it may have committed all the same
         self._attempts: dict[str, int] = defaultdict(int)
         self._conflicts: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = defaultdict(list)
@@ -171,7 +173,8 @@ class Dispatcher:
             self._woken.clear()
             try:
                 await self._claim()
-            except StoreUnavailable as exc:  # the rows stay scheduled: retried shortly
+            except StoreUnavailable as exc:  # retried shortly; the claim may have been stored all the same
+                self._unsure = True
                 log.warning("claiming work orders failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 self._woken.set()
@@ -179,12 +182,21 @@ class Dispatcher:
                 log.exception("claiming work orders failed")
 
     async def _claim(self) -> None:
+        if self._unsure:  # a claim whose commit was never confirmed: what it took is ours all the same
+            for work_order_id in await self.committer.run(Store.claimed_by, self.config.worker_id, self.node_id):
+                self._hold(work_order_id)
+            self._unsure = False
         while (room := self.capacity - self._queue.qsize() - self._inflight) > 0:
             ids, self._backlog = await self.committer.run(Store.claim, self.config.worker_id, self.node_id, room)
             for work_order_id in ids:
-                self._queue.put_nowait(work_order_id)
+                self._hold(work_order_id)
             if len(ids) < room:
                 return
+
+    def _hold(self, work_order_id: str) -> None:
+        if work_order_id not in self._held:
+            self._held.add(work_order_id)
+            self._queue.put_nowait(work_order_id)
 
     async def _consume(self, enclave: EnclaveProcess) -> None:
         """Take the next order whenever this enclave has a free slot: the least loaded enclave takes the
@@ -221,6 +233,7 @@ class Dispatcher:
             return
         if params is None:
             log.warning("work order %s is no longer in the store; skipped", work_order_id)
+            self._held.discard(work_order_id)
             return
         try:
             await enclave.ensure_running()
@@ -282,11 +295,14 @@ class Dispatcher:
             self.ledger.added()
         self._attempts.pop(work_order_id, None)
         self._conflicts.pop(work_order_id, None)
+        self._held.discard(work_order_id)
         if not stored:
             log.warning(
-                "work order %s was answered already, or its claim passed to another node: this answer is dropped",
+                "work order %s was answered already (by another node that took over its claim, or by a commit of "
+                "ours whose acknowledgement the connection lost): this answer is dropped",
                 work_order_id,
             )
+            self._resolve_from_store([work_order_id])  # waiters get the stored answer, once there is one
             return
         self.completed += 1
         for fut in self._waiters.pop(work_order_id, []):

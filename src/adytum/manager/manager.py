@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from ..channel import Identity
 from ..config import ManagerConfig
@@ -53,6 +54,7 @@ class Manager:
                 read_state=reader.state_item,
                 counters=self._counters,
                 extra_args=_budget_args(config),
+                executable=config.enclave_executable or sys.executable,
             )
             for i in range(config.enclaves)
         ]
@@ -61,7 +63,12 @@ class Manager:
             if config.join
             else LocalKeyManager(
                 EnclaveProcess(
-                    "kme", config.data_dir, config.worker_id, role="kme", admit=self.publisher.admit_key_manager
+                    "kme",
+                    config.data_dir,
+                    config.worker_id,
+                    role="kme",
+                    admit=self.publisher.admit_key_manager,
+                    executable=config.enclave_executable or sys.executable,
                 ),
                 attestation,
                 PeerAnchor(config.anchor_peers) if config.anchor_peers else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -31,8 +32,16 @@ _ADMITTED_KEPT = 64
 class Publisher:
     """The worker's published identity and evidence; `identity` is None until the first `publish`."""
 
-    def __init__(self, config: ManagerConfig, attestation: AttestationService, committer: GroupCommit) -> None:
+    def __init__(
+        self,
+        config: ManagerConfig,
+        attestation: AttestationService,
+        committer: GroupCommit,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """`clock` is the verification time (tests verify old hardware evidence at its own time)."""
         self.config = config
+        self.clock = clock
         self.attestation = attestation
         self.committer = committer
         self.identity: Identity | None = None
@@ -97,10 +106,14 @@ class Publisher:
     def _attest(self, ident: Identity, registered: bool) -> str:
         """Have the attestation service report on the enclave's quote, and check the report as a requester
         would: the node never registers evidence it would refuse."""
-        proof = self.attestation.attest(ident.quote)
         allowed = self.config.allowed_mr_enclaves if registered else ()  # the allow-list is for what we register
-        policy = Policy(mr_enclaves=measurement_set(allowed), allow_debug=self.config.allow_debug)
+        policy = Policy(
+            mr_enclaves=measurement_set(allowed),
+            allow_debug=self.config.allow_debug,
+            accepted_statuses=frozenset(self.config.accepted_tcb_statuses),
+        )
         try:
+            proof = self.attestation.attest(ident.quote)
             verify_worker_evidence(
                 self.attestation.proof_data_type,
                 proof,
@@ -108,7 +121,7 @@ class Publisher:
                 encryption_key=ident.encryption_key,
                 worker_id=ident.worker_id,
                 policy=policy,
-                at=datetime.now(UTC),
+                at=self.clock(),
                 trusted_roots=self.attestation.trusted_roots,
             )
         except AttestationError as exc:

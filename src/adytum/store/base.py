@@ -214,6 +214,16 @@ class Store:
             )
         return ids, self.backlog(worker_id) if len(ids) == limit else 0
 
+    def claimed_by(self, worker_id: str, node_id: str) -> list[str]:
+        """The worker's orders `node_id` holds claims on, oldest first: what it must run (after a claim whose
+        commit it could not confirm, for one)."""
+        rows = self.db.execute(
+            "SELECT work_order_id FROM schedule WHERE worker_id = ? AND owner = ? AND state = 'processing' "
+            "ORDER BY seq",
+            (worker_id, node_id),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def heartbeat(self, node_id: str, lease: float) -> int:
         """`node_id` is alive for `lease` more seconds. Nodes whose lease ran out lose their claims: those
         orders are scheduled again (and the nodes told). How many were taken back."""

@@ -122,4 +122,6 @@ class StoreUnavailable(AdytumError):
 
 
 def describe_fault(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """One line: a driver's message may run to several (PostgreSQL's hints)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -115,7 +115,7 @@ def verify_chain(
     else:
         issuers = [a for a in anchor_list if a.subject == top.issuer]
         if not issuers:
-            raise AttestationError(Reason.CHAIN, f"chain ends at '{_name(top)}', which is not a trusted Intel anchor")
+            raise AttestationError(Reason.CHAIN, f"chain ends at '{_name(top)}', which is not a trusted anchor")
         failure: AttestationError | None = None
         for anchor in issuers:
             try:
