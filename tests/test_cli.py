@@ -94,6 +94,22 @@ def test_submit_prints_the_verified_output(node):
     assert json.loads(out.stdout) == {"ok": True, "verified": True, "workload": "fib", "outputs": ["55", "6765"]}
 
 
+def test_submit_strict_keeps_the_sequence_next_to_the_key_and_a_refusal_names_the_next(node, tmp_path):
+    key = str(tmp_path / "me.pem")
+    strict = ("submit", "--uri", node.url, "--workload", "hello", "--trust-root", str(node.root_pem), "--json")
+    for n in (1, 2):
+        out = adytum(*strict, "--in-data", f"#{n}", "--requester-key", key, "--strict")
+        assert out.returncode == 0 and json.loads(out.stdout)["sequence"] == n, out.stderr
+    assert (tmp_path / "me.pem.sequence").read_text().strip() == "2"
+    out = adytum(*strict, "--in-data", "again", "--requester-key", key, "--sequence", "1")  # a repeat
+    refusal = json.loads(out.stdout)
+    assert out.returncode == 1 and refusal["code"] == 2
+    assert "requesterSequence 1 was already used" in refusal["error"] and "next sequence is 3" in refusal["error"]
+    assert (tmp_path / "me.pem.sequence").read_text().strip() == "2"  # a refused number is not counted
+    out = adytum(*strict, "--in-data", "x", "--strict")
+    assert out.returncode == 1 and "--strict needs --requester-key" in out.stdout
+
+
 def test_submit_errors_are_clear(node):
     root = ("--trust-root", str(node.root_pem))
     out = adytum("submit", "--uri", node.url, "--workload", "fib", "--in-data", "x", "--json", *root)

@@ -150,3 +150,16 @@ def test_receipt_and_ledger_results_have_their_documented_types(node):
     assert page.totalCount == len(page.ids) and page.lookupTag == ""
     for name in ("WorkOrderReceiptCreate", "WorkOrderReceiptUpdate"):
         assert METHODS[name].result is None
+
+
+def test_strict_ordering_is_documented_as_an_extension_of_work_order_submit():
+    from adytum.listener.openrpc import document
+
+    (submit,) = [m for m in document(["WorkOrderSubmit"])["methods"] if m["name"] == "WorkOrderSubmit"]
+    (param,) = [p for p in submit["params"] if p["name"] == "requesterSequence"]
+    assert not param["required"] and param["schema"]["minimum"] == 0
+    assert (
+        param["schema"]["description"].startswith("adytum extension")
+        and "adytum-strict-order/1" in (param["schema"]["description"])
+    )
+    assert "requesterSequence" in submit["summary"]

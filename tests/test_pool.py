@@ -272,7 +272,8 @@ def test_the_key_manager_port_survives_garbage_and_refuses_other_workers(tmp_pat
     from adytum.crypto import sha256
     from adytum.enclave.provisioning import Offer
     from adytum.manager.errors import ProvisioningRefused
-    from adytum.manager.pool import MAX_RELAY_FRAME, RemoteKeyManager, parse_address
+    from adytum.manager.pool import RemoteKeyManager
+    from adytum.manager.relay import MAX_RELAY_FRAME, parse_address
 
     with running_node(tmp_path, kme_listen="127.0.0.1:0") as n:
         address = n.node.manager.kme_server.address

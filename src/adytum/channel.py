@@ -78,6 +78,7 @@ class Processed(msgspec.Struct, tag="processed"):
     receipt_type: int = 0
     receipt_data: str = ""
     receipt_signature: str = ""
+    retry: bool = False  # no answer yet: another order's state write must be stored first; run it again later
 
 
 class SignHead(msgspec.Struct, tag="sign-head"):
@@ -124,6 +125,77 @@ class StateValue(msgspec.Struct, tag="state-value"):
     value: bytes = b""
 
 
+class CounterRequest(msgspec.Struct, tag="counter-request"):
+    """WPE -> host while order `seq` runs, then host -> KME (with the KME link's seq): a sealed request for the
+    key manager's monotonic counters (`enclave/counters.py`); the host can neither read nor alter it."""
+
+    seq: int
+    body: bytes
+
+
+class CounterReply(msgspec.Struct, tag="counter-reply"):
+    """KME -> host, then host -> WPE (with the order's seq): the key manager's sealed answer. Empty: the host
+    could not reach the key manager. From an anchored KME whose counters changed, first no answer but the
+    signed `anchor` record of counter `version`: the answer comes once the anchor acknowledged it (`Anchor`)."""
+
+    seq: int
+    body: bytes = b""
+    anchor: bytes = b""
+    version: int = 0
+
+
+class AnchorPeer(msgspec.Struct):
+    """One witness of the key manager's counters (another host's key manager) as its host relayed it: its
+    attested identity (needed once, at the start check), its signed statement, or why it did not answer."""
+
+    address: str
+    statement: bytes = b""
+    verifying_key: str = ""
+    encryption_key: str = ""
+    worker_id: str = ""
+    proof_type: str = ""
+    proof: str = ""
+    error: str = ""
+
+
+class Anchor(msgspec.Struct, tag="anchor"):
+    """Host <-> KME, the anchor of its counters (`enclave/anchor.py`). Steps, host -> KME:
+
+    * "challenge" (`peers`: how many witnesses the host has; 0: no anchor): answered with a "challenge" whose
+      `body` the witnesses must sign with their latest record of this key manager, filed under `subject`
+      (`message`: why it refuses to serve at all);
+    * "check" (`witnesses`: their statements and evidence): answered "checked", `ready` or `message` (why
+      not: e.g. the counters are older than the anchor's), with the KME's own record in `body` to hand on;
+    * "acks" (`version`, `witnesses`' statements after a put): answered with the CounterReply held for it."""
+
+    seq: int
+    step: str
+    body: bytes = b""
+    peers: int = 0
+    version: int = 0
+    witnesses: list[AnchorPeer] = []
+    ready: bool = False
+    message: str = ""
+    subject: str = ""
+
+
+class WitnessRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """To a witness: hold `record` (a signed record of another key manager's counters), or (no record) say
+    what it holds for `subject` (`enclave.anchor.subject`: the worker id and its key), over `challenge`."""
+
+    record: bytes = b""
+    subject: str = ""
+    challenge: bytes = b""
+
+
+class Witness(msgspec.Struct, tag="witness"):
+    """Host -> KME: another key manager's record to hold, or its request for the latest one held; KME -> host:
+    the signed statement of what it holds (`enclave/anchor.py`)."""
+
+    seq: int
+    body: bytes
+
+
 class Provision(msgspec.Struct, tag="provision"):
     """One step of the key-provisioning handshake (see `provisioning`), either way.
 
@@ -156,6 +228,10 @@ Message = (
     | Processed
     | StateRead
     | HeadSigned
+    | CounterRequest
+    | CounterReply
+    | Anchor
+    | Witness
     | Fatal
 )
 _encoder = msgspec.msgpack.Encoder()

@@ -60,6 +60,9 @@ class ManagerConfig:
     join: str = ""
     #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
     kme_listen: str = ""
+    #: HOST:PORT of other nodes' key managers (their --kme-listen) that witness our key manager's counters, so
+    #: that a rollback of this whole host is refused (empty: no anchor; the rollback cannot be detected).
+    anchor_peers: tuple[str, ...] = ()
     #: Keep a receipt trail of every work order and the signed ledger of its events (off: for measuring
     #: the cost of receipts only).
     receipts: bool = True
@@ -96,6 +99,9 @@ class ManagerConfig:
             raise ValueError("failed_retention must not be negative")
         if self.join and self.kme_listen:
             raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
+        if self.join and self.anchor_peers:
+            raise ValueError("a node that joins another node's key manager has no counters to anchor (anchor_peers)")
+        self.anchor_peers = tuple(self.anchor_peers)
 
     @property
     def worker_id(self) -> str:

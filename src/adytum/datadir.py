@@ -14,6 +14,8 @@
     ├── collateral/             Gramine-SGX only: DCAP collateral for this platform's quotes (from a PCCS)
     ├── kme/                    the key manager
     │   ├── worker-keys.sealed  the worker's keys, sealed to the key manager's build
+    │   ├── counters.sealed     its monotonic counters (`adytum.enclave.counters`)
+    │   ├── witnessed.sealed    other key managers' counter records it witnesses (`adytum.enclave.anchor`)
     │   └── policy.json         the work-order enclave builds it provisions: {"wpe_mr_enclaves": [hex, ...]}
     ├── workloads.toml          plug-in workloads (`adytum.workloads.registry`)
     ├── workloads/              plug-in modules
@@ -96,6 +98,14 @@ class DataDir:
     @property
     def kme_keys(self) -> Path:
         return self.kme / "worker-keys.sealed"
+
+    @property
+    def kme_counters(self) -> Path:
+        return self.kme / "counters.sealed"
+
+    @property
+    def kme_witnessed(self) -> Path:
+        return self.kme / "witnessed.sealed"
 
     @property
     def policy(self) -> Path:

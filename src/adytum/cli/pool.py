@@ -133,6 +133,8 @@ def _status(args: argparse.Namespace) -> int:
             str(e["restarts"]),
         )
     console.print(table)
+    if kme.get("anchor"):
+        console.print(f"counters anchor: {kme['anchor']}", markup=False, highlight=False, soft_wrap=True)
     if status.get("listening"):
         console.print(f"key manager accepts other nodes' enclaves on {status['listening']}")
     return 0

@@ -23,7 +23,9 @@ def register(sub: Subparsers) -> None:
         epilog="examples:\n  adytum submit --workload hello --in-data world\n"
         "  adytum submit --workload fib --in-data 100 --json\n"
         "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
-        "--requester-key me.pem",
+        "--requester-key me.pem\n"
+        "  adytum submit --workload simple-wallet --in-data 'withdraw alice 3' "
+        "--requester-key me.pem --strict",
     )
     add_uri(submit)
     submit.add_argument("--workload", required=True, help="workload name, e.g. hello, echo-result, fib")
@@ -37,6 +39,19 @@ def register(sub: Subparsers) -> None:
         help="sign with this secp256k1 key, made there if missing: per-requester state "
         "(e.g. simple-wallet balances) belongs to it across orders",
     )
+    submit.add_argument(
+        "--strict",
+        action="store_true",
+        help="strict ordering (an EEA extension; needs --requester-key): the order carries the key's next "
+        "sequence number, kept in PEM.sequence, and the worker refuses it out of order, twice or after a gap",
+    )
+    submit.add_argument(
+        "--sequence",
+        type=int,
+        metavar="N",
+        help="with --strict: use this sequence number instead of the next one in PEM.sequence "
+        "(a refusal names the number the worker expects)",
+    )
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
     add_json(submit)
     submit.set_defaults(run=run)
@@ -46,8 +61,13 @@ def run(args: argparse.Namespace) -> int:
     from ..client import Client, UntrustedWorker, VerificationError
     from ..protocol import EeaError
 
+    if (args.strict or args.sequence is not None) and args.requester_key is None:
+        return fail("--strict needs --requester-key: the sequence belongs to the key that signs", as_json=args.json)
+    if args.sequence is not None and args.sequence < 1:
+        return fail("--sequence must be 1 or more", as_json=args.json)
     try:
         signer = _signer(args)
+        sequence = _next_sequence(args) if args.strict or args.sequence is not None else 0
     except (OSError, ValueError) as exc:
         return fail(f"requester key: {exc}", as_json=args.json)
     try:
@@ -57,17 +77,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Client(args.uri, trust=trust, signer=signer) as client:
             outputs = client.run(
-                args.workload, [d.encode() for d in args.in_data], worker_id=args.worker_id, timeout=args.timeout
+                args.workload,
+                [d.encode() for d in args.in_data],
+                worker_id=args.worker_id,
+                timeout=args.timeout,
+                sequence=sequence,
             )
     except EeaError as exc:
+        if sequence and "requesterSequence" not in exc.message:
+            _used_sequence(args, sequence)  # the worker ran it (and it failed): its number is spent
         return fail(exc.message, as_json=args.json, code=exc.code)
     except (UntrustedWorker, VerificationError) as exc:
         return fail(f"refused: {exc}", as_json=args.json)
     except OSError as exc:
         return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
+    if sequence:
+        _used_sequence(args, sequence)
     texts = [o.decode(errors="replace") for o in outputs]
     if args.json:
-        emit_json({"ok": True, "verified": True, "workload": args.workload, "outputs": texts})
+        extra = {"sequence": sequence} if sequence else {}
+        emit_json({"ok": True, "verified": True, "workload": args.workload, "outputs": texts, **extra})
     else:
         for text in texts:
             console.print(text, markup=False, highlight=False)
@@ -85,3 +114,27 @@ def _signer(args: argparse.Namespace) -> SigningKey | None:
             write_atomic(path, SigningKey().private_pem().encode(), exclusive=True, mode=0o600)
         return SigningKey.from_pem(path.read_text())
     return SigningKey() if args.sign else None
+
+
+def _sequence_file(args: argparse.Namespace) -> Path:
+    return Path(args.requester_key + ".sequence")
+
+
+def _next_sequence(args: argparse.Namespace) -> int:
+    """--sequence, or one more than the last number this key used (PEM.sequence; none yet: 1)."""
+    if args.sequence is not None:
+        return int(args.sequence)
+    path = _sequence_file(args)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return 1
+    if not text.isdigit():
+        raise ValueError(f"{path} should hold the last sequence number used, not {text[:40]!r}")
+    return int(text) + 1
+
+
+def _used_sequence(args: argparse.Namespace, sequence: int) -> None:
+    from ..files import write_atomic
+
+    write_atomic(_sequence_file(args), f"{sequence}\n".encode(), mode=0o600)

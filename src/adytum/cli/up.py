@@ -70,6 +70,15 @@ def register(sub: Subparsers) -> None:
         "manager over TCP (e.g. 0.0.0.0:1948); off by default",
     )
     up.add_argument(
+        "--anchor-peer",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="another node's key-manager port (its --kme-listen) that witnesses this key manager's counters "
+        "(repeat for several; a majority must acknowledge each change). Then a rollback of this whole host "
+        "(its data directory restored from a copy) is refused at start; without any, it cannot be detected",
+    )
+    up.add_argument(
         "--worker-name",
         default=DEFAULT_WORKER_NAME,
         help=f"the worker's name; its id is SHA-256 of the name (default {DEFAULT_WORKER_NAME})",
@@ -255,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
         node_id=args.node_id,
         join=args.join,
         kme_listen=args.kme_listen,
+        anchor_peers=tuple(args.anchor_peer),
         start_empty=args.start_empty or None,
         enclave_executable=args.enclave_executable,
         accepted_tcb_statuses=("UpToDate", *args.accept_tcb) if args.accept_tcb else None,

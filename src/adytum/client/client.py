@@ -210,13 +210,21 @@ class AsyncClient:
         return open_result(order, worker, result)
 
     async def run(
-        self, workload: str, inputs: list[bytes], *, worker_id: str | None = None, timeout: float = 60.0
+        self,
+        workload: str,
+        inputs: list[bytes],
+        *,
+        worker_id: str | None = None,
+        timeout: float = 60.0,
+        sequence: int = 0,
     ) -> list[bytes]:
         """Look up and verify the worker, submit, wait, verify and decrypt: the outputs.
 
         A node that restarts or drops the connection meanwhile costs time, not the order: the same order
         (same id and nonce, so the node can never run it twice) is asked for, or sent again, until it is
-        answered or `timeout` runs out (NodeUnreachable naming the work-order id: ask for it later)."""
+        answered or `timeout` runs out (NodeUnreachable naming the work-order id: ask for it later).
+        `sequence` asks for strict ordering (needs a signer): the worker runs this order only as the signer's
+        next after `sequence - 1`; a gap, reorder or repeat is refused (INVALID_PARAMETER, naming the next)."""
         deadline = time.monotonic() + timeout
         worker = await _until_reached(lambda: self.worker(worker_id), deadline)
         order = build(
@@ -226,6 +234,7 @@ class AsyncClient:
             requester_id=self.requester_id,
             signer=self.signer,
             response_timeout_ms=int(timeout * 1000),
+            sequence=sequence,
         )
         return open_result(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
 

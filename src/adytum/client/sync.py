@@ -162,8 +162,17 @@ class Client:
         return _loop_thread.run(self._async.result(order, worker, timeout=timeout, result=result))
 
     def run(
-        self, workload: str, inputs: list[bytes], *, worker_id: str | None = None, timeout: float = 60.0
+        self,
+        workload: str,
+        inputs: list[bytes],
+        *,
+        worker_id: str | None = None,
+        timeout: float = 60.0,
+        sequence: int = 0,
     ) -> list[bytes]:
         """Look up and verify the worker, submit, wait, verify and decrypt: the outputs. A node restart
-        meanwhile costs time, not the order, and never runs it twice (see `AsyncClient.run`)."""
-        return _loop_thread.run(self._async.run(workload, inputs, worker_id=worker_id, timeout=timeout))
+        meanwhile costs time, not the order, and never runs it twice; `sequence`: strict ordering (see
+        `AsyncClient.run`)."""
+        return _loop_thread.run(
+            self._async.run(workload, inputs, worker_id=worker_id, timeout=timeout, sequence=sequence)
+        )

@@ -21,6 +21,7 @@ from ..protocol import (
     encode,
     request_hash,
     response_hash,
+    strict_order_digest,
     workload_hex,
 )
 from .worker import WorkerInfo
@@ -52,7 +53,12 @@ def build(
     requester_id: str | None = None,
     signer: crypto.SigningKey | None = None,
     response_timeout_ms: int = 0,
+    sequence: int = 0,
 ) -> PendingOrder:
+    """`sequence` (with `signer`): strict ordering, an adytum extension. The worker runs the order only as
+    the signer's next after `sequence - 1` (1 is the first), so it can be neither reordered nor replayed."""
+    if sequence and signer is None:
+        raise ValueError("a strictly ordered work order (sequence) must be signed (signer)")
     key = crypto.generate_aead_key()
     items = []
     for index, data in enumerate(inputs):
@@ -69,13 +75,15 @@ def build(
         encrypted_request_hash="",
         in_data=items,
         response_timeout_m_secs=response_timeout_ms,
+        requester_sequence=sequence,
     )
     digest = request_hash(params)  # covers neither sessionKeyIv nor encryptedRequestHash: both are set after
     sealed_hash = crypto.aead_encrypt(key, digest)
     params.session_key_iv, params.encrypted_request_hash = sealed_hash.iv.hex(), sealed_hash.ciphertext.hex()
     if signer is not None:
         params.verifying_key = signer.public_pem()
-        params.requester_signature = crypto.b64encode(signer.sign_digest(digest))
+        signed = strict_order_digest(digest, sequence) if sequence else digest
+        params.requester_signature = crypto.b64encode(signer.sign_digest(signed))
     return PendingOrder(params, key, sealed_hash.iv, digest)
 
 

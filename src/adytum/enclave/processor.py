@@ -6,6 +6,11 @@ shape -> worker -> replay -> workload -> requester signature -> session-key unwr
 
 Every answer given once the order is known to be this worker's and fresh carries the worker's receipt update,
 signed with the worker's key (EEA receipts): COMPLETED with the response hash, or FAILED with the hash of the error.
+
+Freshness that must outlive this process is the key manager's (`counters.py`): before an order that is strictly
+ordered (`requesterSequence`) or reads or writes state answers, its sequence number and state versions are
+checked and recorded there. A strictly ordered order that fails after its signature verified uses its number
+too, so the host cannot run it again later on other state.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import crypto
@@ -29,13 +35,18 @@ from ..protocol import (
     encode,
     request_hash,
     response_hash,
+    strict_order_digest,
     workload_name,
 )
 from ..protocol.receipts import ReceiptStatus, receipt_update_digest
 from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
+from .counters import Commit, Decision
 from .keys import WorkerKeys
-from .state import ReadItem, StateKeys, StateSession
+from .state import ReadItem, StateKeys, StateRollback, StateSession
+
+#: Sends one commit to the key manager (through the host) and returns its decision.
+CommitCounters = Callable[[Commit], Decision]
 
 log = logging.getLogger("adytum.enclave")
 SESSION_KEY_ITEM = ("", "null")
@@ -45,9 +56,9 @@ PLAINTEXT_ITEM = "-"
 class ReplayGuard:
     """Refuses a work-order id or a (requester, nonce) pair seen before.
 
-    Bounded to the most recent `capacity` entries of each kind, in enclave memory: a host that
-    restarts the enclave resets it (durable, rollback-protected replay state needs a monotonic
-    counter, which simulation mode does not have).
+    Bounded to the most recent `capacity` entries of each kind, in enclave memory: a host that restarts the
+    enclave resets it. What survives a restart is the key manager's: strictly ordered requesters' sequence
+    numbers and state versions (`counters.py`).
     """
 
     def __init__(self, capacity: int = 500_000) -> None:
@@ -88,6 +99,22 @@ class Answer:
     result: bytes
     update: ReceiptUpdate
     writes: list[StateWrite] = field(default_factory=list)
+
+
+class RunAgain(EeaError):
+    """No answer now; the host runs the order again later (`Processed.retry`): it read state another order
+    has written but the host has not stored yet, or the key manager's answer did not come back."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Status.BUSY, message)
+
+
+class OutOfOrder(EeaError):
+    """A strictly ordered order whose sequence number is not the requester's next: refused like a replay,
+    without a signed update (the order may have one already, or get one once it is in turn)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Status.INVALID_PARAMETER, message)
 
 
 class Refused(EeaError):
@@ -147,16 +174,19 @@ class WorkOrderProcessor:
         assert not answer.writes
         return answer.result
 
-    def process_order(self, raw_params: bytes, read_state: ReadItem) -> Answer:
+    def process_order(self, raw_params: bytes, read_state: ReadItem, counters: CommitCounters | None = None) -> Answer:
         """The signed result JSON, the state writes the host must store with it and the worker's COMPLETED
         update; Refused (with the FAILED update) or, before the order is known to be fresh and this worker's,
-        EeaError."""
+        EeaError; RunAgain if it must wait for another order's state. `counters` reaches the key manager
+        (None: there is none, and strictly ordered orders are refused)."""
         p = decode_params(raw_params)
         if p.worker_id.lower() != self.keys.worker_id:
             raise EeaError(Status.INVALID_PARAMETER, "work order is addressed to another worker")
         self.replay.check(p)  # a replayed id gets no signed update: it may already have one
         try:
-            return self._execute(p, read_state)
+            return self._execute(p, read_state, counters)
+        except (RunAgain, OutOfOrder):  # no signed update: a replayed order may already have one
+            raise
         except EeaError as exc:
             raise Refused(exc.code, exc.message, self._failed(p, exc.code, exc.message)) from None
         except ChannelError:
@@ -166,23 +196,41 @@ class WorkOrderProcessor:
             message = f"enclave error ({type(exc).__name__})"
             raise Refused(Status.UNKNOWN_ERROR, message, self._failed(p, Status.UNKNOWN_ERROR, message)) from None
 
-    def _execute(self, p: WorkOrderParams, read_state: ReadItem) -> Answer:
+    def _execute(self, p: WorkOrderParams, read_state: ReadItem, counters: CommitCounters | None) -> Answer:
         workload = self._workload(p.workload_id)
         req_hash = request_hash(p)
+        if p.requester_sequence and not p.requester_signature:
+            raise EeaError(Status.INVALID_PARAMETER, "requesterSequence needs a requester signature (verifyingKey)")
+        if p.requester_sequence and counters is None:
+            raise EeaError(Status.INVALID_PARAMETER, "strict ordering (requesterSequence) needs a key manager")
         if p.requester_signature:
-            self._verify_requester(p, req_hash)
-        session = self._unwrap(p)
-        self._check_request_hash(p, session, req_hash)
-        _check_ivs_unique(p, session)
-        inputs = [self._decrypt_item(item, session) for item in sorted(p.in_data, key=_index)]
-        state = StateSession(self.state_keys, read_state, workload.name)
-        outputs = self._run(workload, p, inputs, state)
-        writes: list[StateWrite] = []
-        if state.changed:  # durable replay check: the order's marker is written with its changes
-            state.mark_applied(p.work_order_id)
-            writes = state.writes()
-        else:  # a stateful order may be run again after a write conflict, so only these are recorded
-            self.replay.record(p)
+            signed = strict_order_digest(req_hash, p.requester_sequence) if p.requester_sequence else req_hash
+            self._verify_requester(p, signed)
+        order = Commit(order=crypto.sha256(canonical(p.work_order_id).encode()))
+        if p.requester_sequence:
+            order.requester, order.sequence = _requester_key(p), p.requester_sequence
+        try:
+            session = self._unwrap(p)
+            self._check_request_hash(p, session, req_hash)
+            _check_ivs_unique(p, session)
+            inputs = [self._decrypt_item(item, session) for item in sorted(p.in_data, key=_index)]
+            state = StateSession(self.state_keys, read_state, workload.name)
+            outputs = self._run(workload, p, inputs, state)
+            writes: list[StateWrite] = []
+            if state.changed:  # durable replay check: the order's marker is written with its changes
+                state.mark_applied(p.work_order_id)
+                writes = state.writes()
+            order.reads, order.writes = state.versions()
+            if order.requester or order.reads or order.writes:
+                _commit(order, counters)
+            if not state.changed:  # a stateful order may be run again after a write conflict: not recorded
+                self.replay.record(p)
+        except (RunAgain, OutOfOrder):
+            raise
+        except EeaError:
+            if order.requester:  # a failed order uses its number too: it must not run later, on other state
+                _commit(Commit(order=order.order, requester=order.requester, sequence=order.sequence), counters)
+            raise
         result, resp_hash = self._sign(p, [self._encrypt_output(i, data, session) for i, data in enumerate(outputs)])
         return Answer(result, self._update(p, ReceiptStatus.COMPLETED, crypto.b64encode(resp_hash)), writes)
 
@@ -294,7 +342,7 @@ class WorkOrderProcessor:
     # -- execution and result --------------------------------------------------------------------
 
     def _run(self, workload: Workload, p: WorkOrderParams, inputs: list[bytes], state: StateSession) -> list[bytes]:
-        requester_key = hashlib.sha256(p.verifying_key.strip().encode()).hexdigest() if p.requester_signature else ""
+        requester_key = _requester_key(p) if p.requester_signature else ""
         ctx = Context(
             requester_id=p.requester_id,
             work_order_id=p.work_order_id,
@@ -352,6 +400,28 @@ class WorkOrderProcessor:
         digest = response_hash(result)
         result.worker_signature = crypto.b64encode(self.keys.signing.sign_digest(digest))
         return encode(result), digest
+
+
+def _requester_key(p: WorkOrderParams) -> str:
+    """Who signed the order: SHA-256 of its verifying key (its state scope, and its sequence's owner)."""
+    return hashlib.sha256(p.verifying_key.strip().encode()).hexdigest()
+
+
+def _commit(order: Commit, counters: CommitCounters | None) -> None:
+    """Have the key manager check and record `order`; its refusal becomes this order's."""
+    if counters is None:
+        if order.requester:
+            raise EeaError(Status.INVALID_PARAMETER, "strict ordering (requesterSequence) needs a key manager")
+        return  # no key manager (a worker without a node): this process's own checks are all there is
+    decision = counters(order)
+    if decision.refused == "retry":
+        raise RunAgain(decision.message)
+    if decision.refused == "sequence":
+        raise OutOfOrder(decision.message)
+    if decision.refused == "unreachable":  # it may have applied the commit: the same order runs again later
+        raise RunAgain(decision.message)
+    if decision.refused:
+        raise StateRollback(decision.message)
 
 
 def _no_state_store(item_id: str) -> None:

@@ -12,7 +12,10 @@ from typing import BinaryIO
 from ..attestation.measurement import Measurement
 from ..attestation.verify import report_data_for
 from ..channel import (
+    Anchor,
     ChannelError,
+    CounterReply,
+    CounterRequest,
     Fatal,
     Hello,
     Identity,
@@ -24,16 +27,19 @@ from ..channel import (
     SignHead,
     StateRead,
     StateValue,
+    Witness,
     pack,
     read_frame,
 )
 from ..datadir import DataDir, PolicyError
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
+from .anchor import AnchorCheck, WitnessTable, make_record, subject
 from .budget import Budget, alarm_held
+from .counters import CounterClient, CounterServer, CounterStore
 from .keys import WorkerKeys, load_or_create, rotate
 from .ledger import HeadRefused, TreeHeadSigner
-from .processor import Refused, WorkOrderProcessor
+from .processor import Refused, RunAgain, WorkOrderProcessor
 from .provisioning import KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step, WpeHandshake
 from .sealing import Sealer, UnsealError
 from .tee import Tee, select_tee
@@ -94,6 +100,15 @@ class KeyManager:
         self.sessions = KeyManagerSessions(
             lambda: self.keys, self.platform.measurement, self.platform.tee.peer_roots(), self.allowed
         )
+        try:
+            self.store = CounterStore(data.kme_counters, self.sealer)
+            self.witness = WitnessTable(data.kme_witnessed, self.sealer, lambda: self.keys)
+        except UnsealError as exc:
+            raise UnsealError(f"{exc}; the key manager cannot vouch for order or state freshness without it") from None
+        self.counters = CounterServer(self.store, lambda: self.keys.signing.secret)
+        self.anchor = AnchorCheck(self.platform.measurement, self.platform.tee.peer_roots)
+        self.refusal = ""  # why this key manager does not serve (its counters are older than its anchor's)
+        self._held: dict[int, bytes] = {}  # counter version -> the answer released once the anchor acknowledged it
 
     def allowed(self) -> frozenset[bytes]:
         """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
@@ -101,6 +116,57 @@ class KeyManager:
             return frozenset(bytes.fromhex(m) for m in self.data.allowed_builds())
         except PolicyError as exc:
             raise ProvisioningError(str(exc)) from None
+
+    def _not_serving(self) -> str:
+        if self.refusal:
+            return self.refusal
+        return "" if self.anchor.checked else "the key manager has not checked its counters against its anchor yet"
+
+    def _counters(self, msg: CounterRequest) -> CounterReply:
+        """Answer at once, or (anchored, and the counters changed) hold the answer until the anchor has the
+        new version: the host gets the record to have acknowledged first."""
+        before = self.store.version
+        body = self.counters.handle(msg.body)
+        if not self.anchor.peers or self.store.version == before:
+            return CounterReply(seq=msg.seq, body=body)
+        version = self.store.version
+        self._held[version] = body
+        while len(self._held) > 4096:  # answers whose acknowledgement never came: the orders run again
+            del self._held[next(iter(self._held))]
+        return CounterReply(seq=msg.seq, anchor=make_record(self.keys, version, self.store.digest), version=version)
+
+    def _anchor(self, msg: Anchor) -> Message:
+        about = subject(self.keys.worker_id, self.keys.verifying_key)
+        if msg.step == "challenge":
+            challenge = self.anchor.start(msg.peers)
+            if not msg.peers and self.store.state.witnesses:
+                self.refusal = (
+                    f"these counters were anchored to {len(self.store.state.witnesses)} peers, and the node was "
+                    "started with none: a rollback of the whole host could not be detected; start it with --anchor-peer"
+                )
+            return Anchor(seq=msg.seq, step="challenge", body=challenge, message=self.refusal, subject=about)
+        if msg.step == "check":
+            state = self.store.state
+            self.refusal = self.anchor.check(about, msg.witnesses, state.version, self.store.digest, state.witnesses)
+            if self.refusal:
+                log.error("refusing to serve: %s", self.refusal)
+                return Anchor(seq=msg.seq, step="checked", message=self.refusal)
+            self.store.anchored_to(sorted(self.anchor.pinned))
+            record = make_record(self.keys, self.store.version, self.store.digest)
+            return Anchor(seq=msg.seq, step="checked", ready=True, body=record, version=self.store.version)
+        if msg.step == "acks":
+            body = self._held.pop(msg.version, b"")
+            acks = self.anchor.acknowledged(about, msg.version, msg.witnesses)
+            if body and acks >= self.anchor.required:
+                return CounterReply(seq=msg.seq, body=body)
+            why = "" if body else " (its answer is no longer held)"
+            return Processed(
+                seq=msg.seq,
+                code=Status.BUSY,
+                message=f"{acks} of {self.anchor.peers} anchor peers acknowledged counter version {msg.version}, "
+                f"{self.anchor.required} needed{why}",
+            )
+        return Processed(seq=msg.seq, code=Status.INVALID_PARAMETER, message=f"unknown anchor step {msg.step[:32]!r}")
 
     def handle(self, msg: Message, link: HostLink) -> Message | None:
         if isinstance(msg, Hello):
@@ -112,6 +178,25 @@ class KeyManager:
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
             return self.platform.identity(self.keys, msg.seq, [], False)
+        if isinstance(msg, Anchor):
+            return self._anchor(msg)
+        if isinstance(msg, Witness):
+            try:
+                return Witness(seq=msg.seq, body=self.witness.handle(msg.body))
+            except (ValueError, OSError) as exc:
+                log.warning("witness request refused: %s", exc)
+                return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
+        if isinstance(msg, (CounterRequest, Provision)) and self._not_serving():
+            return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=self._not_serving())
+        if isinstance(msg, CounterRequest):
+            try:
+                return self._counters(msg)
+            except ValueError as exc:
+                log.warning("counter request refused: %s", exc)
+                return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
+            except OSError as exc:  # the counters could not be sealed: nothing was promised
+                log.error("sealing the counters failed: %s", exc)
+                return Processed(seq=msg.seq, code=Status.BUSY, message=f"sealing the counters failed: {exc}")
         if isinstance(msg, Provision):
             if msg.proof:  # a response to check: with the roots trusted now (`adytum pool trust` needs no restart)
                 self.sessions.roots = self.platform.tee.peer_roots()
@@ -135,6 +220,7 @@ class WorkOrderEnclave:
         self.budget = budget
         self.workloads = load_workloads(data.path)
         self.processor: WorkOrderProcessor | None = None
+        self.counters: CounterClient | None = None
         self._handshake: WpeHandshake | None = None
         self.heads = TreeHeadSigner()
 
@@ -142,8 +228,8 @@ class WorkOrderEnclave:
         if isinstance(msg, (Process, SignHead)) and self.processor is None:
             return Processed(seq=msg.seq, code=Status.FAILED, message="this enclave has no keys yet")
         if isinstance(msg, Process):
-            assert self.processor is not None
-            return handle(self.processor, msg, link)
+            assert self.processor is not None and self.counters is not None
+            return handle(self.processor, msg, link, self.counters)
         if isinstance(msg, SignHead):
             assert self.processor is not None
             try:
@@ -176,6 +262,7 @@ class WorkOrderEnclave:
             self.processor = WorkOrderProcessor(
                 keys, self.workloads, avalon_compat=self.avalon_compat, budget=self.budget
             )
+            self.counters = CounterClient(keys.signing.secret)
         elif keys.verifying_key != self.processor.keys.verifying_key:
             raise ProvisioningError("delivered keys are another worker identity than the ones this enclave serves")
         else:
@@ -206,24 +293,45 @@ class HostLink:
         """State reads for order `seq`, answered by the host's store."""
 
         def read(item_id: str) -> tuple[int, bytes] | None:
-            with alarm_held():  # a time budget never interrupts a frame half read
-                self.send(StateRead(seq=seq, item_id=item_id))
-                while True:
-                    msg = read_frame(self.inp)
-                    if msg is None:
-                        raise ChannelError("the host went away during a state read")
-                    if isinstance(msg, StateValue) and msg.seq == seq and msg.item_id == item_id:
-                        return (msg.version, msg.value) if msg.version else None
-                    if isinstance(msg, StateValue):
-                        raise ChannelError("a state value for another request")
-                    self.backlog.append(msg)
+            msg = self._ask(StateRead(seq=seq, item_id=item_id), StateValue)
+            assert isinstance(msg, StateValue)
+            if msg.seq != seq or msg.item_id != item_id:
+                raise ChannelError("a state value for another request")
+            return (msg.version, msg.value) if msg.version else None
 
         return read
 
+    def relay(self, seq: int) -> Callable[[bytes], bytes]:
+        """Counter requests for order `seq`, carried by the host to the key manager and back."""
 
-def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
+        def send(body: bytes) -> bytes:
+            msg = self._ask(CounterRequest(seq=seq, body=body), CounterReply)
+            assert isinstance(msg, CounterReply)
+            if msg.seq != seq:
+                raise ChannelError("a counter reply for another request")
+            return msg.body
+
+        return send
+
+    def _ask(self, request: Message, kind: type[StateValue] | type[CounterReply]) -> StateValue | CounterReply:
+        """Send `request` and wait for the host's answer of `kind`; other frames wait in the backlog."""
+        with alarm_held():  # a time budget never interrupts a frame half read
+            self.send(request)
+            while True:
+                msg = read_frame(self.inp)
+                if msg is None:
+                    raise ChannelError("the host went away while the enclave waited for it")
+                if isinstance(msg, (StateValue, CounterReply)) and isinstance(msg, kind):
+                    return msg
+                if isinstance(msg, (StateValue, CounterReply)):
+                    raise ChannelError(f"an unexpected {type(msg).__name__}")
+                self.backlog.append(msg)
+
+
+def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink, counters: CounterClient) -> Processed:
+    relay = link.relay(msg.seq)
     try:
-        answer = proc.process_order(msg.params, link.reader(msg.seq))
+        answer = proc.process_order(msg.params, link.reader(msg.seq), lambda c: counters.commit(c, relay))
         update = answer.update
         return Processed(
             seq=msg.seq,
@@ -233,6 +341,8 @@ def handle(proc: WorkOrderProcessor, msg: Process, link: HostLink) -> Processed:
             receipt_data=update.data,
             receipt_signature=update.signature,
         )
+    except RunAgain as exc:
+        return Processed(seq=msg.seq, code=exc.code, message=exc.message, retry=True)
     except Refused as exc:
         return Processed(
             seq=msg.seq,

@@ -15,8 +15,9 @@ Rollback: the enclave remembers the highest version it has read of every item an
 older one. (Not what it wrote: orders are pipelined, so the next order may read an item before the
 previous order's write is committed, and a write that lost its compare-and-swap never will be.) Orders that change state also write a marker item for their work-order id, so an order
 replayed by the host finds its marker and is refused, durably. What one enclave process cannot see
-(versions another enclave read, or anything before a restart) needs a trusted monotonic counter,
-which simulation mode does not have: the key manager of a worker pool is the place for it.
+(versions another enclave read or wrote, or anything before a restart) the key manager's counters hold
+(`enclave/counters.py`): every order that reads or writes state has its versions checked there before it
+answers.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class StateSession:
         self._versions: dict[str, int] = {}  # item id -> version read
         self._values: dict[str, bytes | None] = {}  # item id -> current value (read or written)
         self._dirty: set[str] = set()
+        self._markers: set[str] = set()
 
     def scope(self, requester_key: str | None) -> State:
         """The shared scope (None), or the scope of the key that signed the order ("" if unsigned)."""
@@ -126,6 +128,7 @@ class StateSession:
     def mark_applied(self, work_order_id: str) -> None:
         """Record that this order changed state; refuse it if it did so before (a durable replay check)."""
         marker = self._keys.item_id(self._workload, "order", work_order_id.lower())
+        self._markers.add(marker)
         if self._load(marker) is not None:
             raise EeaError(Status.INVALID_PARAMETER, "replayed work order: its state changes were already applied")
         self.put(marker, b"1")
@@ -133,6 +136,13 @@ class StateSession:
     @property
     def changed(self) -> bool:
         return bool(self._dirty)
+
+    def versions(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The versions this order read and the ones it writes, markers left out: what the key manager's
+        counters check and record (`enclave/counters.py`)."""
+        reads = {i: v for i, v in self._versions.items() if i not in self._markers}
+        writes = {i: self._versions[i] + 1 for i in self._dirty if i not in self._markers}
+        return reads, writes
 
     def writes(self) -> list[StateWrite]:
         out = []

@@ -78,7 +78,8 @@ _STATUSES = ", ".join(f"{s.value} {s.name.lower().replace('_', '-')}" for s in W
 
 METHODS: dict[str, Method] = {
     "WorkOrderSubmit": Method(
-        "Submit an encrypted work order; with responseTimeoutMSecs > 0 wait for its result.",
+        "Submit an encrypted work order; with responseTimeoutMSecs > 0 wait for its result. adytum extension: "
+        "requesterSequence asks for strict per-requester ordering (see its schema).",
         WorkOrderParams,
         WorkOrderResult,
     ),

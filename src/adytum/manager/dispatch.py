@@ -253,6 +253,9 @@ class Dispatcher:
                 Outcome(Status.FAILED, b"the enclave stopped while processing this work order, repeatedly"),
             )
             return
+        if reply.retry:  # the enclave waits for another order's state write to be stored (enclave/counters.py)
+            await self._run_again(work_order_id, reply.message, pause=True)
+            return
         if reply.code != 0:
             await self._finish(work_order_id, Outcome(reply.code, reply.message.encode()), reply=reply)
             return
@@ -264,10 +267,13 @@ class Dispatcher:
                 work_order_id, "the state this work order changes kept changing under it; retry later"
             )
 
-    async def _run_again(self, work_order_id: str, reason: str) -> None:
-        """Another order changed the same state first: run this one again on the state as it is now."""
+    async def _run_again(self, work_order_id: str, reason: str, pause: bool = False) -> None:
+        """Another order changed the same state first: run this one again on the state as it is now (`pause`:
+        after a moment that grows with each try, for that order's write to be stored)."""
         self._conflicts[work_order_id] += 1
         if self._conflicts[work_order_id] <= self.config.max_conflicts:
+            if pause:
+                await asyncio.sleep(min(0.002 * self._conflicts[work_order_id], 0.1))
             self._queue.put_nowait(work_order_id)
         else:
             await self._finish(work_order_id, Outcome(Status.FAILED, reason.encode()))

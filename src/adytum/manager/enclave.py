@@ -14,9 +14,22 @@ from pathlib import Path
 
 import msgspec
 
-from ..channel import HeadSigned, Identity, Message, Process, Processed, Provision, RotateKey, SignHead
+from ..channel import (
+    Anchor,
+    CounterReply,
+    CounterRequest,
+    HeadSigned,
+    Identity,
+    Message,
+    Process,
+    Processed,
+    Provision,
+    RotateKey,
+    SignHead,
+    Witness,
+)
 from .errors import EnclaveDied, EnclaveStartError, HeadRefused, ProvisioningRefused, SpawnFailed
-from .link import EnclaveLink, Reply
+from .link import EnclaveLink, RelayCounters, Reply
 
 log = logging.getLogger("adytum.manager")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -65,19 +78,25 @@ class EnclaveProcess:
         provision: Callable[[EnclaveProcess], Awaitable[Identity]] | None = None,
         admit: Callable[[Identity], None] | None = None,
         read_state: Callable[[str], tuple[int, bytes] | None] | None = None,
+        counters: RelayCounters | None = None,
+        prepare: Callable[[EnclaveProcess, Identity], Awaitable[None]] | None = None,
         extra_args: tuple[str, ...] = (),
         executable: str = sys.executable,
     ) -> None:
         """A work-order enclave (`role` "wpe") learns its keys through `provision` at every start; a key
         manager ("kme") unseals its own. `admit` checks the identity (evidence, keys) of every start
         and restart; it raises EnclaveStartError to keep an enclave it refuses out of service.
-        `read_state` answers the enclave's state reads from the store. `executable` is the interpreter
+        `read_state` answers the enclave's state reads from the store; `counters` carries its counter requests
+        to the key manager. `prepare` runs after every admission, before the enclave serves (the key manager's
+        anchor check); it raises EnclaveStartError to refuse. `executable` is the interpreter
         that runs the enclave (tests point it at a missing file to make the spawn fail)."""
         self.name = name
         self.role = role
         self.provision = provision
         self.admit = admit
         self.read_state = read_state
+        self.counters = counters
+        self.prepare = prepare
         self.extra_args = extra_args
         self.executable = executable
         self.data_dir = data_dir
@@ -141,6 +160,7 @@ class EnclaveProcess:
             seq=self._seq,
             read_state=self.read_state,
             greet=not self.provision,
+            counters=self.counters,
         )
         self._stderr = asyncio.create_task(self._log_loop(), name=f"{self.name}-stderr")
         self._starting = True
@@ -150,6 +170,9 @@ class EnclaveProcess:
                 raise EnclaveStartError(f"{self.name} came back with a different signing key")
             if self.admit is not None:
                 self.admit(ident)
+            self.identity = ident
+            if self.prepare is not None:
+                await self.prepare(self, ident)
         except BaseException:
             self.kill()
             await self._proc.wait()  # no longer `alive` once this returns
@@ -215,6 +238,28 @@ class EnclaveProcess:
         self.identity = reply
         return reply
 
+    async def counters_step(self, body: bytes) -> CounterReply:
+        """Key manager: its sealed answer to a work-order enclave's sealed counter request (or, anchored, the
+        record to have acknowledged first: see `anchor_step`)."""
+        reply = await self._request(lambda seq: CounterRequest(seq=seq, body=body), "a counter request")
+        if not isinstance(reply, CounterReply):
+            raise EnclaveDied(f"{self.name} refused a counter request: {getattr(reply, 'message', 'unexpected')}")
+        return reply
+
+    async def anchor_step(self, msg: Anchor) -> Anchor | CounterReply:
+        """Key manager: one step of its anchor (see `adytum.channel.Anchor`); a refusal raises EnclaveStartError."""
+        reply = await self._request(lambda seq: msgspec.structs.replace(msg, seq=seq), f"an anchor {msg.step}")
+        if not isinstance(reply, (Anchor, CounterReply)):
+            raise EnclaveStartError(f"{self.name}: {getattr(reply, 'message', 'unexpected reply')}")
+        return reply
+
+    async def witness_step(self, body: bytes) -> bytes:
+        """Key manager: its signed statement of what it holds for another key manager, after `body`."""
+        reply = await self._request(lambda seq: Witness(seq=seq, body=body), "a witness request")
+        if not isinstance(reply, Witness):
+            raise ProvisioningRefused(f"{self.name} refused: {getattr(reply, 'message', 'unexpected reply')}")
+        return reply.body
+
     async def provision_step(self, body: bytes = b"", proof_type: str = "", proof: str = "") -> Provision | Identity:
         """One handshake step (see `adytum.enclave.provisioning`); a refusal raises ProvisioningRefused."""
         reply = await self._request(
@@ -222,8 +267,8 @@ class EnclaveProcess:
         )
         if isinstance(reply, Processed):
             raise ProvisioningRefused(f"{self.name} refused: {reply.message}")
-        if isinstance(reply, HeadSigned):
-            raise ProvisioningRefused(f"{self.name} answered a provisioning step with a tree head")
+        if not isinstance(reply, (Provision, Identity)):
+            raise ProvisioningRefused(f"{self.name} answered a provisioning step with a {type(reply).__name__}")
         if isinstance(reply, Identity):
             self.identity = reply
         return reply

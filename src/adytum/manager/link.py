@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from ..channel import (
     HEADER,
+    Anchor,
     ChannelError,
+    CounterReply,
+    CounterRequest,
     Fatal,
     HeadSigned,
     Hello,
@@ -18,6 +21,7 @@ from ..channel import (
     Provision,
     StateRead,
     StateValue,
+    Witness,
     frame_length,
     pack,
     unpack,
@@ -26,14 +30,17 @@ from .errors import EnclaveDied, EnclaveStartError
 
 log = logging.getLogger("adytum.manager")
 
-Reply = Processed | Identity | Provision | HeadSigned
+Reply = Processed | Identity | Provision | HeadSigned | CounterReply | Anchor | Witness
+#: Carries a work-order enclave's sealed counter request to the key manager; its sealed reply (b"": unreachable).
+RelayCounters = Callable[[bytes], Awaitable[bytes]]
 
 
 class EnclaveLink:
     """The link to one spawned process; a restart makes a new one, so a dying process fails only its own requests.
 
     Replies may come back in any order (the enclave pipelines), so each request waits on its own future. The
-    enclave may read the store in the middle of a work order; `read_state` answers it."""
+    enclave may read the store in the middle of a work order; `read_state` answers it, and `counters` carries
+    its counter requests to the key manager."""
 
     def __init__(
         self,
@@ -44,6 +51,7 @@ class EnclaveLink:
         seq: Iterator[int],
         read_state: Callable[[str], tuple[int, bytes] | None] | None,
         greet: bool,
+        counters: RelayCounters | None = None,
     ) -> None:
         """`seq` is shared by every link of one enclave, so a number never means two requests. With `greet`
         the enclave introduces itself on `hello()`; the future exists before the reader so an early Fatal
@@ -51,6 +59,8 @@ class EnclaveLink:
         self.name = name
         self.timeout = timeout
         self.read_state = read_state
+        self.counters = counters
+        self._relays: set[asyncio.Task[None]] = set()
         self._proc = proc
         self._seq = seq
         self._pending: dict[int, asyncio.Future[Reply]] = {}
@@ -72,6 +82,8 @@ class EnclaveLink:
 
     def cancel(self) -> None:
         self._reader.cancel()
+        for task in list(self._relays):
+            task.cancel()
 
     async def hello(self) -> Identity:
         """Ask the enclave who it is; a Fatal or an exit before it answers raises EnclaveStartError."""
@@ -114,12 +126,19 @@ class EnclaveLink:
         try:
             while True:
                 msg = unpack(await out.readexactly(frame_length(await out.readexactly(HEADER.size))))
-                if isinstance(msg, (Processed, Identity, Provision, HeadSigned)) and msg.seq in self._pending:
+                if (
+                    isinstance(msg, (Processed, Identity, Provision, HeadSigned, CounterReply, Anchor, Witness))
+                    and msg.seq in self._pending
+                ):
                     fut = self._pending[msg.seq]
                     if not fut.done():
                         fut.set_result(msg)
                 elif isinstance(msg, StateRead):
                     self._send(self._state_value(msg))
+                elif isinstance(msg, CounterRequest):
+                    task = asyncio.create_task(self._relay(msg), name=f"{self.name}-counters")
+                    self._relays.add(task)
+                    task.add_done_callback(self._relays.discard)
                 elif isinstance(msg, Identity) and self._hello and not self._hello.done():
                     self._hello.set_result(msg)
                 elif isinstance(msg, Fatal):
@@ -137,6 +156,19 @@ class EnclaveLink:
                 if not fut.done():
                     fut.set_exception(died)
             self._kill()
+
+    async def _relay(self, msg: CounterRequest) -> None:
+        """The key manager's answer to the enclave's counter request, while its order waits for it."""
+        body = b""
+        if self.counters is not None:
+            try:
+                body = await self.counters(msg.body)
+            except Exception as exc:  # the enclave hears "unreachable" and says so in the order's answer
+                log.warning("counter request of %s not relayed: %s", self.name, exc)
+        try:
+            self._send(CounterReply(seq=msg.seq, body=body))
+        except ConnectionError:
+            pass  # the enclave went away meanwhile: its reader fails the order
 
     def _state_value(self, msg: StateRead) -> StateValue:
         stored = self.read_state(msg.item_id) if self.read_state else None

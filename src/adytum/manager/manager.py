@@ -19,6 +19,7 @@ from ..config import ManagerConfig
 from ..datadir import DataDir
 from ..store import GroupCommit, Store
 from ..workloads.registry import measure_work_order_build
+from .anchor import PeerAnchor
 from .dispatch import Dispatcher
 from .enclave import EnclaveProcess
 from .errors import EnclaveStartError
@@ -51,6 +52,7 @@ class Manager:
                 provision=self._provision,
                 admit=self.admit,
                 read_state=reader.state_item,
+                counters=self._counters,
                 extra_args=_budget_args(config),
                 executable=config.enclave_executable or sys.executable,
             )
@@ -69,6 +71,7 @@ class Manager:
                     executable=config.enclave_executable or sys.executable,
                 ),
                 attestation,
+                PeerAnchor(config.anchor_peers) if config.anchor_peers else None,
             )
         )
         self.kme_server = (
@@ -130,6 +133,8 @@ class Manager:
         await asyncio.gather(*(e.stop() for e in self.enclaves))
         if isinstance(self.kme, LocalKeyManager) and self.enclaves:
             await self.kme.stop()
+            if isinstance(self.kme.anchor, PeerAnchor):
+                await self.kme.anchor.close()
 
     def admit(self, ident: Identity) -> None:
         """Every work-order enclave start and restart: its evidence must verify and its keys be this
@@ -139,6 +144,9 @@ class Manager:
 
     async def _provision(self, enclave: EnclaveProcess) -> Identity:
         return await provision(enclave, self.kme, self.attestation)
+
+    async def _counters(self, body: bytes) -> bytes:
+        return await self.kme.counters(body)
 
 
 def _refuse_pre_pool_keys(data: DataDir) -> None:

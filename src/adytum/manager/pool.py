@@ -5,44 +5,36 @@ evidence with its attestation service; it never holds a key. The key manager is 
 own enclave process (`LocalKeyManager`) or another node's, reached over TCP (`RemoteKeyManager`, for
 `adytum up --join HOST:PORT`). A node serves its local key manager to others with `--kme-listen`.
 
-Over TCP each message is a 4-byte big-endian length and a msgpack `Relay` frame; a connection carries
-any number of request/reply pairs. Nothing on the wire is secret: ephemeral public keys, evidence, and
-keys sealed to one handshake.
+Over TCP each message is a `Relay` frame (`relay.py`). The same port carries work-order enclaves' counter
+requests to the key manager, and other key managers' anchor records to it as their witness (`anchor.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections import defaultdict, deque
 from typing import Protocol
 
 import msgspec
 
-from ..channel import Identity, Provision
+from ..channel import Anchor as AnchorStep
+from ..channel import AnchorPeer, CounterReply, Identity, Provision, WitnessRequest
 from ..protocol import KeyManagerStatus
+from .anchor import NO_ANCHOR, Anchor, NoAnchor
 from .enclave import EnclaveProcess
-from .errors import EnclaveDied, ProvisioningRefused
+from .errors import EnclaveDied, EnclaveStartError, ProvisioningRefused
 from .evidence import AttestationService
+from .relay import Relay, parse_address, read_relay, write_relay
 
 log = logging.getLogger("adytum.pool")
-MAX_RELAY_FRAME = 1 << 20
-_LEN = struct.Struct(">I")
-
-
-class Relay(msgspec.Struct, forbid_unknown_fields=True):
-    """One handshake message between hosts: the body, the sender's evidence, or why it was refused."""
-
-    body: bytes = b""
-    proof_type: str = ""
-    proof: str = ""
-    error: str = ""
 
 
 class KeyManagerLink(Protocol):
     async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay: ...
+
+    async def counters(self, body: bytes) -> bytes: ...
 
     def status(self) -> KeyManagerStatus: ...
 
@@ -63,12 +55,38 @@ async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attestation: Attes
 
 
 class LocalKeyManager:
-    """This node's key-manager enclave process; restarted (same sealed keys) whenever it is needed dead."""
+    """This node's key-manager enclave process; restarted (same sealed keys) whenever it is needed dead.
+    Before it serves, at every start, its counters are checked against its anchor (`check_anchor`)."""
 
-    def __init__(self, process: EnclaveProcess, attestation: AttestationService) -> None:
+    def __init__(self, process: EnclaveProcess, attestation: AttestationService, anchor: Anchor | None = None) -> None:
         self.process = process
         self.attestation = attestation
+        self.anchor: Anchor = anchor or NoAnchor()
         self.provisioned = 0
+        self.anchored = 0  # counter versions the anchor acknowledged
+        self._evidence: tuple[bytes, str] = (b"", "")  # the key manager's quote and its evidence, for witnessing
+        process.prepare = self.check_anchor
+
+    async def check_anchor(self, process: EnclaveProcess, ident: Identity) -> None:
+        """Tell the key manager its anchor; with witnesses, bring it their latest records of this worker. It
+        refuses to serve (EnclaveStartError, saying why) if its counters are older than theirs."""
+        reply = await process.anchor_step(AnchorStep(seq=0, step="challenge", peers=self.anchor.peers))
+        assert isinstance(reply, AnchorStep)
+        if reply.message:
+            raise EnclaveStartError(f"the key manager refuses to serve: {reply.message}")
+        if not self.anchor.peers:
+            log.warning("key manager anchor %s", NO_ANCHOR)
+            return
+        witnesses = await self.anchor.latest(reply.subject, reply.body)
+        checked = await process.anchor_step(AnchorStep(seq=0, step="check", witnesses=witnesses))
+        assert isinstance(checked, AnchorStep)
+        if not checked.ready:
+            raise EnclaveStartError(f"the key manager refuses to serve: {checked.message}")
+        await self.anchor.put(checked.body)  # a version no witness has yet (a first start, a crash before acks)
+        log.info("key manager counters (version %d) checked against its anchor, %s", checked.version, self.describe())
+
+    def describe(self) -> str:
+        return self.anchor.describe()
 
     async def start(self) -> Identity:
         return await self.process.start()
@@ -86,6 +104,35 @@ class LocalKeyManager:
         return Relay(
             body=reply.body, proof_type=self.attestation.proof_data_type, proof=self.attestation.attest(reply.quote)
         )
+
+    async def counters(self, body: bytes) -> bytes:
+        """A work-order enclave's sealed counter request, answered by the key manager (restarted if need be);
+        a change of the counters is answered once the anchor acknowledged it."""
+        await self.process.ensure_running()
+        reply = await self.process.counters_step(body)
+        if reply.anchor:
+            witnesses = await self.anchor.put(reply.anchor)
+            released = await self.process.anchor_step(
+                AnchorStep(seq=0, step="acks", version=reply.version, witnesses=witnesses)
+            )
+            assert isinstance(released, CounterReply)
+            self.anchored += 1
+            return released.body
+        return reply.body
+
+    async def witness(self, body: bytes) -> AnchorPeer:
+        """Another key manager's request of this one as its witness: the signed statement, with this key
+        manager's identity, and its evidence when asked for the latest record (the asker pins its key then)."""
+        await self.process.ensure_running()
+        statement = await self.process.witness_step(body)
+        ident = self.process.identity
+        assert ident is not None
+        peer = AnchorPeer("", statement, ident.verifying_key, ident.encryption_key, ident.worker_id)
+        if not msgspec.msgpack.decode(body, type=WitnessRequest).record:
+            if self._evidence[0] != ident.quote:
+                self._evidence = (ident.quote, self.attestation.attest(ident.quote))
+            peer.proof_type, peer.proof = self.attestation.proof_data_type, self._evidence[1]
+        return peer
 
     async def rotate(self) -> Identity:
         await self.process.ensure_running()
@@ -114,6 +161,7 @@ class LocalKeyManager:
             mr_enclave=ident.mr_enclave if ident else "",
             restarts=p.restarts,
             provisioned=self.provisioned,
+            anchor=self.describe(),
         )
 
 
@@ -140,6 +188,19 @@ class RemoteKeyManager:
         if not reply.proof:
             self.provisioned += 1
         return reply
+
+    async def counters(self, body: bytes) -> bytes:
+        try:
+            reply = await asyncio.wait_for(self._call(Relay(body, kind="counters")), self.timeout)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
+            self.reachable = False
+            raise EnclaveDied(
+                f"key manager at {self.host}:{self.port} unreachable: {exc or type(exc).__name__}"
+            ) from None
+        self.reachable = True
+        if reply.error:
+            raise EnclaveDied(f"key manager at {self.host}:{self.port} refused a counter request: {reply.error}")
+        return reply.body
 
     async def _call(self, request: Relay) -> Relay:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -203,6 +264,15 @@ class KeyManagerServer:
                     request = await asyncio.wait_for(read_relay(reader), 60)
                 except asyncio.IncompleteReadError:
                     return  # the peer is done
+                if request.kind == "counters":
+                    await write_relay(writer, await self._counters(request.body))
+                    continue
+                if request.kind == "witness":
+                    await write_relay(writer, await self._witness(request.body))
+                    continue
+                if request.kind:
+                    await write_relay(writer, Relay(error=f"unknown request kind {request.kind[:32]!r}"))
+                    continue
                 if not request.proof and not self._allow_offer(str(peer[0]) if peer else "?"):
                     log.warning(
                         "provisioning for %s refused: more than %d handshakes a minute", peer, self.offers_per_minute
@@ -222,25 +292,14 @@ class KeyManagerServer:
         finally:
             writer.close()
 
+    async def _witness(self, body: bytes) -> Relay:
+        try:
+            return Relay(body=msgspec.msgpack.encode(await self.kme.witness(body)))
+        except (EnclaveDied, ProvisioningRefused, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Relay(error=str(exc))
 
-async def write_relay(writer: asyncio.StreamWriter, relay: Relay) -> None:
-    body = msgspec.msgpack.encode(relay)
-    writer.write(_LEN.pack(len(body)) + body)
-    await writer.drain()
-
-
-async def read_relay(reader: asyncio.StreamReader) -> Relay:
-    (length,) = _LEN.unpack(await reader.readexactly(_LEN.size))
-    if length > MAX_RELAY_FRAME:
-        raise ValueError(f"a {length}-byte provisioning frame (at most {MAX_RELAY_FRAME})")
-    try:
-        return msgspec.msgpack.decode(await reader.readexactly(length), type=Relay)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"malformed provisioning frame: {exc}") from None
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {address!r}")
-    return host or "127.0.0.1", int(port)
+    async def _counters(self, body: bytes) -> Relay:
+        try:
+            return Relay(body=await self.kme.counters(body))
+        except EnclaveDied as exc:  # also the key manager's refusal of a request that does not open
+            return Relay(error=str(exc))

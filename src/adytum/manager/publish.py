@@ -21,6 +21,7 @@ from ..channel import Identity
 from ..config import ManagerConfig
 from ..protocol import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
 from ..store import GroupCommit, Store, WorkerRow
+from .anchor import describe as describe_anchor
 from .errors import EnclaveStartError
 from .evidence import AttestationService
 
@@ -86,6 +87,7 @@ class Publisher:
                     proof_data_type=self.attestation.proof_data_type,
                     proof_data=proof,
                     encryption_key_get_signature=ident.key_get_signature,
+                    rollback_protection=describe_anchor(self.config),
                 ),
             ),
         )

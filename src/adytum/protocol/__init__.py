@@ -2,7 +2,14 @@
 hashes."""
 
 from .errors import EeaError, RegistryStatus, Status
-from .hashing import encryption_key_digest, encryption_key_get_digest, items_hash, request_hash, response_hash
+from .hashing import (
+    encryption_key_digest,
+    encryption_key_get_digest,
+    items_hash,
+    request_hash,
+    response_hash,
+    strict_order_digest,
+)
 from .hexid import HexId, canonical
 from .messages import (
     DataItem,
@@ -78,6 +85,7 @@ __all__ = [
     "items_hash",
     "reason",
     "request_hash",
+    "strict_order_digest",
     "response_hash",
     "to_builtins",
     "workload_hex",

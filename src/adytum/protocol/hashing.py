@@ -28,6 +28,12 @@ def request_hash(p: WorkOrderParams) -> bytes:
     return sha256(parts)
 
 
+def strict_order_digest(request_hash: bytes, sequence: int) -> bytes:
+    """What the requester signs for a strictly ordered order (`requesterSequence`, an adytum extension): the
+    EEA request hash bound to the sequence number, so that removing or changing it breaks the signature."""
+    return sha256(b"adytum-strict-order/1\0" + request_hash + sequence.to_bytes(8, "big"))
+
+
 def response_hash(r: WorkOrderResult) -> bytes:
     head = sha256((r.worker_nonce + r.work_order_id + r.worker_id + r.workload_id + r.requester_id).encode())
     return sha256(head + items_hash(r.out_data)) if r.out_data else sha256(head)

@@ -37,7 +37,11 @@ class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_
 
 
 class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey`)."""
+    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey` and adytum's `requesterSequence`).
+
+    `requesterSequence` (an EEA extension, 0 or absent: none) asks for strict ordering: the enclave runs the
+    order only if it is exactly one more than the last sequence number of the key that signed it, and the
+    signature then covers it (`protocol.hashing.strict_order_digest`), so the host can neither drop nor change it."""
 
     work_order_id: HexId
     worker_id: HexId
@@ -57,6 +61,19 @@ class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     requester_signature: Signature = ""
     verifying_key: Key = ""
     out_data: Annotated[list[DataItem], Meta(max_length=MAX_ITEMS)] = []
+    requester_sequence: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=2**63 - 1,
+            description="adytum extension (EEA: none): strict per-requester ordering. 1, 2, 3, ... for the key that "
+            "signs the order; the enclave runs it only as that key's next sequence number (a gap, a reorder or a "
+            "repeat is refused with code 2, naming the next), checked against the key manager's counters, so a "
+            "work-order enclave restart does not reopen a replay. Needs requesterSignature, which then signs "
+            "SHA-256('adytum-strict-order/1' || 0x00 || requestHash || sequence as 8 bytes big-endian) "
+            "instead of the request hash. 0 or absent: the EEA's default mode (nonces in any order).",
+        ),
+    ] = 0
 
 
 class WorkOrderResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):

@@ -14,6 +14,7 @@ class KeyManagerStatus(msgspec.Struct):
     mr_enclave: str = ""
     restarts: int = 0
     provisioned: int = 0  # work-order enclaves it provisioned (or, joined: this node's enclaves it provisioned)
+    anchor: str = ""  # where its counters are anchored off the host, or that a whole-host rollback goes unseen
 
 
 class EnclaveStatus(msgspec.Struct):

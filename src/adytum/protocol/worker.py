@@ -37,6 +37,9 @@ class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False
     extended_measurements: list[str] = []  # [mr_enclave, mr_signer]
     #: base64, by the verification key over the EncryptionKeyGet digest (empty tag): what EncryptionKeyGet returns
     encryption_key_get_signature: str = ""
+    #: adytum extension, as the node states it: where the key manager's counters are anchored off the host, or
+    #: that a rollback of the whole host cannot be detected (docs/freshness.md)
+    rollback_protection: str = ""
 
 
 class WorkerDetails(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
