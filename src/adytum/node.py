@@ -10,10 +10,12 @@ import asyncio
 import logging
 import resource
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from . import operator
-from .config import NodeConfig
+from .config import ChainConfig, NodeConfig
 from .datadir import DataDir
 from .errors import AdytumError
 from .issuer.service import SimulatedAttestation
@@ -23,6 +25,9 @@ from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
 from .store import GroupCommit, Store
+
+if TYPE_CHECKING:
+    from .chain.connector import Connector
 
 log = logging.getLogger("adytum.node")
 
@@ -64,6 +69,9 @@ class Node:
             ConnectionLimits(config.read_timeout, config.keepalive_timeout, _connection_cap(config.max_connections))
         )
         self._runner: web.AppRunner | None = None
+        self.connector = self._connector(config.chain) if config.chain is not None else None
+        self._chain: asyncio.Task[None] | None = None
+        self._chain_stop = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -89,6 +97,8 @@ class Node:
             self._runner, self.config.host, self.config.port, self.connections, backlog=1024, reuse_address=True
         )
         await site.start()
+        if self.connector is not None:
+            self._chain = asyncio.create_task(self.connector.run(self._chain_stop), name="chain-connector")
         kme = self.config.manager.join or "its own key manager"
         log.info(
             "node serving worker %s on %s with %d enclave(s) provisioned by %s, data in %s",
@@ -99,7 +109,23 @@ class Node:
             self.config.data_dir,
         )
 
+    def _connector(self, config: ChainConfig) -> Connector:
+        """The chain connector (`adytum up --chain`); a contracts file it cannot use refuses the start."""
+        from .chain.connector import Connector  # web3 is loaded only by a node that follows a chain
+
+        return Connector(
+            config,
+            reader=self.reader,
+            committer=self.committer,
+            accept=self.api.accept,
+            wait=self.manager.dispatch.wait,
+            worker_id=self.manager.worker_id,
+        )
+
     async def stop(self) -> None:
+        if self._chain is not None:
+            self._chain_stop.set()
+            await asyncio.gather(self._chain, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
         await self.manager.stop()

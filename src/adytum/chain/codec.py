@@ -110,4 +110,6 @@ def _public_key(pem: str) -> coincurve.PublicKey:
         raise ChainError(f"the verification key is not a PEM public key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256k1":
         raise ChainError("the verification key is not a secp256k1 key")
-    return coincurve.PublicKey(key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+    return coincurve.PublicKey(
+        key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )

@@ -45,7 +45,9 @@ class Deployment:
     @classmethod
     def from_json(cls, data: Any, source: str = "the contracts file") -> Deployment:
         if not isinstance(data, list):
-            raise ChainError(f"{source}: expected a JSON list of {{name, address, abi}} (what `adytum chain deploy` prints)")
+            raise ChainError(
+                f"{source}: expected a JSON list of {{name, address, abi}} (what `adytum chain deploy` prints)"
+            )
         found: dict[str, Deployed] = {}
         for entry in data:
             try:
@@ -91,7 +93,9 @@ def deploy(w3: Any, sender: str) -> Deployment:
     for name in NAMES:
         art = artifacts()[name]
         factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        ctor = factory.constructor() if name in ("WorkerRegistry", "WorkerRegistryList") else factory.constructor(registry)
+        ctor = (
+            factory.constructor() if name in ("WorkerRegistry", "WorkerRegistryList") else factory.constructor(registry)
+        )
         tx = ctor.transact({"from": sender})
         receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=120)
         if receipt["status"] != 1 or not receipt["contractAddress"]:
