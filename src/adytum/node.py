@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-
 from typing import TYPE_CHECKING
 
 from aiohttp import web

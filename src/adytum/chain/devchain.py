@@ -114,3 +114,4 @@ def serving(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
+        loop.close()
