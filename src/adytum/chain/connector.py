@@ -153,7 +153,11 @@ class Connector:
         if self._w3 is None:
             from web3 import AsyncHTTPProvider, AsyncWeb3
 
-            self._w3 = AsyncWeb3(AsyncHTTPProvider(self.config.url, request_kwargs={"timeout": 30}))
+            # web3's own retries are off: the connector's backoff retries, and logs why
+            provider = AsyncHTTPProvider(
+                self.config.url, request_kwargs={"timeout": 30}, exception_retry_configuration=None
+            )
+            self._w3 = AsyncWeb3(provider)
         return self._w3
 
     def contract(self, name: str) -> Any:

@@ -86,32 +86,71 @@ class DevChain:
         return app
 
 
+class DevChainServer:
+    """A DevChain's JSON-RPC endpoint on a thread of its own; `stop` and `start` again on the same port is an RPC
+    node that went away and came back with its chain intact."""
+
+    def __init__(self, chain: DevChain | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.chain = chain or DevChain()
+        self.host, self.port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> str:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            runner = web.AppRunner(self.chain.app(), access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
+            except OSError as exc:
+                failed.append(exc)
+                ready.set()
+                await runner.cleanup()
+                return
+            self.port = int(runner.addresses[0][1])
+            ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+        self._thread.start()
+        if not ready.wait(30):
+            raise RuntimeError("the development chain did not start")
+        if failed:
+            self._join()
+            raise failed[0]
+        return self.url
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._join()
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._loop is not None:
+            self._loop.close()
+        self._thread = self._loop = self._stop = None
+
+
 @contextmanager
 def serving(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """A dev chain served on a thread of its own for as long as the block runs; yields its URL."""
-    chain = DevChain()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    url: list[str] = []
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        runner = web.AppRunner(chain.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        url.append(f"http://{host}:{runner.addresses[0][1]}/")
-        ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    if not ready.wait(30):
-        raise RuntimeError("the development chain did not start")
+    """A dev chain served for as long as the block runs; yields its URL."""
+    server = DevChainServer(host=host, port=port)
+    url = server.start()
     try:
-        yield url[0]
+        yield url
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        loop.close()
+        server.stop()
