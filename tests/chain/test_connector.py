@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from adytum.chain import ChainClient, deploy
-from adytum.chain import codec
+from adytum.chain import ChainClient, codec, deploy
 from adytum.chain.devchain import DevChainServer
 from adytum.config import ChainConfig
 from adytum.protocol import EeaError, Status
@@ -97,7 +96,7 @@ def test_malformed_requests_in_events_are_refused_on_chain_and_the_connector_goe
             orders.functions.workOrderSubmit(wo, wid, b"\x33" * 32, request).transact({"from": client.sender})
         for wo, _ in (garbage, mismatched):
             wo_id = wo.hex()
-            [event] = until(lambda: completions(client, wo_id), f"{wo_id} is refused on chain")
+            [event] = until(lambda wo_id=wo_id: completions(client, wo_id), f"{wo_id} is refused on chain")
             assert event["args"]["workOrderStatus"] == 2 and event["args"]["errorCode"] == Status.INVALID_PARAMETER
         assert "not the event's" in completions(client, mismatched[0].hex())[0]["args"]["errorMessage"]
         with pytest.raises(EeaError) as refused:
