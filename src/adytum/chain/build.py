@@ -23,8 +23,8 @@ NAMES = ("WorkerRegistry", "WorkOrderRegistry", "WorkOrderReceiptRegistry", "Wor
 
 def compile_all() -> dict[str, Any]:
     """Every contract compiled from its source now (needs the `vyper` package)."""
-    import vyper
-    from vyper.compiler.settings import Settings
+    import vyper  # type: ignore[import-untyped]
+    from vyper.compiler.settings import Settings  # type: ignore[import-untyped]
 
     out: dict[str, Any] = {"compiler": f"vyper {vyper.__version__}", "evmVersion": EVM_VERSION, "contracts": {}}
     for name in NAMES:

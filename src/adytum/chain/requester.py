@@ -47,7 +47,7 @@ class ChainClient:
     ) -> None:
         from web3 import Web3
 
-        self.w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30}))
+        self.w3: Any = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30}))
         self.rpc = rpc
         self.deployment = contracts if isinstance(contracts, Deployment) else Deployment.load(contracts)
         self.trust = trust or Trust()

@@ -81,7 +81,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
         from ..chain import ChainError, deploy
     except ImportError:
-        return fail(CHAIN_EXTRA)
+        return fail(CHAIN_EXTRA, as_json=False)
     try:
         w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 30}))
         key = read_key(args.key_file)
@@ -95,15 +95,15 @@ def run_deploy(args: argparse.Namespace) -> int:
         else:
             accounts = w3.eth.accounts
             if not accounts:
-                return fail(f"{args.rpc} unlocks no account: pass --key-file")
+                return fail(f"{args.rpc} unlocks no account: pass --key-file", as_json=False)
             sender = accounts[0]
         deployment = deploy(w3, sender)
     except ChainError as exc:
-        return fail(str(exc))
+        return fail(str(exc), as_json=False)
     except (OSError, ValueError) as exc:
-        return fail(f"cannot deploy through {args.rpc}: {exc}")
+        return fail(f"cannot deploy through {args.rpc}: {exc}", as_json=False)
     except Exception as exc:  # web3's own errors (RPC refusals) have no common base with the above
-        return fail(f"cannot deploy through {args.rpc}: {exc}")
+        return fail(f"cannot deploy through {args.rpc}: {exc}", as_json=False)
     json.dump(deployment.to_json(), sys.stdout)
     sys.stdout.write("\n")
     for c in deployment.contracts.values():
@@ -145,7 +145,7 @@ def run_dev(args: argparse.Namespace) -> int:
     try:
         from ..chain.devchain import serving
     except ImportError:
-        return fail(CHAIN_EXTRA)
+        return fail(CHAIN_EXTRA, as_json=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -154,5 +154,5 @@ def run_dev(args: argparse.Namespace) -> int:
             print(f"development chain (eth-tester, simulated, dev keys) on {url}", file=sys.stderr, flush=True)
             stop.wait()
     except OSError as exc:
-        return fail(f"cannot serve on {args.host}:{args.port}: {exc}")
+        return fail(f"cannot serve on {args.host}:{args.port}: {exc}", as_json=False)
     return 0
