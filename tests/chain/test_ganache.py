@@ -43,6 +43,7 @@ class Ganache:
                 "--chain.hardfork=shanghai",
                 "--wallet.deterministic",
                 "--wallet.totalAccounts=4",
+                f"--wallet.accountKeysPath={self.db.parent / 'ganache-keys.json'}",
                 f"--database.dbPath={self.db}",
                 "--logging.quiet",
             ],
@@ -85,6 +86,14 @@ def ganache(tmp_path: Path) -> Iterator[Ganache]:
     node.stop()
 
 
+def key_file(ganache: Ganache, index: int, tmp_path: Path) -> Path:
+    """A file with the hex private key of one of Ganache's accounts, as a node that unlocks none needs."""
+    keys = json.loads((ganache.db.parent / "ganache-keys.json").read_text())["private_keys"]
+    path = tmp_path / f"account{index}.key"
+    path.write_text(keys[Web3(Web3.HTTPProvider(ganache.url)).eth.accounts[index].lower()])
+    return path
+
+
 def adytum(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "adytum", *args], capture_output=True, text=True, timeout=timeout, env=os.environ
@@ -101,7 +110,8 @@ def submit(url: str, contracts: Path, root: Path, text: str) -> dict:
 
 
 def test_the_proxy_flow_on_ganache_survives_its_restart_and_a_reorg(ganache: Ganache, tmp_path: Path):
-    deployed = adytum("chain", "deploy", "--rpc", ganache.url)
+    # deployer and connector sign with their own keys (as on Geth or Besu); the requester uses an unlocked account
+    deployed = adytum("chain", "deploy", "--rpc", ganache.url, "--key-file", str(key_file(ganache, 3, tmp_path)))
     assert deployed.returncode == 0, deployed.stderr
     entries = json.loads(deployed.stdout)
     assert [e["name"] for e in entries] == [
@@ -112,7 +122,9 @@ def test_the_proxy_flow_on_ganache_survives_its_restart_and_a_reorg(ganache: Gan
     contracts.write_text(deployed.stdout)
     data = tmp_path / "node"
     data.mkdir(mode=0o700)
-    with local_node(data, free_port(), "--chain", ganache.url, "--contracts", str(contracts), "--chain-poll", "0.1"):
+    chain_key = str(key_file(ganache, 2, tmp_path))
+    options = ("--chain", ganache.url, "--contracts", str(contracts), "--chain-poll", "0.1", "--chain-key", chain_key)
+    with local_node(data, free_port(), *options):
         root = DataDir(data).platform_root
         deadline = time.monotonic() + 60
         while True:
@@ -123,6 +135,7 @@ def test_the_proxy_flow_on_ganache_survives_its_restart_and_a_reorg(ganache: Gan
             time.sleep(0.3)
         [worker] = json.loads(listed.stdout)["workers"]
         assert worker["status"] == 1 and len(worker["evidenceHash"]) == 64
+        assert worker["owner"].lower() == Web3(Web3.HTTPProvider(ganache.url)).eth.accounts[2].lower()
 
         assert submit(ganache.url, contracts, root, "ganache")["outputs"] == ["Hello ganache"]
 

@@ -93,6 +93,7 @@ class Connector:
         self._anchored = 0
         self._last_anchor = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Lock()  # one transaction at a time: a local key's nonces come from the node
         #: Counters for tests and logs: orders taken, outcomes posted, events skipped.
         self.taken = self.posted = self.skipped = 0
 
@@ -464,6 +465,10 @@ class Connector:
 
     async def _send(self, fn: Any, what: str) -> Any:
         """Send one transaction and wait for it; ChainError if the contract refuses (with its reason)."""
+        async with self._sending:
+            return await self._send_one(fn, what)
+
+    async def _send_one(self, fn: Any, what: str) -> Any:
         try:
             if self._account is None:
                 tx = await fn.transact({"from": self.sender})
