@@ -38,7 +38,6 @@ def register(sub: Subparsers) -> None:
     )
     deploy.add_argument("--rpc", required=True, help="the Ethereum JSON-RPC endpoint, e.g. http://127.0.0.1:8545")
     add_key(deploy, "deploy from")
-    deploy.set_defaults(run=run_deploy)
 
     workers = actions.add_parser(
         "workers",
@@ -49,7 +48,6 @@ def register(sub: Subparsers) -> None:
     workers.add_argument("--rpc", required=True, help="the Ethereum JSON-RPC endpoint")
     workers.add_argument("--contracts", required=True, type=Path, help="the file `adytum chain deploy` printed")
     add_json(workers)
-    workers.set_defaults(run=run_workers)
 
     dev = actions.add_parser(
         "dev",
@@ -59,7 +57,11 @@ def register(sub: Subparsers) -> None:
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8545, help="port (default 8545; 0 = any free)")
-    dev.set_defaults(run=run_dev)
+    chain.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"deploy": run_deploy, "workers": run_workers, "dev": run_dev}[args.chain_action](args)
 
 
 def add_key(p: argparse.ArgumentParser, what: str) -> None:

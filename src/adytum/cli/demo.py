@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     port = free_port()
     uri = f"http://127.0.0.1:{port}/"
     say = (lambda *a, **k: None) if args.json else console.print
-    say(f"[bold]starting a node[/] on {uri} (simulated enclaves, SQLite store in {data_dir})")
-    results: list[dict[str, Any]] = []
     if args.chain:
         return _run_on_chain(args, data_dir, port, say)
+    say(f"[bold]starting a node[/] on {uri} (simulated enclaves, SQLite store in {data_dir})")
+    results: list[dict[str, Any]] = []
     try:
         with local_node(data_dir, port):
             _run_examples(uri, data_dir, say, results)
