@@ -78,6 +78,16 @@ def test_orders_through_the_contract_come_back_verified_and_the_ledger_is_anchor
         size = until(lambda: receipts.functions.ledgerHead(wid).call()[0], "a tree head is anchored")
         assert size >= 2
 
+        # a rotated encryption key is published by the node and follows on chain, with its fresh evidence
+        node.call(node.node.manager.keys.rotate)
+        rotated = until(
+            lambda: (w := client.worker()).encryption_key != worker.encryption_key and w, "the chain has the new key"
+        )
+        assert client.worker_entry(worker.worker_id)["evidenceHash"] != entry["evidenceHash"]
+        assert rotated.verifying_key == worker.verifying_key
+        order, _ = client.submit(rotated, "hello", [b"rotated"])
+        assert client.result(order, rotated, timeout=60) == [b"Hello rotated"]
+
 
 def test_malformed_requests_in_events_are_refused_on_chain_and_the_connector_goes_on(rpc, contracts, tmp_path):
     with running_node(tmp_path / "node", chain=chain_config(rpc, contracts)) as node:

@@ -318,3 +318,19 @@ def test_an_address_with_other_code_is_refused(chain: Chain):
         check_code("WorkOrderRegistry", registry.address, code)
     with pytest.raises(ChainError, match="no contract there"):
         check_code("WorkOrderRegistry", chain.account(3), bytes(chain.w3.eth.get_code(chain.account(3))))
+
+
+def test_a_contracts_file_must_name_every_contract():
+    from adytum.chain import Deployment
+
+    with pytest.raises(ChainError, match="expected a JSON list"):
+        Deployment.from_json({"WorkerRegistry": "0x0"})
+    with pytest.raises(ChainError, match="needs name, address and abi"):
+        Deployment.from_json([{"name": "WorkerRegistry"}])
+    with pytest.raises(ChainError, match="no address for WorkOrderRegistry"):
+        Deployment.from_json(
+            [
+                {"name": n, "address": "0x0", "abi": []}
+                for n in ("WorkerRegistry", "WorkerRegistryList", "WorkOrderReceiptRegistry")
+            ]
+        )

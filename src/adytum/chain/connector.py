@@ -74,14 +74,13 @@ class Connector:
         accept: Accept,
         wait: Wait,
         worker_id: str,
-        w3: Any | None = None,
     ) -> None:
         self.config = config
         self.reader, self.committer = reader, committer
         self.accept, self.wait = accept, wait
         self.worker_id = worker_id
         self.deployment = Deployment.load(config.contracts)
-        self._w3 = w3
+        self._w3: Any = None
         self._account: Any = None  # a local key's account, or None: the RPC node signs for `sender`
         self.sender = ""
         key = f"chain.{self.deployment['WorkOrderRegistry'].address.lower()}"
