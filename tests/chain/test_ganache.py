@@ -1,6 +1,6 @@
 """The whole proxy flow as a user runs it, against a real Ethereum node from npm (Ganache, pinned in
 package.json/package-lock.json, installed by `make chain-node`): `adytum chain deploy`, a node process with
-`adytum up --chain`, `adytum chain workers`, `adytum submit --chain`; then the RPC node is restarted on its
+`adytum up --chain ws://...` (a newHeads subscription), `adytum chain workers`, `adytum submit --chain`; then the RPC node is restarted on its
 database and a reorg is made (evm_snapshot/evm_revert), and orders still go through.
 
 Skips with the reason when node_modules/.bin/ganache is absent; fails instead when CI=true.
@@ -123,7 +123,8 @@ def test_the_proxy_flow_on_ganache_survives_its_restart_and_a_reorg(ganache: Gan
     data = tmp_path / "node"
     data.mkdir(mode=0o700)
     chain_key = str(key_file(ganache, 2, tmp_path))
-    options = ("--chain", ganache.url, "--contracts", str(contracts), "--chain-poll", "0.1", "--chain-key", chain_key)
+    ws = ganache.url.replace("http://", "ws://")  # the node follows newHeads over a WebSocket; the CLI uses HTTP
+    options = ("--chain", ws, "--contracts", str(contracts), "--chain-key", chain_key)
     with local_node(data, free_port(), *options):
         root = DataDir(data).platform_root
         deadline = time.monotonic() + 60

@@ -112,12 +112,14 @@ class Connector:
                     raise
                 except Exception as exc:  # an RPC node that errs or vanishes, a refused transaction: try again
                     log.warning("chain %s: %s; trying again in %.1f s", self.config.url, _reason(exc), delay)
+                    await self._disconnect()
                     try:
                         await asyncio.wait_for(stop.wait(), delay)
                     except TimeoutError:
                         pass
                     delay = min(delay * 2, BACKOFF[1])
         finally:
+            await self._disconnect()
             poster.cancel()
             for task in list(self._tasks):
                 task.cancel()
@@ -125,6 +127,8 @@ class Connector:
 
     async def _connect(self) -> None:
         w3 = self.w3
+        if self.websocket:
+            await w3.provider.connect()
         for name, deployed in self.deployment.contracts.items():
             check_code(name, deployed.address, bytes(await w3.eth.get_code(deployed.address)))
         if self.config.key_file is not None:
@@ -149,16 +153,34 @@ class Connector:
         )
 
     @property
+    def websocket(self) -> bool:
+        return self.config.url.startswith(("ws://", "wss://"))
+
+    @property
     def w3(self) -> Any:
         if self._w3 is None:
-            from web3 import AsyncHTTPProvider, AsyncWeb3
+            from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 
             # web3's own retries are off: the connector's backoff retries, and logs why
-            provider = AsyncHTTPProvider(
-                self.config.url, request_kwargs={"timeout": 30}, exception_retry_configuration=None
+            provider: Any = (
+                WebSocketProvider(self.config.url, max_connection_retries=1, request_timeout=30)
+                if self.websocket
+                else AsyncHTTPProvider(
+                    self.config.url, request_kwargs={"timeout": 30}, exception_retry_configuration=None
+                )
             )
             self._w3 = AsyncWeb3(provider)
         return self._w3
+
+    async def _disconnect(self) -> None:
+        """Drop the connection (a WebSocket's socket, an HTTP session): the next attempt opens a fresh one."""
+        w3, self._w3 = self._w3, None
+        if w3 is None:
+            return
+        try:
+            await w3.provider.disconnect()
+        except Exception as exc:  # it is being dropped anyway
+            log.debug("closing the connection to %s: %s", self.config.url, exc)
 
     def contract(self, name: str) -> Any:
         deployed = self.deployment[name]
@@ -224,18 +246,47 @@ class Connector:
     # --- following the chain ----------------------------------------------------------------------------------
 
     async def _follow(self, stop: asyncio.Event) -> None:
+        """Read the chain whenever a block arrives: pushed by a newHeads subscription over a WebSocket, or from
+        the node's new-block filter over HTTP; between blocks, keep the worker record and the anchor current."""
+        if self.websocket:
+            await self._follow_heads(stop)
+            return
         blocks = await self.w3.eth.filter("latest")
         await self._catch_up()
         while not stop.is_set():
-            new = await blocks.get_new_entries()
-            if new:
+            if await blocks.get_new_entries():
                 await self._catch_up()
             await self._sync_worker()
             await self._anchor()
-            try:
-                await asyncio.wait_for(stop.wait(), self.config.poll)
-            except TimeoutError:
-                pass
+            await _pause(stop, self.config.poll)
+
+    async def _follow_heads(self, stop: asyncio.Event) -> None:
+        arrived = asyncio.Event()
+
+        async def heads() -> None:
+            await self.w3.eth.subscribe("newHeads")
+            async for _ in self.w3.socket.process_subscriptions():
+                arrived.set()
+
+        reader = asyncio.create_task(heads())
+        try:
+            await self._catch_up()
+            while not stop.is_set():
+                if reader.done():
+                    reader.result()  # its failure is the connection's: reconnect
+                    raise ChainError("the newHeads subscription ended")
+                if arrived.is_set():
+                    arrived.clear()
+                    await self._catch_up()
+                await self._sync_worker()
+                await self._anchor()
+                waits = [asyncio.ensure_future(e.wait()) for e in (arrived, stop)]
+                await asyncio.wait([*waits, reader], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def _catch_up(self) -> None:
         """Read every block from the cursor to the head (less the confirmations), in chunks."""
@@ -485,6 +536,13 @@ class Connector:
         if receipt["status"] != 1:
             raise ChainError(f"{what} reverted in block {receipt['blockNumber']} (transaction {tx.hex()})")
         return receipt
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
 
 
 def _same_ids(p: WorkOrderParams, wo_id: str, worker_id: str, requester_id: str) -> None:

@@ -165,8 +165,9 @@ def register(sub: Subparsers) -> None:
     chain.add_argument(
         "--chain",
         metavar="URL",
-        help="also take work orders from the contracts on this Ethereum JSON-RPC node (Ganache, Hardhat, Geth, "
-        "Besu, `adytum chain dev`); the worker is registered there and its results are posted back, signed",
+        help="also take work orders from the contracts on this Ethereum JSON-RPC node, http(s):// or ws(s):// "
+        "(Ganache, Hardhat, Geth, Besu, `adytum chain dev`); the worker is registered there and its results are "
+        "posted back, signed; over ws:// new blocks are pushed (newHeads), over http:// a block filter is asked",
     )
     chain.add_argument(
         "--contracts", metavar="FILE", type=Path, help="with --chain: the file `adytum chain deploy` printed"
@@ -190,7 +191,8 @@ def register(sub: Subparsers) -> None:
         type=float,
         default=0.25,
         metavar="SECONDS",
-        help="how often the node's new-block filter is asked; logs are read only when a block came (default 0.25)",
+        help="over http://, how often the node's new-block filter is asked; logs are read only when a block came "
+        "(default 0.25)",
     )
     chain.add_argument(
         "--chain-anchor-interval",
