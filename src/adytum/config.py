@@ -91,7 +91,7 @@ class ManagerConfig:
 class ChainConfig:
     """The node's chain connector (adytum.chain.connector): where the chain is and how to follow it."""
 
-    #: The Ethereum JSON-RPC endpoint (http(s)://).
+    #: The Ethereum JSON-RPC endpoint: http(s):// (a new-block filter is asked) or ws(s):// (newHeads pushed).
     url: str
     #: The contracts file `adytum chain deploy` printed (name, address, ABI of each contract).
     contracts: Path

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from eth_abi import encode as abi_encode
 from web3 import Web3
 
 from adytum.chain import ChainClient, codec, deploy
@@ -104,7 +105,17 @@ def test_malformed_requests_in_events_are_refused_on_chain_and_the_connector_goe
         mismatched = (b"\x22" * 32, encode(other.params).decode())
         for wo, request in (garbage, mismatched):
             orders.functions.workOrderSubmit(wo, wid, b"\x33" * 32, request).transact({"from": client.sender})
-        for wo, _ in (garbage, mismatched):
+        # a request that is not UTF-8 (ABI strings are bytes on chain): its event does not decode
+        not_text = (b"\x44" * 32, None)
+        selector = Web3.keccak(text="workOrderSubmit(bytes32,bytes32,bytes32,string)")[:4]
+        body = abi_encode(["bytes32", "bytes32", "bytes32", "bytes"], [not_text[0], wid, b"\x33" * 32, b"\xff\xfe{"])
+        w3 = client.w3
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction(
+                {"from": client.sender, "to": orders.address, "data": selector + body, "gas": 500_000}
+            )
+        )
+        for wo, _ in (garbage, mismatched, not_text):
             wo_id = wo.hex()
             [event] = until(lambda wo_id=wo_id: completions(client, wo_id), f"{wo_id} is refused on chain")
             assert event["args"]["workOrderStatus"] == 2 and event["args"]["errorCode"] == Status.INVALID_PARAMETER
@@ -113,7 +124,7 @@ def test_malformed_requests_in_events_are_refused_on_chain_and_the_connector_goe
             client.result(_pending(mismatched[0].hex(), other), worker, timeout=10)
         assert refused.value.code == Status.INVALID_PARAMETER
         assert client.run("hello", [b"after"], timeout=60) == [b"Hello after"]
-        assert node.node.connector is not None and node.node.connector.skipped == 2
+        assert node.node.connector is not None and node.node.connector.skipped == 3
 
 
 def _pending(wo_id: str, like):

@@ -295,15 +295,43 @@ class Connector:
         cursor = await self._checked_cursor()
         while cursor.block < target:
             end = min(cursor.block + LOG_CHUNK, target)
-            events = await self.contract("WorkOrderRegistry").events.workOrderSubmitted.get_logs(
-                argument_filters={"workerId": codec.id_bytes(self.worker_id)},
-                from_block=cursor.block + 1,
-                to_block=end,
+            before = await self._hash(end)
+            logs = await self.w3.eth.get_logs(
+                {
+                    "address": self.deployment["WorkOrderRegistry"].address,
+                    "topics": [self._submitted_topic, None, "0x" + self.worker_id],
+                    "fromBlock": cursor.block + 1,
+                    "toBlock": end,
+                }
             )
-            for event in sorted(events, key=lambda e: (e["blockNumber"], e["logIndex"])):
-                await self._take(event)
-            cursor = _Cursor(end, (await self.w3.eth.get_block(end))["hash"].hex())
+            if await self._hash(end) != before:  # a reorg while reading: those logs may be of the old branch
+                raise ChainError(f"block {end} changed while its logs were read (a reorg): reading again")
+            for raw in sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"])):
+                await self._take_raw(raw)
+            cursor = _Cursor(end, before)
             await self._save_cursor(cursor)
+
+    @property
+    def _submitted_topic(self) -> str:
+        event = self.contract("WorkOrderRegistry").events.workOrderSubmitted
+        return (
+            "0x" + bytes(event.topic).hex().removeprefix("0x") if isinstance(event.topic, bytes) else str(event.topic)
+        )
+
+    async def _hash(self, block: int) -> str:
+        return str((await self.w3.eth.get_block(block))["hash"].hex())
+
+    async def _take_raw(self, raw: Any) -> None:
+        """Decode one log; one that does not decode (a request that is not UTF-8, say) is refused, not retried."""
+        try:
+            event = self.contract("WorkOrderRegistry").events.workOrderSubmitted().process_log(raw)
+        except Exception as exc:  # web3/eth-abi decoding errors have no common base worth naming
+            wo_id = bytes(raw["topics"][1]).hex()
+            self.skipped += 1
+            log.warning("work order %s in block %d does not decode (%s): refused", wo_id, raw["blockNumber"], exc)
+            await self._fail(wo_id, Status.INVALID_PARAMETER, "the work order request does not decode as ABI string")
+            return
+        await self._take(event)
 
     async def _checked_cursor(self) -> _Cursor:
         saved = self.reader.setting(self._cursor_name)
