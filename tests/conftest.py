@@ -37,3 +37,32 @@ from support import RunningNode, running_node  # noqa: E402
 def node(tmp_path_factory) -> Iterator[RunningNode]:
     with running_node(tmp_path_factory.mktemp("node")) as n:
         yield n
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (tests/pg.py)."""
+    from pg import database
+
+    with database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request, tmp_path):
+    """A migrated, empty store of each backend: a test using it runs once on SQLite, once on PostgreSQL."""
+    from adytum.store import open_store
+
+    if request.param == "sqlite":
+        s = open_store(tmp_path / "db.sqlite3")
+        s.migrate()
+        yield s
+        s.close()
+        return
+    from pg import database
+
+    with database() as url:
+        s = open_store(url)
+        s.migrate()
+        yield s
+        s.close()

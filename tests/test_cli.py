@@ -53,6 +53,7 @@ def test_every_command_registers_itself_and_help_stays_light():
             "init",
             "workloads",
             "pool",
+            "store",
             "chain",
         ),
         True,

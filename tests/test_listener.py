@@ -228,11 +228,11 @@ def test_an_order_reaches_the_enclave_from_the_store_once_dispatch_is_woken(node
     not before (nothing polls), and answered once."""
     from adytum.datadir import DataDir
     from adytum.protocol import canonical
-    from adytum.store import NewOrder, Store
+    from adytum.store import NewOrder, SqliteStore
 
     order = build(worker, "hello", [b"from the store"])
     p = order.params
-    other = Store(DataDir(node.node.config.data_dir).store)
+    other = SqliteStore(DataDir(node.node.config.data_dir).store)
     try:
         with other.transaction():
             other.insert_order(

@@ -20,7 +20,7 @@ from adytum.protocol import (
     workload_name,
 )
 from adytum.protocol.hexid import HEX, HexId
-from adytum.store import Store, WorkerRow
+from adytum.store import SqliteStore, WorkerRow
 
 
 @pytest.mark.parametrize("raw, expect", [("ab", "ab"), ("0xAB", "ab"), ("0XaB", "ab"), ("AB", "ab"), ("", "")])
@@ -93,8 +93,8 @@ def test_worker_record_types_its_enums():
 
 
 def test_the_store_reads_worker_status_as_the_enum(tmp_path):
-    store = Store(tmp_path / "db.sqlite", durable=False)
-    store.create_schema()
+    store = SqliteStore(tmp_path / "db.sqlite", durable=False)
+    store.migrate()
     store.put_worker(WorkerRow("ab", WorkerType.TEE_SGX, "00", "00", WorkerStatus.ACTIVE, "{}"))
     row = store.worker("ab")
     assert row is not None and row.status is WorkerStatus.ACTIVE

@@ -22,7 +22,7 @@ from adytum.protocol.receipts import (
     receipt_update_digest,
     tree_head_digest,
 )
-from adytum.store import GroupCommit, NewOrder, NewReceipt, Store
+from adytum.store import GroupCommit, NewOrder, NewReceipt, SqliteStore, Store
 from support import LocalPool, running_node
 
 WORKER_ID = sha256(b"receipts-enclave-test").hex()
@@ -317,9 +317,9 @@ def _node_receipt(store, n, start=0):
 def test_the_head_signer_batches_by_count_covers_on_demand_and_passes_over_a_dying_enclave(tmp_path):
     async def body(wpe, ident):
         path = tmp_path / "store.sqlite"
-        writer = Store(path)
-        writer.create_schema()
-        reader = Store(path)
+        writer = SqliteStore(path)
+        writer.migrate()
+        reader = SqliteStore(path)
         committer = GroupCommit(writer)
         committer.start()
         dying = DiesOnTheWay()

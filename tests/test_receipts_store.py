@@ -25,12 +25,11 @@ from adytum.store import (
     NewOrder,
     NewReceipt,
     NewReceiptUpdate,
+    SqliteStore,
     Store,
     StoredHead,
     UnknownOrder,
 )
-from adytum.store.schema import schema
-from test_schema_postgres import pg  # noqa: F401  (the fixture: a fresh schema on the local server, or a skip)
 
 WORKER = "aa" * 32
 REQUESTER = "bb" * 32
@@ -69,11 +68,9 @@ def update(i: int, update_type: int, by: str = "worker", *, updater: str = WORKE
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "db.sqlite3")
-    s.create_schema()
-    yield s
-    s.close()
+def store(any_store):
+    """Each test here runs on SQLite and on PostgreSQL."""
+    return any_store
 
 
 def accept(store: Store, *orders: NewOrder) -> None:
@@ -100,7 +97,6 @@ def test_an_order_without_a_receipt_stores_none(store):
     assert store.receipt(wo(1)) is None
     assert store.ledger_size() == 0
     with store.transaction():
-        store.mark_processing(wo(1))
         assert store.insert_response(wo(1), 0, b"{}", receipt_update=update(1, 1))  # receipts were off for it
     assert store.receipt_updates(wo(1)) == [] and store.ledger_size() == 0
     with pytest.raises(UnknownOrder), store.transaction():
@@ -130,7 +126,6 @@ def test_requester_create_replaces_the_node_receipt_once(store):
 def test_a_late_requester_create_keeps_the_trail_status(store):
     accept(store, order(1))
     with store.transaction():
-        store.mark_processing(wo(1))
         store.insert_response(wo(1), 0, b"{}", receipt_update=update(1, 1))
         store.create_receipt(requester_receipt(1, status=0))
     assert store.receipt(wo(1))[:2] == ("requester", 1)  # completed stays completed
@@ -159,7 +154,6 @@ def test_updates_are_numbered_from_one(store):
 def test_insert_response_stores_the_worker_update(store):
     accept(store, order(1), order(2))
     with store.transaction():
-        store.mark_processing(wo(1))
         assert store.insert_response(wo(1), 0, b"{}", receipt_update=update(1, 1))
     assert store.receipt(wo(1))[1] == 1
     [(idx, by, updater, kind, _)] = store.receipt_updates(wo(1))
@@ -179,7 +173,6 @@ def test_lookup_filters_and_pages(store):
     accept(store, *(order(i, requester=REQUESTER if i % 2 else other) for i in range(1, 8)))
     with store.transaction():
         for i in (1, 2, 3):
-            store.mark_processing(wo(i))
             store.insert_response(wo(i), 0, b"{}", receipt_update=update(i, 1))
     assert store.receipts({}) == (7, [wo(i) for i in range(1, 8)])
     assert store.receipts({"status": 1}) == (3, [wo(1), wo(2), wo(3)])
@@ -290,11 +283,11 @@ def test_the_unwritten_old_receipts_table_is_replaced(tmp_path):
     old.execute(OLD_RECEIPTS)
     old.commit()
     old.close()
-    s = Store(path)
-    s.create_schema()
+    s = SqliteStore(path)
+    s.migrate()
     accept(s, order(1))
     assert s.receipt(wo(1))[0] == "node"
-    s.create_schema()  # the new table stays, rows and all
+    s.migrate()  # the new table stays, rows and all
     assert s.receipt(wo(1))[0] == "node"
     s.close()
 
@@ -306,58 +299,8 @@ def test_an_old_receipts_table_with_rows_is_refused(tmp_path):
     old.execute("INSERT INTO receipts VALUES ('01', 0, '{}', 1.0)")
     old.commit()
     old.close()
-    s = Store(path)
+    s = SqliteStore(path)
     with pytest.raises(AdytumError, match="receipts table has rows"):
-        s.create_schema()
+        s.migrate()
     assert s.db.execute("SELECT COUNT(*) FROM receipts").fetchone() == (1,)  # nothing dropped
     s.close()
-
-
-def test_receipt_tables_on_postgres(pg):  # noqa: F811
-    for stmt in schema("postgres"):
-        pg.execute(stmt)
-    import psycopg
-
-    with pg.transaction():
-        pg.execute(
-            "INSERT INTO work_orders (work_order_id, worker_id, requester_id, requester_nonce, params, "
-            "submitted_at) VALUES (%s, %s, %s, %s, %s, %s)",
-            ("w1", "k", "r", "n1", b"{}", 1.0),
-        )
-        pg.execute(
-            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, leaf, "
-            "created_at) VALUES ('w1', 'k', 'k', 'r', 0, 'node', %s, 1.0)",
-            (2**40,),
-        )
-        pg.execute(
-            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, leaf, created_at) "
-            "VALUES ('w1', 1, 'k', %s, 'worker', %s, 1.0)",
-            (2**32 - 1, 2**40 + 1),
-        )
-        pg.execute(
-            "INSERT INTO ledger (idx, work_order_id, data, hash, created_at) VALUES (%s, 'w1', %s, %s, 1.0)",
-            (2**40, b"{}", merkle.leaf_hash(b"{}")),
-        )
-        pg.execute(
-            "INSERT INTO ledger_heads (tree_size, root, timestamp_ms, signature, frontier, created_at) "
-            "VALUES (%s, %s, %s, 'sig', %s, 1.0)",
-            (2**40, b"\0" * 32, 1_700_000_000_000, b"\1" * 64),
-        )
-    assert pg.execute("SELECT by, status FROM receipts WHERE work_order_id = 'w1'").fetchone() == ("node", 0)
-    assert pg.execute("SELECT hash FROM ledger WHERE idx = %s", (2**40,)).fetchone() == (merkle.leaf_hash(b"{}"),)
-    with pytest.raises(psycopg.errors.CheckViolation):
-        pg.execute(
-            "INSERT INTO receipt_updates (work_order_id, idx, updater_id, update_type, by, leaf, created_at) "
-            "VALUES ('w1', 2, 'k', 1, 'stranger', 0, 1.0)"
-        )
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        pg.execute(
-            "INSERT INTO ledger_heads (tree_size, root, timestamp_ms, signature, frontier, created_at) "
-            "VALUES (%s, %s, 1, 'x', %s, 1.0)",
-            (2**40, b"\0" * 32, b""),
-        )
-    with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        pg.execute(
-            "INSERT INTO receipts (work_order_id, worker_id, worker_service_id, requester_id, status, by, leaf, "
-            "created_at) VALUES ('w9', 'k', 'k', 'r', 0, 'node', 0, 1.0)"
-        )

@@ -17,7 +17,7 @@ from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_resul
 from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.manager.errors import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
-from adytum.store import Store, WorkerRow
+from adytum.store import SqliteStore, Store, WorkerRow
 from support import running_node
 
 
@@ -171,8 +171,8 @@ def test_lookup_pages_with_a_working_tag(tmp_path):
 
 
 def test_stale_workers_are_hidden_from_lookups(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
-    store.create_schema()
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    store.migrate()
     with store.transaction():
         store.put_worker(WorkerRow("e0", 1, "00", "00", 1, "{}", time.time() - 1))
         store.put_worker(WorkerRow("e1", 1, "00", "00", 1, "{}", time.time() + 3600))

@@ -13,7 +13,7 @@ import pytest
 from adytum import crypto
 from adytum.client import AsyncClient, Client, build
 from adytum.protocol import EeaError, Status, to_builtins
-from adytum.store import ItemWrite, NewOrder, StateConflict, Store
+from adytum.store import ItemWrite, NewOrder, SqliteStore, StateConflict
 from support import running_node
 
 
@@ -113,8 +113,8 @@ def test_concurrent_updates_from_two_enclaves_lose_nothing(tmp_path):
 
 
 def test_a_conflicting_write_leaves_neither_response_nor_state(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
-    store.create_schema()
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    store.migrate()
     with store.transaction():
         for wo in ("w1", "w2"):
             store.insert_order(NewOrder(wo, "k", "r", wo, b"{}"))

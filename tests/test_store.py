@@ -1,45 +1,64 @@
-"""The SQLite store: transitions are atomic, duplicates refused, group commits isolate failures."""
+"""The store's behaviour, the same on both backends: every test taking `any_store` runs on SQLite and on a real
+PostgreSQL server. Transitions are atomic, duplicates refused, group commits isolate failures, claims are
+exclusive, leases pass on, late answers are dropped, retention prunes."""
 
 import asyncio
+import threading
 
 import pytest
 
-from adytum.store import Duplicate, GroupCommit, NewOrder, Outcome, Store
+from adytum.store import Duplicate, GroupCommit, NewOrder, Outcome, SqliteStore, Store, open_store
+from adytum.store.schema import LATEST
+
+WORKER = "aa" * 32
 
 
 def order(i: int, nonce: str | None = None) -> NewOrder:
-    return NewOrder(f"{i:064x}", "aa" * 32, "bb" * 32, nonce or f"{i:032x}", b'{"p":1}')
+    return NewOrder(f"{i:064x}", WORKER, "bb" * 32, nonce or f"{i:032x}", b'{"p":1}')
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "db.sqlite3")
-    s.create_schema()
-    yield s
-    s.close()
+def other_connection(store: Store, tmp_path) -> Store:
+    """A second connection to the same data, as a second node (or a restarted process) has."""
+    target = store.url if hasattr(store, "url") else store.path
+    return open_store(target)
 
 
-def test_lifecycle(store):
+def test_lifecycle(any_store):
+    store = any_store
     with store.transaction():
         store.insert_order(order(1))
     assert store.state(order(1).work_order_id) == "scheduled"
-    assert store.scheduled("aa" * 32) == [(1, order(1).work_order_id)]  # ids only: the body stays in the store
+    assert store.backlog(WORKER) == 1
+    with store.transaction():
+        assert store.claim(WORKER, "node-a", 10) == ([order(1).work_order_id], 0)  # ids only
     assert store.order_params(order(1).work_order_id) == b'{"p":1}'
     assert store.order_params("no-such-order") is None
-    assert store.scheduled("aa" * 32, after=1) == []  # a dispatcher that took seq 1 sees nothing new
     with store.transaction():
-        store.mark_processing(order(1).work_order_id)
+        assert store.claim(WORKER, "node-a", 10) == ([], 0)  # claimed once
     assert store.state(order(1).work_order_id) == "processing"
     with store.transaction():
-        assert store.insert_response(order(1).work_order_id, 0, b"{}")
+        assert store.insert_response(order(1).work_order_id, 0, b"{}", owner="node-a")
     assert store.state(order(1).work_order_id) == "done"
     assert store.response(order(1).work_order_id) == Outcome(0, b"{}")
     with store.transaction():
-        assert not store.insert_response(order(1).work_order_id, 0, b"again")  # answered once only
+        assert not store.insert_response(order(1).work_order_id, 0, b"again", owner="node-a")  # answered once
     assert store.response(order(1).work_order_id) == Outcome(0, b"{}")
 
 
-def test_duplicates(store):
+def test_claims_are_oldest_first_and_bounded(any_store):
+    store = any_store
+    with store.transaction():
+        for i in range(5):
+            store.insert_order(order(i))
+    with store.transaction():
+        ids, left = store.claim(WORKER, "node-a", 2)
+    assert ids == [order(0).work_order_id, order(1).work_order_id] and left == 3
+    with store.transaction():
+        assert store.claim("cc" * 32, "node-a", 10) == ([], 0)  # another worker's orders are not ours
+
+
+def test_duplicates(any_store):
+    store = any_store
     with store.transaction():
         store.insert_order(order(1))
     with pytest.raises(Duplicate) as dup, store.transaction():
@@ -51,22 +70,80 @@ def test_duplicates(store):
     assert store.counts() == {"scheduled": 1, "processing": 0, "done": 0}
 
 
-def test_requeue_after_crash(tmp_path):
-    s = Store(tmp_path / "db.sqlite3")
-    s.create_schema()
-    with s.transaction():
+def test_a_restarted_node_takes_back_its_own_claims(any_store, tmp_path):
+    store = any_store
+    with store.transaction():
         for i in range(3):
-            s.insert_order(order(i))
-        s.mark_processing(order(0).work_order_id)
-        s.mark_processing(order(1).work_order_id)
-    s.close()  # "crash": a new process opens the same file
-    s = Store(tmp_path / "db.sqlite3")
-    with s.transaction():
-        assert s.requeue_processing() == 2
-    assert [wo for _, wo in s.scheduled("aa" * 32)] == [order(i).work_order_id for i in range(3)]
+            store.insert_order(order(i))
+        store.claim(WORKER, "node-a", 2)
+        store.claim(WORKER, "node-b", 1)
+    store.close()  # "crash": a new process opens the same store
+    s = other_connection(store, tmp_path)
+    try:
+        with s.transaction():
+            assert s.release("node-a") == 2  # node-b's claim is node-b's
+        assert s.counts() == {"scheduled": 2, "processing": 1, "done": 0}
+    finally:
+        s.close()
 
 
-def test_group_commit_isolates_a_failing_transition(store):
+def test_a_dead_nodes_claims_pass_on_and_its_late_answer_is_dropped(any_store, monkeypatch):
+    store = any_store
+    clock = [1000.0]
+    monkeypatch.setattr("adytum.store.base.time.time", lambda: clock[0])
+    with store.transaction():
+        store.insert_order(order(1))
+        store.heartbeat("node-a", 15.0)
+        store.heartbeat("node-b", 15.0)
+        store.claim(WORKER, "node-a", 1)
+    clock[0] = 1010.0
+    with store.transaction():
+        assert store.heartbeat("node-b", 15.0) == 0  # node-a's lease still runs
+    clock[0] = 1020.0
+    with store.transaction():
+        assert store.heartbeat("node-b", 15.0) == 1  # it ran out: its claim passes on
+    with store.transaction():
+        assert store.claim(WORKER, "node-b", 5) == ([order(1).work_order_id], 0)
+    with store.transaction():
+        assert not store.insert_response(order(1).work_order_id, 0, b"late", owner="node-a")
+        assert store.insert_response(order(1).work_order_id, 0, b"on time", owner="node-b")
+    assert store.response(order(1).work_order_id) == Outcome(0, b"on time")
+
+
+def test_two_connections_never_claim_one_order_twice(any_store, tmp_path):
+    """Two nodes claiming at the same moment: every order is claimed by exactly one of them."""
+    store = any_store
+    with store.transaction():
+        for i in range(200):
+            store.insert_order(order(i))
+    claimed: dict[str, list[str]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def node(name: str) -> None:
+        s = other_connection(store, tmp_path)
+        start.wait()
+        try:
+            while True:
+                with s.transaction():
+                    ids, _ = s.claim(WORKER, name, 7)
+                if not ids:
+                    return
+                claimed[name].extend(ids)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=node, args=(n,)) for n in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = claimed["a"] + claimed["b"]
+    assert sorted(everything) == sorted(order(i).work_order_id for i in range(200))  # each once, none lost
+
+
+def test_group_commit_isolates_a_failing_transition(any_store):
+    store = any_store
+
     async def main():
         gc = GroupCommit(store)
         gc.start()
@@ -83,11 +160,12 @@ def test_group_commit_isolates_a_failing_transition(store):
     assert commits <= 6
 
 
-def test_failed_bodies_are_forgotten_after_retention(store, monkeypatch):
+def test_failed_bodies_are_forgotten_after_retention(any_store, monkeypatch):
     """A failed order's body goes once its retention is over; its row (id and nonce rules) stays, and
     successful or pending orders keep theirs."""
+    store = any_store
     clock = [1000.0]
-    monkeypatch.setattr("adytum.store.sqlite.time.time", lambda: clock[0])
+    monkeypatch.setattr("adytum.store.base.time.time", lambda: clock[0])
     with store.transaction():
         for i in range(5):
             store.insert_order(order(i))
@@ -118,11 +196,93 @@ def test_failed_bodies_are_forgotten_after_retention(store, monkeypatch):
     with store.transaction():
         assert store.forget_failed_bodies(older_than=2500.0) == 1
     assert store.order_params(order(3).work_order_id) == b""
+
+
+def test_answered_orders_are_pruned_after_retention(any_store, monkeypatch):
+    """Answered before the cut: the result is gone. Pending or answered after it: untouched."""
+    store = any_store
+    clock = [1000.0]
+    monkeypatch.setattr("adytum.store.base.time.time", lambda: clock[0])
+    with store.transaction():
+        for i in range(4):
+            store.insert_order(order(i))
+        store.insert_response(order(0).work_order_id, 0, b"old")
+        store.insert_response(order(1).work_order_id, 2, b"old failure")
+    clock[0] = 2000.0
+    with store.transaction():
+        store.insert_response(order(2).work_order_id, 0, b"new")  # order 3 stays pending
+    with store.transaction():
+        assert store.prune_answered(older_than=1500.0, batch=1) == 1
+    with store.transaction():
+        assert store.prune_answered(older_than=1500.0) == 1
+    assert [store.state(order(i).work_order_id) for i in range(4)] == [None, None, "done", "scheduled"]
+    assert store.response(order(0).work_order_id) is None
+    assert store.response(order(2).work_order_id) == Outcome(0, b"new")
+    assert store.counts() == {"scheduled": 1, "processing": 0, "done": 1}
+
+
+def test_migrate_is_idempotent_and_versioned(any_store):
+    assert any_store.schema_version() == LATEST
+    assert any_store.migrate() == []
+
+
+def test_nodes_starting_at_once_migrate_once(pg_url):
+    """Four nodes start together on an empty database: one migrates, the others wait and find it done."""
+    results: list[list[int]] = []
+    start = threading.Barrier(4)
+
+    def node() -> None:
+        s = open_store(pg_url)
+        start.wait()
+        try:
+            results.append(s.migrate())
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=node) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=len) == [[], [], [], list(range(1, LATEST + 1))]
+
+
+def test_a_store_from_before_versions_is_migrated_in_place(tmp_path):
+    """A SQLite file written by a release that kept no schema version (its tables, an order in flight) takes
+    the migrations: version 1 is a no-op on it, version 2 adds claims, and the order is still there."""
+    import sqlite3
+
+    from adytum.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    for stmt in MIGRATIONS[0].statements("sqlite"):
+        db.execute(stmt)
+    db.execute("INSERT INTO work_orders VALUES (?, ?, 'r', 'n', x'7b7d', 1.0)", (order(1).work_order_id, WORKER))
+    db.execute(
+        "INSERT INTO schedule (work_order_id, worker_id, state) VALUES (?, ?, 'processing')",
+        (order(1).work_order_id, WORKER),
+    )
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    assert s.schema_version() == 0
+    assert s.migrate() == list(range(1, LATEST + 1))
+    with s.transaction():
+        assert s.release("node-a") == 1  # in flight under the old release: scheduled again
+        assert s.claim(WORKER, "node-a", 5)[0] == [order(1).work_order_id]
+    s.close()
+
+
+def test_failed_bodies_are_found_by_the_partial_index(tmp_path):
+    s = SqliteStore(tmp_path / "db.sqlite3")
+    s.migrate()
     plan = " ".join(
         str(r[-1])
-        for r in store.db.execute(
+        for r in s.db.execute(
             "EXPLAIN QUERY PLAN SELECT work_order_id FROM responses WHERE code <> 0 AND completed_at >= 0 "
             "AND completed_at < 1 ORDER BY completed_at"
         )
     )
-    assert "responses_failed" in plan  # found by the partial index, not a scan of every response
+    assert "responses_failed" in plan  # not a scan of every response
+    s.close()

@@ -27,7 +27,7 @@ import pytest
 from adytum.client import Client, build, open_result
 from adytum.datadir import DataDir
 from adytum.protocol import EeaError, Status, to_builtins
-from adytum.store import Store, StoreError
+from adytum.store import SqliteStore, Store, StoreError
 from test_crash import fib_by_iteration, free_port, start_node, wait_for_result, wait_ready
 
 
@@ -105,8 +105,8 @@ def test_transition_failures_of_their_own_reach_the_caller_at_once(tmp_path):
     from adytum.store import Duplicate, GroupCommit, NewOrder, StoreUnavailable
 
     async def main() -> None:
-        store = Store(tmp_path / "db.sqlite3")
-        store.create_schema()
+        store = SqliteStore(tmp_path / "db.sqlite3")
+        store.migrate()
         committer = GroupCommit(store, retry_initial=0.01)
         committer.start()
         order = NewOrder("aa" * 32, "bb" * 32, "cc" * 32, "01", b"{}")
@@ -115,7 +115,7 @@ def test_transition_failures_of_their_own_reach_the_caller_at_once(tmp_path):
             await committer.persist(Store.insert_order, order)
         store.db.execute("PRAGMA query_only=ON")
         with pytest.raises(StoreUnavailable, match="cannot write right now"):
-            await committer.run(Store.mark_processing, order.work_order_id)
+            await committer.run(Store.claim, order.worker_id, "node-a", 1)
         held = asyncio.ensure_future(committer.persist(Store.insert_response, order.work_order_id, 0, b"[]"))
         await asyncio.sleep(0.2)
         assert not held.done() and not committer.writable
@@ -148,8 +148,8 @@ def _refused(data_dir: Path, *extra: str) -> str:
 
 
 def _filled_store(path: Path, rows: int = 3000) -> None:
-    store = Store(path)
-    store.create_schema()
+    store = SqliteStore(path)
+    store.migrate()
     with store.transaction():
         for i in range(rows):
             store.db.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (f"k{i}", "v" * 100))
@@ -176,7 +176,7 @@ def test_damaged_pages_fail_the_integrity_check(tmp_path):
     page = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
     _damage(path, page * 40 + 16, 2048)  # inside the settings table, header intact
     with pytest.raises(StoreError, match=str(path)) as caught:
-        Store(path).create_schema()
+        SqliteStore(path).migrate()
     assert "\n" not in str(caught.value)
     line = _refused(tmp_path)
     assert str(path) in line and ("integrity check" in line or "not a usable SQLite database" in line)
@@ -196,7 +196,7 @@ def test_read_only_database_is_refused(tmp_path):
         _filled_store(path)
         path.chmod(0o400)
         with pytest.raises(StoreError, match=str(path)):
-            Store(path).create_schema()
+            SqliteStore(path).migrate()
         return
     mount = tmp_path / "ro"
     mount.mkdir()
@@ -208,7 +208,7 @@ def test_read_only_database_is_refused(tmp_path):
         _filled_store(path)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True, capture_output=True)
         with pytest.raises(StoreError, match=str(path)):
-            Store(path).create_schema()
+            SqliteStore(path).migrate()
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 

@@ -26,7 +26,8 @@ def worker_id_from_name(name: str) -> str:
 class ManagerConfig:
     data_dir: Path
     worker_name: str = DEFAULT_WORKER_NAME
-    #: Work-order enclave processes (default: one per core).
+    #: Work-order enclave processes (default: one per core; 0: a node that serves the API alone, on a
+    #: store that other nodes with enclaves share).
     enclaves: int = field(default_factory=lambda: os.cpu_count() or 1)
     pipeline_depth: int = 4
     avalon_compat: bool = False
@@ -62,10 +63,23 @@ class ManagerConfig:
     ledger_batch: int = 1000
     #: Seconds a failed order's request body is kept after its answer (its row stays): junk is not kept.
     failed_retention: float = 600.0
+    #: Seconds an answered order is kept (its result can be fetched) before it is pruned; receipts and the
+    #: ledger stay. 0: kept for ever.
+    answered_retention: float = 7 * 24 * 3600.0
+    #: This node's name among the nodes sharing a store (empty: the one kept in the data directory).
+    node_id: str = ""
+    #: Seconds this node's claims on work orders outlive its last heartbeat (renewed every third of it):
+    #: how long a dead node's orders wait before another node takes them.
+    lease: float = 15.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        self.enclaves = max(1, self.enclaves)
+        if self.enclaves < 0:
+            raise ValueError("enclaves must not be negative")
+        if self.lease <= 0:
+            raise ValueError("lease must be positive")
+        if self.answered_retention < 0:
+            raise ValueError("answered_retention must not be negative")
         if self.attestation_refresh is None:
             self.attestation_refresh = self.attestation_lifetime / 4
         if not 0 < self.attestation_refresh < self.attestation_lifetime:
@@ -131,6 +145,9 @@ class NodeConfig:
     api_token: str = ""
     #: Start with a new, empty store even though the worker's sealed keys exist (the old store is lost or empty).
     start_empty: bool = False
+    #: Where the store is: empty for the SQLite file in the data directory, or a PostgreSQL connection string
+    #: (postgresql://...) that several nodes of one worker share.
+    store: str = ""
     #: Take work orders from a WorkOrderRegistry contract too (`adytum up --chain`); None: HTTP only.
     chain: ChainConfig | None = None
 

@@ -3,7 +3,8 @@
 ::
 
     DATA_DIR/
-    ├── adytum.sqlite3          the store (work orders, responses, state, worker records)
+    ├── adytum.sqlite3          the store (work orders, responses, state, worker records), unless --store
+    ├── node-id                 this node's name among the nodes sharing a store (made once)
     ├── operator/               the operator key pair (`adytum.operator`)
     │   ├── operator-key.pem
     │   └── operator.pub.pem
@@ -47,6 +48,10 @@ class DataDir:
     @property
     def store(self) -> Path:
         return self.path / "adytum.sqlite3"
+
+    @property
+    def node_id_file(self) -> Path:
+        return self.path / "node-id"
 
     @property
     def operator(self) -> Path:

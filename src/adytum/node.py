@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import secrets
+import socket
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -23,10 +25,11 @@ from .listener.connections import ConnectionLimits, Connections, GuardedSite
 from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
-from .store import GroupCommit, Store
+from .store import ANSWERED, SCHEDULED, GroupCommit, Store, is_server_store, open_store
 
 if TYPE_CHECKING:
     from .chain.connector import Connector
+    from .store.postgres import Notifications
 
 log = logging.getLogger("adytum.node")
 
@@ -40,10 +43,16 @@ class Node:
         self.config = config
         data = DataDir(config.data_dir)
         data.create()
-        _refuse_forgetting(data, start_empty=config.start_empty)
-        writer = Store(data.store, durable=config.durable)
-        writer.create_schema()
-        self.reader = Store(data.store, durable=config.durable)
+        if not config.manager.node_id:
+            config.manager.node_id = _node_id(data)
+        target = config.store if is_server_store(config.store) else str(data.store)
+        if not is_server_store(config.store):
+            _refuse_forgetting(data, start_empty=config.start_empty)
+        writer = open_store(target, durable=config.durable)
+        applied = writer.migrate()
+        if applied:
+            log.info("store %s brought to schema version %d", writer.describe(), applied[-1])
+        self.reader: Store = open_store(target, durable=config.durable)
         self.committer = GroupCommit(writer)
         self.manager = Manager(config.manager, self.reader, self.committer, SimulatedAttestation(data))
         operator.ensure_key(config.data_dir)
@@ -68,6 +77,8 @@ class Node:
             ConnectionLimits(config.read_timeout, config.keepalive_timeout, _connection_cap(config.max_connections))
         )
         self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._notifications = self._listen(target) if is_server_store(target) else None
         self.connector = self._connector(config.chain) if config.chain is not None else None
         self._chain: asyncio.Task[None] | None = None
         self._chain_stop = asyncio.Event()
@@ -82,13 +93,33 @@ class Node:
             return int(self._runner.addresses[0][1])
         return self.config.port
 
+    def _listen(self, url: str) -> Notifications:
+        """A shared store announces orders scheduled and answered by any node: this node wakes on them."""
+        from .store.postgres import Notifications
+
+        return Notifications(url, (SCHEDULED, ANSWERED), self._on_notify, self._on_listen)
+
+    def _on_notify(self, channel: str, payload: str) -> None:  # on the listening thread
+        assert self._loop is not None
+        if channel == ANSWERED:
+            self._loop.call_soon_threadsafe(self.manager.dispatch.answered, payload)
+        elif payload in ("", self.manager.worker_id):
+            self._loop.call_soon_threadsafe(self.manager.dispatch.wake)
+
+    def _on_listen(self) -> None:  # on the listening thread, at each (re)connect
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.manager.dispatch.recheck)
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.committer.start()
+        if self._notifications is not None:
+            self._notifications.start()
         try:
             await self.manager.start()
         except BaseException:
             await self.manager.stop()  # no orphaned enclave processes after a refused start
-            await self.committer.stop()
+            await self._stop_store()
             raise
         self._runner = web.AppRunner(self.listener.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -128,6 +159,11 @@ class Node:
         if self._runner:
             await self._runner.cleanup()
         await self.manager.stop()
+        await self._stop_store()
+
+    async def _stop_store(self) -> None:
+        if self._notifications is not None:
+            await asyncio.to_thread(self._notifications.stop)
         await self.committer.stop()
         self.reader.close()
         self.committer.store.close()
@@ -152,6 +188,20 @@ def _connection_cap(wanted: int) -> int:
     cap = max(1, soft - _RESERVED_DESCRIPTORS)
     log.warning("max_connections %d is lowered to %d: the process may open %d files (ulimit -n)", wanted, cap, soft)
     return cap
+
+
+def _node_id(data: DataDir) -> str:
+    """This data directory's node name (host name and a random tag), made at its first start and kept: a
+    restarted node takes back its own claims at once instead of waiting for its old lease to run out."""
+    path = data.node_id_file
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    name = f"{socket.gethostname()}-{secrets.token_hex(4)}"
+    path.write_text(name + "\n")
+    path.chmod(0o600)
+    return name
 
 
 def _refuse_forgetting(data: DataDir, *, start_empty: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -32,7 +33,29 @@ def register(sub: Subparsers) -> None:
         type=int,
         default=None,
         help="work-order enclave processes serving the worker (default: one per core); a key-manager "
-        "enclave seals the worker's keys and provisions each of them after mutual attestation",
+        "enclave seals the worker's keys and provisions each of them after mutual attestation. 0: serve "
+        "the API alone on a --store that nodes with enclaves share (behind a load balancer)",
+    )
+    up.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("ADYTUM_STORE", ""),
+        help="where work orders, results, state and receipts are kept: a PostgreSQL connection string "
+        "(postgresql://user@host:5432/db) that every node of the worker shares, each with its own --data-dir "
+        "and --join to one key manager; default $ADYTUM_STORE, else the SQLite file in the data directory",
+    )
+    up.add_argument(
+        "--lease",
+        type=float,
+        default=manager.lease,
+        metavar="SECONDS",
+        help="on a shared store: seconds after this node's last heartbeat (one every third of it) that its "
+        f"claimed work orders pass to another node (default {manager.lease:g})",
+    )
+    up.add_argument(
+        "--node-id",
+        default=None,
+        help="this node's name among those sharing a store (default: the one kept in DATA_DIR/node-id)",
     )
     up.add_argument(
         "--join",
@@ -128,6 +151,14 @@ def register(sub: Subparsers) -> None:
         metavar="SECONDS",
         help="seconds the request body of a failed work order is kept after its answer; the order's record "
         f"stays (default {manager.failed_retention:g})",
+    )
+    up.add_argument(
+        "--retention",
+        type=float,
+        default=manager.answered_retention,
+        metavar="SECONDS",
+        help="seconds an answered work order's result is kept for WorkOrderGetResult before it is pruned; "
+        f"receipts and the ledger stay; 0 keeps results for ever (default {manager.answered_retention:g}, 7 days)",
     )
     up.add_argument(
         "--time-budget",
@@ -261,6 +292,10 @@ def run(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         attestation_lifetime=args.attestation_lifetime,
         failed_retention=args.failed_retention,
+        answered_retention=args.retention,
+        store=args.store,
+        lease=args.lease,
+        node_id=args.node_id,
         join=args.join,
         kme_listen=args.kme_listen,
         start_empty=args.start_empty or None,

@@ -1,12 +1,18 @@
 """Dispatch (`listener.ports.Dispatch`): work orders from the store to the enclaves, answers back to the store.
 
-The store is the only hand-over: whoever commits an order calls `wake()`, and the dispatcher reads the
-worker's scheduled rows after the last one it took, in seq order (many wakes between two reads are one
-read; nothing polls). The queue holds ids only: an order's body is read from the store just before it goes to an
-enclave, so a backlog of large orders costs memory by its count, not its bytes. Consumers (a few per enclave, so each enclave always has the next order waiting)
-take an order, mark it processing, run it in their enclave and commit the response. An order whose enclave
-dies goes back to the queue; one that has killed its enclave `max_attempts` times gets an error. One whose
-state changed under it runs again on the new state, up to `max_conflicts` times.
+The store is the only hand-over: whoever commits an order calls `wake()` (or, on a shared store, the other
+nodes hear of it through the store's notifications), and the dispatcher claims the worker's oldest scheduled
+orders, as many as its enclaves have room for (`Store.claim`; many wakes between two claims are one claim;
+nothing polls). What it cannot take stays scheduled for the next claim, here or on another node. The queue
+holds ids only: an order's body is read from the store just before it goes to an enclave. Consumers (a few per
+enclave, so each enclave always has the next order waiting) take an order, run it in their enclave and commit
+the response. An order whose enclave dies goes back to the queue; one that has killed its enclave
+`max_attempts` times gets an error. One whose state changed under it runs again on the new state, up to
+`max_conflicts` times.
+
+Claims are held under a lease: the node's heartbeat (`Store.heartbeat`, every third of `lease`). A node that
+stops beating loses its claims to the next heartbeat of any node, and its late answers are dropped (only the
+claim's owner may answer), so each order is answered once.
 
 With receipts on, each response is stored with its receipt update: the one the enclave signed (by "worker"),
 or for a failure the host decided (or an order the enclave could not read) an unsigned one (by "node").
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 import msgspec
@@ -25,7 +32,7 @@ from ..config import ManagerConfig
 from ..crypto import b64encode, sha256
 from ..protocol import Status, canonical
 from ..protocol.receipts import ReceiptStatus, ReceiptUpdateParams
-from ..store import GroupCommit, ItemWrite, NewReceiptUpdate, Outcome, StateConflict, Store
+from ..store import GroupCommit, ItemWrite, NewReceiptUpdate, Outcome, StateConflict, Store, StoreUnavailable
 from .enclave import EnclaveProcess
 from .errors import EnclaveDied, EnclaveStartError, SpawnFailed
 from .ledger import HeadSigner
@@ -49,9 +56,13 @@ class Dispatcher:
         self.committer = committer
         self.enclaves = enclaves
         self.completed = 0
-        self._queue: asyncio.Queue[str] = asyncio.Queue()  # work order ids
+        self.node_id = config.node_id
+        #: Orders claimed ahead of the enclaves: enough that none waits for a claim, few enough to share.
+        self.capacity = len(enclaves) * config.pipeline_depth * 2
+        self._queue: asyncio.Queue[str] = asyncio.Queue()  # work order ids, claimed by this node
         self._woken = asyncio.Event()
-        self._taken_seq = 0  # the schedule seq of the last order read from the store
+        self._backlog = 0  # scheduled in the store and not claimed, as last counted (plus wakes since)
+        self._backlog_at = 0.0
         self._inflight = 0
         self._attempts: dict[str, int] = defaultdict(int)
         self._conflicts: dict[str, int] = defaultdict(int)
@@ -60,12 +71,41 @@ class Dispatcher:
 
     @property
     def pending(self) -> int:
-        """Accepted but not yet answered (queued plus in an enclave)."""
-        return self._queue.qsize() + self._inflight
+        """Accepted but not yet answered: claimed here (queued or in an enclave) plus the worker's backlog in
+        the store (a node without enclaves counts it anew at most once a second)."""
+        if not self.capacity and time.monotonic() - self._backlog_at > 1.0:
+            try:
+                self._backlog, self._backlog_at = self.reader.backlog(self.config.worker_id), time.monotonic()
+            except Exception as exc:  # the count is advice: keep the last one
+                log.debug("counting the backlog failed: %s", exc)
+        return self._queue.qsize() + self._inflight + self._backlog
 
     def wake(self) -> None:
-        """An order was committed to the store: read it (and any others since) at the next turn."""
+        """An order was committed to the store: claim it (and any others since) at the next turn."""
+        self._backlog += 1
         self._woken.set()
+
+    def answered(self, work_order_id: str) -> None:
+        """Another node answered an order (the store's notification): its waiters here read the answer."""
+        if work_order_id in self._waiters:
+            self._resolve_from_store([work_order_id])
+
+    def recheck(self) -> None:
+        """Notifications may have been missed (the store's connection was lost): look at the store itself."""
+        self._resolve_from_store(list(self._waiters))
+        self._woken.set()
+
+    def _resolve_from_store(self, ids: list[str]) -> None:
+        for work_order_id in ids:
+            try:
+                outcome = self.reader.response(work_order_id)
+            except Exception as exc:  # the waiter stays; its timeout, or the next notification, ends it
+                log.warning("reading the answer to %s failed: %s", work_order_id, exc)
+                return
+            if outcome is not None:
+                for fut in self._waiters.pop(work_order_id, []):
+                    if not fut.done():
+                        fut.set_result(outcome)
 
     async def wait(self, work_order_id: str, timeout: float) -> Outcome | None:
         """The outcome, waiting up to `timeout` seconds for it; None if still pending.
@@ -87,36 +127,62 @@ class Dispatcher:
                     del self._waiters[work_order_id]
 
     async def start(self) -> None:
-        """Recover what the last run left (in flight at a crash: scheduled again), then serve."""
-        requeued = await self.committer.persist(Store.requeue_processing)
-        backlog = self._take()
-        if backlog:
-            log.info("recovered %d work orders (%d were in flight at the last stop)", backlog, requeued)
-        self._tasks.append(asyncio.create_task(self._feed(), name="dispatch-feed"))
+        """Take back what this node had claimed when it last stopped (in flight at a crash), then serve."""
+        requeued = await self.committer.persist(Store.release, self.node_id)
+        await self.committer.persist(Store.heartbeat, self.node_id, self.config.lease)
+        if requeued:
+            log.info("%d work orders were in flight at this node's last stop; they are scheduled again", requeued)
+        self._tasks.append(asyncio.create_task(self._beat(), name="dispatch-heartbeat"))
+        if self.capacity:
+            self._woken.set()  # the backlog the last run left
+            self._tasks.append(asyncio.create_task(self._feed(), name="dispatch-feed"))
         for enclave in self.enclaves:
             for slot in range(self.config.pipeline_depth):
                 self._tasks.append(asyncio.create_task(self._consume(enclave), name=f"{enclave.name}-{slot}"))
 
     async def stop(self) -> None:
+        """Stop taking orders; what this node had claimed goes back to the schedule for the others."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.committer.run(Store.leave, self.node_id), 5.0)
+        except (StoreUnavailable, TimeoutError) as exc:  # the lease runs out instead
+            log.warning("could not hand back this node's claims at stop (%s); they pass on when its lease ends", exc)
+
+    async def _beat(self) -> None:
+        """The lease: renewed every third of it; any node's beat takes back the claims of nodes that stopped."""
+        while True:
+            await asyncio.sleep(self.config.lease / 3)
+            try:
+                taken = await self.committer.run(Store.heartbeat, self.node_id, self.config.lease)
+            except StoreUnavailable as exc:
+                log.warning("the lease of node %s could not be renewed: %s", self.node_id, exc)
+                continue
+            if taken:
+                log.warning("took back %d work orders claimed by nodes whose lease ran out", taken)
+                self._woken.set()
 
     async def _feed(self) -> None:
         while True:
             await self._woken.wait()
             self._woken.clear()
             try:
-                self._take()
-            except Exception:  # the rows stay scheduled: the next wake (or start) reads them
-                log.exception("reading the schedule failed")
+                await self._claim()
+            except StoreUnavailable as exc:  # the rows stay scheduled: retried shortly
+                log.warning("claiming work orders failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                self._woken.set()
+            except Exception:
+                log.exception("claiming work orders failed")
 
-    def _take(self) -> int:
-        rows = self.reader.scheduled(self.config.worker_id, after=self._taken_seq)
-        for seq, work_order_id in rows:
-            self._queue.put_nowait(work_order_id)
-            self._taken_seq = seq
-        return len(rows)
+    async def _claim(self) -> None:
+        while (room := self.capacity - self._queue.qsize() - self._inflight) > 0:
+            ids, self._backlog = await self.committer.run(Store.claim, self.config.worker_id, self.node_id, room)
+            for work_order_id in ids:
+                self._queue.put_nowait(work_order_id)
+            if len(ids) < room:
+                return
 
     async def _consume(self, enclave: EnclaveProcess) -> None:
         """Take the next order whenever this enclave has a free slot: the least loaded enclave takes the
@@ -136,10 +202,12 @@ class Dispatcher:
                 await self._dispatch(enclave, work_order_id)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep serving; the order stays scheduled for the next start
+            except Exception:  # keep serving; the order stays claimed, and passes on with this node's lease
                 log.exception("dispatch of %s failed", work_order_id)
             finally:
                 self._inflight -= 1
+            if self._queue.qsize() * 2 <= self.capacity:
+                self._woken.set()  # room for more: claim before the enclaves run dry
 
     async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str) -> None:
         try:
@@ -152,7 +220,6 @@ class Dispatcher:
         if params is None:
             log.warning("work order %s is no longer in the store; skipped", work_order_id)
             return
-        self.committer.persist_later(Store.mark_processing, work_order_id)
         try:
             await enclave.ensure_running()
             reply = await enclave.process(params)
@@ -201,14 +268,17 @@ class Dispatcher:
         store cannot write, the answer is held here and retried: the order is never run again for that."""
         receipt_update = self._receipt_update(work_order_id, outcome, reply) if self.config.receipts else None
         stored = await self.committer.persist(
-            Store.insert_response, work_order_id, outcome.code, outcome.body, writes, receipt_update
+            Store.insert_response, work_order_id, outcome.code, outcome.body, writes, receipt_update, self.node_id
         )
         if stored and receipt_update is not None and self.ledger is not None:
             self.ledger.added()
         self._attempts.pop(work_order_id, None)
         self._conflicts.pop(work_order_id, None)
         if not stored:
-            log.warning("work order %s was already answered; the second answer is dropped", work_order_id)
+            log.warning(
+                "work order %s was answered already, or its claim passed to another node: this answer is dropped",
+                work_order_id,
+            )
             return
         self.completed += 1
         for fut in self._waiters.pop(work_order_id, []):

@@ -44,6 +44,7 @@ class KeyRotation:
     async def rotate(self) -> None:
         """A new worker encryption key at the key manager, provisioned to every enclave, re-attested and
         published. Orders already encrypted to the previous key still complete; the one before that is gone."""
+        self._refuse_without_enclaves()
         if not isinstance(self.kme, LocalKeyManager):
             raise EnclaveStartError(
                 f"this node takes its keys from the key manager at {self.config.join}; "
@@ -57,6 +58,7 @@ class KeyRotation:
     async def refresh(self) -> None:
         """Provision every enclave again (picking up keys rotated at the key manager), re-attest and
         publish a fresh record."""
+        self._refuse_without_enclaves()
         async with self._change:
             try:
                 await self._reprovision()
@@ -66,6 +68,13 @@ class KeyRotation:
                     raise
                 log.warning("could not provision the enclaves again (%s); re-attesting the keys they hold", exc)
                 await self.publisher.publish(held)
+
+    def _refuse_without_enclaves(self) -> None:
+        if not self.enclaves:
+            raise EnclaveStartError(
+                "this node runs no enclaves (it serves the API on a shared store): ask a node of this worker "
+                "that runs them"
+            )
 
     async def renew_forever(self) -> None:
         """Refresh every `attestation_refresh` seconds, well inside the record's lifetime."""

@@ -16,7 +16,7 @@ import time
 from ..channel import HeadSigned, SignHead
 from ..config import ManagerConfig
 from ..ledger import merkle
-from ..store import GroupCommit, Store, StoredHead
+from ..store import GroupCommit, Store, StoredHead, StoreUnavailable
 from .enclave import EnclaveProcess
 from .errors import EnclaveDied, HeadRefused, NoSigner
 
@@ -93,7 +93,7 @@ class HeadSigner:
                 await self.sign_pending()
             except asyncio.CancelledError:
                 raise
-            except NoSigner as exc:
+            except (NoSigner, StoreUnavailable) as exc:
                 log.warning("tree head not signed yet: %s", exc)
             except HeadRefused as exc:  # the stored head or the leaves do not check out: say so loudly
                 log.error("%s", exc)

@@ -26,7 +26,7 @@ from .keys import KeyRotation
 from .ledger import HeadSigner
 from .pool import KeyManagerServer, LocalKeyManager, RemoteKeyManager, provision
 from .publish import Publisher
-from .retention import FailedBodyRetention
+from .retention import Retention
 from .status import PoolStatusView
 
 log = logging.getLogger("adytum.manager")
@@ -69,10 +69,12 @@ class Manager:
             if config.kme_listen and isinstance(self.kme, LocalKeyManager)
             else None
         )
-        self.ledger = HeadSigner(config, reader, committer, self.enclaves) if config.receipts else None
+        self.ledger = (
+            HeadSigner(config, reader, committer, self.enclaves) if config.receipts and self.enclaves else None
+        )
         self.dispatch = Dispatcher(config, reader, committer, self.enclaves, self.ledger)
         self.keys = KeyRotation(config, self.kme, self.enclaves, self.publisher, self._provision)
-        self.retention = FailedBodyRetention(committer, config.failed_retention)
+        self.retention = Retention(committer, config.failed_retention, config.answered_retention)
         self.status = PoolStatusView(config.worker_id, self.kme, self.kme_server, self.enclaves)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -81,6 +83,16 @@ class Manager:
         return self.config.worker_id
 
     async def start(self) -> None:
+        """The pool, then dispatch. A node without enclaves runs no pool: it serves the API on a shared store
+        (its dispatcher only waits for answers, and beats so that dead nodes' claims pass on)."""
+        if self.enclaves:
+            await self._start_pool()
+        await self.dispatch.start()
+        self._tasks.append(asyncio.create_task(self.retention.run_forever(), name="retention"))
+        if self.ledger is not None:
+            await self.ledger.start()
+
+    async def _start_pool(self) -> None:
         if isinstance(self.kme, LocalKeyManager):
             _refuse_pre_pool_keys(self.data)
             if not self.data.policy.exists():  # first start: this build is the worker's
@@ -95,10 +107,6 @@ class Manager:
             raise EnclaveStartError("enclaves of one worker disagree on its keys")
         await self.publisher.publish(identities[0])  # with the evidence of its admission
         self._tasks.append(asyncio.create_task(self.keys.renew_forever(), name="attestation-refresh"))
-        await self.dispatch.start()
-        self._tasks.append(asyncio.create_task(self.retention.run_forever(), name="failed-body-retention"))
-        if self.ledger is not None:
-            await self.ledger.start()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -111,7 +119,7 @@ class Manager:
         if self.kme_server:
             await self.kme_server.stop()
         await asyncio.gather(*(e.stop() for e in self.enclaves))
-        if isinstance(self.kme, LocalKeyManager):
+        if isinstance(self.kme, LocalKeyManager) and self.enclaves:
             await self.kme.stop()
 
     def admit(self, ident: Identity) -> None:

@@ -1,8 +1,14 @@
-"""Retention: the request bodies of failed orders are forgotten after `ManagerConfig.failed_retention` seconds.
+"""Retention: what the store keeps of answered orders, and for how long.
 
-An order that fails before any crypto is checked (junk from a stranger: valid shape, nonsense keys) would
-otherwise keep up to `max_body` bytes in the store for ever. Its row stays (the duplicate-id and nonce rules
-and its receipt need it); only the body goes (`Store.forget_failed_bodies`).
+Two rules, each run in short batches so a backlog never holds one long transaction:
+
+- A failed order's request body is forgotten after `failed_retention` seconds (`Store.forget_failed_bodies`).
+  Junk from a stranger (valid shape, nonsense keys) would otherwise keep up to `max_body` bytes for ever; its
+  row stays, for the duplicate-id and nonce rules and its receipt.
+- An answered order is pruned after `answered_retention` seconds (`Store.prune_answered`): its result can no
+  longer be fetched. Receipts and the ledger stay, so with receipts on its id stays taken.
+
+Every node sharing a store runs it; two nodes pruning at once only find less to do.
 """
 
 from __future__ import annotations
@@ -10,33 +16,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from ..store import GroupCommit, Store
 
 log = logging.getLogger("adytum.manager")
 
-#: Bodies forgotten per store transition: a backlog is worked off in short transactions, not one long one.
+#: Rows per store transition.
 BATCH = 500
 
 
-class FailedBodyRetention:
-    def __init__(self, committer: GroupCommit, retention: float) -> None:
+class Retention:
+    def __init__(self, committer: GroupCommit, failed_retention: float, answered_retention: float) -> None:
+        """`answered_retention` 0: answered orders are kept for ever."""
         self.committer = committer
-        self.retention = retention
-        #: Seconds between runs: a tenth of the retention, within 1 s .. 60 s.
-        self.interval = min(60.0, max(1.0, retention / 10))
+        self.failed_retention, self.answered_retention = failed_retention, answered_retention
+        shortest = min(r for r in (failed_retention, answered_retention or failed_retention))
+        #: Seconds between runs: a tenth of the shorter retention, within 1 s .. 60 s.
+        self.interval = min(60.0, max(1.0, shortest / 10))
         self.forgotten = 0
+        self.pruned = 0
 
-    async def run_once(self) -> int:
-        """Forget every body past retention, a batch per transaction; how many were forgotten."""
+    async def run_once(self) -> tuple[int, int]:
+        """Apply both rules to everything past them; (bodies forgotten, orders pruned)."""
+        now = time.time()
+        forgotten = await self._drain(Store.forget_failed_bodies, now - self.failed_retention)
+        pruned = (
+            await self._drain(Store.prune_answered, now - self.answered_retention) if self.answered_retention else 0
+        )
+        self.forgotten += forgotten
+        self.pruned += pruned
+        return forgotten, pruned
+
+    async def _drain(self, transition: Callable[..., int], older_than: float) -> int:
         total = 0
         while True:
-            n = await self.committer.submit(Store.forget_failed_bodies, time.time() - self.retention, BATCH)
+            n: int = await self.committer.submit(transition, older_than, BATCH)
             total += n
             if n < BATCH:
-                break
-        self.forgotten += total
-        return total
+                return total
 
     async def run_forever(self) -> None:
         while True:
@@ -45,5 +63,5 @@ class FailedBodyRetention:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is busy or faulty: the next run catches up
-                log.warning("forgetting the bodies of failed work orders failed: %s", exc)
+                log.warning("applying retention to answered work orders failed: %s", exc)
             await asyncio.sleep(self.interval)

@@ -4,7 +4,8 @@ durable commit, each inside its own savepoint so one failure never undoes anothe
 The event loop never waits on an fsync, and under load one fsync covers many work orders.
 
 A transition fails in one of two ways. Its own logic refuses it (Duplicate, StateConflict, ...): the caller
-hears of it at once. Or the store cannot write (disk full, read-only file, I/O error): the caller gets
+hears of it at once. Or the store cannot write (disk full, read-only file, I/O error, a lost connection to
+the server; `Store.is_fault` tells): the caller gets
 `StoreUnavailable`, and the node's own transitions (`persist`) are retried with backoff until the store
 writes again, so nothing the node took on is dropped. A fault is logged once per `fault_log_interval`.
 """
@@ -14,31 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import AdytumError
-from .sqlite import Store
+from .base import Store
+from .records import StoreUnavailable, describe_fault
 
 log = logging.getLogger("adytum.store")
 Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-
-
-class StoreUnavailable(AdytumError):
-    """The store cannot write right now (the cause is in the message); the transition was not stored."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(f"the store cannot write right now ({_describe(cause)}); retry later")
-        self.cause = cause
-
-
-def is_store_fault(exc: BaseException) -> bool:
-    """The store failed, not the transition's logic: an I/O error or SQLite's operational or corruption error
-    (an IntegrityError is the transition's own; the store turns the expected ones into Duplicate)."""
-    return isinstance(exc, (OSError, sqlite3.OperationalError)) or type(exc) is sqlite3.DatabaseError
 
 
 class GroupCommit:
@@ -146,12 +132,12 @@ class GroupCommit:
                         with self.store.savepoint(f"op{i}"):
                             outcomes.append((True, fn(self.store, *args)))
                     except Exception as exc:  # this transition only; the rest of the batch stands
-                        if is_store_fault(exc):
+                        if self.store.is_fault(exc):
                             fault = exc
                             exc = StoreUnavailable(exc)
                         outcomes.append((False, exc))
         except Exception as exc:
-            if not is_store_fault(exc):
+            if not self.store.is_fault(exc):
                 log.error("store commit failed: %s", exc)
                 outcomes = [(False, exc)] * len(batch)
             else:
@@ -171,13 +157,13 @@ class GroupCommit:
             self._fault_count += 1
             if self.fault is None:
                 self._fault_since, self._fault_logged, self._fault_count = now, now, 1
-                self.fault = _describe(fault)
+                self.fault = describe_fault(fault)
                 log.error(
                     "the store cannot write (%s): answers are held and retried, new work orders get BUSY", self.fault
                 )
             elif now - self._fault_logged >= self.fault_log_interval:
                 self._fault_logged = now
-                self.fault = _describe(fault)
+                self.fault = describe_fault(fault)
                 log.error(
                     "the store still cannot write (%s) after %.0f s; %d commits failed so far",
                     self.fault,
@@ -191,10 +177,6 @@ class GroupCommit:
                 self._fault_count,
             )
             self.fault = None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _resolve(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:

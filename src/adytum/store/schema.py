@@ -1,6 +1,8 @@
-"""One schema for SQLite and PostgreSQL; only the few type words differ."""
+"""One schema for SQLite and PostgreSQL, in numbered migrations; only the few type words differ."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 DIALECTS = {
     # key: an integer primary key the store numbers itself (SQLite: the rowid; PostgreSQL: 64 bits)
@@ -104,7 +106,34 @@ CREATE TABLE IF NOT EXISTS ledger_heads (
 #: A receipt and its updates are stored once, as ledger leaves: `leaf` is the ledger index of the one in force.
 RECEIPT_COLUMNS = frozenset({"worker_id", "worker_service_id", "requester_id", "by", "leaf"})
 
+_CLAIMS = """
+ALTER TABLE schedule ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS schedule_owner ON schedule (owner, state);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id      TEXT PRIMARY KEY,
+    alive_until  {real} NOT NULL,
+    started_at   {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_completed ON responses (completed_at);
+"""
 
-def schema(dialect: str) -> list[str]:
-    text = _SCHEMA.format(**DIALECTS[dialect])
-    return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    why: str
+    text: str
+
+    def statements(self, dialect: str) -> list[str]:
+        text = self.text.format(**DIALECTS[dialect])
+        return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+
+#: Every schema version, oldest first; a store applies those above its `schema_version` in one transaction.
+#: Never edit one that has shipped: add the next. (Version 1 is the schema from before versions were kept,
+#: written with IF NOT EXISTS, so a store from then takes it as a no-op.)
+MIGRATIONS = (
+    Migration(1, "workers, orders, schedule, responses, state, receipts and their ledger", _SCHEMA),
+    Migration(2, "claims: many nodes on one store, each order claimed by one node under a lease", _CLAIMS),
+)
+LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,214 @@
+"""The shared store: PostgreSQL (psycopg 3), for several nodes serving one worker from one database.
+
+The semantics are `Store`'s, unchanged; this module adds what a server brings: a connection that comes back
+after the server restarts or drops it, the schema lock and the ledger's numbering lock (advisory locks, so
+nodes migrating or appending at once take turns), and NOTIFY, which `Notifications` turns into wake-ups.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .base import Store
+from .records import StoreError, StoreUnavailable
+
+log = logging.getLogger("adytum.store")
+
+#: Advisory lock keys ("adyt" and a number): one for migrations, one for the ledger's numbering.
+_SCHEMA_LOCK, _LEDGER_LOCK = 0x61647974_01, 0x61647974_02
+#: Seconds to wait for the server to accept a connection, and for one statement.
+CONNECT_TIMEOUT, STATEMENT_TIMEOUT = 5, 30
+
+
+def redact(url: str) -> str:
+    """The connection string without its password, for logs and messages."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "a PostgreSQL server (the connection string does not parse)"
+    params.pop("password", None)
+    host, port, db = params.get("host", "localhost"), params.get("port", "5432"), params.get("dbname", "")
+    return f"postgresql://{host}:{port}/{db}"
+
+
+def connect(url: str, **extra: Any) -> psycopg.Connection[Any]:
+    """A connection in autocommit mode (transactions are explicit, as in SQLite) that notices a dead peer."""
+    return psycopg.connect(
+        make_conninfo(
+            url,
+            connect_timeout=CONNECT_TIMEOUT,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}",
+            application_name="adytum",
+        ),
+        autocommit=True,
+        **extra,
+    )
+
+
+class _Connection:
+    """`?` placeholders over a psycopg connection that reconnects, between transactions, once it is lost."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = connect(url)
+        self.in_transaction = False
+        self._sql: dict[str, str] = {}
+
+    def execute(self, sql: str, args: Any = ()) -> psycopg.Cursor[Any]:
+        """In a transaction, a fault is raised as it is (`GroupCommit` judges it); a read outside one that
+        cannot reach the server raises StoreUnavailable, which the API answers with BUSY."""
+        text = self._sql.get(sql)
+        if text is None:
+            text = self._sql[sql] = sql.replace("?", "%s")
+        if self.in_transaction:
+            return self.conn.execute(text, args)
+        try:
+            self.ensure()
+            return self.conn.execute(text, args)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(exc) from None
+
+    def ensure(self) -> None:
+        if self.conn.closed or self.conn.broken:
+            self.conn.close()
+            self.conn = connect(self.url)
+            log.info("reconnected to %s", redact(self.url))
+
+
+class PostgresStore(Store):
+    dialect = "postgres"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str) -> None:
+        """Connect; StoreError (one line, no password) if the server cannot be reached or refuses us."""
+        self.url = url
+        try:
+            self.pg = _Connection(url)
+        except psycopg.Error as exc:
+            raise StoreError(f"{redact(url)} cannot be reached ({_first_line(exc)})") from None
+        self.db = self.pg
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+    def migrate(self) -> list[int]:
+        try:
+            return super().migrate()
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"{redact(self.url)}: the schema cannot be brought up to date ({_first_line(exc)})"
+            ) from None
+
+    def close(self) -> None:
+        self.pg.conn.close()
+
+    def is_fault(self, exc: BaseException) -> bool:
+        """A lost or refused connection, a server shutting down, a timeout, a serialization failure: all pass."""
+        return isinstance(exc, (OSError, psycopg.OperationalError, psycopg.InterfaceError))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.pg.ensure()  # a fault here is raised as it is: GroupCommit judges it
+        self.pg.conn.execute("BEGIN")
+        self.pg.in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self.pg.in_transaction = False
+            if not self.pg.conn.broken:
+                self.pg.conn.execute("ROLLBACK")
+            raise
+        self.pg.in_transaction = False
+        self.pg.conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        self.pg.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            if not self.pg.conn.broken:
+                self.pg.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self.pg.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.pg.execute(f"RELEASE SAVEPOINT {name}")
+
+    def _has_table(self, name: str) -> bool:
+        row = self.pg.execute("SELECT to_regclass(?)", (name,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def _lock_schema(self) -> None:
+        self.pg.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+
+    def _lock_ledger(self) -> None:
+        self.pg.execute("SELECT pg_advisory_xact_lock(?)", (_LEDGER_LOCK,))
+
+    def _notify(self, channel: str, payload: str) -> None:
+        self.pg.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+
+class Notifications:
+    """LISTEN on the store's channels, on a thread of its own, calling `on(channel, payload)` for each NOTIFY.
+
+    A lost connection is retried with backoff; each (re)connect calls `on_connect()`, since what was announced
+    while nobody listened is gone: the node then looks at the store itself (claims, waiters, heads)."""
+
+    def __init__(
+        self,
+        url: str,
+        channels: tuple[str, ...],
+        on: Callable[[str, str], None],
+        on_connect: Callable[[], None],
+    ) -> None:
+        self.url, self.channels, self.on, self.on_connect = url, channels, on, on_connect
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="adytum-store-listen", daemon=True)
+        self._conn: psycopg.Connection[Any] | None = None
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                with connect(self.url) as conn:
+                    for channel in self.channels:
+                        conn.execute(f"LISTEN {channel}")
+                    self.connected.set()
+                    self.on_connect()
+                    delay = 0.1
+                    while not self._stop.is_set():
+                        for n in conn.notifies(timeout=1.0):
+                            self.on(n.channel, n.payload)
+            except psycopg.Error as exc:
+                self.connected.clear()
+                if self._stop.is_set():
+                    return
+                log.warning(
+                    "listening on %s failed (%s); retrying in %.1f s", redact(self.url), _first_line(exc), delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
