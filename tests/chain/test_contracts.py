@@ -99,15 +99,9 @@ def test_register_update_and_status_emit_events_and_only_the_owner_may_change(ch
 
 
 def test_lookup_pages_through_every_match_and_filters():
-    from web3 import Web3
-    from web3.providers.eth_tester import EthereumTesterProvider
+    from .conftest import in_process_chain
 
-    from adytum.chain import deploy
-
-    from .conftest import Chain as C
-
-    w3 = Web3(EthereumTesterProvider())
-    chain = C(w3, deploy(w3, w3.eth.accounts[0]))  # a registry of its own: the counts are exact
+    chain = in_process_chain()  # a registry of its own: the counts are exact
     key = crypto.SigningKey()
     org, app = b"\x01" * 32, b"\x02" * 32
     wanted = [register(chain, key, worker_type=1, org=org, apps=[b"\x09" * 32, app]) for _ in range(37)]

@@ -49,7 +49,10 @@ class DevChain:
         from web3 import Web3
         from web3.providers.eth_tester import EthereumTesterProvider
 
-        self.provider = EthereumTesterProvider()
+        from . import recursion_limit_kept
+
+        with recursion_limit_kept():  # py-evm raises it on import (see adytum.chain)
+            self.provider = EthereumTesterProvider()
         #: web3's eth-tester middleware turns JSON-RPC params into eth-tester calls and its answers back into
         #: JSON-RPC names; only the quantities are left as ints (`_quantities`).
         self.w3 = Web3(self.provider)

@@ -79,13 +79,11 @@ def read_key(path: str | None) -> str | None:
 
 def run_deploy(args: argparse.Namespace) -> int:
     try:
-        from web3 import Web3
-
-        from ..chain import ChainError, deploy
+        from ..chain import ChainError, deploy, http
     except ImportError:
         return fail(CHAIN_EXTRA, as_json=False)
     try:
-        w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 30}))
+        w3 = http(args.rpc)
         key = read_key(args.key_file)
         if key is not None:
             from eth_account import Account

@@ -120,9 +120,7 @@ def _run_on_chain(args: argparse.Namespace, data_dir: Path, port: int, say: Call
     from .local_node import local_node
 
     try:
-        from web3 import Web3
-
-        from ..chain import ChainClient, ChainError, deploy
+        from ..chain import ChainClient, ChainError, deploy, http
         from ..chain.devchain import serving
     except ImportError:
         return fail("demo --chain needs the `chain` extra: pip install 'adytum[chain]'", as_json=args.json)
@@ -132,7 +130,7 @@ def _run_on_chain(args: argparse.Namespace, data_dir: Path, port: int, say: Call
             rpc = args.rpc or stack.enter_context(serving())
             kind = "the JSON-RPC node" if args.rpc else "an in-process eth-tester chain (simulated, dev keys)"
             say(f"[bold]chain[/]: {kind} at {rpc}")
-            w3 = Web3(Web3.HTTPProvider(rpc))
+            w3 = http(rpc)
             accounts = w3.eth.accounts
             if len(accounts) < 2:
                 return fail(f"{rpc} must unlock two accounts (the worker's and the requester's)", as_json=args.json)
