@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
+# adytum.chain first: it imports web3 keeping the interpreter's recursion limit (which web3's py_ecc raises)
 pytest.importorskip(
-    "web3", reason="the chain tests need the `chain` extra (web3, eth-tester): pip install -e '.[test]'"
+    "adytum.chain", reason="the chain tests need the `chain` extra (web3, eth-tester): pip install -e '.[test]'"
 )
 
-from adytum.chain import Deployment, deploy, recursion_limit_kept  # noqa: E402  (it imports web3: see adytum.chain)
+from adytum.chain import Deployment, deploy, recursion_limit_kept  # noqa: E402
+
+with recursion_limit_kept():  # eth-tester imports py-evm, which raises it; imported here once, kept
+    import eth_tester.exceptions  # noqa: F401
 
 ZERO = b"\0" * 32
 

@@ -46,12 +46,12 @@ class DevChain:
     """One eth-tester chain; `answer` is one JSON-RPC call (serialized: eth-tester is not thread-safe)."""
 
     def __init__(self) -> None:
-        from web3 import Web3
-        from web3.providers.eth_tester import EthereumTesterProvider
-
         from . import recursion_limit_kept
 
-        with recursion_limit_kept():  # py-evm raises it on import (see adytum.chain)
+        with recursion_limit_kept():  # eth-tester imports py-evm, which raises it (see adytum.chain)
+            from web3 import Web3
+            from web3.providers.eth_tester import EthereumTesterProvider
+
             self.provider = EthereumTesterProvider()
         #: web3's eth-tester middleware turns JSON-RPC params into eth-tester calls and its answers back into
         #: JSON-RPC names; only the quantities are left as ints (`_quantities`).
