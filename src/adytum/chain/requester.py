@@ -108,13 +108,16 @@ class ChainClient:
         return found
 
     def worker_entry(self, worker_id: str) -> dict[str, Any]:
-        """What the chain holds for a worker: status, signer address, evidence hash, owner, record (unverified)."""
+        """What the chain holds for a worker: status, signer address, evidence hash and the block it was logged
+        in, owner, record (unverified); all read at one block, so an update cannot fall between the reads."""
         registry = self.contract("WorkerRegistry")
         wid = codec.id_bytes(worker_id)
-        status, worker_type, org, app_types, details = registry.functions.workerRetrieve(wid).call()
+        at = self.w3.eth.block_number
+        status, worker_type, org, app_types, details = registry.functions.workerRetrieve(wid).call(block_identifier=at)
         if status == 0:
             raise EeaError(Status.INVALID_PARAMETER, f"worker {worker_id} is not registered on chain")
-        signer, evidence_hash, owner, _ = registry.functions.workerKeys(wid).call()
+        signer, evidence_hash, owner, _ = registry.functions.workerKeys(wid).call(block_identifier=at)
+        evidence_block = registry.functions.workerEvidenceBlock(wid).call(block_identifier=at)
         return {
             "workerId": worker_id,
             "status": status,
@@ -123,6 +126,7 @@ class ChainClient:
             "applicationTypeIds": [codec.id_hex(a) for a in app_types],
             "signer": signer,
             "evidenceHash": bytes(evidence_hash).hex(),
+            "evidenceBlock": evidence_block,
             "owner": owner,
             "details": details,
         }
@@ -137,7 +141,9 @@ class ChainClient:
         entry = self.worker_entry(worker_id)
         try:
             record = msgspec.json.decode(entry["details"])
-            record["details"]["workerTypeData"]["proofData"] = self._evidence(worker_id, entry["evidenceHash"])
+            record["details"]["workerTypeData"]["proofData"] = self._evidence(
+                worker_id, entry["evidenceHash"], entry["evidenceBlock"]
+            )
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
             raise UntrustedWorker(f"worker {worker_id}: its record on chain is malformed ({exc})") from None
         info = WorkerInfo.verified(worker_id, record, self.trust)
@@ -146,11 +152,10 @@ class ChainClient:
         require_active(dataclasses.replace(info, status=entry["status"]))  # the registry's status, not the record's
         return info
 
-    def _evidence(self, worker_id: str, evidence_hash: str) -> str:
+    def _evidence(self, worker_id: str, evidence_hash: str, block: int) -> str:
         """The evidence logged at the worker's evidenceBlock whose SHA-256 is the hash the registry keeps."""
         registry = self.contract("WorkerRegistry")
         wid = codec.id_bytes(worker_id)
-        block = registry.functions.workerEvidenceBlock(wid).call()
         for event in (registry.events.WorkerRegistered, registry.events.WorkerUpdated):
             for log in event.get_logs(argument_filters={"workerId": wid}, from_block=block, to_block=block):
                 evidence = log["args"]["evidence"]
