@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint install install-test bench clean
+.PHONY: demo test lint install install-test bench clean contracts chain-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# The Ethereum JSON-RPC node (Ganache, pinned in package.json/package-lock.json) for the chain tests and demo.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+chain-node: node_modules/.installed
+
+# Recompile the Vyper contracts into src/adytum/chain/contracts/artifacts.json (tests/chain/test_build.py checks it).
+contracts: $(VENV)/.installed-test
+	$(BIN)/python -m adytum.chain.build
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
@@ -28,7 +39,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint chain-node
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed

@@ -70,7 +70,15 @@ ALLOWED: dict[str, set[str]] = {
         "adytum.config",
         "adytum.ledger",
     },
+    "adytum.chain": {
+        "adytum.crypto",
+        "adytum.protocol",
+        "adytum.store",
+        "adytum.client",
+        "adytum.config",
+    },
     "adytum.node": {
+        "adytum.chain",
         "adytum.config",
         "adytum.store",
         "adytum.manager",

@@ -18,7 +18,7 @@ def adytum(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 def test_help_teaches():
     out = adytum("--help")
     assert out.returncode == 0 and "quick start" in out.stdout and "adytum up" in out.stdout
-    for command in ("up", "submit", "workers", "bench", "demo", "pool"):
+    for command in ("up", "submit", "workers", "bench", "demo", "pool", "chain"):
         sub = adytum(command, "--help")
         assert sub.returncode == 0 and "usage: adytum " + command in sub.stdout
 
@@ -54,11 +54,14 @@ def test_every_command_registers_itself_and_help_stays_light():
             "workloads",
             "pool",
             "store",
+            "chain",
         ),
         True,
     )
     heavy = (
         "aiohttp",
+        "web3",
+        "adytum.chain",
         "uvloop",
         "adytum.client",
         "adytum.node",

@@ -113,6 +113,27 @@ class ManagerConfig:
         return self.attestation_refresh
 
 
+@dataclass(frozen=True)
+class ChainConfig:
+    """The node's chain connector (adytum.chain.connector): where the chain is and how to follow it."""
+
+    #: The Ethereum JSON-RPC endpoint: http(s):// (a new-block filter is asked) or ws(s):// (newHeads pushed).
+    url: str
+    #: The contracts file `adytum chain deploy` printed (name, address, ABI of each contract).
+    contracts: Path
+    #: A file holding the hex private key the connector sends transactions with; None: the RPC node's first
+    #: account, which a development chain unlocks.
+    key_file: Path | None = None
+    #: Blocks an order's block must have on top of it before it is taken (0: at once; a reorg is caught anyway).
+    confirmations: int = 0
+    #: Seconds between asks of the node's new-block filter; logs are read only when a block came.
+    poll: float = 0.25
+    #: Seconds between anchoring the ledger's newest signed tree head on chain (0: never).
+    anchor_interval: float = 60.0
+    #: The first block to read on a first start when the worker is already registered (default 0).
+    from_block: int = 0
+
+
 @dataclass
 class NodeConfig:
     manager: ManagerConfig
@@ -139,6 +160,8 @@ class NodeConfig:
     #: Where the store is: empty for the SQLite file in the data directory, or a PostgreSQL connection string
     #: (postgresql://...) that several nodes of one worker share.
     store: str = ""
+    #: Take work orders from a WorkOrderRegistry contract too (`adytum up --chain`); None: HTTP only.
+    chain: ChainConfig | None = None
 
     def __post_init__(self) -> None:
         if self.read_timeout <= 0 or self.keepalive_timeout <= 0 or self.max_connections < 1:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import operator
-from .config import NodeConfig
+from .config import ChainConfig, NodeConfig
 from .datadir import DataDir
 from .errors import AdytumError
 from .issuer.dcap import DcapAttestation
@@ -32,6 +32,7 @@ from .manager.ledger import StoredHeads
 from .store import ANSWERED, HEADS, SCHEDULED, GroupCommit, Store, is_server_store, open_store
 
 if TYPE_CHECKING:
+    from .chain.connector import Connector
     from .store.postgres import Notifications
 
 log = logging.getLogger("adytum.node")
@@ -87,6 +88,9 @@ class Node:
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._notifications = self._listen(target) if is_server_store(target) else None
+        self.connector = self._connector(config.chain) if config.chain is not None else None
+        self._chain: asyncio.Task[None] | None = None
+        self._chain_stop = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -138,6 +142,8 @@ class Node:
             self._runner, self.config.host, self.config.port, self.connections, backlog=1024, reuse_address=True
         )
         await site.start()
+        if self.connector is not None:
+            self._chain = asyncio.create_task(self.connector.run(self._chain_stop), name="chain-connector")
         kme = self.config.manager.join or "its own key manager"
         log.info(
             "node serving worker %s on %s with %d enclave(s) provisioned by %s, data in %s",
@@ -148,7 +154,23 @@ class Node:
             self.config.data_dir,
         )
 
+    def _connector(self, config: ChainConfig) -> Connector:
+        """The chain connector (`adytum up --chain`); a contracts file it cannot use refuses the start."""
+        from .chain.connector import Connector  # web3 is loaded only by a node that follows a chain
+
+        return Connector(
+            config,
+            reader=self.reader,
+            committer=self.committer,
+            accept=self.api.accept,
+            wait=self.manager.dispatch.wait,
+            worker_id=self.manager.worker_id,
+        )
+
     async def stop(self) -> None:
+        if self._chain is not None:
+            self._chain_stop.set()
+            await asyncio.gather(self._chain, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
         await self.manager.stop()

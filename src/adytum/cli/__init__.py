@@ -8,7 +8,22 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import attestation, bench, demo, ledger, measure, pool, receipt, store, submit, up, worker, workers, workloads
+from . import (
+    attestation,
+    bench,
+    chain,
+    demo,
+    ledger,
+    measure,
+    pool,
+    receipt,
+    store,
+    submit,
+    up,
+    worker,
+    workers,
+    workloads,
+)
 
 #: Every command module, in the order `adytum --help` lists them. Each has `register(sub)`, which adds its
 #: parser(s) with `set_defaults(run=run)`; `run(args)` returns the exit code and imports the heavy modules it
@@ -27,6 +42,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     workloads,
     pool,
     store,
+    chain,
 )
 
 EPILOG = """\

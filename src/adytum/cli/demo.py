@@ -38,6 +38,18 @@ def register(sub: Subparsers) -> None:
         "verified result and stops the node.",
     )
     demo.add_argument("--data-dir", type=Path, default=None, help="keep the node's data here (default: temporary)")
+    demo.add_argument(
+        "--chain",
+        action="store_true",
+        help="the EEA proxy model instead: deploy the contracts on a development chain, let the node follow them "
+        "(`up --chain`), and submit every order through the WorkOrderRegistry (needs the `chain` extra)",
+    )
+    demo.add_argument(
+        "--rpc",
+        metavar="URL",
+        help="with --chain: use this Ethereum JSON-RPC node (with an unlocked account, e.g. Ganache) instead of "
+        "an in-process eth-tester chain",
+    )
     add_json(demo)
     demo.set_defaults(run=run)
 
@@ -53,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     port = free_port()
     uri = f"http://127.0.0.1:{port}/"
     say = (lambda *a, **k: None) if args.json else console.print
+    if args.chain:
+        return _run_on_chain(args, data_dir, port, say)
     say(f"[bold]starting a node[/] on {uri} (simulated enclaves, SQLite store in {data_dir})")
     results: list[dict[str, Any]] = []
     try:
@@ -94,3 +108,72 @@ def _run_examples(uri: str, data_dir: Path, say: Callable[..., None], results: l
             text = text if len(text) <= 50 else text[:47] + "..."
             shown = output if len(output) <= 70 else output[:67] + "..."
             say(f"  [green]✓ verified[/] {workload}({text!r}) → {shown!r}  [dim]{ms:.1f} ms[/]")
+
+
+def _run_on_chain(args: argparse.Namespace, data_dir: Path, port: int, say: Callable[..., None]) -> int:
+    """The proxy model end to end: contracts deployed, a node following them, every order through the chain."""
+    import contextlib
+    import json
+
+    from ..client import UntrustedWorker, VerificationError
+    from ..protocol import EeaError
+    from .local_node import local_node
+
+    try:
+        from ..chain import ChainClient, ChainError, deploy, http
+        from ..chain.devchain import serving
+    except ImportError:
+        return fail("demo --chain needs the `chain` extra: pip install 'adytum[chain]'", as_json=args.json)
+    results: list[dict[str, Any]] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            rpc = args.rpc or stack.enter_context(serving())
+            kind = "the JSON-RPC node" if args.rpc else "an in-process eth-tester chain (simulated, dev keys)"
+            say(f"[bold]chain[/]: {kind} at {rpc}")
+            w3 = http(rpc)
+            accounts = w3.eth.accounts
+            if len(accounts) < 2:
+                return fail(f"{rpc} must unlock two accounts (the worker's and the requester's)", as_json=args.json)
+            deployment = deploy(w3, accounts[0])
+            contracts = data_dir / "contracts.json"
+            contracts.write_text(json.dumps(deployment.to_json()))
+            for c in deployment.contracts.values():
+                say(f"  deployed {c.name} at {c.address}")
+            say(f"[bold]starting a node[/] that follows them (simulated enclaves, data in {data_dir})")
+            stack.enter_context(local_node(data_dir, port, "--chain", rpc, "--contracts", str(contracts)))
+            root = DataDir(data_dir).platform_root
+            say(f"[yellow]trusting the node's DEVELOPMENT attestation root {root}: simulated enclaves[/]")
+            from ..client import Trust
+            from ..crypto import SigningKey
+
+            client = ChainClient(
+                rpc, deployment, trust=Trust.from_files([root]), signer=SigningKey(), sender=accounts[1]
+            )
+            deadline = time.monotonic() + 60
+            while not client.worker_ids():
+                if time.monotonic() > deadline:
+                    return fail("the node did not register its worker on chain", as_json=args.json)
+                time.sleep(0.2)
+            worker = client.worker()
+            say(f"worker {worker.worker_id[:16]}… found in the WorkerRegistry; its evidence matches the hash there")
+            for workload, inputs in EXAMPLES:
+                started = time.perf_counter()
+                order, block = client.submit(worker, workload, [i.encode() for i in inputs])
+                outputs = [o.decode() for o in client.result(order, worker, timeout=60)]
+                ms = (time.perf_counter() - started) * 1000
+                results.append(
+                    {"workload": workload, "inputs": inputs, "outputs": outputs, "verified": True, "ms": round(ms, 1)}
+                )
+                shown = " | ".join(outputs)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                say(
+                    f"  [green]✓ signature checked by the contract and here[/] {workload} → {shown!r}  "
+                    f"[dim]submitted in block {block}, {ms:.0f} ms[/]"
+                )
+    except (RuntimeError, EeaError, OSError, UntrustedWorker, VerificationError, ChainError) as exc:
+        return fail(f"demo failed: {exc}", as_json=args.json)
+    if args.json:
+        emit_json({"ok": True, "chain": True, "dataDir": str(data_dir), "results": results})
+    else:
+        say(f"[bold]node stopped[/]; its log is {data_dir / 'node.log'}")
+    return 0

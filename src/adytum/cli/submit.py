@@ -10,6 +10,7 @@ from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
 if TYPE_CHECKING:
+    from ..client import Trust
     from ..crypto import SigningKey
 
 
@@ -53,6 +54,18 @@ def register(sub: Subparsers) -> None:
         "(a refusal names the number the worker expects)",
     )
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
+    submit.add_argument(
+        "--chain",
+        metavar="URL",
+        help="submit through the WorkOrderRegistry on this Ethereum JSON-RPC node instead of a node's API; the "
+        "result is taken from the completion event (which the contract accepted only signed by the worker)",
+    )
+    submit.add_argument("--contracts", metavar="FILE", help="with --chain: the file `adytum chain deploy` printed")
+    submit.add_argument(
+        "--chain-key",
+        metavar="FILE",
+        help="with --chain: a file holding the hex private key to send from (default: the RPC node's first account)",
+    )
     add_json(submit)
     submit.set_defaults(run=run)
 
@@ -74,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         trust = trust_from_args(args)
     except (OSError, ValueError) as exc:
         return fail(f"trust root: {exc}", as_json=args.json)
+    if args.chain or args.contracts:
+        return _run_on_chain(args, trust, signer)
     try:
         with Client(args.uri, trust=trust, signer=signer) as client:
             outputs = client.run(
@@ -93,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
     if sequence:
         _used_sequence(args, sequence)
+    return _print(args, outputs, sequence)
+
+
+def _print(args: argparse.Namespace, outputs: list[bytes], sequence: int | None = None) -> int:
     texts = [o.decode(errors="replace") for o in outputs]
     if args.json:
         extra = {"sequence": sequence} if sequence else {}
@@ -101,6 +120,33 @@ def run(args: argparse.Namespace) -> int:
         for text in texts:
             console.print(text, markup=False, highlight=False)
     return 0
+
+
+def _run_on_chain(args: argparse.Namespace, trust: Trust, signer: SigningKey | None) -> int:
+    from ..client import UntrustedWorker, VerificationError
+    from ..protocol import EeaError
+
+    if not (args.chain and args.contracts):
+        return fail("--chain and --contracts go together", as_json=args.json)
+    try:
+        from ..chain import ChainClient, ChainError
+    except ImportError:
+        return fail("--chain needs the `chain` extra: pip install 'adytum[chain]'", as_json=args.json)
+    try:
+        key = Path(args.chain_key).read_text().strip() if args.chain_key else None
+        client = ChainClient(args.chain, args.contracts, trust=trust, signer=signer, key=key)
+        outputs = client.run(
+            args.workload, [d.encode() for d in args.in_data], worker_id=args.worker_id, timeout=args.timeout
+        )
+    except EeaError as exc:
+        return fail(exc.message, as_json=args.json, code=exc.code)
+    except (UntrustedWorker, VerificationError) as exc:
+        return fail(f"refused: {exc}", as_json=args.json)
+    except ChainError as exc:
+        return fail(str(exc), as_json=args.json)
+    except Exception as exc:  # web3's errors (an RPC node down or erring): one line, never a traceback
+        return fail(f"cannot submit through {args.chain}: {exc}", as_json=args.json)
+    return _print(args, outputs)
 
 
 def _signer(args: argparse.Namespace) -> SigningKey | None:

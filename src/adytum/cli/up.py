@@ -8,7 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-from ..config import DEFAULT_PORT, DEFAULT_WORKER_NAME, DEFAULTS, NodeConfig
+from ..config import DEFAULT_PORT, DEFAULT_WORKER_NAME, DEFAULTS, ChainConfig, NodeConfig
 from .options import Subparsers, add_data_dir
 
 
@@ -214,6 +214,55 @@ def register(sub: Subparsers) -> None:
         help="what starts each enclave process, called as Python would be (default: this Python); on SGX, "
         "gramine/adytum-sgx-enclave (docs/hardware.md)",
     )
+    chain = up.add_argument_group(
+        "chain (the EEA proxy model: work orders from a WorkOrderRegistry contract, results posted back)"
+    )
+    chain.add_argument(
+        "--chain",
+        metavar="URL",
+        help="also take work orders from the contracts on this Ethereum JSON-RPC node, http(s):// or ws(s):// "
+        "(Ganache, Hardhat, Geth, Besu, `adytum chain dev`); the worker is registered there and its results are "
+        "posted back, signed; over ws:// new blocks are pushed (newHeads), over http:// a block filter is asked",
+    )
+    chain.add_argument(
+        "--contracts", metavar="FILE", type=Path, help="with --chain: the file `adytum chain deploy` printed"
+    )
+    chain.add_argument(
+        "--chain-key",
+        metavar="FILE",
+        type=Path,
+        help="a file holding the hex private key the connector sends with (default: the RPC node's first "
+        "unlocked account, as development chains have)",
+    )
+    chain.add_argument(
+        "--chain-confirmations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="blocks on top of an order's block before it is taken (default 0; a reorg is caught either way)",
+    )
+    chain.add_argument(
+        "--chain-poll",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="over http://, how often the node's new-block filter is asked; logs are read only when a block came "
+        "(default 0.25)",
+    )
+    chain.add_argument(
+        "--chain-anchor-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="anchor the ledger's newest signed tree head on chain this often (default 60; 0 = never)",
+    )
+    chain.add_argument(
+        "--chain-from-block",
+        type=int,
+        default=0,
+        metavar="N",
+        help="on a first start for a worker registered already, read orders from this block on (default 0)",
+    )
     up.add_argument("--log-format", choices=["json", "text"], default="json", help="log line format")
     up.set_defaults(run=run)
 
@@ -237,6 +286,22 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
         return 1
+    if (args.chain is None) != (args.contracts is None):
+        logging.getLogger("adytum.node").error("the node cannot start: --chain and --contracts go together")
+        return 1
+    chain = (
+        ChainConfig(
+            args.chain,
+            args.contracts,
+            key_file=args.chain_key,
+            confirmations=args.chain_confirmations,
+            poll=args.chain_poll,
+            anchor_interval=args.chain_anchor_interval,
+            from_block=args.chain_from_block,
+        )
+        if args.chain
+        else None
+    )
     config = NodeConfig.of(
         args.data_dir,
         host=args.host,
@@ -268,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
         start_empty=args.start_empty or None,
         enclave_executable=args.enclave_executable,
         accepted_tcb_statuses=("UpToDate", *args.accept_tcb) if args.accept_tcb else None,
+        chain=chain,
     )
     try:
         import uvloop
@@ -277,6 +343,9 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         return asyncio.run(_serve(config))
+    except ImportError as exc:
+        logging.getLogger("adytum.node").error("the node cannot start: %s (pip install 'adytum[chain]')", exc)
+        return 1
     except (AdytumError, OSError, ValueError) as exc:  # a refused start is one line, never a traceback
         logging.getLogger("adytum.node").error("the node cannot start: %s", exc)
         return 1

@@ -8,7 +8,17 @@ from typing import Any
 
 import msgspec
 
-from ..protocol import EeaError, GetResultParams, NoParams, Status, WorkerStatus, canonical, decode, decode_params
+from ..protocol import (
+    EeaError,
+    GetResultParams,
+    NoParams,
+    Status,
+    WorkerStatus,
+    WorkOrderParams,
+    canonical,
+    decode,
+    decode_params,
+)
 from ..store import Duplicate, GroupCommit, NewOrder, Outcome, Store
 from .openrpc import document
 from .ports import Dispatch, KeyOps, PoolView
@@ -38,6 +48,17 @@ class Api:
         }
 
     async def work_order_submit(self, raw: bytes) -> Any:
+        wo_id, p = await self.accept(raw)
+        if p.response_timeout_m_secs > 0:
+            # No await lies between wake (in accept) and the waiter's registration, so it cannot miss the answer.
+            outcome = await self.dispatch.wait(wo_id, p.response_timeout_m_secs / 1000)
+            if outcome is not None:
+                return _answer(wo_id, outcome)
+        raise _pending(wo_id, "scheduled")
+
+    async def accept(self, raw: bytes) -> tuple[str, WorkOrderParams]:
+        """Validate a WorkOrderSubmit's params, store the order and wake the dispatcher: the one way an order
+        enters the node, from HTTP or from a chain (adytum.chain's connector). EeaError if it is refused."""
         p = decode_params(raw)
         wo_id, worker_id = canonical(p.work_order_id), canonical(p.worker_id)
         worker = self.reader.worker(worker_id)
@@ -61,12 +82,7 @@ class Api:
                 Status.INVALID_PARAMETER, f"{dup.field} was already used by an accepted work order"
             ) from None
         self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
-        if p.response_timeout_m_secs > 0:
-            # No await lies between wake and the waiter's registration, so it cannot miss the answer.
-            outcome = await self.dispatch.wait(wo_id, p.response_timeout_m_secs / 1000)
-            if outcome is not None:
-                return _answer(wo_id, outcome)
-        raise _pending(wo_id, "scheduled")
+        return wo_id, p
 
     async def work_order_get_result(self, raw: bytes) -> Any:
         wo_id = canonical(decode(raw, GetResultParams, "WorkOrderGetResult").workOrderId)
