@@ -54,6 +54,9 @@ clean:
 ARCH_LIBDIR  ?= /lib/$(shell $(CC) -dumpmachine)
 GRAMINE_LOG  ?= error
 SGX_DEBUG    ?= false
+# TCB statuses besides UpToDate the enclaves accept in each other's quotes (comma-separated; measured), e.g.
+# ACCEPT_TCB=SWHardeningNeeded: Intel rates most platforms so, and then the pool comes up only with it.
+ACCEPT_TCB   ?=
 WORKER_ID    ?= $(shell printf %s adytum-worker-1 | sha256sum | cut -d' ' -f1)
 DATA_DIR     ?= $(CURDIR)/adytum-data
 SGX_PY        = $(BIN)/python -c
@@ -78,6 +81,7 @@ adytum-kme.manifest adytum-wpe.manifest: adytum-%.manifest: gramine/adytum-encla
 		-Dworker_id=$(WORKER_ID) \
 		-Dplugins=$(SGX_PLUGINS) \
 		-Ddebug=$(SGX_DEBUG) \
+		-Daccept_tcb=$(ACCEPT_TCB) \
 		$< $@
 
 # gramine-sgx-sign writes both the .manifest.sgx and the .sig.

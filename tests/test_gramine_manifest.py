@@ -29,7 +29,7 @@ class _Gramine:  # stand-ins for gramine-manifest's own globals
         return "/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc"
 
 
-def render(role: str, plugins: str = "false") -> dict:
+def render(role: str, plugins: str = "false", accept_tcb: str = "") -> dict:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     text = env.from_string(TEMPLATE.read_text()).render(
         gramine=_Gramine,
@@ -44,6 +44,7 @@ def render(role: str, plugins: str = "false") -> dict:
         worker_id="ab" * 32,
         plugins=plugins,
         debug="false",
+        accept_tcb=accept_tcb,
     )
     return tomllib.loads(text)
 
@@ -85,3 +86,16 @@ def test_a_work_order_enclave_measures_its_plugins_and_reaches_nothing_else_of_t
     assert {f"file:{DATA}/workloads.toml", f"file:{DATA}/workloads/"} <= set(with_plugins["sgx"]["trusted_files"])
     mounts = {m["path"] for m in with_plugins["fs"]["mounts"]}
     assert {"/data/workloads.toml", "/data/workloads"} <= mounts
+
+
+def test_the_tcb_statuses_peers_may_have_are_fixed_in_the_measured_manifest(monkeypatch):
+    """The enclaves read them from the manifest's environment (measured; the host cannot widen them)."""
+    from adytum.enclave.tee import ACCEPT_TCB_ENV, peer_tcb_statuses
+
+    for role in ("kme", "wpe"):
+        env = render(role, accept_tcb="SWHardeningNeeded")["loader"]["env"]
+        assert env[ACCEPT_TCB_ENV] == "SWHardeningNeeded"
+    monkeypatch.delenv(ACCEPT_TCB_ENV, raising=False)
+    assert peer_tcb_statuses() == {"UpToDate"}
+    monkeypatch.setenv(ACCEPT_TCB_ENV, "SWHardeningNeeded, ConfigurationAndSWHardeningNeeded")
+    assert peer_tcb_statuses() == {"UpToDate", "SWHardeningNeeded", "ConfigurationAndSWHardeningNeeded"}

@@ -41,6 +41,7 @@ from ..files import write_atomic
 from .keys import WorkerKeys
 from .provisioning import KME_PRODUCT
 from .sealing import Sealer
+from .tee import peer_tcb_statuses
 
 SEAL_LABEL = "witnessed.sealed"
 MAX_WITNESSED = 1024
@@ -226,6 +227,7 @@ class AnchorCheck:
             mr_signers=frozenset({self._me.mr_signer}),
             isv_prod_id=KME_PRODUCT,
             report_data_prefix=report_data_for(w.verifying_key, w.encryption_key, w.worker_id),
+            accepted_statuses=peer_tcb_statuses(),
         )
         try:
             verify_evidence(w.proof_type, w.proof, policy=policy, at=datetime.now(UTC), trusted_roots=self._roots())

@@ -41,6 +41,7 @@ from ..attestation.policy import Policy, Verdict
 from ..attestation.verify import verify_evidence
 from ..errors import AdytumError
 from .keys import WorkerKeys
+from .tee import peer_tcb_statuses
 
 #: Product ids in the enclaves' signed identity (ISVPRODID on SGX): the role is part of what is attested.
 WPE_PRODUCT = 1
@@ -152,6 +153,7 @@ class WpeHandshake:
                 mr_signers=frozenset({self._me.mr_signer}),
                 isv_prod_id=KME_PRODUCT,
                 report_data_prefix=report_data("kme", t),
+                accepted_statuses=peer_tcb_statuses(),
             ),
             self._roots,
         )
@@ -238,6 +240,7 @@ class KeyManagerSessions:
                 mr_signers=frozenset({self._me.mr_signer}),
                 isv_prod_id=WPE_PRODUCT,
                 report_data_prefix=report_data("wpe", session.t),
+                accepted_statuses=peer_tcb_statuses(),
             ),
             self.roots,
         )

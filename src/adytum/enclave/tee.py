@@ -43,6 +43,17 @@ GRAMINE_SGX = "gramine-sgx"
 #: TEST DOUBLE: a directory used in place of /dev/attestation (no SGX here); never set on hardware.
 STAND_IN_ENV = "ADYTUM_TEST_DOUBLE_ATTESTATION_DIR"
 DEV_ATTESTATION = Path("/dev/attestation")
+#: TCB statuses, beyond UpToDate, that a peer enclave's SGX evidence may have (comma-separated). Under Gramine
+#: the manifest sets it (`loader.env`, measured; the host cannot change it), so widening it is a new build.
+ACCEPT_TCB_ENV = "ADYTUM_ACCEPT_TCB"
+
+
+def peer_tcb_statuses() -> frozenset[str]:
+    """The TCB statuses this enclave accepts in its peers' SGX evidence (provisioning, the anchor): UpToDate,
+    and those its manifest adds. Intel rates most platforms SWHardeningNeeded or worse, so a pool on such
+    hardware comes up only with a build whose manifest says so (`make sgx-enclave ACCEPT_TCB=...`)."""
+    extra = {s.strip() for s in os.environ.get(ACCEPT_TCB_ENV, "").split(",") if s.strip()}
+    return frozenset({"UpToDate", *extra})
 
 
 class Tee(Protocol):
