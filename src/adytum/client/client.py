@@ -98,6 +98,8 @@ class AsyncClient:
         self._session = session
         self._own_session = session is None
         self._workers: dict[str, WorkerInfo] = {}
+        #: Whether any call has reached the node: `run` waits out lost connections only to a node it has reached.
+        self.reached = False
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -123,6 +125,7 @@ class AsyncClient:
                 body = await resp.read()
         except aiohttp.ClientError as exc:
             raise NodeUnreachable(f"{self.uri}: {exc}") from exc
+        self.reached = True
         return _unwrap(body)
 
     async def worker_ids(self, **filters: Any) -> list[str]:
@@ -226,7 +229,10 @@ class AsyncClient:
         `sequence` asks for strict ordering (needs a signer): the worker runs this order only as the signer's
         next after `sequence - 1`; a gap, reorder or repeat is refused (INVALID_PARAMETER, naming the next)."""
         deadline = time.monotonic() + timeout
-        worker = await _until_reached(lambda: self.worker(worker_id), deadline)
+        if not self.reached:  # a node never reached is a wrong address or a node not up: say so at once
+            worker = await self.worker(worker_id)
+        else:
+            worker = await _until_reached(lambda: self.worker(worker_id), deadline)
         order = build(
             worker,
             workload,
