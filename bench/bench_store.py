@@ -5,8 +5,8 @@ Each order goes through the node's own three transitions, through `GroupCommit` 
 the node's receipt and its ledger leaf), claimed, answered (with the worker's receipt update and its leaf).
 `--writers W` runs W of these pipelines at once, each with its own connection, as W nodes on one database
 would. With `--soak N`, N orders run through one pipeline while answered orders are pruned as they go
-(retention 0 s, receipts off unless `--receipts`), and the database size is printed as it goes: bounded means
-the size stops growing.
+(retention 0 s, receipts off unless `--receipts`; the store reclaimed every 5,000 orders, as a node's retention
+does once a minute), and the database size is printed as it goes: bounded means the size stops growing.
 
     .venv/bin/python bench/bench_store.py --store sqlite            # a SQLite file in a temporary directory
     .venv/bin/python bench/bench_store.py --store postgresql://postgres@127.0.0.1:5432/test --writers 1,2
@@ -172,12 +172,15 @@ def soak(target: str, n: int, receipts: bool, every: int) -> list[dict[str, floa
     async def prune(committer: GroupCommit) -> None:
         nonlocal done
         done += 1
-        if done % 500 == 0:
+        mine = done  # others go on counting while this one awaits
+        if mine % 500 == 0:
             await committer.run(Store.prune_answered, time.time(), 1000)
-        if done % every == 0:
+        if mine % 5000 == 0:  # as the node's retention does once a minute
+            await asyncio.to_thread(committer.store.reclaim)
+        if mine % every == 0:
             size = await asyncio.to_thread(size_of, target)
-            samples.append({"orders": done, "mb": round(size / 1e6, 2)})
-            print(f"  {done:>8} orders  {size / 1e6:8.2f} MB", flush=True)
+            samples.append({"orders": mine, "mb": round(size / 1e6, 2)})
+            print(f"  {mine:>8} orders  {size / 1e6:8.2f} MB", flush=True)
 
     asyncio.run(pipeline(target, "soak", n, receipts, 16, on_done=prune))
     return samples

@@ -312,3 +312,13 @@ def test_a_pruned_order_with_a_receipt_keeps_its_id_taken(any_store, monkeypatch
     assert store.receipt(wo) is not None and store.ledger_size() == 1
     with pytest.raises(Duplicate), store.transaction():
         store.insert_order(order(1))
+
+
+def test_reclaim_runs_beside_the_stores_own_connection(any_store):
+    """Retention's maintenance step (VACUUM on PostgreSQL, nothing on SQLite) runs between transactions."""
+    with any_store.transaction():
+        any_store.insert_order(order(1))
+        any_store.insert_response(order(1).work_order_id, 0, b"{}")
+        any_store.prune_answered(older_than=2**40)
+    any_store.reclaim()
+    assert any_store.counts() == {"scheduled": 0, "processing": 0, "done": 0}

@@ -8,7 +8,9 @@ Two rules, each run in short batches so a backlog never holds one long transacti
 - An answered order is pruned after `answered_retention` seconds (`Store.prune_answered`): its result can no
   longer be fetched. Receipts and the ledger stay, so with receipts on its id stays taken.
 
-Every node sharing a store runs it; two nodes pruning at once only find less to do.
+Every node sharing a store runs it; two nodes pruning at once only find less to do. Once a minute it also
+asks the store to make deleted rows' space usable again (`Store.reclaim`: VACUUM on PostgreSQL, where
+autovacuum may be off or behind), so that a steady stream of orders keeps the database's size bounded.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ log = logging.getLogger("adytum.manager")
 BATCH = 500
 
 
+#: Seconds between two `Store.reclaim` runs.
+RECLAIM_INTERVAL = 60.0
+
+
 class Retention:
     def __init__(self, committer: GroupCommit, failed_retention: float, answered_retention: float) -> None:
         """`answered_retention` 0: answered orders are kept for ever."""
         self.committer = committer
+        self._reclaimed_at = time.monotonic()
         self.failed_retention, self.answered_retention = failed_retention, answered_retention
         shortest = min(r for r in (failed_retention, answered_retention or failed_retention))
         #: Seconds between runs: a tenth of the shorter retention, within 1 s .. 60 s.
@@ -60,6 +67,9 @@ class Retention:
         while True:
             try:
                 await self.run_once()
+                if time.monotonic() - self._reclaimed_at >= RECLAIM_INTERVAL:
+                    self._reclaimed_at = time.monotonic()
+                    await asyncio.to_thread(self.committer.store.reclaim)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is busy or faulty: the next run catches up

@@ -129,6 +129,10 @@ class Store:
         """Where the data is, for messages (a path, or a URL without its password)."""
         raise NotImplementedError
 
+    def reclaim(self) -> None:
+        """Make the space of deleted and replaced rows usable again, outside any transaction (a maintenance
+        step retention runs now and then). SQLite reuses freed pages by itself: nothing to do."""
+
     def _has_table(self, name: str) -> bool:
         raise NotImplementedError
 

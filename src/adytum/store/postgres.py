@@ -26,6 +26,9 @@ log = logging.getLogger("adytum.store")
 _SCHEMA_LOCK, _LEDGER_LOCK = 0x61647974_01, 0x61647974_02
 #: Seconds to wait for the server to accept a connection, and for one statement.
 CONNECT_TIMEOUT, STATEMENT_TIMEOUT = 5, 30
+#: Tables whose rows orders delete or replace (the schedule, answers, pruned requests, receipts' status, state
+#: versions, heartbeats): what `reclaim` vacuums.
+CHURNED_TABLES = ("schedule", "work_orders", "responses", "receipts", "state", "nodes", "settings")
 #: A NOTIFY payload's size before the next one starts (the server takes up to 8000 bytes).
 NOTIFY_BYTES = 7000
 
@@ -155,6 +158,13 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self.pg.conn.close()
+
+    def reclaim(self) -> None:
+        """VACUUM the tables that every order deletes from or rewrites. Autovacuum does the same where it is on
+        (the default), but it may be off or lag behind a steady stream of orders, and a table whose dead rows are
+        never vacuumed grows for ever. On its own connection: VACUUM cannot run inside a transaction."""
+        with connect(self.url) as conn:
+            conn.execute(f"VACUUM (ANALYZE) {', '.join(CHURNED_TABLES)}")
 
     def is_fault(self, exc: BaseException) -> bool:
         """A lost or refused connection, a server shutting down, a timeout, a serialization failure: all pass."""
