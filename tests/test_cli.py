@@ -258,3 +258,10 @@ def test_pool_status_from_the_command_line(node):
     assert status["keyManager"]["state"] == "running" and all(e["state"] == "running" for e in status["enclaves"])
     down = adytum("pool", "--uri", "http://127.0.0.1:9/")
     assert down.returncode == 1 and "cannot reach" in down.stderr
+
+
+def test_bench_nodes_needs_a_store_and_counts():
+    out = adytum("bench", "--nodes", "1,2", "--json")
+    assert out.returncode == 1 and "--store" in json.loads(out.stdout)["error"]
+    out = adytum("bench", "--nodes", "0", "--store", "postgresql://x@127.0.0.1:9/none", "--json")
+    assert out.returncode == 1 and "counts like 1,2" in json.loads(out.stdout)["error"]

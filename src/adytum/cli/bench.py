@@ -253,20 +253,13 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     data = args.in_data.encode()
-    try:
-        counts = [int(n) for n in args.enclaves.split(",")] if args.enclaves else []
-        if any(n < 1 for n in counts):
-            raise ValueError
-    except ValueError:
-        return fail(f"--enclaves takes counts like 1,2 (got {args.enclaves!r})", as_json=args.json)
+    counts, node_counts = _counts(args.enclaves), _counts(args.nodes)
+    for option, given, parsed in (("--enclaves", args.enclaves, counts), ("--nodes", args.nodes, node_counts)):
+        if parsed is None:
+            return fail(f"{option} takes counts like 1,2 (got {given!r})", as_json=args.json)
+    assert counts is not None and node_counts is not None
     if args.receipts_cost and not counts:
         return fail("--receipts-cost starts its own nodes: give --enclaves too (e.g. --enclaves 2)", as_json=args.json)
-    try:
-        node_counts = [int(n) for n in args.nodes.split(",")] if args.nodes else []
-        if any(n < 1 for n in node_counts):
-            raise ValueError
-    except ValueError:
-        return fail(f"--nodes takes counts like 1,2 (got {args.nodes!r})", as_json=args.json)
     if node_counts and not args.store:
         return fail("--nodes runs the nodes on one PostgreSQL database: give --store URL too", as_json=args.json)
     if not args.json:
@@ -328,6 +321,17 @@ def run(args: argparse.Namespace) -> int:
             f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)"
         )
     return 0 if all(r.failed == 0 for r in reports) else 1
+
+
+def _counts(text: str | None) -> list[int] | None:
+    """ "1,2" -> [1, 2]; [] when the option was not given; None when it is not a list of counts of 1 or more."""
+    if not text:
+        return []
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        return None
+    return counts if all(n >= 1 for n in counts) else None
 
 
 @contextmanager
