@@ -265,3 +265,17 @@ def test_bench_nodes_needs_a_store_and_counts():
     assert out.returncode == 1 and "--store" in json.loads(out.stdout)["error"]
     out = adytum("bench", "--nodes", "0", "--store", "postgresql://x@127.0.0.1:9/none", "--json")
     assert out.returncode == 1 and "counts like 1,2" in json.loads(out.stdout)["error"]
+
+
+def test_store_migrate_and_status_on_both_backends(tmp_path, pg_url):
+    from adytum.store.schema import LATEST
+
+    missing = adytum("store", "status", "--data-dir", str(tmp_path / "none"), "--json")
+    assert missing.returncode == 1 and "no store" in json.loads(missing.stdout)["error"]
+    for where in (("--data-dir", str(tmp_path / "node")), ("--store", pg_url)):
+        first = json.loads(adytum("store", "migrate", *where, "--json").stdout)
+        assert first["applied"] == list(range(1, LATEST + 1)) and first["schema_version"] == LATEST
+        again = json.loads(adytum("store", "migrate", *where, "--json").stdout)
+        assert again["applied"] == []
+        status = json.loads(adytum("store", "status", *where, "--json").stdout)
+        assert (status["schema_version"], status["scheduled"], status["done"]) == (LATEST, 0, 0)

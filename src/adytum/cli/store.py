@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from .options import Subparsers, add_data_dir, add_json
 from .output import console, emit_json, fail
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from ..store.schema import LATEST
 
     target = args.store if is_server_store(args.store) else str(DataDir(args.data_dir).store)
+    if not is_server_store(target) and args.action == "status" and not Path(target).exists():
+        return fail(f"there is no store at {target} (a node makes it at its first start)", as_json=args.json)
     try:
         store = open_store(target)
         try:

@@ -21,7 +21,10 @@ def register(sub: Subparsers) -> None:
         description="Run a node in the foreground. Enclaves are simulated (their own processes, "
         "sealed keys, no SGX) unless ADYTUM_TEE=gramine-sgx (docs/hardware.md). Work orders survive restarts: on start, orders that "
         "were in flight are processed again.",
-        epilog="example:\n  adytum up --port 1947 --data-dir /var/lib/adytum --enclaves 2",
+        epilog="examples:\n  adytum up --port 1947 --data-dir /var/lib/adytum --enclaves 2\n"
+        "  adytum up --store postgresql://adytum@db:5432/adytum --kme-listen 0.0.0.0:1948   # node A of several\n"
+        "  adytum up --store postgresql://adytum@db:5432/adytum --join a.internal:1948      # node B, same worker\n"
+        "(docs/deployment.md: several hosts on one PostgreSQL database)",
     )
     up.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"JSON-RPC port (default {DEFAULT_PORT}; 0 = any free)"
