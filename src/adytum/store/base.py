@@ -68,20 +68,21 @@ class Store:
     the transaction raises `Recheck` and is rolled back, and `GroupCommit` runs the batch again undeferred,
     where every transition sees its real answers. Either way the stored outcome is the same."""
 
-    #: Whether deferring pays (a server); SQLite reads in-process and never defers.
-    defers_reads = False
-
     #: The connection: `execute(sql, args)` with `?` placeholders, returning a DB-API cursor.
     db: Any
+    #: Which `schema.DIALECTS` entry renders the migrations.
+    dialect = ""
     #: Appended to the claim's SELECT: PostgreSQL skips rows another node is claiming.
     skip_locked = ""
-
-    # -- what a backend supplies ---------------------------------------------------------------------
+    #: Whether deferring reads pays (a server); SQLite reads in-process and never defers.
+    defers_reads = False
 
     #: The next ledger index, known while this transaction holds the ledger's numbering (None: ask the table).
     _next_leaf: int | None = None
-
+    #: The checks a deferring transaction runs before its commit (None: not deferring).
     _deferred: list[Callable[[], bool]] | None = None
+
+    # -- transactions ---------------------------------------------------------------------------------
 
     @contextmanager
     def transaction(self, *, deferred: bool = False) -> Iterator[None]:
@@ -111,6 +112,8 @@ class Store:
         except BaseException:
             self._next_leaf = None  # a rolled-back leaf gives its number back
             raise
+
+    # -- what a backend supplies ---------------------------------------------------------------------
 
     def _transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -170,8 +173,6 @@ class Store:
             return 0
         row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
-
-    dialect = ""
 
     def _insert_unique(self, sql: str, args: tuple[object, ...]) -> bool:
         """Run an INSERT; False if a unique key refused it. The refusal is no error (PostgreSQL would abort the
