@@ -44,7 +44,7 @@ def redact(url: str) -> str:
     return f"postgresql://{host}:{port}/{db}"
 
 
-def connect(url: str, **extra: Any) -> psycopg.Connection[Any]:
+def connect(url: str) -> psycopg.Connection[Any]:
     """A connection in autocommit mode (transactions are explicit, as in SQLite) that notices a dead peer."""
     return psycopg.connect(
         make_conninfo(
@@ -58,7 +58,6 @@ def connect(url: str, **extra: Any) -> psycopg.Connection[Any]:
             application_name="adytum",
         ),
         autocommit=True,
-        **extra,
     )
 
 
