@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from adytum.cli import main as cli
 from adytum.client import Trust
 from adytum.config import NodeConfig
 from adytum.datadir import DataDir
+from adytum.issuer.devroot import init_dev_root
 from adytum.node import Node
 
 
@@ -94,3 +96,13 @@ class LocalPool:
             worker_id or self.worker_id,
             provision=lambda e: provision(e, self.kme, self.attestation),
         )
+
+
+def two_hosts(tmp_path: Path) -> tuple[Path, Path]:
+    """Two data directories, each its own simulated platform, each trusting the other's root (`pool trust`)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for here in (a, b):
+        init_dev_root(here / "devroot")
+    for here, there in ((a, b), (b, a)):
+        assert cli(["pool", "trust", str(there / "devroot" / "root.pem"), "--data-dir", str(here), "--json"]) == 0
+    return a, b

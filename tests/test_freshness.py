@@ -19,7 +19,7 @@ from adytum.client import Client, build, open_result
 from adytum.issuer.devroot import init_dev_root
 from adytum.manager import EnclaveStartError
 from adytum.protocol import EeaError, Status, to_builtins
-from support import running_node
+from support import running_node, two_hosts
 
 
 def eventually(predicate, seconds=60):
@@ -156,16 +156,6 @@ def test_state_rows_rolled_back_are_refused_after_an_enclave_and_a_node_restart(
         assert wallet(c, "deposit acct 1") == ["WALLET RESULT: acct::16"]
 
 
-def _two_hosts(tmp_path):
-    """Two data directories, each its own simulated platform, each trusting the other's root."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    for here in (a, b):
-        init_dev_root(here / "devroot")
-    for here, there in ((a, b), (b, a)):
-        assert cli(["pool", "trust", str(there / "devroot" / "root.pem"), "--data-dir", str(here), "--json"]) == 0
-    return a, b
-
-
 def _restore(copy, data_dir) -> None:
     """The host restores its whole data directory (sealed counters, keys, store) from an older copy."""
     shutil.rmtree(data_dir)
@@ -174,7 +164,7 @@ def _restore(copy, data_dir) -> None:
 
 def test_a_whole_data_directory_rolled_back_is_refused_with_a_peer_anchor(tmp_path, capsys):
     key = crypto.SigningKey()
-    a, b = _two_hosts(tmp_path)
+    a, b = two_hosts(tmp_path)
     with running_node(b, kme_listen="127.0.0.1:0", worker_name="witness") as nb:
         witness = nb.node.manager.kme_server.address
         with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
@@ -226,7 +216,7 @@ def test_without_an_anchor_a_whole_host_rollback_goes_unseen_and_every_report_sa
 
 def test_a_joined_node_has_its_orders_checked_by_the_key_manager_it_joined(tmp_path):
     key = crypto.SigningKey()
-    a, b = _two_hosts(tmp_path)
+    a, b = two_hosts(tmp_path)
     with running_node(a, kme_listen="127.0.0.1:0") as na:
         with running_node(b, join=na.node.manager.kme_server.address) as nb:
             with Client(nb.url, trust=nb.trust, signer=key) as via_b:  # counters relayed over TCP to A

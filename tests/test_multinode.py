@@ -25,10 +25,10 @@ import pytest
 
 from adytum.client import Client, Trust, build, open_result
 from adytum.crypto import SigningKey
-from adytum.issuer.devroot import init_dev_root
 from adytum.protocol import EeaError, Status, to_builtins
 from conftest import IN_CI
 from pg import terminate_backends
+from support import two_hosts
 from test_crash import fib_by_iteration, free_port
 
 LEASE = "3"
@@ -99,17 +99,6 @@ class Cluster:
     b: NodeProc
     trust: Trust
     nodes: list[NodeProc] = field(default_factory=list)
-
-
-def two_hosts(tmp_path: Path) -> tuple[Path, Path]:
-    """Two data directories, each its own simulated platform, each trusting the other's root."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    for here in (a, b):
-        init_dev_root(here / "devroot")
-    for here, there in ((a, b), (b, a)):
-        (here / "trusted-roots").mkdir(parents=True, exist_ok=True)
-        shutil.copy(there / "devroot" / "root.pem", here / "trusted-roots" / f"{there.name}.pem")
-    return a, b
 
 
 @contextmanager

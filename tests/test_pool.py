@@ -14,7 +14,7 @@ from adytum.client import Client, build, open_result
 from adytum.issuer.devroot import init_dev_root
 from adytum.manager import EnclaveStartError
 from adytum.protocol import EeaError, Status
-from support import running_node
+from support import running_node, two_hosts
 
 FIB = b"20000"
 
@@ -126,18 +126,8 @@ def test_killed_key_manager_comes_back_with_the_same_keys_and_enclaves_keep_serv
         assert client.call("PoolStatus", {})["keyManager"]["restarts"] == 1
 
 
-def _two_hosts(tmp_path):
-    """Two data directories, each its own simulated platform, each trusting the other's root."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    for here in (a, b):
-        init_dev_root(here / "devroot")
-    for here, there in ((a, b), (b, a)):
-        assert cli(["pool", "trust", str(there / "devroot" / "root.pem"), "--data-dir", str(here), "--json"]) == 0
-    return a, b
-
-
 def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
-    a, b = _two_hosts(tmp_path)
+    a, b = two_hosts(tmp_path)
     with running_node(a, kme_listen="127.0.0.1:0") as na:
         address = na.node.manager.kme_server.address
         with running_node(b, join=address) as nb, Client(nb.url, trust=nb.trust) as client:
@@ -164,7 +154,7 @@ def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
 def test_a_joined_node_keeps_serving_when_the_key_manager_host_goes_away(tmp_path):
     from contextlib import ExitStack
 
-    a, b = _two_hosts(tmp_path)
+    a, b = two_hosts(tmp_path)
     with ExitStack() as host_a:
         na = host_a.enter_context(running_node(a, kme_listen="127.0.0.1:0"))
         with running_node(b, join=na.node.manager.kme_server.address) as nb, Client(nb.url, trust=nb.trust) as c:
@@ -192,7 +182,7 @@ class Upgraded(Workload):
 def test_an_unlisted_build_is_refused_until_the_operator_allows_it(tmp_path, caplog, capsys):
     from adytum.attestation.measurement import measure
 
-    a, b = _two_hosts(tmp_path)
+    a, b = two_hosts(tmp_path)
     (b / "workloads").mkdir()
     (b / "workloads" / "upgraded.py").write_text(UPGRADE)
     (b / "workloads.toml").write_text('upgraded = "upgraded:Upgraded"\n')

@@ -339,7 +339,6 @@ def local_cluster(server: str, nodes: int, enclaves: int) -> Iterator[tuple[list
     """`nodes` fresh local nodes of one worker on a new database of the PostgreSQL server at `server`: the first
     runs the key manager for the others (--kme-listen / --join), each trusts the others' development roots.
     Yields their URIs and a Trust of all their roots; stops them and drops the database."""
-    import shutil
     import uuid
     from contextlib import ExitStack
 
@@ -349,6 +348,7 @@ def local_cluster(server: str, nodes: int, enclaves: int) -> Iterator[tuple[list
     from ..client import Trust
     from ..issuer.devroot import init_dev_root
     from .local_node import free_port, local_node
+    from .pool import trust_root
 
     name = f"adytum_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server, autocommit=True) as admin:
@@ -360,10 +360,9 @@ def local_cluster(server: str, nodes: int, enclaves: int) -> Iterator[tuple[list
         for d in dirs:
             init_dev_root(d.platform)
         for d in dirs:
-            d.trusted_roots.mkdir(parents=True, exist_ok=True)
             for other in dirs:
                 if other is not d:
-                    shutil.copy(other.platform_root, d.trusted_roots / f"{other.path.name}.pem")
+                    trust_root(d.path, other.platform_root)
         kme = f"127.0.0.1:{free_port()}"
         with ExitStack() as stack:
             uris = []

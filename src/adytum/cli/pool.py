@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.value:
         return fail(f"`adytum pool {args.action}` needs a value (see --help)", as_json=args.json)
     try:
-        done = _allow(args.data_dir, args.value) if args.action == "allow" else _trust(args.data_dir, Path(args.value))
+        done = (
+            _allow(args.data_dir, args.value) if args.action == "allow" else trust_root(args.data_dir, Path(args.value))
+        )
     except (OSError, ValueError, PolicyError) as exc:
         return fail(str(exc), as_json=args.json)
     if args.json:
@@ -72,7 +74,8 @@ def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
     }
 
 
-def _trust(data_dir: Path, root: Path) -> dict[str, Any]:
+def trust_root(data_dir: Path, root: Path) -> dict[str, Any]:
+    """`pool trust`: the data directory's enclaves accept peer evidence under `root` (a copy is kept)."""
     from cryptography import x509
 
     from ..crypto import sha256

@@ -107,9 +107,13 @@ class Dispatcher:
                 log.warning("reading the answer to %s failed: %s", work_order_id, exc)
                 return
             if outcome is not None:
-                for fut in self._waiters.pop(work_order_id, []):
-                    if not fut.done():
-                        fut.set_result(outcome)
+                self._deliver(work_order_id, outcome)
+
+    def _deliver(self, work_order_id: str, outcome: Outcome) -> None:
+        """The stored outcome to everyone waiting for it here."""
+        for fut in self._waiters.pop(work_order_id, []):
+            if not fut.done():
+                fut.set_result(outcome)
 
     async def wait(self, work_order_id: str, timeout: float) -> Outcome | None:
         """The outcome, waiting up to `timeout` seconds for it; None if still pending.
@@ -305,9 +309,7 @@ class Dispatcher:
             self._resolve_from_store([work_order_id])  # waiters get the stored answer, once there is one
             return
         self.completed += 1
-        for fut in self._waiters.pop(work_order_id, []):
-            if not fut.done():
-                fut.set_result(outcome)
+        self._deliver(work_order_id, outcome)
 
     def _receipt_update(self, work_order_id: str, outcome: Outcome, reply: Processed | None) -> NewReceiptUpdate | None:
         """The worker's signed update from the enclave's answer; else, for a failure, the node's unsigned one."""

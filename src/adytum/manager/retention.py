@@ -38,7 +38,7 @@ class Retention:
         self.committer = committer
         self._reclaimed_at = time.monotonic()
         self.failed_retention, self.answered_retention = failed_retention, answered_retention
-        shortest = min(r for r in (failed_retention, answered_retention or failed_retention))
+        shortest = min(failed_retention, answered_retention or failed_retention)
         #: Seconds between runs: a tenth of the shorter retention, within 1 s .. 60 s.
         self.interval = min(60.0, max(1.0, shortest / 10))
         self.forgotten = 0
