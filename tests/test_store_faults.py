@@ -267,14 +267,14 @@ PUBLIC = {"devroot/root.pem", "devroot/report-signing.pem", "devroot/platforms.j
 
 
 def test_data_dir_is_private_under_umask_zero(tmp_path):
-    from adytum.cli.pool import _trust
+    from adytum.cli.pool import trust_root
     from support import running_node
 
     data = tmp_path / "data"
     old = os.umask(0)
     try:
         with running_node(data) as n:
-            _trust(data, n.root_pem)
+            trust_root(data, n.root_pem)
             modes = _modes(data)  # while running: the -wal and -shm files exist
         modes.update(_modes(data))
     finally:
