@@ -342,7 +342,10 @@ def test_the_manager_refuses_a_debug_enclave_and_a_swapped_key(reg):
     from adytum.attestation.verify import report_data_for
 
     debug = msgspec.structs.replace(
-        ident, quote=quoter.quote(report_data_for(ident.verifying_key, ident.encryption_key, ident.worker_id))
+        ident,
+        quote=quoter.quote(
+            report_data_for(ident.verifying_key, ident.encryption_key, ident.worker_id, ident.hpke_keys)
+        ),
     )
     with pytest.raises(EnclaveStartError, match="(?i)debug"):
         manager.admit(debug)

@@ -54,6 +54,7 @@ class Identity(msgspec.Struct, tag="identity"):
     quote: bytes
     key_get_signature: str = ""
     seq: int = 0
+    hpke_keys: dict[str, str] = {}  # HPKE suite name -> hex public key, bound into the quote with the others
 
 
 class StateWrite(msgspec.Struct):
@@ -156,6 +157,7 @@ class AnchorPeer(msgspec.Struct):
     proof_type: str = ""
     proof: str = ""
     error: str = ""
+    hpke_keys: dict[str, str] = {}
 
 
 class Anchor(msgspec.Struct, tag="anchor"):

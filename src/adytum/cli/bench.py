@@ -1,9 +1,10 @@
 """`adytum bench`: throughput and latency of verified work orders, against a running node or against
 fresh local nodes with 1, 2, ... work-order enclaves (`--enclaves 1,2`) to show how the pool scales.
 
-The yardstick is measured in the same run: the enclave's own processing of a work order (RSA-OAEP
-unwrap, ECDSA verify and sign, AES-GCM, hashing), in-process with no I/O, times the cores. Nothing
-that serves work orders can beat it on this machine, so `ratio` says how much the node adds.
+The yardstick is measured in the same run: the enclave's own processing of a work order (the session-key
+unwrap of the suite in use, RSA-OAEP or HPKE, then ECDSA verify and sign, AES-GCM, hashing), in-process with
+no I/O, times the cores. Nothing that serves work orders can beat it on this machine, so `ratio` says how
+much the node adds. `--suite rsa,hpke` measures each suite in turn, each against its own bound.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..datadir import DataDir
-from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
+from .options import SUITE_NAMES, Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def register(sub: Subparsers) -> None:
         "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
         "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves\n"
         "  adytum bench --enclaves 2 --receipts-cost   # the same node with and without receipts\n"
+        "  adytum bench --enclaves 2 --suite rsa,hpke,mlkem-x25519   # each key-encryption suite in turn\n"
         "  adytum bench --store postgresql://postgres@127.0.0.1:5432/test --nodes 1,2   # nodes on one database",
     )
     add_uri(bench)
@@ -51,6 +53,14 @@ def register(sub: Subparsers) -> None:
     bench.add_argument("-c", type=int, default=32, help="concurrent requesters (default 32)")
     bench.add_argument("--workload", default="hello", help="workload (default hello)")
     bench.add_argument("--in-data", default="world", help="the input of every order")
+    bench.add_argument(
+        "--suite",
+        default="rsa",
+        metavar="NAME[,NAME...]",
+        help=f"how orders wrap their session key: {', '.join(SUITE_NAMES)} (default rsa, the EEA's); several, "
+        "comma-separated, are measured one after the other on the same node, each with its own crypto bound, "
+        "and compared with the first",
+    )
     bench.add_argument(
         "--bound-samples",
         type=int,
@@ -105,10 +115,11 @@ class Report:
     cores: int
     bound_per_second: float
     ratio_to_bound: float
+    suite: str = "rsa"  # the key-encryption suite (an `adytum.client.SUITES` name) of every order and of the bound
 
 
-def crypto_bound(samples: int, workload: str, data: bytes) -> float:
-    """Microseconds the enclave spends on one work order, measured in-process."""
+def crypto_bound(samples: int, workload: str, data: bytes, suite: str = "rsa") -> float:
+    """Microseconds the enclave spends on one work order wrapped in `suite`, measured in-process."""
     from ..client import WorkerInfo, build
     from ..crypto import sha256
     from ..enclave.keys import WorkerKeys
@@ -118,8 +129,10 @@ def crypto_bound(samples: int, workload: str, data: bytes) -> float:
 
     keys = WorkerKeys.generate(sha256(b"bench").hex())
     proc = WorkOrderProcessor(keys, load_workloads())
-    info = WorkerInfo(keys.worker_id, keys.verifying_key, keys.encryption_key, keys.encryption_key_signature)
-    orders = [encode(build(info, workload, [data]).params) for _ in range(samples)]
+    info = WorkerInfo(
+        keys.worker_id, keys.verifying_key, keys.encryption_key, keys.encryption_key_signature, hpke_keys=keys.hpke_keys
+    )
+    orders = [encode(build(info, workload, [data], suite=suite).params) for _ in range(samples)]
     started = time.perf_counter()
     for raw in orders:
         proc.process(raw)
@@ -134,7 +147,14 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def drive(
-    uris: list[str], trust: Trust, workload: str, data: bytes, n: int, concurrency: int, progress: Progress | None
+    uris: list[str],
+    trust: Trust,
+    workload: str,
+    data: bytes,
+    n: int,
+    concurrency: int,
+    progress: Progress | None,
+    suite: str = "rsa",
 ) -> tuple[list[float], int, float]:
     """Requester i sends to node i mod len(uris), each order built, submitted, waited for, verified, decrypted."""
     from ..client import AsyncClient
@@ -144,7 +164,7 @@ async def drive(
     failed = 0
     issued = 0
     task = progress.add_task("work orders", total=n) if progress else None
-    clients = [AsyncClient(uri, trust=trust) for uri in uris]
+    clients = [AsyncClient(uri, trust=trust, suite=suite) for uri in uris]
     try:
         worker = await clients[0].worker()
 
@@ -181,11 +201,12 @@ def measure_node(
     bound_us: float,
     receipts: bool | None = None,
     nodes: int | None = None,
+    suite: str = "rsa",
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if args.json:
-        latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, None))
+        latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, None, suite))
     else:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -194,7 +215,9 @@ def measure_node(
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, progress))
+            latencies, failed, elapsed = asyncio.run(
+                drive(uris, trust, args.workload, data, args.n, args.c, progress, suite)
+            )
     latencies.sort()
     ok = len(latencies)
     cores = os.cpu_count() or 1
@@ -218,6 +241,7 @@ def measure_node(
         cores,
         round(bound, 1),
         round(rate / bound, 3),
+        suite=suite,
     )
     if not args.json:
         pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
@@ -225,7 +249,7 @@ def measure_node(
             pool = f" ({nodes} node{'s' if nodes != 1 else ''} on one PostgreSQL database, {enclaves} enclave(s) each)"
         pool += {None: "", True: ", receipts on", False: ", receipts OFF (measurement only)"}[receipts]
         console.print(
-            f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
+            f"[bold]{ok}[/] verified {args.workload} work orders ({suite} suite) in {elapsed:.2f} s with {args.c} "
             f"requesters{pool} ({failed} failed)"
         )
         console.print(f"  throughput  [bold]{rate:,.0f}[/] work orders/s")
@@ -235,7 +259,7 @@ def measure_node(
                 f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)"
             )
         console.print(
-            f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
+            f"  crypto bound {bound_us:.0f} µs per {suite} order in the enclave × {cores} cores = "
             f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]"
         )
     return report
@@ -253,6 +277,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     data = args.in_data.encode()
+    suites = [name.strip() for name in args.suite.split(",")]
+    if not all(name in SUITE_NAMES for name in suites) or len(set(suites)) != len(suites):
+        return fail(
+            f"--suite takes names among {', '.join(SUITE_NAMES)}, each once (got {args.suite!r})", as_json=args.json
+        )
     counts, node_counts = _counts(args.enclaves), _counts(args.nodes)
     for option, given, parsed in (("--enclaves", args.enclaves, counts), ("--nodes", args.nodes, node_counts)):
         if parsed is None:
@@ -263,8 +292,8 @@ def run(args: argparse.Namespace) -> int:
     if node_counts and not args.store:
         return fail("--nodes runs the nodes on one PostgreSQL database: give --store URL too", as_json=args.json)
     if not args.json:
-        console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process)…")
-    bound_us = crypto_bound(args.bound_samples, args.workload, data)
+        console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process per suite)…")
+    bounds = {suite: crypto_bound(args.bound_samples, args.workload, data, suite) for suite in suites}
     reports: list[Report] = []
     try:
         if node_counts:
@@ -275,10 +304,15 @@ def run(args: argparse.Namespace) -> int:
                         f"[bold]starting {k} local node(s) on one PostgreSQL database, {per_node} enclave(s) each[/]"
                     )
                 with local_cluster(args.store, k, per_node) as (uris, trust):
-                    reports.append(measure_node(args, uris, trust, per_node, data, bound_us, nodes=k))
+                    for suite in suites:
+                        reports.append(
+                            measure_node(args, uris, trust, per_node, data, bounds[suite], nodes=k, suite=suite)
+                        )
             counts = []
         elif not counts:
-            reports.append(measure_node(args, [args.uri], trust_from_args(args), None, data, bound_us))
+            trust = trust_from_args(args)
+            for suite in suites:
+                reports.append(measure_node(args, [args.uri], trust, None, data, bounds[suite], suite=suite))
         for n in counts:
             # on, off, off, on: a drift of the machine's speed during the runs falls on both sides alike
             for receipts in (True, False, False, True) if args.receipts_cost else (True,):
@@ -289,21 +323,31 @@ def run(args: argparse.Namespace) -> int:
                 options = ("--enclaves", str(n)) if receipts else ("--enclaves", str(n), "--no-receipts")
                 with local_node(node_dir, free_port(), *options, timeout=120) as uri:
                     trust = Trust.from_files([DataDir(node_dir).platform_root])
-                    reports.append(measure_node(args, [uri], trust, n, data, bound_us, receipts))
+                    for suite in suites:
+                        reports.append(measure_node(args, [uri], trust, n, data, bounds[suite], receipts, suite=suite))
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
-    with_receipts = [r for r in reports if r.receipts is not False]
+    by_suite = _suite_ratios(reports, suites)
+    reports_first = [r for r in reports if r.suite == suites[0]]  # scaling and receipt costs: one suite's runs
+    with_receipts = [r for r in reports_first if r.receipts is not False]
     scaling = (
         round(with_receipts[-1].per_second / with_receipts[0].per_second, 2)
         if len(with_receipts) > 1 and with_receipts[0].per_second
         else None
     )
-    costs = _receipt_costs(reports) if args.receipts_cost else {}
+    costs = _receipt_costs(reports_first) if args.receipts_cost else {}
     if args.json:
         summary: dict[str, object] = {"runs": [asdict(r) for r in reports], "scaling": scaling}
         if costs:
             summary["receipts_ratio"] = costs
-        emit_json(asdict(reports[0]) if not counts and not node_counts else summary)
+        if by_suite:
+            summary["suite_ratio"] = by_suite
+        emit_json(asdict(reports[0]) if not counts and not node_counts and len(suites) == 1 else summary)
+    for suite, ratio in by_suite.items():
+        if not args.json:
+            console.print(
+                f"[bold]suites[/]: {suite} serves {ratio:.2f}× the work orders/s of {suites[0]} on the same node"
+            )
     for size, ratio in costs.items():
         if not args.json:
             console.print(
@@ -374,6 +418,18 @@ def local_cluster(server: str, nodes: int, enclaves: int) -> Iterator[tuple[list
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _suite_ratios(reports: list[Report], suites: list[str]) -> dict[str, float]:
+    """Suite -> its throughput / the first suite's on the same node (the mean over the nodes measured): each
+    node's reports are one per suite, in `suites` order."""
+    runs = [reports[i : i + len(suites)] for i in range(0, len(reports), len(suites))]
+    ratios = {}
+    for k, suite in enumerate(suites[1:], start=1):
+        each = [run[k].per_second / run[0].per_second for run in runs if len(run) == len(suites) and run[0].per_second]
+        if each:
+            ratios[suite] = round(statistics.fmean(each), 3)
+    return ratios
 
 
 def _receipt_costs(reports: list[Report]) -> dict[str, float]:

@@ -1,12 +1,14 @@
 """The worker's keys: made inside the key-manager enclave once, sealed, and reused across restarts.
 
-Rotation replaces the encryption key and keeps the one before it, so that work orders already
-encrypted to the previous key still complete. The signing key (the worker's identity) never changes.
+Rotation replaces the encryption keys (the RSA key and the HPKE keys, `suites.py`) and keeps the ones
+before them, so that work orders already encrypted to the previous keys still complete. The signing key
+(the worker's identity) never changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -16,6 +18,7 @@ from .. import crypto
 from ..files import write_atomic
 from ..protocol import encryption_key_digest, encryption_key_get_digest
 from .sealing import Sealer
+from .suites import SuiteKeys
 
 #: The label sealed keys are bound to (associated data): fixed forever, whatever the file is called.
 SEAL_LABEL = "worker-keys.sealed"
@@ -27,6 +30,8 @@ class _SealedKeys(msgspec.Struct):
     rsa_der: bytes
     encryption_key_nonce: str
     previous_rsa_der: bytes = b""
+    suites: bytes = b""  # SuiteKeys.to_bytes
+    previous_suites: bytes = b""
 
 
 @dataclass
@@ -40,8 +45,12 @@ class WorkerKeys:
     encryption_key: str = ""
     encryption_key_signature: str = ""  # hex, over SHA-256 of the PEM (the worker record's field)
     key_get_signature: str = ""  # base64, over the EncryptionKeyGet digest with an empty tag
+    suites: SuiteKeys = field(default_factory=SuiteKeys)
+    previous_suites: SuiteKeys = field(default_factory=SuiteKeys)
+    hpke_keys: dict[str, str] = field(default_factory=dict)  # suite -> hex public key (the record's)
 
     def __post_init__(self) -> None:
+        self.hpke_keys = self.suites.public()
         self.verifying_key = self.signing.public_pem()
         self.encryption_key = crypto.rsa_public_pem(self.encryption)
         self.encryption_key_signature = self.signing.sign_digest(encryption_key_digest(self.encryption_key)).hex()
@@ -56,19 +65,36 @@ class WorkerKeys:
         """The current encryption key first, then the one it replaced."""
         return (self.encryption,) if self.previous_encryption is None else (self.encryption, self.previous_encryption)
 
+    def hpke_decryption_keys(self, suite: crypto.KeySuite) -> tuple[crypto.HpkeKey, ...]:
+        """The current key of `suite` first, then the one it replaced (none: the worker does not offer it)."""
+        return tuple(key for key in (self.suites.get(suite), self.previous_suites.get(suite)) if key is not None)
+
     @classmethod
     def generate(cls, worker_id: str) -> WorkerKeys:
-        return cls(worker_id, crypto.SigningKey(), crypto.rsa_generate(), crypto.random_bytes(16).hex())
+        return cls(
+            worker_id,
+            crypto.SigningKey(),
+            crypto.rsa_generate(),
+            crypto.random_bytes(16).hex(),
+            suites=SuiteKeys.generate(),
+        )
 
     def rotated(self) -> WorkerKeys:
-        """The same identity with a fresh encryption key; this one's key becomes the previous."""
+        """The same identity with fresh encryption keys; this one's keys become the previous."""
         return WorkerKeys(
             self.worker_id,
             self.signing,
             crypto.rsa_generate(),
             crypto.random_bytes(16).hex(),
             previous_encryption=self.encryption,
+            suites=SuiteKeys.generate(),
+            previous_suites=self.suites,
         )
+
+    def with_all_suites(self) -> WorkerKeys:
+        """These keys with an HPKE key for every suite this machine serves (itself if none was missing)."""
+        suites = self.suites.completed()
+        return self if suites is self.suites else dataclasses.replace(self, suites=suites)
 
     def to_bytes(self) -> bytes:
         """Every secret of the worker, serialized: what is sealed, and what a key manager provisions."""
@@ -80,6 +106,8 @@ class WorkerKeys:
                 crypto.rsa_private_to_der(self.encryption),
                 self.encryption_key_nonce,
                 previous,
+                self.suites.to_bytes(),
+                self.previous_suites.to_bytes(),
             )
         )
 
@@ -93,6 +121,8 @@ class WorkerKeys:
             crypto.rsa_private_from_der(body.rsa_der),
             body.encryption_key_nonce,
             previous,
+            suites=SuiteKeys.from_bytes(body.suites),
+            previous_suites=SuiteKeys.from_bytes(body.previous_suites),
         )
 
     def seal(self, sealer: Sealer) -> bytes:
@@ -110,7 +140,10 @@ def load_or_create(path: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
     keys = WorkerKeys.unseal(sealer, path.read_bytes())
     if keys.worker_id != worker_id:
         raise ValueError(f"sealed keys belong to worker {keys.worker_id}, not {worker_id}")
-    return keys
+    complete = keys.with_all_suites()  # sealed before an HPKE suite was offered: add its key, once
+    if complete is not keys:
+        write_atomic(path, complete.seal(sealer))
+    return complete
 
 
 def rotate(path: Path, sealer: Sealer, keys: WorkerKeys) -> WorkerKeys:

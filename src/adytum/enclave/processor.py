@@ -1,6 +1,6 @@
 """Work-order execution inside the enclave.
 
-Order of checks (cheap and signature checks first, so a forged request never costs an RSA decrypt):
+Order of checks (cheap and signature checks first, so a forged request never costs a session-key unwrap):
 shape -> worker -> replay -> workload -> requester signature -> session-key unwrap -> request hash
 -> input decryption -> workload -> output encryption -> response hash and signature.
 
@@ -35,6 +35,7 @@ from ..protocol import (
     encode,
     request_hash,
     response_hash,
+    session_key_info,
     strict_order_digest,
     workload_name,
 )
@@ -266,6 +267,8 @@ class WorkOrderProcessor:
         iv = _hex_field(p.session_key_iv, "sessionKeyIv")
         if len(iv) != crypto.IV_LEN:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
+        if p.key_encryption_algorithm is not crypto.KeySuite.RSA_OAEP_3072:
+            return _Session(self._unwrap_hpke(p, wrapped), iv, legacy=False)
         attempts = [
             (private, legacy)
             for legacy in ((False, True) if self.avalon_compat else (False,))
@@ -286,6 +289,30 @@ class WorkOrderProcessor:
         )
         raise EeaError(
             Status.INVALID_PARAMETER, "encryptedSessionKey does not decrypt with this worker's encryption key" + hint
+        )
+
+    def _unwrap_hpke(self, p: WorkOrderParams, wrapped: bytes) -> bytes:
+        """The session key from its HPKE wrapping, sealed under this order's `session_key_info`."""
+        suite = p.key_encryption_algorithm
+        keys = self.keys.hpke_decryption_keys(suite)  # the previous key serves in-flight orders
+        if not keys:
+            offered = ", ".join([crypto.KeySuite.RSA_OAEP_3072, *self.keys.hpke_keys])
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"keyEncryptionAlgorithm {suite} is not offered by this worker (it offers {offered})",
+            )
+        info = session_key_info(p)
+        for key in keys:
+            try:
+                return crypto.hpke_unwrap_session_key(key, wrapped, info)
+            except crypto.LengthError:
+                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
+            except crypto.CryptoError:
+                continue
+        raise EeaError(
+            Status.INVALID_PARAMETER,
+            f"encryptedSessionKey does not open with this worker's {suite} key under this order's ids "
+            "(wrapped for another key, worker or order, or tampered with)",
         )
 
     @staticmethod

@@ -19,6 +19,7 @@ from ..attestation.policy import Policy, measurement_set
 from ..attestation.verify import verify_worker_evidence
 from ..channel import Identity
 from ..config import ManagerConfig
+from ..crypto import KeySuite
 from ..protocol import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
 from ..store import GroupCommit, Store, WorkerRow
 from .anchor import describe as describe_anchor
@@ -70,7 +71,7 @@ class Publisher:
         await self.committer.persist(Store.put_worker, self._row(ident, proof))
 
     def record(self, ident: Identity, proof: str) -> WorkerRecord:
-        """The EEA worker record (Avalon's shape, keys as PEM)."""
+        """The EEA worker record (Avalon's shape, keys as PEM; the HPKE keys beside them, hex)."""
         return WorkerRecord(
             worker_type=WorkerType.TEE_SGX,
             organization_id=self.config.organization_id,
@@ -78,6 +79,7 @@ class Publisher:
             status=WorkerStatus.ACTIVE,
             details=WorkerDetails(
                 workloads=ident.workloads,
+                key_encryption_algorithms=[KeySuite.RSA_OAEP_3072.value, *ident.hpke_keys],
                 worker_type_data=WorkerTypeData(
                     verification_key=ident.verifying_key,
                     encryption_key=ident.encryption_key,
@@ -88,6 +90,7 @@ class Publisher:
                     proof_data=proof,
                     encryption_key_get_signature=ident.key_get_signature,
                     rollback_protection=describe_anchor(self.config),
+                    hpke_encryption_keys=ident.hpke_keys,
                 ),
             ),
         )
@@ -123,6 +126,7 @@ class Publisher:
                 policy=policy,
                 at=self.clock(),
                 trusted_roots=self.attestation.trusted_roots,
+                hpke_keys=ident.hpke_keys,
             )
         except AttestationError as exc:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from None

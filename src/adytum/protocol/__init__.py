@@ -8,6 +8,7 @@ from .hashing import (
     items_hash,
     request_hash,
     response_hash,
+    session_key_info,
     strict_order_digest,
 )
 from .hexid import HexId, canonical
@@ -85,6 +86,7 @@ __all__ = [
     "items_hash",
     "reason",
     "request_hash",
+    "session_key_info",
     "strict_order_digest",
     "response_hash",
     "to_builtins",
