@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from adytum import crypto, operator
-from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_result
+from adytum.client import SUITES, Client, UntrustedWorker, WorkerInfo, build, open_result
 from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.manager.errors import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
@@ -256,7 +256,8 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
     with Client(reg.url, trust=reg.trust) as c:
         old_worker = c.worker(wid)
         old_key_set = {k: v for k, v in rpc(reg, "EncryptionKeyGet", {"workerId": wid})["result"].items()}
-        in_flight = build(old_worker, "hello", [b"in flight"])  # encrypted to the key about to be replaced
+        # encrypted to the keys about to be replaced, in every suite
+        in_flight = {suite: build(old_worker, "hello", [b"in flight"], suite=suite) for suite in SUITES}
 
         rotated = subprocess.run(
             [
@@ -281,12 +282,15 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
         assert new_key != old_worker.encryption_key
         assert all(e.identity.encryption_key == new_key for e in reg.node.manager.enclaves)
 
-        reply = c.call("WorkOrderSubmit", {**to_builtins(in_flight.params), "responseTimeoutMSecs": 30000})
-        assert open_result(in_flight, old_worker, reply) == [b"Hello in flight"]
+        for order in in_flight.values():
+            reply = c.call("WorkOrderSubmit", {**to_builtins(order.params), "responseTimeoutMSecs": 30000})
+            assert open_result(order, old_worker, reply) == [b"Hello in flight"]
 
         c.forget(wid)
         new_worker = c.worker(wid)  # attestation re-verified: the new report binds the new key
         assert new_worker.encryption_key == new_key and c.encryption_key(new_worker)[0] == new_key
+        assert set(new_worker.hpke_keys) == set(old_worker.hpke_keys)  # every HPKE key rotated with the RSA key
+        assert not set(new_worker.hpke_keys.values()) & set(old_worker.hpke_keys.values())
         assert c.run("hello", [b"new key"], worker_id=wid) == [b"Hello new key"]
 
         # The worker's signature on the old key is genuine, but its enclaves no longer hold it as current.
@@ -298,10 +302,11 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
         assert stale["error"]["code"] == RegistryStatus.ACCESS_DENIED
 
         c.operator_call("EncryptionKeyRotate", {"workerId": wid}, op_key(reg))  # two rotations on: gone
-        too_old = build(old_worker, "hello", [b"too old"])
-        with pytest.raises(EeaError) as refused:
-            c.call("WorkOrderSubmit", {**to_builtins(too_old.params), "responseTimeoutMSecs": 30000})
-        assert refused.value.code == Status.INVALID_PARAMETER and "does not decrypt" in refused.value.message
+        for suite in SUITES:
+            too_old = build(old_worker, "hello", [b"too old"], suite=suite)
+            with pytest.raises(EeaError) as refused:
+                c.call("WorkOrderSubmit", {**to_builtins(too_old.params), "responseTimeoutMSecs": 30000})
+            assert refused.value.code == Status.INVALID_PARAMETER and "does not decrypt" in refused.value.message
 
 
 def test_rotate_key_needs_the_operator(reg):

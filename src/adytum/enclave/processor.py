@@ -311,7 +311,7 @@ class WorkOrderProcessor:
                 continue
         raise EeaError(
             Status.INVALID_PARAMETER,
-            f"encryptedSessionKey does not open with this worker's {suite} key under this order's ids "
+            f"encryptedSessionKey does not decrypt with this worker's {suite} key under this order's ids "
             "(wrapped for another key, worker or order, or tampered with)",
         )
 
