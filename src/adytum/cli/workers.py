@@ -82,7 +82,8 @@ def _show(worker_id: str, record: dict[str, Any], trust: Trust, as_json: bool) -
         return 1
     console.print(
         "  [green]trusted[/]: encryption key signed by the verification key; attestation verified and "
-        "binding both keys and the worker id"
+        "binding its keys and the worker id"
     )
+    console.print(f"  key encryption: {', '.join(info.suites)}", highlight=False)
     console.print(verdict.describe(), markup=False, highlight=False)
     return 0
