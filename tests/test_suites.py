@@ -145,6 +145,9 @@ def test_a_wrapped_key_moved_to_another_order_or_suite_is_refused(keys, name):
     err = refusal(processor, moved)
     assert isinstance(err, Refused) and err.code == Status.INVALID_PARAMETER
     assert "under this order's ids" in err.message
+    for junk in ("abc", "00" * 2048):  # odd-length hex; as long as the schema allows
+        malformed = msgspec.structs.replace(donor.params, encrypted_session_key=junk)
+        assert refusal(processor, malformed).code == Status.INVALID_PARAMETER
     other_suite = KeySuite.HPKE_X25519 if name != "hpke" else HYBRID
     for relabelled in (KeySuite.RSA_OAEP_3072, other_suite):
         p = msgspec.structs.replace(donor.params, key_encryption_algorithm=relabelled)

@@ -263,7 +263,7 @@ class WorkOrderProcessor:
             raise EeaError(Status.INVALID_SIGNATURE, f"requester signature rejected: {exc}") from None
 
     def _unwrap(self, p: WorkOrderParams) -> _Session:
-        wrapped = crypto.hexdecode(p.encrypted_session_key)
+        wrapped = _hex_field(p.encrypted_session_key, "encryptedSessionKey")
         iv = _hex_field(p.session_key_iv, "sessionKeyIv")
         if len(iv) != crypto.IV_LEN:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
