@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from adytum import crypto
@@ -80,8 +81,12 @@ def test_hybrid_suite_is_draft_ietf_hpke_pqs_mlkem768_x25519():
     assert cipher.decrypt(h(v["base_nonce"]), h(first["ct"]), h(first["aad"])) == h(first["pt"])
     session_key = bytes(range(32))
     sealed = h(v["enc"]) + cipher.encrypt(h(v["base_nonce"]), session_key, b"")
+    private = hpke.MLKEM768X25519PrivateKey(
+        mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]),
+        x25519.X25519PrivateKey.from_private_bytes(expanded[64:]),
+    )
     vector_suite = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
-    assert vector_suite.decrypt(sealed, key._private, info=h(v["info"])) == session_key  # decap + key schedule
+    assert vector_suite.decrypt(sealed, private, info=h(v["info"])) == session_key  # decap + key schedule
 
 
 @pytest.mark.parametrize("suite", crypto.hpke_suites())
@@ -101,7 +106,8 @@ def test_a_wrapped_session_key_opens_only_with_its_key_info_and_bytes(suite):
             crypto.hpke_unwrap_session_key(bad_key, blob, info)
     with pytest.raises(crypto.LengthError):
         crypto.hpke_wrap_session_key(suite, key.public, session_key[:31], b"")
-    short = hpke.Suite(crypto.recipes._HPKE_KEMS[suite], hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    kem = {KeySuite.HPKE_X25519: hpke.KEM.X25519, HYBRID: hpke.KEM.MLKEM768_X25519}[suite]
+    short = hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
     smuggled = short.encrypt(b"k" * 31, crypto.hpke_public_key(suite, key.public), info=b"i")
     with pytest.raises(crypto.LengthError):
         crypto.hpke_unwrap_session_key(key, smuggled, b"i")

@@ -158,6 +158,7 @@ async def drive(
 ) -> tuple[list[float], int, float]:
     """Requester i sends to node i mod len(uris), each order built, submitted, waited for, verified, decrypted."""
     from ..client import AsyncClient
+    from ..client.workorder import choose_suite
     from ..protocol import EeaError
 
     latencies: list[float] = []
@@ -167,6 +168,7 @@ async def drive(
     clients = [AsyncClient(uri, trust=trust, suite=suite) for uri in uris]
     try:
         worker = await clients[0].worker()
+        choose_suite(worker, suite)  # a suite the worker does not offer: say so once, not once per order
 
         async def requester(i: int) -> None:
             nonlocal issued, failed
@@ -266,7 +268,8 @@ def measure_node(
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import Trust, UntrustedWorker
+    from ..client import SUITES, Trust, UntrustedWorker
+    from ..crypto import KeySuite, hpke_suites
     from ..protocol import EeaError
     from .local_node import free_port, local_node
 
@@ -282,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(
             f"--suite takes names among {', '.join(SUITE_NAMES)}, each once (got {args.suite!r})", as_json=args.json
         )
+    unserved = [name for name in suites if SUITES[name] not in (KeySuite.RSA_OAEP_3072, *hpke_suites())]
+    if unserved:
+        return fail(f"this machine's OpenSSL cannot serve --suite {', '.join(unserved)} (no ML-KEM)", as_json=args.json)
     counts, node_counts = _counts(args.enclaves), _counts(args.nodes)
     for option, given, parsed in (("--enclaves", args.enclaves, counts), ("--nodes", args.nodes, node_counts)):
         if parsed is None:
