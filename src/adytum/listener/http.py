@@ -9,6 +9,7 @@ is configured, be `application/json` when it is a POST, and arrive in full withi
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import logging
@@ -59,6 +60,7 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
