@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -105,6 +108,11 @@ class Report:
     cores: int
     bound_per_second: float
     ratio_to_bound: float
+    #: CPU time per verified order, in µs, as the node's /metrics and this process count it: the node's own
+    #: process, its enclave processes, and the requesters here (None: the node does not report it).
+    cpu_us_node: float | None = None
+    cpu_us_enclaves: float | None = None
+    cpu_us_requesters: float | None = None
 
 
 def crypto_bound(samples: int, workload: str, data: bytes) -> float:
@@ -184,6 +192,7 @@ def measure_node(
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    cpu_before, requesters_before = [node_cpu(uri) for uri in uris], own_cpu()
     if args.json:
         latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, None))
     else:
@@ -195,6 +204,8 @@ def measure_node(
             console=console,
         ) as progress:
             latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, progress))
+    requesters_cpu = own_cpu() - requesters_before
+    spent = cpu_spent(cpu_before, [node_cpu(uri) for uri in uris])
     latencies.sort()
     ok = len(latencies)
     cores = os.cpu_count() or 1
@@ -218,6 +229,9 @@ def measure_node(
         cores,
         round(bound, 1),
         round(rate / bound, 3),
+        cpu_us_node=per_order(spent[0], ok),
+        cpu_us_enclaves=per_order(spent[1], ok),
+        cpu_us_requesters=per_order(requesters_cpu, ok),
     )
     if not args.json:
         pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
@@ -238,7 +252,55 @@ def measure_node(
             f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
             f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]"
         )
+        if report.cpu_us_node is not None and report.cpu_us_enclaves is not None and report.cpu_us_requesters:
+            total = report.cpu_us_node + report.cpu_us_enclaves + report.cpu_us_requesters
+            console.print(
+                f"  CPU per order node {report.cpu_us_node:.0f} µs + enclaves {report.cpu_us_enclaves:.0f} µs + "
+                f"requesters {report.cpu_us_requesters:.0f} µs = {total:,.0f} µs → at most "
+                f"{cores * 1e6 / total:,.0f}/s on {cores} cores if nothing else ran"
+            )
     return report
+
+
+def per_order(seconds: float | None, orders: int) -> float | None:
+    return round(seconds / orders * 1e6, 1) if orders and seconds is not None else None
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the requesters): user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def node_cpu(uri: str) -> dict[str, float]:
+    """The node's `adytum_cpu_seconds` by process, from its /metrics ({} if it does not say)."""
+    try:
+        with urllib.request.urlopen(urllib.parse.urljoin(uri, "/metrics"), timeout=10) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for line in text.splitlines():
+        if line.startswith('adytum_cpu_seconds_total{process="'):
+            name, _, value = line.removeprefix('adytum_cpu_seconds_total{process="').partition('"} ')
+            found[name] = float(value)
+    return found
+
+
+def cpu_spent(before: list[dict[str, float]], after: list[dict[str, float]]) -> tuple[float | None, float | None]:
+    """CPU seconds the nodes' processes and their work-order enclaves spent between two readings (a process
+    that restarted meanwhile counts from its start); None where a node did not report it."""
+    if not all(after):
+        return None, None
+    node = enclaves = 0.0
+    for was, now in zip(before, after, strict=True):
+        for name, seconds in now.items():
+            spent = seconds - was.get(name, 0.0) if seconds >= was.get(name, 0.0) else seconds
+            if name == "node":
+                node += spent
+            elif name != "kme":
+                enclaves += spent
+    return node, enclaves
 
 
 def run(args: argparse.Namespace) -> int:

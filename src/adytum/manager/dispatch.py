@@ -251,8 +251,8 @@ class Dispatcher:
                 log.exception("dispatch of %s failed", work_order_id)
             finally:
                 self._inflight -= 1
-            if self._queue.qsize() * 2 <= self.capacity:
-                self._woken.set()  # room for more: claim before the enclaves run dry
+            if self._backlog and self._queue.qsize() * 2 <= self.capacity:
+                self._woken.set()  # room for more, and orders wait in the store: claim before the enclaves run dry
 
     async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str) -> None:
         try:
