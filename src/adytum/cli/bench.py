@@ -273,16 +273,23 @@ def own_cpu() -> float:
 
 
 def node_cpu(uri: str) -> dict[str, float]:
-    """The node's `adytum_cpu_seconds` by process, from its /metrics ({} if it does not say)."""
+    """The node's CPU seconds by process ({} if it does not say)."""
+    return process_metric(uri, "adytum_cpu_seconds_total")
+
+
+def process_metric(uri: str, metric: str) -> dict[str, float]:
+    """A per-process metric of the node's /metrics (`adytum_cpu_seconds_total`, `adytum_memory_rss_bytes`), by
+    process: node, enclave-0, ..., kme ({} if the node does not report it)."""
     try:
         with urllib.request.urlopen(urllib.parse.urljoin(uri, "/metrics"), timeout=10) as resp:
             text = resp.read().decode()
     except (OSError, ValueError):
         return {}
     found = {}
+    prefix = metric + '{process="'
     for line in text.splitlines():
-        if line.startswith('adytum_cpu_seconds_total{process="'):
-            name, _, value = line.removeprefix('adytum_cpu_seconds_total{process="').partition('"} ')
+        if line.startswith(prefix):
+            name, _, value = line.removeprefix(prefix).partition('"} ')
             found[name] = float(value)
     return found
 
