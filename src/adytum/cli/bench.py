@@ -266,6 +266,15 @@ def per_order(seconds: float | None, orders: int) -> float | None:
     return round(seconds / orders * 1e6, 1) if orders and seconds is not None else None
 
 
+def measure_stage(args: argparse.Namespace, enclaves: int, data: bytes) -> float:
+    """The enclave stage alone with `enclaves` enclaves (`adytum.cli.stage`), on min(N, 3000) orders."""
+    from .stage import stage_throughput
+
+    if not args.json:
+        console.print(f"measuring the enclave stage alone with {enclaves} enclave(s)…")
+    return asyncio.run(stage_throughput(enclaves, min(args.n, 3000), args.workload, data))
+
+
 def own_cpu() -> float:
     """CPU seconds of this process (the requesters): user and system."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -359,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
                 with local_node(node_dir, free_port(), *options, timeout=120) as uri:
                     trust = Trust.from_files([DataDir(node_dir).platform_root])
                     reports.append(measure_node(args, [uri], trust, n, data, bound_us, receipts))
+        stages = {n: measure_stage(args, n, data) for n in counts if not args.receipts_cost}
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
     with_receipts = [r for r in reports if r.receipts is not False]
@@ -370,6 +380,9 @@ def run(args: argparse.Namespace) -> int:
     costs = _receipt_costs(reports) if args.receipts_cost else {}
     if args.json:
         summary: dict[str, object] = {"runs": [asdict(r) for r in reports], "scaling": scaling}
+        if len(stages) > 1:
+            summary["enclave_stage"] = {str(n): round(rate, 1) for n, rate in stages.items()}
+            summary["enclave_stage_scaling"] = round(stages[counts[-1]] / stages[counts[0]], 2)
         if costs:
             summary["receipts_ratio"] = costs
         emit_json(asdict(reports[0]) if not counts and not node_counts else summary)
@@ -389,6 +402,13 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
             f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)"
         )
+        if len(stages) > 1:
+            console.print(
+                f"[bold]enclave stage[/] alone: {counts[-1]} enclaves process {stages[counts[-1]] / stages[counts[0]]:.2f}× "
+                f"the orders/s of {counts[0]} ("
+                + ", ".join(f"{n}: {rate:,.0f}/s" for n, rate in stages.items())
+                + "; orders built beforehand, fed through the enclaves' channel, no HTTP or store)"
+            )
     return 0 if all(r.failed == 0 for r in reports) else 1
 
 
