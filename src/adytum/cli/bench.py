@@ -113,6 +113,8 @@ class Report:
     cpu_us_node: float | None = None
     cpu_us_enclaves: float | None = None
     cpu_us_requesters: float | None = None
+    #: What the worker's attestation is: "simulated" (no hardware protection), or the hardware's format.
+    attestation: str = ""
 
 
 def crypto_bound(samples: int, workload: str, data: bytes) -> float:
@@ -192,6 +194,7 @@ def measure_node(
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    attestation = evidence_kind(uris[0], trust)
     cpu_before, requesters_before = [node_cpu(uri) for uri in uris], own_cpu()
     if args.json:
         latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, None))
@@ -232,9 +235,12 @@ def measure_node(
         cpu_us_node=per_order(spent[0], ok),
         cpu_us_enclaves=per_order(spent[1], ok),
         cpu_us_requesters=per_order(requesters_cpu, ok),
+        attestation=attestation,
     )
     if not args.json:
-        pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        kind = f"{attestation} " if attestation else ""
+        pool = f" ({enclaves} {kind}work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        pool = pool or (f" ({attestation} worker)" if attestation else "")
         if nodes:
             pool = f" ({nodes} node{'s' if nodes != 1 else ''} on one PostgreSQL database, {enclaves} enclave(s) each)"
         pool += {None: "", True: ", receipts on", False: ", receipts OFF (measurement only)"}[receipts]
@@ -260,6 +266,15 @@ def measure_node(
                 f"{cores * 1e6 / total:,.0f}/s on {cores} cores if nothing else ran"
             )
     return report
+
+
+def evidence_kind(uri: str, trust: Trust) -> str:
+    """The kind of the worker's attestation ("simulated", ...), as the requesters will verify it."""
+    from ..client import Client
+
+    with Client(uri, trust=trust) as client:
+        verdict = client.worker().verdict
+    return verdict.kind if verdict else ""
 
 
 def per_order(seconds: float | None, orders: int) -> float | None:
@@ -368,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
                 with local_node(node_dir, free_port(), *options, timeout=120) as uri:
                     trust = Trust.from_files([DataDir(node_dir).platform_root])
                     reports.append(measure_node(args, [uri], trust, n, data, bound_us, receipts))
-        stages = {n: measure_stage(args, n, data) for n in counts if not args.receipts_cost}
+        stages = {n: measure_stage(args, n, data) for n in counts} if len(counts) > 1 and not args.receipts_cost else {}
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
     with_receipts = [r for r in reports if r.receipts is not False]
