@@ -116,6 +116,12 @@ def test_update_and_status(reg):
         ),
     )
     assert swap["error"]["code"] == RegistryStatus.ACCESS_DENIED
+    for field in ("keyEncryptionAlgorithm", "keyEncryptionAlgorithms"):  # what the enclaves offer, not the host
+        claim = {"workerId": hosted, "details": {field: ["RSA-OAEP-3072"]}}
+        assert (
+            rpc(reg, "WorkerUpdate", signed(reg, "WorkerUpdate", claim))["error"]["code"]
+            == RegistryStatus.ACCESS_DENIED
+        )
 
 
 def test_a_worker_served_elsewhere_takes_no_orders_here(reg):
