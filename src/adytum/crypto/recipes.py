@@ -165,6 +165,7 @@ _HpkePrivate = x25519.X25519PrivateKey | hpke.MLKEM768X25519PrivateKey
 _HpkePublic = x25519.X25519PublicKey | hpke.MLKEM768X25519PublicKey
 
 
+@lru_cache(maxsize=4)
 def _hpke(suite: KeySuite) -> hpke.Suite:
     return hpke.Suite(_HPKE_KEMS[suite], hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
@@ -176,7 +177,7 @@ class HpkeKey:
     the ML-KEM-768 key, 1184 bytes, then the X25519 key, as draft-ietf-hpke-pq serializes MLKEM768-X25519)."""
 
     suite: KeySuite
-    secret: bytes
+    secret: bytes = field(repr=False)  # never in a log line
     public: bytes = field(init=False)
     _private: _HpkePrivate = field(init=False, repr=False, compare=False)
 
