@@ -136,7 +136,7 @@ def _run_on_chain(args: argparse.Namespace, trust: Trust, signer: SigningKey | N
         return fail("--chain needs the `chain` extra: pip install 'adytum[chain]'", as_json=args.json)
     try:
         key = Path(args.chain_key).read_text().strip() if args.chain_key else None
-        client = ChainClient(args.chain, args.contracts, trust=trust, signer=signer, key=key)
+        client = ChainClient(args.chain, args.contracts, trust=trust, signer=signer, key=key, suite=args.suite)
         outputs = client.run(
             args.workload, [d.encode() for d in args.in_data], worker_id=args.worker_id, timeout=args.timeout
         )
