@@ -283,6 +283,19 @@ class EnclaveProcess:
         if self._proc is not None:
             await self._proc.wait()
 
+    async def keep_alive(self) -> None:
+        """Restart this enclave as soon as its process dies, idle or not (not at the next request that needs
+        it): a key manager unseals the same keys, a work-order enclave is provisioned again. Runs until
+        cancelled; `ensure_running` backs off between failed starts and logs each one."""
+        while True:
+            await self.wait_exit()
+            try:
+                await self.ensure_running()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep watching; the next turn tries again after the backoff
+                log.error("enclave %s did not come back: %s; retrying", self.name, exc)
+
     def kill(self) -> None:
         if self._proc and self._proc.returncode is None:
             self._proc.kill()

@@ -111,13 +111,17 @@ class Manager:
                 self.data.allow_build(measure_work_order_build(self.data.path).mr_enclave.hex())
             self.data.allowed_builds()  # a malformed policy stops the start, naming the file
             await self.kme.start()
-            self._tasks.append(asyncio.create_task(self.kme.keep_alive(), name="kme-watch"))
+            self._tasks.append(asyncio.create_task(self.kme.process.keep_alive(), name="kme-watch"))
+        else:
+            self._tasks.append(asyncio.create_task(self.kme.watch(), name="kme-probe"))
         if self.kme_server:
             await self.kme_server.start()
         identities = await asyncio.gather(*(e.start() for e in self.enclaves))  # each provisioned and admitted
         if any(i.encryption_key != identities[0].encryption_key for i in identities):
             raise EnclaveStartError("enclaves of one worker disagree on its keys")
         await self.publisher.publish(identities[0])  # with the evidence of its admission
+        for enclave in self.enclaves:  # a dead enclave comes back at once, not when an order needs it
+            self._tasks.append(asyncio.create_task(enclave.keep_alive(), name=f"{enclave.name}-watch"))
         self._tasks.append(asyncio.create_task(self.keys.renew_forever(), name="attestation-refresh"))
 
     async def stop(self) -> None:
