@@ -26,9 +26,21 @@ class Hello(msgspec.Struct, tag="hello"):
 
 
 class RotateKey(msgspec.Struct, tag="rotate-key"):
-    """Host -> KME: make and seal a new encryption key, keep the previous one (answered with Identity)."""
+    """Host -> KME: make and seal a new encryption key; previous keys serve `history_seconds` after the
+    rotation that retired them (answered with Identity)."""
 
     seq: int
+    history_seconds: float = 0.0
+
+
+class PreviousKey(msgspec.Struct):
+    """A previous encryption key the worker's enclaves still decrypt with, until `until` (seconds since the
+    epoch, the key manager's clock)."""
+
+    encryption_key: str
+    nonce: str
+    retired_at: float
+    until: float
 
 
 class Process(msgspec.Struct, tag="process"):
@@ -54,6 +66,7 @@ class Identity(msgspec.Struct, tag="identity"):
     quote: bytes
     key_get_signature: str = ""
     seq: int = 0
+    previous_keys: list[PreviousKey] = []  # the history, newest first
 
 
 class StateWrite(msgspec.Struct):

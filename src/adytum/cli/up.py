@@ -157,6 +157,15 @@ def register(sub: Subparsers) -> None:
         f"(default {manager.attestation_lifetime:g})",
     )
     up.add_argument(
+        "--key-history",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long an encryption key replaced by `adytum worker rotate-key` still decrypts orders built "
+        "from an older worker record; orders to an older key are refused with a clear error "
+        "(default: the attestation lifetime, the longest such a record stays fresh; 0: not at all)",
+    )
+    up.add_argument(
         "--failed-retention",
         type=float,
         default=manager.failed_retention,
@@ -325,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         memory_mb=args.memory_mb,
         attestation_lifetime=args.attestation_lifetime,
+        key_history=args.key_history,
         failed_retention=args.failed_retention,
         answered_retention=args.retention,
         store=args.store,

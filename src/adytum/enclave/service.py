@@ -20,6 +20,7 @@ from ..channel import (
     Hello,
     Identity,
     Message,
+    PreviousKey,
     Process,
     Processed,
     Provision,
@@ -71,6 +72,9 @@ class Platform:
             quote=quote,
             key_get_signature=keys.key_get_signature,
             seq=seq,
+            previous_keys=[
+                PreviousKey(r.encryption_key, r.nonce, r.retired_at, keys.serves_until(r)) for r in keys.history
+            ],
         )
 
     def reply(self, seq: int, step: Step) -> Provision:
@@ -173,7 +177,7 @@ class KeyManager:
             return self.platform.identity(self.keys, msg.seq, [], False)
         if isinstance(msg, RotateKey):
             try:
-                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys)
+                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys, msg.history_seconds)
             except OSError as exc:  # keep serving with the keys it has
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")

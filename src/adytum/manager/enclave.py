@@ -230,9 +230,10 @@ class EnclaveProcess:
             )
         return reply
 
-    async def rotate_keys(self) -> Identity:
-        """Key manager: make, seal and return a new worker encryption key (the previous one is kept)."""
-        reply = await self._request(lambda seq: RotateKey(seq=seq), "a key rotation")
+    async def rotate_keys(self, history_seconds: float) -> Identity:
+        """Key manager: make, seal and return a new worker encryption key (previous keys serve
+        `history_seconds` after their retirement)."""
+        reply = await self._request(lambda seq: RotateKey(seq=seq, history_seconds=history_seconds), "a key rotation")
         if not isinstance(reply, Identity):
             raise RuntimeError(f"{self.name}: {getattr(reply, 'message', 'unexpected reply')}")
         self.identity = reply

@@ -43,7 +43,8 @@ class KeyRotation:
 
     async def rotate(self) -> None:
         """A new worker encryption key at the key manager, provisioned to every enclave, re-attested and
-        published. Orders already encrypted to the previous key still complete; the one before that is gone."""
+        published. Orders already encrypted to a previous key still complete for `key_history_seconds` after
+        its rotation; older keys are deleted."""
         self._refuse_without_enclaves()
         if not isinstance(self.kme, LocalKeyManager):
             raise EnclaveStartError(
@@ -51,7 +52,7 @@ class KeyRotation:
                 "rotate the key there (this node picks it up at its next refresh)"
             )
         async with self._change:
-            await self.kme.rotate()
+            await self.kme.rotate(self.config.key_history_seconds)
             ident = await self._reprovision()
             log.info("worker encryption key rotated (nonce %s)", ident.encryption_key_nonce)
 

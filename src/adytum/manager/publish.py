@@ -19,7 +19,7 @@ from ..attestation.policy import Policy, measurement_set
 from ..attestation.verify import verify_worker_evidence
 from ..channel import Identity
 from ..config import ManagerConfig
-from ..protocol import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
+from ..protocol import PreviousEncryptionKey, WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
 from ..store import GroupCommit, Store, WorkerRow
 from .anchor import describe as describe_anchor
 from .errors import EnclaveStartError
@@ -88,6 +88,10 @@ class Publisher:
                     proof_data=proof,
                     encryption_key_get_signature=ident.key_get_signature,
                     rollback_protection=describe_anchor(self.config),
+                    previous_encryption_keys=[
+                        PreviousEncryptionKey(p.encryption_key, p.nonce, p.retired_at, p.until)
+                        for p in ident.previous_keys
+                    ],
                 ),
             ),
         )

@@ -42,12 +42,13 @@ from .registry import (
     UpdateParams,
     WorkerIdParams,
 )
-from .worker import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
+from .worker import PreviousEncryptionKey, WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
 
 __all__ = [
     "EnclaveStatus",
     "KeyManagerStatus",
     "PoolStatus",
+    "PreviousEncryptionKey",
     "WorkerDetails",
     "WorkerRecord",
     "WorkerStatus",

@@ -25,6 +25,16 @@ class WorkerType(IntEnum):
     ZK = 3
 
 
+class PreviousEncryptionKey(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    """adytum extension: a previous encryption key the worker still decrypts orders with, as the node states
+    it (attested in the earlier record that published it, not in this one). Times: seconds since the epoch."""
+
+    encryption_key: str
+    encryption_key_nonce: str
+    retired_at: float
+    serves_until: float
+
+
 class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
     """The worker's public keys and the attestation evidence that binds them."""
 
@@ -40,6 +50,8 @@ class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False
     #: adytum extension, as the node states it: where the key manager's counters are anchored off the host, or
     #: that a rollback of the whole host cannot be detected (docs/freshness.md)
     rollback_protection: str = ""
+    #: adytum extension: the encryption keys rotated out that still serve, newest first
+    previous_encryption_keys: list[PreviousEncryptionKey] = []
 
 
 class WorkerDetails(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
