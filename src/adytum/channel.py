@@ -27,10 +27,20 @@ class Hello(msgspec.Struct, tag="hello"):
 
 class RotateKey(msgspec.Struct, tag="rotate-key"):
     """Host -> KME: make and seal a new encryption key; previous keys serve `history_seconds` after the
-    rotation that retired them (answered with Identity)."""
+    rotation that retired them (answered with the key manager's Identity)."""
 
     seq: int
     history_seconds: float = 0.0
+    new_signing: bool = False  # a new signing key too, handed over to by the current one
+
+
+class Handover(msgspec.Struct, array_like=True):
+    """One step of the worker's signing-key chain: `previous_key` signed (base64 DER) over
+    `protocol.key_handover_digest` its handover to `next_key` (PEM both)."""
+
+    previous_key: str
+    next_key: str
+    signature: str
 
 
 class PreviousKey(msgspec.Struct):
@@ -67,6 +77,7 @@ class Identity(msgspec.Struct, tag="identity"):
     key_get_signature: str = ""
     seq: int = 0
     previous_keys: list[PreviousKey] = []  # the history, newest first
+    handovers: list[Handover] = []  # the signing key's chain, from the worker's first key to `verifying_key`
 
 
 class StateWrite(msgspec.Struct):

@@ -101,6 +101,11 @@ def _show_history(data: dict[str, Any]) -> None:
     def fingerprint(pem: str) -> str:
         return sha256(pem.encode()).hex()[:16]
 
+    handovers = data.get("signingKeyHandovers", [])
+    if handovers:
+        console.print(f"  signing key: handed over {len(handovers)} time(s), each handover signed by the key before")
+        for step in handovers:
+            console.print(f"    {fingerprint(step['previousKey'])} -> {fingerprint(step['nextKey'])}", highlight=False)
     previous = data.get("previousEncryptionKeys", [])
     console.print(f"  encryption keys: the current one and {len(previous)} previous (as the node states them)")
     console.print(f"    current   {fingerprint(data['encryptionKey'])}  nonce {data['encryptionKeyNonce']}")

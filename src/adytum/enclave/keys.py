@@ -4,7 +4,13 @@ Rotation replaces the encryption key and keeps the ones it replaced for a while 
 orders already encrypted to a previous key still complete: each previous key serves for `history_seconds`
 after the rotation that retired it (the host sets it at each rotation; by default one attestation lifetime,
 the longest a record that published the key stays fresh), and at most MAX_HISTORY of them are kept. The
-signing key (the worker's identity) never changes.
+worker id never changes. The signing key changes only when the operator asks (`rotated(new_signing=True)`): the
+old key signs a handover to the new one, and the chain of handovers travels with the keys, so that heads,
+receipts and results signed under an earlier key still verify for whoever follows the chain.
+
+The worker's first signing secret (`root_secret`) stays what requesters never see uses: the state keys, the
+counters between enclaves, and the key manager's anchor records, identity and witness statements (`anchor_view`).
+Rotating the signing key therefore neither re-keys the workload state nor starts the anchor afresh.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import crypto
+from ..channel import Handover
 from ..files import write_atomic
-from ..protocol import encryption_key_digest, encryption_key_get_digest
+from ..protocol import encryption_key_digest, encryption_key_get_digest, key_handover_digest
 from .sealing import Sealer
 
 #: The label sealed keys are bound to (associated data): fixed forever, whatever the file is called.
@@ -41,6 +48,8 @@ class _SealedKeys(msgspec.Struct):
     previous_rsa_der: bytes = b""  # the one previous key of sealed sets from before the history (read only)
     history: list[_SealedRetired] = []
     history_seconds: float = 0.0
+    root_secret: bytes = b""  # empty: the signing secret (never rotated)
+    handovers: list[Handover] = []
 
 
 @dataclass(frozen=True)
@@ -64,12 +73,15 @@ class WorkerKeys:
     encryption_key_nonce: str
     history: list[RetiredKey] = field(default_factory=list)  # newest first
     history_seconds: float = 0.0  # how long after its retirement a previous key still serves
+    root_secret: bytes = b""  # the worker's first signing secret (empty: this signing key's)
+    handovers: list[Handover] = field(default_factory=list)  # from the first signing key to this one
     verifying_key: str = ""
     encryption_key: str = ""
     encryption_key_signature: str = ""  # hex, over SHA-256 of the PEM (the worker record's field)
     key_get_signature: str = ""  # base64, over the EncryptionKeyGet digest with an empty tag
 
     def __post_init__(self) -> None:
+        self.root_secret = self.root_secret or self.signing.secret
         self.verifying_key = self.signing.public_pem()
         self.encryption_key = crypto.rsa_public_pem(self.encryption)
         self.encryption_key_signature = self.signing.sign_digest(encryption_key_digest(self.encryption_key)).hex()
@@ -77,6 +89,21 @@ class WorkerKeys:
             self.signing.sign_digest(
                 encryption_key_get_digest(self.worker_id, self.encryption_key, self.encryption_key_nonce)
             )
+        )
+
+    @property
+    def verifying_keys(self) -> tuple[str, ...]:
+        """The current verifying key first, then each earlier one along the handover chain."""
+        return (self.verifying_key, *(h.previous_key for h in reversed(self.handovers)))
+
+    def anchor_view(self) -> WorkerKeys:
+        """These keys signing with the worker's first key: what the key manager's identity, anchor records and
+        witness statements use, so that its witnesses and their pinned keys outlive a signing-key rotation."""
+        if self.root_secret == self.signing.secret:
+            return self
+        root = crypto.SigningKey(self.root_secret)
+        return WorkerKeys(
+            self.worker_id, root, self.encryption, self.encryption_key_nonce, self.history, self.history_seconds
         )
 
     def serves_until(self, retired: RetiredKey) -> float:
@@ -94,19 +121,29 @@ class WorkerKeys:
     def generate(cls, worker_id: str) -> WorkerKeys:
         return cls(worker_id, crypto.SigningKey(), crypto.rsa_generate(), crypto.random_bytes(16).hex())
 
-    def rotated(self, history_seconds: float, now: float | None = None) -> WorkerKeys:
-        """The same identity with a fresh encryption key; this one's key joins the history, which keeps the
-        previous keys retired less than `history_seconds` ago (at most MAX_HISTORY)."""
+    def rotated(self, history_seconds: float, now: float | None = None, new_signing: bool = False) -> WorkerKeys:
+        """The same worker with a fresh encryption key; this one's key joins the history, which keeps the
+        previous keys retired less than `history_seconds` ago (at most MAX_HISTORY). `new_signing`: a fresh
+        signing key too, which the current one hands over to."""
         now = time.time() if now is None else now
         retired = RetiredKey(self.encryption, self.encryption_key_nonce, now)
         kept = [r for r in self.history if now < r.retired_at + history_seconds]
+        signing, handovers = self.signing, self.handovers
+        if new_signing:
+            signing = crypto.SigningKey()
+            next_key = signing.public_pem()
+            digest = key_handover_digest(self.worker_id, len(handovers), self.verifying_key, next_key)
+            step = Handover(self.verifying_key, next_key, crypto.b64encode(self.signing.sign_digest(digest)))
+            handovers = [*handovers, step]
         return WorkerKeys(
             self.worker_id,
-            self.signing,
+            signing,
             crypto.rsa_generate(),
             crypto.random_bytes(16).hex(),
             history=[retired, *kept][:MAX_HISTORY] if history_seconds > 0 else [],
             history_seconds=history_seconds,
+            root_secret=self.root_secret,
+            handovers=handovers,
         )
 
     def to_bytes(self) -> bytes:
@@ -121,6 +158,8 @@ class WorkerKeys:
                     _SealedRetired(crypto.rsa_private_to_der(r.encryption), r.nonce, r.retired_at) for r in self.history
                 ],
                 history_seconds=self.history_seconds,
+                root_secret=b"" if self.root_secret == self.signing.secret else self.root_secret,
+                handovers=self.handovers,
             )
         )
 
@@ -141,6 +180,8 @@ class WorkerKeys:
             body.encryption_key_nonce,
             history,
             history_seconds,
+            body.root_secret,
+            body.handovers,
         )
 
     def seal(self, sealer: Sealer) -> bytes:
@@ -161,8 +202,10 @@ def load_or_create(path: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
     return keys
 
 
-def rotate(path: Path, sealer: Sealer, keys: WorkerKeys, history_seconds: float) -> WorkerKeys:
+def rotate(
+    path: Path, sealer: Sealer, keys: WorkerKeys, history_seconds: float, new_signing: bool = False
+) -> WorkerKeys:
     """Seal a rotated key set at `path` in place of `keys` (atomically: a crash leaves the old set or the new)."""
-    new = keys.rotated(history_seconds)
+    new = keys.rotated(history_seconds, new_signing=new_signing)
     write_atomic(path, new.seal(sealer))
     return new

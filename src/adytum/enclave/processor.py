@@ -167,8 +167,8 @@ class WorkOrderProcessor:
 
     @keys.setter
     def keys(self, keys: WorkerKeys) -> None:  # rotation replaces the encryption key; the state key stays
-        if self._keys is None or keys.signing.secret != self._keys.signing.secret:
-            self.state_keys = StateKeys(keys.signing.secret)
+        if self._keys is None or keys.root_secret != self._keys.root_secret:
+            self.state_keys = StateKeys(keys.root_secret)
         self._keys = keys
 
     def process(self, raw_params: bytes) -> bytes:

@@ -75,6 +75,7 @@ class Platform:
             previous_keys=[
                 PreviousKey(r.encryption_key, r.nonce, r.retired_at, keys.serves_until(r)) for r in keys.history
             ],
+            handovers=keys.handovers,
         )
 
     def reply(self, seq: int, step: Step) -> Provision:
@@ -106,13 +107,24 @@ class KeyManager:
         )
         try:
             self.store = CounterStore(data.kme_counters, self.sealer)
-            self.witness = WitnessTable(data.kme_witnessed, self.sealer, lambda: self.keys)
+            self.witness = WitnessTable(data.kme_witnessed, self.sealer, lambda: self.anchor_keys)
         except UnsealError as exc:
             raise UnsealError(f"{exc}; the key manager cannot vouch for order or state freshness without it") from None
-        self.counters = CounterServer(self.store, lambda: self.keys.signing.secret)
+        self.counters = CounterServer(self.store, lambda: self.keys.root_secret)
         self.anchor = AnchorCheck(self.platform.measurement, self.platform.tee.peer_roots)
         self.refusal = ""  # why this key manager does not serve (its counters are older than its anchor's)
         self._held: dict[int, bytes] = {}  # counter version -> the answer released once the anchor acknowledged it
+
+    @property
+    def keys(self) -> WorkerKeys:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: WorkerKeys) -> None:
+        self._keys = keys
+        #: The key manager's own face (identity, anchor records, witness statements): the worker's first
+        #: signing key whatever rotations since, so that its witnesses' records and pins stay valid.
+        self.anchor_keys = keys.anchor_view()
 
     def allowed(self) -> frozenset[bytes]:
         """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
@@ -137,10 +149,12 @@ class KeyManager:
         self._held[version] = body
         while len(self._held) > 4096:  # answers whose acknowledgement never came: the orders run again
             del self._held[next(iter(self._held))]
-        return CounterReply(seq=msg.seq, anchor=make_record(self.keys, version, self.store.digest), version=version)
+        return CounterReply(
+            seq=msg.seq, anchor=make_record(self.anchor_keys, version, self.store.digest), version=version
+        )
 
     def _anchor(self, msg: Anchor) -> Message:
-        about = subject(self.keys.worker_id, self.keys.verifying_key)
+        about = subject(self.anchor_keys.worker_id, self.anchor_keys.verifying_key)
         if msg.step == "challenge":
             challenge = self.anchor.start(msg.peers)
             if not msg.peers and self.store.state.witnesses:
@@ -156,7 +170,7 @@ class KeyManager:
                 log.error("refusing to serve: %s", self.refusal)
                 return Anchor(seq=msg.seq, step="checked", message=self.refusal)
             self.store.anchored_to(sorted(self.anchor.pinned))
-            record = make_record(self.keys, self.store.version, self.store.digest)
+            record = make_record(self.anchor_keys, self.store.version, self.store.digest)
             return Anchor(seq=msg.seq, step="checked", ready=True, body=record, version=self.store.version)
         if msg.step == "acks":
             body = self._held.pop(msg.version, b"")
@@ -174,14 +188,14 @@ class KeyManager:
 
     def handle(self, msg: Message, link: HostLink) -> Message | None:
         if isinstance(msg, Hello):
-            return self.platform.identity(self.keys, msg.seq, [], False)
+            return self.platform.identity(self.anchor_keys, msg.seq, [], False)
         if isinstance(msg, RotateKey):
             try:
-                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys, msg.history_seconds)
+                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys, msg.history_seconds, msg.new_signing)
             except OSError as exc:  # keep serving with the keys it has
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
-            return self.platform.identity(self.keys, msg.seq, [], False)
+            return self.platform.identity(self.anchor_keys, msg.seq, [], False)
         if isinstance(msg, Anchor):
             return self._anchor(msg)
         if isinstance(msg, Witness):
@@ -266,8 +280,8 @@ class WorkOrderEnclave:
             self.processor = WorkOrderProcessor(
                 keys, self.workloads, avalon_compat=self.avalon_compat, budget=self.budget
             )
-            self.counters = CounterClient(keys.signing.secret)
-        elif keys.verifying_key != self.processor.keys.verifying_key:
+            self.counters = CounterClient(keys.root_secret)
+        elif self.processor.keys.verifying_key not in keys.verifying_keys:  # the same key, or handed over from it
             raise ProvisioningError("delivered keys are another worker identity than the ones this enclave serves")
         else:
             self.processor.keys = keys

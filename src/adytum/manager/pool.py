@@ -136,9 +136,9 @@ class LocalKeyManager:
             peer.proof_type, peer.proof = self.attestation.proof_data_type, self._evidence[1]
         return peer
 
-    async def rotate(self, history_seconds: float) -> Identity:
+    async def rotate(self, history_seconds: float, new_signing: bool = False) -> Identity:
         await self.process.ensure_running()
-        return await self.process.rotate_keys(history_seconds)
+        return await self.process.rotate_keys(history_seconds, new_signing)
 
     def status(self) -> KeyManagerStatus:
         p, ident = self.process, self.process.identity
