@@ -61,6 +61,10 @@ class ManagerConfig:
     max_conflicts: int = 100
     #: HOST:PORT of another node's key manager to take the worker's keys from (empty: run our own).
     join: str = ""
+    #: What starts the key-manager build that sealed the worker's keys, when this build cannot unseal them (an
+    #: upgrade of the framework): it hands them over to this build, which the policy must list (`adytum pool
+    #: allow --key-manager`). Empty: no hand-over; a build that cannot unseal the keys stops the start.
+    kme_predecessor: str = ""
     #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
     kme_listen: str = ""
     #: HOST:PORT of other nodes' key managers (their --kme-listen) that witness our key manager's counters, so

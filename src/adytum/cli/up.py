@@ -67,6 +67,14 @@ def register(sub: Subparsers) -> None:
         "instead of running one here; use the same --worker-name",
     )
     up.add_argument(
+        "--kme-predecessor",
+        metavar="EXECUTABLE",
+        help="an upgrade: what runs the previous key-manager build (the Python of the old installation; on SGX "
+        "its signed enclave), which hands the worker's keys, counters and witness records to this build if this "
+        "build cannot unseal them; allow this build first with `adytum pool allow MR_ENCLAVE --key-manager` (see "
+        "`adytum measure --no-plugins`)",
+    )
+    up.add_argument(
         "--kme-listen",
         metavar="HOST:PORT",
         help="let work-order enclaves of other nodes (--join) be provisioned by this node's key "
@@ -341,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
         lease=args.lease,
         node_id=args.node_id,
         join=args.join,
+        kme_predecessor=args.kme_predecessor,
         kme_listen=args.kme_listen,
         anchor_peers=tuple(args.anchor_peer),
         start_empty=args.start_empty or None,

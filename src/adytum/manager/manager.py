@@ -110,7 +110,10 @@ class Manager:
             if not self.data.policy.exists():  # first start: this build is the worker's
                 self.data.allow_build(measure_work_order_build(self.data.path).mr_enclave.hex())
             self.data.allowed_builds()  # a malformed policy stops the start, naming the file
-            await self.kme.start()
+            if self.config.kme_predecessor:
+                await self._succeed(self.kme)
+            else:
+                await self.kme.start()
             self._tasks.append(asyncio.create_task(self.kme.process.keep_alive(), name="kme-watch"))
         else:
             self._tasks.append(asyncio.create_task(self.kme.watch(), name="kme-probe"))
@@ -145,6 +148,43 @@ class Manager:
         worker's. Keys newer than the published ones (rotated at the key manager) get published."""
         self.publisher.admit(ident)
         self.keys.catch_up(ident)
+
+    async def _succeed(self, kme: LocalKeyManager) -> None:
+        """Start the key manager so that, if its build cannot unseal the worker's keys, the build that sealed
+        them (`kme_predecessor`) hands them over first; later restarts are plain ones."""
+        process = kme.process
+        plain = process.extra_args
+        process.provision, process.extra_args = self._take_over, (*plain, "--succeed")
+        try:
+            await kme.start()
+        finally:
+            process.provision, process.extra_args = None, plain
+
+    async def _take_over(self, successor: EnclaveProcess) -> Identity:
+        first = await successor.provision_step()
+        if isinstance(first, Identity):  # this build holds the keys already (an upgrade done before)
+            return first
+        assert isinstance(self.kme, LocalKeyManager)
+        log.info(
+            "this key-manager build cannot unseal the worker's keys: taking them from %s", self.config.kme_predecessor
+        )
+        predecessor = LocalKeyManager(
+            EnclaveProcess(
+                "kme-predecessor",
+                self.config.data_dir,
+                self.config.worker_id,
+                role="kme",
+                admit=self.publisher.admit_key_manager,
+                executable=self.config.kme_predecessor,
+            ),
+            self.attestation,
+            self.kme.anchor,
+        )
+        await predecessor.start()
+        try:
+            return await provision(successor, predecessor, self.attestation, offer=first)
+        finally:
+            await predecessor.stop()
 
     async def _provision(self, enclave: EnclaveProcess) -> Identity:
         return await provision(enclave, self.kme, self.attestation)

@@ -41,11 +41,15 @@ class KeyManagerLink(Protocol):
     def status(self) -> KeyManagerStatus: ...
 
 
-async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attestation: AttestationService) -> Identity:
-    """Run one handshake between a work-order enclave and the key manager; return the WPE's identity."""
-    offer = await wpe.provision_step()
-    if not isinstance(offer, Provision):
+async def provision(
+    wpe: EnclaveProcess, kme: KeyManagerLink, attestation: AttestationService, offer: Provision | None = None
+) -> Identity:
+    """Run one handshake between a work-order enclave (or a key manager's successor build) and the key manager;
+    return the enclave's identity. `offer`: the enclave's first step, if the caller asked for it already."""
+    first = offer or await wpe.provision_step()
+    if not isinstance(first, Provision):
         raise ProvisioningRefused(f"{wpe.name} answered a new handshake with its identity, not an offer")
+    offer = first
     challenge = await kme.exchange(offer.body)
     response = await wpe.provision_step(challenge.body, challenge.proof_type, challenge.proof)
     assert isinstance(response, Provision)
