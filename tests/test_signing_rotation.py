@@ -134,3 +134,32 @@ def test_a_broken_handover_chain_is_refused_offline(tmp_path: Path) -> None:
     swapped = broken(lambda c: c[0].update(signature=c[1]["signature"]))  # a genuine signature, of another step
     with pytest.raises(UntrustedWorker, match="is not signed"):
         WorkerInfo.from_record(wid, swapped)
+
+
+def test_the_anchor_outlives_signing_key_rotations_of_the_worker_and_of_its_witness(tmp_path: Path) -> None:
+    """The key manager's records and witness statements stay under the worker's first key: after rotations on
+    both sides the witness still vouches, and a rolled-back copy of the data directory is still refused."""
+    import shutil
+
+    from adytum.manager import EnclaveStartError
+    from support import two_hosts
+
+    key = crypto.SigningKey()
+    a, b = two_hosts(tmp_path)
+    with running_node(b, kme_listen="127.0.0.1:0", worker_name="witness") as nb:
+        witness = nb.node.manager.kme_server.address
+        with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
+            assert c.run("simple-wallet", [b"deposit acct 10"]) == [b"WALLET RESULT: acct::10"]
+        shutil.copytree(a, tmp_path / "copy")  # from before the rotations
+        with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
+            na.call(na.node.manager.keys.rotate, True)
+            nb.call(nb.node.manager.keys.rotate, True)  # the witness's worker rotates too
+            c.forget(na.node.manager.worker_id)
+            assert c.run("simple-wallet", [b"deposit acct 5"]) == [b"WALLET RESULT: acct::15"]
+        with running_node(a, anchor_peers=(witness,)) as na, Client(na.url, trust=na.trust, signer=key) as c:
+            assert c.run("simple-wallet", [b"deposit acct 1"]) == [b"WALLET RESULT: acct::16"]  # still vouched for
+        shutil.rmtree(a)
+        shutil.copytree(tmp_path / "copy", a)
+        with pytest.raises(EnclaveStartError, match=r"counters \(version \d+\) are older than its anchor's"):
+            with running_node(a, anchor_peers=(witness,)):
+                pass

@@ -8,7 +8,7 @@ worker id never changes. The signing key changes only when the operator asks (`r
 old key signs a handover to the new one, and the chain of handovers travels with the keys, so that heads,
 receipts and results signed under an earlier key still verify for whoever follows the chain.
 
-The worker's first signing secret (`root_secret`) stays what requesters never see uses: the state keys, the
+The worker's first signing secret (`root_secret`) keeps the uses requesters never see: the state keys, the
 counters between enclaves, and the key manager's anchor records, identity and witness statements (`anchor_view`).
 Rotating the signing key therefore neither re-keys the workload state nor starts the anchor afresh.
 """

@@ -289,23 +289,17 @@ class KeyManager:
 
     def handle(self, msg: Message, link: HostLink) -> Message | None:
         if self._successor is not None:  # this build waits for the previous one's keys
-            if isinstance(msg, Provision):
-                try:
-                    return self._succeed(msg)
-                except ProvisioningError as exc:
-                    log.warning("taking the keys over refused: %s", exc)
-                    return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
-            return Processed(
-                seq=getattr(msg, "seq", 0),
-                code=Status.ACCESS_DENIED,
-                message="this key-manager build waits for the previous build to hand the worker's keys over",
-            )
+            if not isinstance(msg, Provision):
+                return _denied(
+                    msg, "this key-manager build waits for the previous build to hand the worker's keys over"
+                )
+            try:
+                return self._succeed(msg)
+            except ProvisioningError as exc:
+                log.warning("taking the keys over refused: %s", exc)
+                return _denied(msg, str(exc))
         if self.handed_over and not isinstance(msg, Hello):
-            return Processed(
-                seq=getattr(msg, "seq", 0),
-                code=Status.ACCESS_DENIED,
-                message=f"this key manager handed the worker's keys to key-manager build {self.handed_over}",
-            )
+            return _denied(msg, f"this key manager handed the worker's keys to key-manager build {self.handed_over}")
         if isinstance(msg, Hello):
             return self.platform.identity(self.anchor_keys, msg.seq, [], False)
         if isinstance(msg, RotateKey):
@@ -345,6 +339,10 @@ class KeyManager:
                 log.warning("provisioning refused: %s", exc)
                 return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
         return None
+
+
+def _denied(msg: Message, message: str) -> Processed:
+    return Processed(seq=getattr(msg, "seq", 0), code=Status.ACCESS_DENIED, message=message)
 
 
 class WorkOrderEnclave:
