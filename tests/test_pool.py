@@ -175,21 +175,16 @@ def test_a_joined_node_sees_the_key_manager_go_away_and_come_back(tmp_path):
 
     a, b = two_hosts(tmp_path)
     with running_node(a, kme_listen=f"127.0.0.1:{free_port()}") as na:  # a fixed port: it opens again
-        address = na.node.manager.kme_server.address
-        nb_context = running_node(b, join=address)
-        nb = nb_context.__enter__()
-        try:
+        with running_node(b, join=na.node.manager.kme_server.address) as nb:
             nb.node.manager.kme.probe_seconds = 0.2
             state = lambda: nb.node.manager.status.pool_status().key_manager.state  # noqa: E731
             assert state() == "reachable"
-            na_stopped = na.node.manager.kme_server
-            na.call(na_stopped.stop)  # the key manager's port closes
+            server = na.node.manager.kme_server
+            na.call(server.stop)  # the key manager's port closes
             eventually(lambda: state() == "unreachable")
             assert "unreachable" in nb.node.manager.kme.last_error
-            na.call(na_stopped.start)  # the same address again
+            na.call(server.start)  # the same address again
             eventually(lambda: state() == "reachable")
-        finally:
-            nb_context.__exit__(None, None, None)
 
 
 def test_the_readme_two_host_recipe_runs(tmp_path):

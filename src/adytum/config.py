@@ -108,6 +108,10 @@ class ManagerConfig:
             raise ValueError("failed_retention must not be negative")
         if self.join and self.kme_listen:
             raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
+        if self.join and self.kme_predecessor:
+            raise ValueError(
+                "a node that joins another node's key manager has no key manager to upgrade (kme_predecessor)"
+            )
         if self.join and self.anchor_peers:
             raise ValueError("a node that joins another node's key manager has no counters to anchor (anchor_peers)")
         self.anchor_peers = tuple(self.anchor_peers)

@@ -26,6 +26,7 @@ def register(sub: Subparsers) -> None:
         "the build of the node's first start, plus those added with `allow`.",
         epilog="examples:\n  adytum pool                         # status of the node at --uri\n"
         "  adytum pool allow 9f2c...e1 --data-dir adytum-data   # let an upgraded build in\n"
+        "  adytum pool allow 4b7a...0c --key-manager --data-dir adytum-data   # a new key-manager build\n"
         "  adytum pool trust other/devroot/root.pem --data-dir adytum-data\n"
         "  adytum up --join kme-host:1948 --data-dir other     # a second node, same worker",
     )
