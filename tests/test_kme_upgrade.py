@@ -103,3 +103,31 @@ def test_a_key_manager_that_handed_over_serves_nothing_more(tmp_path: Path) -> N
         reply = kme.handle(msg, link=None)
         assert isinstance(reply, Processed) and reply.code == Status.ACCESS_DENIED
         assert f"handed the worker's keys to key-manager build {'07' * 32}" in reply.message
+
+
+def test_a_succession_interrupted_before_its_install_is_installed_at_the_next_start(tmp_path: Path) -> None:
+    """The hand-over is committed once kme/succession.sealed is written; a crash before its three files are
+    written is finished by the next start. A succession sealed for another build stops this one."""
+    import msgspec
+
+    from adytum.datadir import DataDir
+    from adytum.enclave.provisioning import Succession
+    from adytum.enclave.sealing import Sealer, UnsealError
+    from adytum.enclave.service import SUCCESSION_LABEL, KeyManager
+    from adytum.issuer.devroot import init_dev_root
+
+    init_dev_root(tmp_path / "devroot")
+    data = DataDir(tmp_path)
+    first = KeyManager(data, "ab" * 32)
+    handed = first.keys.to_bytes()
+    data.kme_keys.unlink()  # the crash: the succession is written, the keys not yet
+    data.kme_succession.write_bytes(
+        first.sealer.seal(SUCCESSION_LABEL, msgspec.msgpack.encode(Succession(handed, b"", b"")))
+    )
+    again = KeyManager(data, "ab" * 32)
+    assert again.keys.verifying_key == first.keys.verifying_key and not data.kme_succession.exists()
+
+    other = Sealer(b"\1" * 32, b"another build")
+    data.kme_succession.write_bytes(other.seal(SUCCESSION_LABEL, msgspec.msgpack.encode(Succession(handed, b"", b""))))
+    with pytest.raises(UnsealError, match="handed over to another key-manager build"):
+        KeyManager(data, "ab" * 32)
