@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from adytum import crypto
-from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_result
+from adytum.client import Client, UntrustedWorker, VerificationError, WorkerInfo, build, open_result
 from adytum.protocol import key_handover_digest, to_builtins
 from support import running_node
 from test_pool import eventually
@@ -56,9 +56,12 @@ def test_a_signing_key_rotation_hands_over_and_keeps_what_the_old_key_signed(tmp
         assert all(e.identity.verifying_key == new.verifying_key for e in n.node.manager.enclaves)
         assert n.node.manager.kme.process.identity.verifying_key == kme_key  # the key manager's face stays
 
-        # An order built from the old record runs; its answer is signed by the new key.
-        reply = c.call("WorkOrderSubmit", {**to_builtins(in_flight.params), "responseTimeoutMSecs": 30000})
-        assert open_result(in_flight, new, reply) == [b"Hello in flight"]
+        # An order built from the old record runs; its answer is signed by the new key, which the SDK
+        # accepts once the current record shows that the old key handed over to it.
+        reply = c.call_raw("WorkOrderSubmit", {**to_builtins(in_flight.params), "responseTimeoutMSecs": 30000})
+        with pytest.raises(VerificationError, match="signature"):
+            open_result(in_flight, old, reply)
+        assert c.result(in_flight, old, result=reply) == [b"Hello in flight"]
         # The state (keyed by the worker's first secret) is the same state.
         assert c.run("simple-wallet", [b"withdraw savings 30"]) == [b"WALLET RESULT: savings::70"]
         # The receipt of the order run under the old key verifies: its update under the old key, the head under the new.
