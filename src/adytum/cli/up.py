@@ -71,6 +71,14 @@ def register(sub: Subparsers) -> None:
         "instead of running one here; use the same --worker-name",
     )
     up.add_argument(
+        "--kme-predecessor",
+        metavar="EXECUTABLE",
+        help="an upgrade: what runs the previous key-manager build (the Python of the old installation; on SGX "
+        "its signed enclave), which hands the worker's keys, counters and witness records to this build if this "
+        "build cannot unseal them; allow this build first with `adytum pool allow MR_ENCLAVE --key-manager` (see "
+        "`adytum measure --no-plugins`)",
+    )
+    up.add_argument(
         "--kme-listen",
         metavar="HOST:PORT",
         help="let work-order enclaves of other nodes (--join) be provisioned by this node's key "
@@ -159,6 +167,15 @@ def register(sub: Subparsers) -> None:
         help="how long a published attestation report counts as fresh; lookups hide the worker "
         "after it, and the node renews it every quarter of it "
         f"(default {manager.attestation_lifetime:g})",
+    )
+    up.add_argument(
+        "--key-history",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long an encryption key replaced by `adytum worker rotate-key` still decrypts orders built "
+        "from an older worker record; orders to an older key are refused with a clear error "
+        "(default: the attestation lifetime, the longest such a record stays fresh; 0: not at all)",
     )
     up.add_argument(
         "--failed-retention",
@@ -329,12 +346,14 @@ def run(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         memory_mb=args.memory_mb,
         attestation_lifetime=args.attestation_lifetime,
+        key_history=args.key_history,
         failed_retention=args.failed_retention,
         answered_retention=args.retention,
         store=args.store,
         lease=args.lease,
         node_id=args.node_id,
         join=args.join,
+        kme_predecessor=args.kme_predecessor,
         kme_listen=args.kme_listen,
         anchor_peers=tuple(args.anchor_peer),
         start_empty=args.start_empty or None,

@@ -26,7 +26,7 @@ from ..protocol import EeaError, Status, encode, encryption_key_get_digest
 from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .receipt import VerifiedReceipt, verify_receipt_document
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
-from .workorder import PendingOrder, build, open_result
+from .workorder import PendingOrder, VerificationError, build, open_result
 
 DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
@@ -146,6 +146,19 @@ class AsyncClient:
             self._workers[worker_id] = info
         return self._workers[worker_id]
 
+    async def _open(self, order: PendingOrder, worker: WorkerInfo, result: msgspec.Raw) -> list[bytes]:
+        """`open_result`; if it does not verify, and the worker's record now names a signing key that the key
+        the order was built for handed over to (`adytum worker rotate-key --signing` meanwhile), under that."""
+        try:
+            return open_result(order, worker, result)
+        except VerificationError:
+            self.forget(worker.worker_id)
+            newer = await self.worker(worker.worker_id)
+            if newer.verifying_key == worker.verifying_key:
+                raise
+        newer.descends_from(worker.verifying_key)  # UntrustedWorker if another identity took the id
+        return open_result(order, newer, result)
+
     def forget(self, worker_id: str) -> None:
         """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""
         self._workers.pop(worker_id, None)
@@ -210,7 +223,7 @@ class AsyncClient:
         """Wait for the result of a submitted order (across node restarts, see `Delivery`), verify, decrypt."""
         if result is None:
             result = await self.deliver(order, timeout=timeout, submitted=True)
-        return open_result(order, worker, result)
+        return await self._open(order, worker, result)
 
     async def run(
         self,
@@ -242,7 +255,7 @@ class AsyncClient:
             response_timeout_ms=int(timeout * 1000),
             sequence=sequence,
         )
-        return open_result(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
+        return await self._open(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
 
 
 async def _until_reached(call: Callable[[], Awaitable[T]], deadline: float) -> T:

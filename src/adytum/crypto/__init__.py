@@ -33,6 +33,7 @@ from .recipes import (
     sha256,
     unwrap_session_key,
     verify_digest,
+    verify_under_any,
     verifying_key_pem,
     wrap_session_key,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "sha256",
     "unwrap_session_key",
     "verify_digest",
+    "verify_under_any",
     "verifying_key_pem",
     "wrap_session_key",
 ]

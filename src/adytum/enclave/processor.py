@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import crypto
 from ..channel import ChannelError, StateWrite
@@ -134,8 +138,8 @@ class WorkOrderProcessor:
 
     @keys.setter
     def keys(self, keys: WorkerKeys) -> None:  # rotation replaces the encryption key; the state key stays
-        if self._keys is None or keys.signing.secret != self._keys.signing.secret:
-            self.state_keys = StateKeys(keys.signing.secret)
+        if self._keys is None or keys.root_secret != self._keys.root_secret:
+            self.state_keys = StateKeys(keys.root_secret)
         self._keys = keys
 
     def process(self, raw_params: bytes) -> bytes:
@@ -237,27 +241,41 @@ class WorkOrderProcessor:
         iv = _hex_field(p.session_key_iv, "sessionKeyIv")
         if len(iv) != crypto.IV_LEN:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
-        attempts = [
-            (private, legacy)
-            for legacy in ((False, True) if self.avalon_compat else (False,))
-            for private in self.keys.decryption_keys
-        ]  # the previous key serves in-flight orders
-        for private, legacy in attempts:
-            try:
-                key = crypto.unwrap_session_key(private, wrapped, legacy_sha1=legacy)
-            except crypto.LengthError:
-                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
-            except crypto.CryptoError:
-                continue
-            return _Session(key, iv, legacy)
+        now = time.time()
+        session = self._unwrap_with(self.keys.decryption_keys(now), wrapped, iv)  # the history serves orders
+        if session is not None:  # encrypted to a key rotated out since
+            return session
+        for retired in self.keys.expired(now):
+            if self._unwrap_with((retired.encryption,), wrapped, iv) is not None:
+                raise EeaError(
+                    Status.INVALID_PARAMETER,
+                    f"encryptedSessionKey is encrypted to a previous encryption key of this worker (nonce "
+                    f"{retired.nonce or '-'}) that stopped serving {_utc(self.keys.serves_until(retired))}: fetch "
+                    "the worker record again and encrypt to its current key",
+                )
         hint = (
             ""
             if self.avalon_compat
             else " (OAEP-SHA256 expected; Avalon clients need a worker started with --avalon-compat)"
         )
         raise EeaError(
-            Status.INVALID_PARAMETER, "encryptedSessionKey does not decrypt with this worker's encryption key" + hint
+            Status.INVALID_PARAMETER,
+            f"encryptedSessionKey does not decrypt with this worker's encryption key or the "
+            f"{len(self.keys.history)} previous key(s) it keeps{hint}; if the order was built from an older "
+            "worker record, fetch the record again",
         )
+
+    def _unwrap_with(self, keys: tuple[rsa.RSAPrivateKey, ...], wrapped: bytes, iv: bytes) -> _Session | None:
+        for legacy in (False, True) if self.avalon_compat else (False,):
+            for private in keys:
+                try:
+                    key = crypto.unwrap_session_key(private, wrapped, legacy_sha1=legacy)
+                except crypto.LengthError:
+                    raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
+                except crypto.CryptoError:
+                    continue
+                return _Session(key, iv, legacy)
+        return None
 
     @staticmethod
     def _check_request_hash(p: WorkOrderParams, s: _Session, req_hash: bytes) -> None:
@@ -419,3 +437,7 @@ def _hex_field(text: str, name: str) -> bytes:
         return crypto.hexdecode(text)
     except crypto.CryptoError:
         raise EeaError(Status.INVALID_PARAMETER, f"{name} is not hex") from None
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -6,6 +6,7 @@ from .hashing import (
     encryption_key_digest,
     encryption_key_get_digest,
     items_hash,
+    key_handover_digest,
     request_hash,
     response_hash,
     strict_order_digest,
@@ -42,12 +43,22 @@ from .registry import (
     UpdateParams,
     WorkerIdParams,
 )
-from .worker import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
+from .worker import (
+    PreviousEncryptionKey,
+    SigningKeyHandover,
+    WorkerDetails,
+    WorkerRecord,
+    WorkerStatus,
+    WorkerType,
+    WorkerTypeData,
+)
 
 __all__ = [
     "EnclaveStatus",
     "KeyManagerStatus",
     "PoolStatus",
+    "PreviousEncryptionKey",
+    "SigningKeyHandover",
     "WorkerDetails",
     "WorkerRecord",
     "WorkerStatus",
@@ -83,6 +94,7 @@ __all__ = [
     "encryption_key_digest",
     "encryption_key_get_digest",
     "items_hash",
+    "key_handover_digest",
     "reason",
     "request_hash",
     "strict_order_digest",
