@@ -36,6 +36,11 @@ class Api:
     registry: Registry
     receipts: Receipts
     max_pending: int
+    #: Why a notifyUri may not be notified (None: it may); None: notifications are off, notifyUri is ignored.
+    notify_refusal: Callable[[str], str | None] | None = None
+    #: What the dashboard shows of the node beyond the store and the ports: the worker's identity and
+    #: attestation verdict, the chain it follows (None: nothing more).
+    about: Callable[[], dict[str, Any]] | None = None
 
     def table(self) -> dict[str, Callable[[bytes], Awaitable[Any]]]:
         return {
@@ -74,7 +79,15 @@ class Api:
         if self.dispatch.pending >= self.max_pending:
             raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
         receipt = node_receipt(p, wo_id, worker_id) if self.receipts.enabled else None
-        order = NewOrder(wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt=receipt)
+        notify_uri = ""
+        if p.notify_uri and self.notify_refusal is not None:
+            refusal = self.notify_refusal(p.notify_uri)
+            if refusal is not None:
+                raise EeaError(Status.INVALID_PARAMETER, refusal)
+            notify_uri = p.notify_uri
+        order = NewOrder(
+            wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt, notify_uri
+        )
         try:
             await self.committer.run(Store.insert_order, order)
         except Duplicate as dup:
