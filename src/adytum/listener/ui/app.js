@@ -66,6 +66,7 @@ function chart(id, series, unit) {
   svg.replaceChildren(line, scale);
   svg.dataset.points = String(series.length);
   svg.dataset.last = String(series.length ? series[series.length - 1] : 0);
+  svg.dataset.max = String(Math.max(0, ...series));
 }
 
 function median(values) {
