@@ -141,7 +141,7 @@ class Listener:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/openrpc.json", self.openrpc)
         app.router.add_get("/", self.get_root)
-        app.router.add_get(STREAM_PATH, ResultStream(self.api).handle)
+        ResultStream(self.api).add_routes(app)
         Dashboard(self.api).add_routes(app)
         return app
 

@@ -32,8 +32,28 @@ _HEX = re.compile(r"(0x)?[0-9a-fA-F]{1,256}")
 class ResultStream:
     def __init__(self, api: Api) -> None:
         self.api = api
+        self._open: set[asyncio.Task[Any]] = set()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(PATH, self.handle)
+        app.on_shutdown.append(self._close)
+
+    async def _close(self, app: web.Application) -> None:
+        """A stopping node ends its open streams at once instead of waiting out its shutdown timeout; the
+        requesters' SDK asks again once the node is back."""
+        for task in self._open:
+            task.cancel()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
+        try:
+            return await self._stream(request)
+        finally:
+            self._open.discard(task)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
         ids = list(dict.fromkeys(request.query.getall("workOrderId", [])))
         if not 1 <= len(ids) <= MAX_IDS:
             error = EeaError(Status.INVALID_PARAMETER, f"name 1 to {MAX_IDS} orders: {PATH}?workOrderId=ID&...")
