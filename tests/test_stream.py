@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import msgspec
 import pytest
 
 from adytum.client import AsyncClient
@@ -84,3 +85,24 @@ def _count(node, method: str) -> float:
         for s in m.samples
         if s.labels.get("method") == method and s.name.endswith("_total")
     )
+
+
+def test_a_stream_outlives_the_idle_timeouts_and_sends_an_answer_stored_later(tmp_path):
+    """An order of another worker stays scheduled here (this node never claims it); its answer, stored while
+    the stream waits past the node's read and keep-alive timeouts, is sent as soon as the node hears of it."""
+    from adytum.store import NewOrder, Store
+
+    with running_node(tmp_path / "node", read_timeout=0.5, keepalive_timeout=0.5) as node:
+        wo = "cd" * 32
+        order = NewOrder(wo, "ee" * 32, "bb" * 32, "01" * 16, b"{}")
+        node.call(node.node.committer.run, Store.insert_order, order)
+
+        async def answer_later() -> None:
+            await asyncio.sleep(1.5)  # longer than both timeouts: the stream must still be open
+            await node.node.committer.run(Store.insert_response, wo, 0, b'{"answer":1}')
+            node.node.manager.dispatch.answered([wo])  # as a shared store's NOTIFY would tell it
+
+        later = asyncio.run_coroutine_threadsafe(answer_later(), node.loop)
+        status, (reply,) = asyncio.run(_events(node.url, wo))
+        later.result(30)
+    assert status == 200 and msgspec.json.decode(_unwrap(reply)) == {"answer": 1}
