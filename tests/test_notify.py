@@ -212,13 +212,15 @@ def test_loopback_is_refused_without_notify_allow(tmp_path, receiver):
     assert receiver.posts == []
 
 
-def test_a_completed_order_is_notified_signed_by_the_worker(tmp_path, receiver):
+def test_completed_and_failed_orders_are_notified_the_result_signed_by_the_worker(tmp_path, receiver):
     allow = (f"127.0.0.1:{receiver.port}",)
     with running_node(tmp_path / "node", notify_allow=allow) as node, Client(node.url, trust=node.trust) as client:
         worker = client.worker()
         order, _ = client.submit(worker, "hello", [b"ping"], notify_uri=receiver.uri)
         ((headers, note),) = receiver.wait_for(1)
         assert client.result(order, worker) == [b"Hello ping"]  # the result stays retrievable
+        failing, _ = client.submit(worker, "no-such-workload", [b"x"], notify_uri=receiver.uri)
+        (_, (_, failure)) = receiver.wait_for(2)
     wo = order.work_order_id
     assert (note["workOrderId"], note["status"], note["code"]) == (wo, "completed", 0)
     assert headers["Idempotency-Key"] == wo and headers["Adytum-Attempt"] == "1"
@@ -228,16 +230,8 @@ def test_a_completed_order_is_notified_signed_by_the_worker(tmp_path, receiver):
     forged = bytes.fromhex(note["responseHash"])[::-1]
     with pytest.raises(crypto.CryptoError):
         crypto.verify_digest(worker.verifying_key, forged, crypto.b64decode(note["workerSignature"]))
-
-
-def test_a_failed_order_is_notified_too(tmp_path, receiver):
-    allow = (f"127.0.0.1:{receiver.port}",)
-    with running_node(tmp_path / "node", notify_allow=allow) as node, Client(node.url, trust=node.trust) as client:
-        worker = client.worker()
-        order, _ = client.submit(worker, "no-such-workload", [b"x"], notify_uri=receiver.uri)
-        ((_, note),) = receiver.wait_for(1)
-    assert note["workOrderId"] == order.work_order_id and note["status"] == "failed" and note["code"] != 0
-    assert "workerSignature" not in note
+    assert (failure["workOrderId"], failure["status"]) == (failing.work_order_id, "failed") and failure["code"] != 0
+    assert "workerSignature" not in failure  # the host's error code: nothing the worker signed
 
 
 def test_failed_posts_are_retried_with_backoff(tmp_path):
