@@ -267,3 +267,10 @@ def test_a_notification_outlives_a_node_restart(tmp_path):
         assert note["workOrderId"] == order.work_order_id and note["status"] == "completed"
     finally:
         receiver.close()
+
+
+def test_up_refuses_a_malformed_allow_entry_in_one_line(tmp_path, capfd):
+    from adytum.cli import main as cli
+
+    assert cli(["up", "--data-dir", str(tmp_path / "node"), "--notify-allow", "http://hooks/x"]) == 1
+    assert "--notify-allow 'http://hooks/x' is not HOST or HOST:PORT" in capfd.readouterr().err
