@@ -204,11 +204,16 @@ def _once(node, work_order_id: str, holds) -> outbox.Notification:
 
 
 def test_loopback_is_refused_without_notify_allow(tmp_path, receiver):
+    """A loopback address is refused at submit; a name that resolves to loopback is accepted as a name, then
+    refused when the node resolves it to connect (and not retried); the receiver hears nothing either way."""
     with running_node(tmp_path / "node") as node, Client(node.url, trust=node.trust) as client:
         worker = client.worker()
         with pytest.raises(EeaError) as refused:
             client.submit(worker, "hello", [b"x"], notify_uri=receiver.uri)
         assert refused.value.code == Status.INVALID_PARAMETER and "--notify-allow" in refused.value.message
+        order, _ = client.submit(worker, "hello", [b"x"], notify_uri=f"http://localhost:{receiver.port}/hook")
+        note = _once(node, order.work_order_id, lambda n: n.state != outbox.WAITING)
+    assert note.state == outbox.REFUSED and note.attempts == 1 and "resolves only to private" in note.last_error
     assert receiver.posts == []
 
 

@@ -117,6 +117,10 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+class _PrivateOnly(OSError):
+    """A name resolved to no public address: the policy's refusal."""
+
+
 class _PublicResolver(AbstractResolver):
     """Resolves as usual, then keeps only public addresses: the check is made on what is connected to."""
 
@@ -129,7 +133,7 @@ class _PublicResolver(AbstractResolver):
         found = await self._inner.resolve(host, port, family)
         public = [r for r in found if _public(ipaddress.ip_address(r["host"]))]
         if not public:
-            raise OSError(f"{host} resolves only to private, loopback or reserved addresses")
+            raise _PrivateOnly(f"notifyUri host {host} resolves only to private, loopback or reserved addresses")
         return public
 
     async def close(self) -> None:
@@ -168,7 +172,6 @@ class Notifier:
         self.reader, self.committer, self.worker_id, self.policy = reader, committer, worker_id, policy
         self.retry, self.attempts, self.timeout = retry, attempts, timeout
         self._woken = asyncio.Event()
-        self._sending = asyncio.Semaphore(_CONCURRENT)
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -208,48 +211,45 @@ class Notifier:
                 pass
 
     async def _send_due(self) -> float:
-        """Start every due notification; the seconds until the next one falls due."""
-        now = time.time()
-        for note in outbox.due(self.reader, now):
-            if await self.committer.run(outbox.take, note.work_order_id, note.attempts, now + _HOLD):
+        """Start the due notifications there is room for; the seconds until the next one falls due."""
+        now, room = time.time(), _CONCURRENT - len(self._sends)
+        notes = outbox.due(self.reader, now, room) if room > 0 else []  # no row is held before it can be sent
+        taken = await asyncio.gather(
+            *(self.committer.run(outbox.take, n.work_order_id, n.attempts, now + _HOLD) for n in notes)
+        )
+        for note, mine in zip(notes, taken, strict=True):
+            if mine:
                 task = asyncio.create_task(self._send(note), name=f"notify-{note.work_order_id[:16]}")
                 self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                task.add_done_callback(self._sent)
         following = outbox.next_due(self.reader)
         return 30.0 if following is None else min(max(following - time.time(), 0.01), 30.0)
 
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        self._woken.set()  # a slot is free, and the next due time may have changed
+
     async def _send(self, note: outbox.Notification) -> None:
-        async with self._sending:
-            attempt = note.attempts + 1
-            try:
-                body = self._body(note.work_order_id)
-                self.policy.target(note.uri)  # the allow-list may have changed since the order was accepted
-            except NotifyRefused as exc:
-                await self._settle(note, outbox.REFUSED, str(exc))
-                return
+        attempt = note.attempts + 1
+        try:
+            body = self._body(note.work_order_id)
+            self.policy.target(note.uri)  # the allow-list may have changed since the order was accepted
             error = await self._post(note, body, attempt)
-            if error is None:
-                await self._settle(note, outbox.DELIVERED)
-            elif attempt >= self.attempts:
-                log.warning(
-                    "notification of %s to %s abandoned after %d attempts: %s",
-                    note.work_order_id,
-                    note.uri[:100],
-                    attempt,
-                    error,
-                )
-                await self._settle(note, outbox.ABANDONED, error)
-            else:
-                pause = self.retry * 2 ** (attempt - 1)
-                log.info(
-                    "notification of %s failed (%s); attempt %d in %.1f s",
-                    note.work_order_id,
-                    error,
-                    attempt + 1,
-                    pause,
-                )
-                await self._settle(note, outbox.WAITING, error, time.time() + pause)
-                self._woken.set()  # the next due time changed
+        except NotifyRefused as exc:
+            log.info("notification of %s to %s refused: %s", note.work_order_id, note.uri[:100], exc)
+            await self._settle(note, outbox.REFUSED, str(exc))
+            return
+        if error is None:
+            await self._settle(note, outbox.DELIVERED)
+        elif attempt >= self.attempts:
+            log.warning("notification of %s abandoned after %d attempts: %s", note.work_order_id, attempt, error)
+            await self._settle(note, outbox.ABANDONED, error)
+        else:
+            pause = self.retry * 2 ** (attempt - 1)
+            log.info(
+                "notification of %s failed (%s); attempt %d in %.1f s", note.work_order_id, error, attempt + 1, pause
+            )
+            await self._settle(note, outbox.WAITING, error, time.time() + pause)
 
     def _body(self, work_order_id: str) -> bytes:
         outcome = self.reader.response(work_order_id)
@@ -258,7 +258,8 @@ class Notifier:
         return notification_body(work_order_id, self.worker_id, outcome.code, outcome.body)
 
     async def _post(self, note: outbox.Notification, body: bytes, attempt: int) -> str | None:
-        """None once the receiver answered 2xx; else what went wrong, in one line."""
+        """None once the receiver answered 2xx; else what went wrong, in one line. NotifyRefused if the host's
+        name resolved to no address the policy admits (final: no retry)."""
         assert self._session is not None
         headers = {
             "Content-Type": "application/json",
@@ -270,6 +271,10 @@ class Notifier:
                 if 200 <= resp.status < 300:
                     return None
                 return f"HTTP {resp.status}"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, _PrivateOnly):
+                raise NotifyRefused(str(exc.os_error)) from None
+            return f"{type(exc).__name__}: {exc}"[:300]
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}"[:300]
 
