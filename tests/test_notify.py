@@ -279,3 +279,13 @@ def test_up_refuses_a_malformed_allow_entry_in_one_line(tmp_path, capfd):
 
     assert cli(["up", "--data-dir", str(tmp_path / "node"), "--notify-allow", "http://hooks/x"]) == 1
     assert "--notify-allow 'http://hooks/x' is not HOST or HOST:PORT" in capfd.readouterr().err
+
+
+def test_a_node_on_postgresql_notifies_too(tmp_path, pg_url, receiver):
+    allow = (f"127.0.0.1:{receiver.port}",)
+    with running_node(tmp_path / "node", store=pg_url, notify_allow=allow) as node:
+        with Client(node.url, trust=node.trust) as client:
+            order, _ = client.submit(client.worker(), "hello", [b"x"], notify_uri=receiver.uri)
+            ((_, note),) = receiver.wait_for(1)
+        assert _once(node, order.work_order_id, lambda n: n.state != outbox.WAITING).state == outbox.DELIVERED
+    assert (note["workOrderId"], note["status"]) == (order.work_order_id, "completed")
