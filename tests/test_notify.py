@@ -13,9 +13,10 @@ import pytest
 
 from adytum import crypto
 from adytum.client import Client
+from adytum.datadir import DataDir
 from adytum.manager.notify import NotifyPolicy, NotifyRefused
 from adytum.protocol import EeaError, Status
-from adytum.store import NewOrder, outbox
+from adytum.store import NewOrder, open_store, outbox
 from support import running_node
 
 WORKER = "aa" * 32
@@ -24,9 +25,13 @@ WORKER = "aa" * 32
 class Receiver:
     """A local HTTP server that records every POST and answers with the next of `statuses` (then 200)."""
 
-    def __init__(self, port: int = 0, statuses: tuple[int, ...] = ()) -> None:
+    def __init__(self, port: int = 0, statuses: tuple[int, ...] = (), hang_first: bool = False) -> None:
         self.posts: list[tuple[dict[str, str], dict]] = []
         self.statuses = list(statuses)
+        #: Set to let the first POST's answer go (with hang_first, it waits for this).
+        self.release = threading.Event()
+        if not hang_first:
+            self.release.set()
         self.got = threading.Condition()
         receiver = self
 
@@ -36,7 +41,10 @@ class Receiver:
                 with receiver.got:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     receiver.posts.append((dict(self.headers), json.loads(body)))
+                    first = len(receiver.posts) == 1
                     receiver.got.notify_all()
+                if first:
+                    receiver.release.wait(60)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -55,13 +63,9 @@ class Receiver:
             return list(self.posts)
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-    def close_and_free(self) -> int:
-        """Stop listening; the port, for a receiver that comes back later."""
-        self.close()
-        return self.port
 
 
 @pytest.fixture
@@ -109,8 +113,17 @@ def test_each_attempt_is_taken_once_however_many_senders(any_store, tmp_path):
     (again,) = outbox.due(store, now=10.0)
     assert again.attempts == 1
     with store.transaction():
-        assert outbox.take(store, wo, 1, until=20.0)
+        assert outbox.take(store, wo, 1, until=1e12)
+        outbox.release(store, wo, 2)  # its sender stopped mid-attempt: due at once
+    assert [n.attempts for n in outbox.due(store, now=10.0)] == [2]
+    with store.transaction():
+        outbox.settle(store, wo, outbox.WAITING, next_at=5.0)
+        outbox.release(store, wo, 1)  # a stale give-back (attempt 1 is over): changes nothing
+    assert outbox.get(store, wo).last_error == ""
+    with store.transaction():
+        assert outbox.take(store, wo, 2, until=20.0)
         outbox.settle(store, wo, outbox.DELIVERED, next_at=20.0)
+        outbox.release(store, wo, 3)  # a give-back after delivery: it stays delivered
     assert outbox.due(store, now=1e12) == [] and outbox.counts(store)[outbox.DELIVERED] == 1
 
 
@@ -119,8 +132,6 @@ def test_the_outbox_survives_a_new_connection_and_goes_with_pruning(any_store):
     with store.transaction():
         store.insert_order(_order(1))
         store.insert_response(_order(1).work_order_id, 0, b"{}")
-    from adytum.store import open_store
-
     again = open_store(store.url if hasattr(store, "url") else store.path)  # as a restarted node opens it
     try:
         assert [n.work_order_id for n in outbox.due(again, now=1e12)] == [_order(1).work_order_id]
@@ -256,20 +267,27 @@ def test_failed_posts_are_retried_with_backoff(tmp_path):
 
 
 def test_a_notification_outlives_a_node_restart(tmp_path):
-    """The receiver is down while the node answers; the node stops with the notification unsent (one attempt
-    failed, the next due seconds later); the next node on the same data directory sends it."""
-    port = Receiver().close_and_free()
-    allow = (f"127.0.0.1:{port}",)
-    with running_node(tmp_path / "node", notify_allow=allow, notify_retry=3.0) as node:
-        with Client(node.url, trust=node.trust) as client:
-            order, _ = client.submit(client.worker(), "hello", [b"x"], notify_uri=f"http://127.0.0.1:{port}/hook")
-            client.deliver(order, submitted=True)
-        _once(node, order.work_order_id, lambda n: bool(n.last_error))
-    receiver = Receiver(port)
+    """The node stops while its POST waits for the receiver's answer: the attempt is given back, due at once,
+    and the next node on the same data directory sends it again (the receiver drops repeats by the id)."""
+    receiver = Receiver(hang_first=True)
+    allow = (f"127.0.0.1:{receiver.port}",)
     try:
+        with running_node(tmp_path / "node", notify_allow=allow) as node:
+            with Client(node.url, trust=node.trust) as client:
+                order, _ = client.submit(client.worker(), "hello", [b"x"], notify_uri=receiver.uri)
+                receiver.wait_for(1)  # the node's POST is open; the node stops now
+        store = open_store(DataDir(tmp_path / "node").store)  # what the next start reads
+        try:
+            cut = outbox.get(store, order.work_order_id)
+        finally:
+            store.close()
+        assert (cut.state, cut.attempts, cut.last_error) == (outbox.WAITING, 1, "the node stopped during the attempt")
+        receiver.release.set()
         with running_node(tmp_path / "node", notify_allow=allow):
-            ((_, note),) = receiver.wait_for(1)
-        assert note["workOrderId"] == order.work_order_id and note["status"] == "completed"
+            first, second = receiver.wait_for(2)
+        assert first[1] == second[1] and second[1]["workOrderId"] == order.work_order_id
+        assert (first[0]["Adytum-Attempt"], second[0]["Adytum-Attempt"]) == ("1", "2")
+        assert first[0]["Idempotency-Key"] == second[0]["Idempotency-Key"] == order.work_order_id
     finally:
         receiver.close()
 

@@ -174,6 +174,8 @@ class Notifier:
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
+        #: The rows this node holds for an attempt in progress, until the attempt is settled.
+        self._holding: dict[str, outbox.Notification] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def wake(self, work_order_id: str = "") -> None:
@@ -189,11 +191,19 @@ class Notifier:
         self._task = asyncio.create_task(self._run(), name="notifier")
 
     async def stop(self) -> None:
-        """Stop sending; what was in flight is due again after its hold (another node, or the next start)."""
+        """Stop sending. Attempts cut short are due again at once, for another node or the next start (one
+        that cannot be given back, the store failing, is due again when its hold ends)."""
+        cut = list(self._holding.values())
         tasks = [t for t in (self._task, *self._sends) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if cut:
+            back = [self.committer.run(outbox.release, n.work_order_id, n.attempts + 1) for n in cut]
+            try:
+                await asyncio.wait_for(asyncio.gather(*back, return_exceptions=True), 5.0)
+            except TimeoutError:
+                log.warning("%d notifications cut short are due again only when their hold ends", len(cut))
         if self._session is not None:
             await self._session.close()
 
@@ -219,6 +229,7 @@ class Notifier:
         )
         for note, mine in zip(notes, taken, strict=True):
             if mine:
+                self._holding[note.work_order_id] = note
                 task = asyncio.create_task(self._send(note), name=f"notify-{note.work_order_id[:16]}")
                 self._sends.add(task)
                 task.add_done_callback(self._sent)
@@ -280,3 +291,4 @@ class Notifier:
 
     async def _settle(self, note: outbox.Notification, state: str, error: str = "", next_at: float = 0.0) -> None:
         await self.committer.persist(outbox.settle, note.work_order_id, state, next_at or time.time(), error)
+        self._holding.pop(note.work_order_id, None)

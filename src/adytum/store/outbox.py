@@ -73,6 +73,15 @@ def settle(store: Store, work_order_id: str, state: str, next_at: float, error: 
     )
 
 
+def release(store: Store, work_order_id: str, attempts: int) -> None:
+    """A sender's attempt number `attempts` was cut short (it stopped): due again now, unless it was settled."""
+    store.db.execute(
+        "UPDATE notifications SET next_at = 0, last_error = 'the node stopped during the attempt' "
+        "WHERE work_order_id = ? AND state = 'waiting' AND attempts = ?",
+        (work_order_id, attempts),
+    )
+
+
 def get(store: Store, work_order_id: str) -> Notification | None:
     row = store.db.execute(
         "SELECT work_order_id, uri, attempts, state, last_error FROM notifications WHERE work_order_id = ?",
