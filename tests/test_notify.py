@@ -184,8 +184,10 @@ def test_the_allow_list_admits_only_its_hosts():
     assert policy.refusal("http://127.0.0.1:9001/x") is not None  # another port
     assert policy.refusal("http://93.184.215.14/x") is not None  # public, but not listed
     assert NotifyPolicy().refusal("https://93.184.215.14/x") is None
-    with pytest.raises(ValueError, match="HOST or HOST:PORT"):
-        NotifyPolicy(["http://x/y"])
+    for entry in ("http://x/y", "[::1", "hooks:notaport", "", "user@hooks"):
+        with pytest.raises(ValueError, match="HOST or HOST:PORT"):
+            NotifyPolicy([entry])
+    assert NotifyPolicy(["[::1]:8080"]).target("http://[::1]:8080/x") == ("::1", 8080)
 
 
 def test_a_name_resolving_to_loopback_is_refused_when_connecting():

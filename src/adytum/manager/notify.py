@@ -32,7 +32,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from ..errors import AdytumError
-from ..protocol import decode_result, response_hash
+from ..protocol import EeaError, decode_result, response_hash
 from ..store import GroupCommit, Store, outbox
 
 log = logging.getLogger("adytum.notify")
@@ -49,13 +49,14 @@ class NotifyRefused(AdytumError):
 
 def _entry(text: str) -> tuple[str, int | None]:
     """HOST, HOST:PORT or [IPv6]:PORT as (host, port or None)."""
+    refused = ValueError(f"--notify-allow {text!r} is not HOST or HOST:PORT")
     try:
         parts = urlsplit("//" + text.strip())
         host, port = parts.hostname, parts.port
     except ValueError:
-        host, port = None, None
+        raise refused from None
     if not host or parts.path or parts.query or parts.username:
-        raise ValueError(f"--notify-allow {text!r} is not HOST or HOST:PORT")
+        raise refused
     return host.lower().rstrip("."), port
 
 
@@ -143,15 +144,14 @@ class _PublicResolver(AbstractResolver):
 def notification_body(work_order_id: str, worker_id: str, code: int, body: bytes) -> bytes:
     """What is POSTed: the order, its status, and for a result the enclave's signed response hash."""
     note: dict[str, object] = {"workOrderId": work_order_id, "workerId": worker_id, "code": code}
-    if code == 0:
+    if code != 0:
+        return msgspec.json.encode(note | {"status": "failed"})
+    note["status"] = "completed"
+    try:
         result = decode_result(body)
-        note |= {
-            "status": "completed",
-            "responseHash": response_hash(result).hex(),
-            "workerSignature": result.worker_signature,
-        }
-    else:
-        note["status"] = "failed"
+    except (EeaError, ValueError):  # a result of another shape (never from this node's enclaves): unsigned
+        return msgspec.json.encode(note)
+    note |= {"responseHash": response_hash(result).hex(), "workerSignature": result.worker_signature}
     return msgspec.json.encode(note)
 
 
