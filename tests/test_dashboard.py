@@ -99,3 +99,10 @@ def test_the_dashboard_in_a_browser_sees_an_order_and_the_charts_move(node):
                 page.screenshot(path=str(Path(shots) / "dashboard.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_the_chain_line_shows_no_provider_key():
+    from adytum.node import _endpoint
+
+    assert _endpoint("https://user:pw@mainnet.example/v3/SECRETKEY?x=1") == "https://mainnet.example"
+    assert _endpoint("ws://127.0.0.1:8546") == "ws://127.0.0.1:8546"
