@@ -85,16 +85,33 @@ class Api:
             if refusal is not None:
                 raise EeaError(Status.INVALID_PARAMETER, refusal)
             notify_uri = p.notify_uri
+        owner = self.dispatch.reserve()  # claimed as it is stored when an enclave has room: no claim, no read back
         order = NewOrder(
-            wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt, notify_uri
+            wo_id,
+            worker_id,
+            canonical(p.requester_id),
+            p.requester_nonce.lower(),
+            raw,
+            receipt=receipt,
+            owner=owner,
+            notify_uri=notify_uri,
         )
         try:
             await self.committer.run(Store.insert_order, order)
         except Duplicate as dup:
+            if owner is not None:
+                self.dispatch.unreserve(maybe_stored=False)
             raise EeaError(
                 Status.INVALID_PARAMETER, f"{dup.field} was already used by an accepted work order"
             ) from None
-        self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
+        except BaseException:
+            if owner is not None:
+                self.dispatch.unreserve(maybe_stored=True)
+            raise
+        if owner is None:
+            self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
+        else:
+            self.dispatch.take(wo_id, raw)
         return wo_id, p
 
     async def work_order_get_result(self, raw: bytes) -> Any:
