@@ -106,3 +106,10 @@ def test_the_chain_line_shows_no_provider_key():
 
     assert _endpoint("https://user:pw@mainnet.example/v3/SECRETKEY?x=1") == "https://mainnet.example"
     assert _endpoint("ws://127.0.0.1:8546") == "ws://127.0.0.1:8546"
+
+
+def test_the_dashboard_answers_only_its_own_host_names(node):
+    request = urllib.request.Request(node.url + "ui/status.json", headers={"Host": "rebound.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 421  # a DNS-rebinding page cannot read it
