@@ -205,6 +205,10 @@ def test_a_name_resolving_to_loopback_is_refused_when_connecting():
 # -- a real node, a real receiver ---------------------------------------------------------------------------
 
 
+async def _row(node, work_order_id: str) -> outbox.Notification | None:
+    return outbox.get(node.node.reader, work_order_id)
+
+
 def _once(node, work_order_id: str, holds) -> outbox.Notification:
     """The order's outbox row, once `holds(row)` (read on the node's loop, where its store is used)."""
 
@@ -224,6 +228,11 @@ def test_loopback_is_refused_without_notify_allow(tmp_path, receiver):
         with pytest.raises(EeaError) as refused:
             client.submit(worker, "hello", [b"x"], notify_uri=receiver.uri)
         assert refused.value.code == Status.INVALID_PARAMETER and "--notify-allow" in refused.value.message
+        with pytest.raises(EeaError, match="http:// or https://"):
+            client.submit(worker, "hello", [b"x"], notify_uri="ftp://hooks.example/x")
+        for placeholder in (" ", "notifyuri"):  # what Avalon's clients send: no notification asked for
+            quiet, _ = client.submit(worker, "hello", [b"x"], notify_uri=placeholder)
+            assert node.call(_row, node, quiet.work_order_id) is None
         order, _ = client.submit(worker, "hello", [b"x"], notify_uri=f"http://localhost:{receiver.port}/hook")
         note = _once(node, order.work_order_id, lambda n: n.state != outbox.WAITING)
     assert note.state == outbox.REFUSED and note.attempts == 1 and "resolves only to private" in note.last_error

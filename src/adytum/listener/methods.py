@@ -79,12 +79,11 @@ class Api:
         if self.dispatch.pending >= self.max_pending:
             raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
         receipt = node_receipt(p, wo_id, worker_id) if self.receipts.enabled else None
-        notify_uri = ""
-        if p.notify_uri and self.notify_refusal is not None:
-            refusal = self.notify_refusal(p.notify_uri)
-            if refusal is not None:
-                raise EeaError(Status.INVALID_PARAMETER, refusal)
-            notify_uri = p.notify_uri
+        notify_uri = p.notify_uri.strip()
+        if "://" not in notify_uri or self.notify_refusal is None:
+            notify_uri = ""  # Avalon's clients send placeholders (" ", "notifyuri"): only a URL asks to be notified
+        elif (refusal := self.notify_refusal(notify_uri)) is not None:
+            raise EeaError(Status.INVALID_PARAMETER, refusal)
         owner = self.dispatch.reserve()  # claimed as it is stored when an enclave has room: no claim, no read back
         order = NewOrder(
             wo_id,
