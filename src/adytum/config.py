@@ -174,6 +174,10 @@ class NodeConfig:
     allowed_hosts: tuple[str, ...] = ()
     #: A bearer token the API requires on every POST (empty: none; set it when listening beyond localhost).
     api_token: str = ""
+    #: Hosts (HOST or HOST:PORT) an order's notifyUri may name; empty: any public address, never a private one.
+    notify_allow: tuple[str, ...] = ()
+    #: Seconds before a failed notification is sent again the first time (doubling after each failure).
+    notify_retry: float = 1.0
     #: Start with a new, empty store even though the worker's sealed keys exist (the old store is lost or empty).
     start_empty: bool = False
     #: Where the store is: empty for the SQLite file in the data directory, or a PostgreSQL connection string

@@ -146,6 +146,15 @@ def register(sub: Subparsers) -> None:
         "(repeatable); other names are refused, which stops DNS rebinding",
     )
     up.add_argument(
+        "--notify-allow",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a host work orders' notifyUri may name (repeatable); once any is given, only these are notified, "
+        "whatever their addresses. Without it any public address is, and private, loopback and link-local "
+        "ones are refused (a requester cannot make the node reach into its own network)",
+    )
+    up.add_argument(
         "--api-token-file",
         metavar="FILE",
         help="require `Authorization: Bearer TOKEN` on every API request, TOKEN being this file's content "
@@ -299,9 +308,11 @@ def run(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_format)
     from ..attestation.policy import ALL_STATUSES
+    from ..manager.notify import NotifyPolicy
 
     try:
         api_token = _read_token(args.api_token_file) if args.api_token_file else ""
+        NotifyPolicy(args.notify_allow)  # a malformed entry is refused here, in one line
         unknown = sorted(set(args.accept_tcb) - ALL_STATUSES)
         if unknown:
             raise ValueError(
@@ -336,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
         allowed_hosts=tuple(args.allow_host),
+        notify_allow=tuple(args.notify_allow),
         api_token=api_token,
         durable=not args.no_fsync,
         receipts=not args.no_receipts,
