@@ -247,3 +247,44 @@ def test_fuzz_mutated_fields_are_refused_with_a_code(proc, worker, field, value)
         proc.process(encode(p))
     except EeaError as err:
         assert err.code in (Status.INVALID_PARAMETER, Status.INVALID_SIGNATURE, Status.INVALID_WORKLOAD)
+
+
+def test_the_key_history_keeps_what_its_window_covers_and_survives_sealing():
+    import msgspec
+
+    from adytum.enclave import keys as keys_module
+    from adytum.enclave.sealing import Sealer
+
+    keys = WorkerKeys.generate(crypto.sha256(b"history").hex())
+    first = keys.encryption
+    once = keys.rotated(100.0, now=1000.0)
+    twice = once.rotated(100.0, now=1050.0)
+    assert [r.encryption for r in twice.history] == [once.encryption, first]  # newest first
+    assert twice.decryption_keys(1099.0) == (twice.encryption, once.encryption, first)
+    assert twice.decryption_keys(1100.0) == (twice.encryption, once.encryption)  # the first key's time is over
+    assert [r.encryption for r in twice.expired(1100.0)] == [first]
+    assert [r.encryption for r in twice.rotated(100.0, now=1101.0).history] == [twice.encryption, once.encryption]
+    assert twice.rotated(0.0, now=1101.0).history == []  # no history at all
+    sealer = Sealer(b"\1" * 32, b"m")
+    opened = WorkerKeys.unseal(sealer, twice.seal(sealer))
+    assert [r.encryption_key for r in opened.history] == [r.encryption_key for r in twice.history]
+    assert opened.history_seconds == 100.0 and [r.retired_at for r in opened.history] == [1050.0, 1000.0]
+    capped = keys
+    for i in range(keys_module.MAX_HISTORY + 3):
+        capped = capped.rotated(1e9, now=float(i))
+    assert len(capped.history) == keys_module.MAX_HISTORY
+
+    # A key set sealed before the history (one previous key) still opens, its previous key still serving.
+    legacy = msgspec.msgpack.encode(
+        {
+            "worker_id": keys.worker_id,
+            "signing_secret": keys.signing.secret,
+            "rsa_der": crypto.rsa_private_to_der(once.encryption),
+            "encryption_key_nonce": once.encryption_key_nonce,
+            "previous_rsa_der": crypto.rsa_private_to_der(first),
+        }
+    )
+    old = WorkerKeys.from_bytes(legacy)
+    assert [r.encryption_key for r in old.history] == [crypto.rsa_public_pem(first)]
+    serving = old.decryption_keys(old.history[0].retired_at)
+    assert [crypto.rsa_public_pem(k) for k in serving] == [once.encryption_key, crypto.rsa_public_pem(first)]

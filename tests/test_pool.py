@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -149,6 +150,89 @@ def test_a_second_node_joins_the_key_manager_over_tcp(tmp_path, capsys):
             assert nb.node.manager.publisher.identity.encryption_key == rotated.encryption_key
             assert client.run("hello", [b"rotated"]) == [b"Hello rotated"]
     capsys.readouterr()
+
+
+def test_an_idle_enclave_killed_comes_back_at_once(tmp_path):
+    with running_node(tmp_path, enclaves=2) as n, Client(n.url, trust=n.trust) as client:
+        victim = n.node.manager.enclaves[0]
+        kme = n.node.manager.kme.process
+        pids = victim.pid, kme.pid
+        served = victim.served
+        os.kill(victim.pid, signal.SIGKILL)  # idle: no order is sent until it is back
+        os.kill(kme.pid, signal.SIGKILL)
+        eventually(lambda: victim.serving and victim.pid != pids[0] and kme.serving and kme.pid != pids[1])
+        status = client.call("PoolStatus", {})
+        assert status["enclaves"][0]["restarts"] == 1 and status["enclaves"][0]["state"] == "running"
+        assert status["enclaves"][0]["pid"] == victim.pid and status["keyManager"]["restarts"] == 1
+        assert victim.served == served  # no order brought it back
+        assert victim.identity.verifying_key == n.node.manager.publisher.identity.verifying_key
+        assert client.run("hello", [b"back"]) == [b"Hello back"]
+
+
+def test_a_joined_node_sees_the_key_manager_go_away_and_come_back(tmp_path):
+    """No order is sent: the joined node's probe alone notices."""
+    from test_crash import free_port
+
+    a, b = two_hosts(tmp_path)
+    with running_node(a, kme_listen=f"127.0.0.1:{free_port()}") as na:  # a fixed port: it opens again
+        with running_node(b, join=na.node.manager.kme_server.address) as nb:
+            nb.node.manager.kme.probe_seconds = 0.2
+            state = lambda: nb.node.manager.status.pool_status().key_manager.state  # noqa: E731
+            assert state() == "reachable"
+            server = na.node.manager.kme_server
+            na.call(server.stop)  # the key manager's port closes
+            eventually(lambda: state() == "unreachable")
+            assert "unreachable" in nb.node.manager.kme.last_error
+            na.call(server.start)  # the same address again
+            eventually(lambda: state() == "reachable")
+
+
+def test_the_readme_two_host_recipe_runs(tmp_path):
+    """The README's two-host lines, run as written (one enclave each, local ports): B serves A's worker."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from adytum.client import Trust
+    from test_crash import free_port, stop_node, wait_ready
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("A pool on two hosts", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("#", 1)[0].split() for line in block.splitlines() if line.startswith("adytum ")]
+    assert [line[1] for line in lines] == ["init", "init", "pool", "pool", "up", "up"]
+    ports = {"1947": [str(free_port()), str(free_port())], "1948": str(free_port())}
+    nodes, uris = [], []
+
+    def local(word: str) -> str:  # the hosts' directories under tmp_path, their ports free ones on 127.0.0.1
+        if word == "1947":
+            return ports["1947"].pop(0)
+        word = re.sub(r"^(0\.0\.0\.0|hostA):1948$", f"127.0.0.1:{ports['1948']}", word)
+        return re.sub(r"^(A|B)(?=/|$)", lambda m: str(tmp_path / m[1]), word)
+
+    try:
+        for line in lines:
+            args = [local(word) for word in line[1:]]
+            if args[0] != "up":
+                assert cli([*args, "--json"]) == 0, line
+                continue
+            port = args[args.index("--port") + 1]
+            log = (tmp_path / f"node-{len(nodes)}.log").open("wb")
+            nodes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "adytum", *args, "--enclaves", "1"], stdout=log, stderr=subprocess.STDOUT
+                )
+            )
+            uris.append(f"http://127.0.0.1:{port}")
+            wait_ready(uris[-1], nodes[-1])
+        with Client(uris[1], trust=Trust.from_files([tmp_path / "B" / "devroot" / "root.pem"])) as client:
+            assert client.run("hello", [b"two hosts"]) == [b"Hello two hosts"]
+            status = client.call("PoolStatus", {})
+            assert status["keyManager"]["state"] == "reachable" and status["keyManager"]["location"] != "local"
+        with Client(uris[0]) as a:
+            assert a.call("PoolStatus", {})["keyManager"]["provisioned"] == 2  # A's enclave and B's
+    finally:
+        for node in nodes:
+            stop_node(node)
 
 
 def test_a_joined_node_keeps_serving_when_the_key_manager_host_goes_away(tmp_path):

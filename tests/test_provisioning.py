@@ -513,3 +513,69 @@ def test_session_older_than_its_lifetime_is_refused_as_expired(world):
         world.delivery(world.response(old, old_challenge))
     assert world.sessions.open_sessions == 1
     assert same_keys(young.accept(world.delivery(world.response(young, young_challenge))), world.keys)
+
+
+# --- handing the key manager to a new key-manager build (an upgrade) ---------------------------------
+
+
+def successor_world(world: World) -> World:
+    """The world's KME hands over to key-manager build UPGRADE when the policy lists it as a key manager."""
+    world.successors = set()  # type: ignore[attr-defined]
+    world.handed = []  # type: ignore[attr-defined]
+
+    def hand_over(build: bytes) -> bytes:
+        world.handed.append(build)  # type: ignore[attr-defined]
+        return msgspec.msgpack.encode(provisioning.Succession(world.keys.to_bytes(), b"counters", b"witnessed"))
+
+    world.sessions = KeyManagerSessions(
+        lambda: world.keys,
+        BUILD,
+        world.roots,
+        lambda: frozenset(world.allowed),
+        clock=lambda: world.now,
+        successors=lambda: frozenset(world.successors),  # type: ignore[attr-defined]
+        hand_over=hand_over,
+    )
+    return world
+
+
+def test_an_allowed_key_manager_build_takes_the_whole_key_manager(world):
+    successor_world(world)
+    upgraded = world.attester(UPGRADE, KME_PRODUCT)
+    new = WpeHandshake(WORKER, UPGRADE, world.roots, successor=True)
+    response = world.response(new, world.challenge(new), upgraded)
+    with pytest.raises(ProvisioningError, match=f"key-manager build {UPGRADE.mr_enclave.hex()} is not in"):
+        world.delivery(response)
+    assert world.handed == []
+    world.allowed.add(UPGRADE.mr_enclave)  # listed as a work-order enclave build: not a key manager
+    new = WpeHandshake(WORKER, UPGRADE, world.roots, successor=True)
+    with pytest.raises(ProvisioningError, match="--key-manager"):
+        world.delivery(world.response(new, world.challenge(new), upgraded))
+    world.successors.add(UPGRADE.mr_enclave)
+    new = WpeHandshake(WORKER, UPGRADE, world.roots, successor=True)
+    succession = new.accept_succession(world.delivery(world.response(new, world.challenge(new), upgraded)))
+    assert same_keys(WorkerKeys.from_bytes(succession.keys), world.keys)
+    assert (succession.counters, succession.witnessed) == (b"counters", b"witnessed")
+    assert world.handed == [UPGRADE.mr_enclave]
+
+
+def test_a_work_order_enclave_cannot_pose_as_a_successor(world):
+    successor_world(world)
+    world.successors.add(BUILD.mr_enclave)
+    impostor = WpeHandshake(WORKER, BUILD, world.roots, successor=True)  # a WPE's quote: the WPE product
+    response = world.response(impostor, world.challenge(impostor), world.wpe_attest)
+    with pytest.raises(ProvisioningError, match=r"key-manager build's evidence is refused \(product\)"):
+        world.delivery(response)
+    # and a successor whose flag a relay dropped is checked as a work-order enclave, which its quote is not
+    new = WpeHandshake(WORKER, UPGRADE, world.roots, successor=True)
+    body, proof = world.response(new, world.challenge(new), world.attester(UPGRADE, KME_PRODUCT))
+    dropped = reencode(body, provisioning.Response, successor=False)
+    with pytest.raises(ProvisioningError, match=r"work-order enclave's evidence is refused \(product\)"):
+        world.delivery((dropped, proof))
+    assert world.handed == []
+    # a work-order enclave handed a succession would not take it for keys
+    world.successors.add(UPGRADE.mr_enclave)
+    new = WpeHandshake(WORKER, UPGRADE, world.roots, successor=True)
+    delivery = world.delivery(world.response(new, world.challenge(new), world.attester(UPGRADE, KME_PRODUCT)))
+    with pytest.raises(ProvisioningError, match="holds no worker key set"):
+        new.accept(delivery)

@@ -14,6 +14,7 @@ import pytest
 
 from adytum import crypto, operator
 from adytum.client import SUITES, Client, UntrustedWorker, WorkerInfo, build, open_result
+from adytum.crypto import KeySuite
 from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.manager.errors import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
@@ -307,12 +308,72 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
         )
         assert stale["error"]["code"] == RegistryStatus.ACCESS_DENIED
 
-        c.operator_call("EncryptionKeyRotate", {"workerId": wid}, op_key(reg))  # two rotations on: gone
-        for suite in SUITES:
-            too_old = build(old_worker, "hello", [b"too old"], suite=suite)
-            with pytest.raises(EeaError) as refused:
-                c.call("WorkOrderSubmit", {**to_builtins(too_old.params), "responseTimeoutMSecs": 30000})
-            assert refused.value.code == Status.INVALID_PARAMETER and "does not decrypt" in refused.value.message
+        # The history (default: one attestation lifetime) keeps every key rotated out since: orders built from
+        # each older record still run.
+        workers = [old_worker, new_worker]
+        for _ in range(2):
+            c.operator_call("EncryptionKeyRotate", {"workerId": wid}, op_key(reg))
+            c.forget(wid)
+            workers.append(c.worker(wid))
+        assert len({w.encryption_key for w in workers}) == 4
+        for i, worker in enumerate(workers):
+            order, answer = c.submit(worker, "hello", [b"%d" % i], wait_ms=30000)
+            assert c.result(order, worker, result=answer) == [b"Hello %d" % i]
+        record = c.call("WorkerRetrieve", {"workerId": wid})["details"]["workerTypeData"]
+        previous = [k["encryptionKey"] for k in record["previousEncryptionKeys"]]
+        assert previous == [w.encryption_key for w in reversed(workers[:3])]  # newest first
+        history = record["previousEncryptionKeys"]
+        assert all(k["servesUntil"] - k["retiredAt"] == reg.node.config.manager.attestation_lifetime for k in history)
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "adytum",
+                "workers",
+                "show",
+                wid,
+                "--uri",
+                reg.url,
+                "--trust-root",
+                str(reg.root_pem),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "the current one and 3 previous" in shown.stdout and shown.stdout.count("decrypts until") == 3
+
+
+def test_keys_older_than_the_history_are_refused_clearly(tmp_path):
+    """A short history (one second): a key past it is named in the refusal, and gone at the next rotation."""
+    with running_node(tmp_path, key_history=1.0) as n, Client(n.url, trust=n.trust) as c:
+        wid = n.node.manager.worker_id
+        old = c.worker(wid)
+        n.call(n.node.manager.keys.rotate)
+        deadline = time.monotonic() + 60
+
+        def refusal(worker, suite: str = "rsa") -> str:
+            order = build(worker, "hello", [b"late"], suite=suite)
+            try:
+                c.call("WorkOrderSubmit", {**to_builtins(order.params), "responseTimeoutMSecs": 30000})
+            except EeaError as exc:
+                assert exc.code == Status.INVALID_PARAMETER
+                return exc.message
+            return ""
+
+        while not (message := refusal(old)):
+            assert time.monotonic() < deadline, "the previous key kept serving past its history"
+            time.sleep(0.2)
+        assert "previous encryption key of this worker" in message and "stopped serving" in message
+        hpke = refusal(old, "hpke")  # the HPKE keys retired with the RSA key stopped serving with it
+        assert f"previous {KeySuite.HPKE_X25519} key of this worker" in hpke and "stopped serving" in hpke
+        n.call(n.node.manager.keys.rotate)  # deleted now
+        message = refusal(old)
+        assert "does not decrypt with this worker's encryption key or the 1 previous key(s)" in message
+        assert "does not decrypt with this worker's HPKE" in refusal(old, "mlkem-x25519")
+        c.forget(wid)
+        assert c.run("hello", [b"current"], worker_id=wid) == [b"Hello current"]
 
 
 def test_rotate_key_needs_the_operator(reg):

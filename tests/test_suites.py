@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -185,19 +186,23 @@ def test_the_info_binds_worker_order_workload_requester_and_nonce(keys):
 
 
 @pytest.mark.parametrize("name", ["hpke", "mlkem-x25519"])
-def test_rotation_replaces_the_hpke_keys_and_keeps_the_previous_for_orders_in_flight(keys, name):
+def test_rotation_replaces_the_hpke_keys_and_the_history_serves_orders_in_flight(keys, name):
     in_flight = build(worker_of(keys), "hello", [b"x"], suite=name)
-    rotated = keys.rotated()
+    rotated = keys.rotated(3600.0)
     assert rotated.hpke_keys.keys() == keys.hpke_keys.keys()
     assert not set(rotated.hpke_keys.values()) & set(keys.hpke_keys.values())
     assert WorkOrderProcessor(rotated, load_workloads()).process(encode(in_flight.params))
-    twice = rotated.rotated()
-    assert "does not decrypt" in refusal(WorkOrderProcessor(twice, load_workloads()), in_flight.params).message
+    past = keys.rotated(10.0, now=time.time() - 60)  # retired a minute ago, served for ten seconds
+    late = refusal(WorkOrderProcessor(past, load_workloads()), in_flight.params).message
+    assert f"previous {SUITES[name]} key of this worker" in late and "stopped serving" in late
+    forgotten = keys.rotated(0.0)  # no history at all
+    gone = refusal(WorkOrderProcessor(forgotten, load_workloads()), in_flight.params).message
+    assert "does not decrypt" in gone and "under this order's ids" in gone
 
 
 def test_hpke_keys_are_sealed_and_provisioned_with_the_rsa_key(keys):
-    rotated = WorkerKeys.from_bytes(keys.rotated().to_bytes())  # what is sealed is what a key manager provisions
-    assert rotated.previous_suites.public() == keys.hpke_keys
+    rotated = WorkerKeys.from_bytes(keys.rotated(3600.0).to_bytes())  # what is sealed is what a KME provisions
+    assert rotated.history[0].suites.public() == keys.hpke_keys  # retired with the RSA key, kept in the history
     assert WorkerKeys.from_bytes(rotated.to_bytes()).hpke_keys == rotated.hpke_keys
     assert SuiteKeys.from_bytes(msgspec.msgpack.encode({"HPKE-from-the-future": b"?"})) == SuiteKeys()
 

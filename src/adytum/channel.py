@@ -26,9 +26,31 @@ class Hello(msgspec.Struct, tag="hello"):
 
 
 class RotateKey(msgspec.Struct, tag="rotate-key"):
-    """Host -> KME: make and seal a new encryption key, keep the previous one (answered with Identity)."""
+    """Host -> KME: make and seal a new encryption key; previous keys serve `history_seconds` after the
+    rotation that retired them (answered with the key manager's Identity)."""
 
     seq: int
+    history_seconds: float = 0.0
+    new_signing: bool = False  # a new signing key too, handed over to by the current one
+
+
+class Handover(msgspec.Struct, array_like=True):
+    """One step of the worker's signing-key chain: `previous_key` signed (base64 DER) over
+    `protocol.key_handover_digest` its handover to `next_key` (PEM both)."""
+
+    previous_key: str
+    next_key: str
+    signature: str
+
+
+class PreviousKey(msgspec.Struct):
+    """A previous encryption key the worker's enclaves still decrypt with, until `until` (seconds since the
+    epoch, the key manager's clock)."""
+
+    encryption_key: str
+    nonce: str
+    retired_at: float
+    until: float
 
 
 class Process(msgspec.Struct, tag="process"):
@@ -54,6 +76,8 @@ class Identity(msgspec.Struct, tag="identity"):
     quote: bytes
     key_get_signature: str = ""
     seq: int = 0
+    previous_keys: list[PreviousKey] = []  # the history, newest first
+    handovers: list[Handover] = []  # the signing key's chain, from the worker's first key to `verifying_key`
     hpke_keys: dict[str, str] = {}  # HPKE suite name -> hex public key, bound into the quote with the others
 
 

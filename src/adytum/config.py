@@ -42,6 +42,9 @@ class ManagerConfig:
     #: How long a published attestation report counts as fresh, in seconds: lookups hide the worker
     #: once it is older (requesters' SDKs refuse reports older than a day by default).
     attestation_lifetime: float = 24 * 3600.0
+    #: How long a previous encryption key still decrypts orders after the rotation that replaced it, in
+    #: seconds (None: one attestation lifetime, the longest a record that published it stays fresh; 0: none).
+    key_history: float | None = None
     #: How often the report is renewed, in seconds; must be well inside the lifetime (default: a quarter of it).
     attestation_refresh: float | None = None
     #: Allow debug enclaves (never in production; simulated enclaves are not debug enclaves).
@@ -60,6 +63,10 @@ class ManagerConfig:
     max_conflicts: int = 100
     #: HOST:PORT of another node's key manager to take the worker's keys from (empty: run our own).
     join: str = ""
+    #: What starts the key-manager build that sealed the worker's keys, when this build cannot unseal them (an
+    #: upgrade of the framework): it hands them over to this build, which the policy must list (`adytum pool
+    #: allow --key-manager`). Empty: no hand-over; a build that cannot unseal the keys stops the start.
+    kme_predecessor: str = ""
     #: HOST:PORT on which our key manager provisions other nodes' work-order enclaves (empty: none).
     kme_listen: str = ""
     #: HOST:PORT of other nodes' key managers (their --kme-listen) that witness our key manager's counters, so
@@ -95,12 +102,18 @@ class ManagerConfig:
             self.attestation_refresh = self.attestation_lifetime / 4
         if not 0 < self.attestation_refresh < self.attestation_lifetime:
             raise ValueError("attestation_refresh must be positive and shorter than attestation_lifetime")
+        if self.key_history is not None and self.key_history < 0:
+            raise ValueError("key_history must not be negative")
         if self.ledger_interval <= 0 or self.ledger_batch < 1:
             raise ValueError("ledger_interval must be positive and ledger_batch at least 1")
         if self.failed_retention < 0:
             raise ValueError("failed_retention must not be negative")
         if self.join and self.kme_listen:
             raise ValueError("a node that joins another node's key manager has none to serve (kme_listen)")
+        if self.join and self.kme_predecessor:
+            raise ValueError(
+                "a node that joins another node's key manager has no key manager to upgrade (kme_predecessor)"
+            )
         if self.join and self.anchor_peers:
             raise ValueError("a node that joins another node's key manager has no counters to anchor (anchor_peers)")
         self.anchor_peers = tuple(self.anchor_peers)
@@ -108,6 +121,10 @@ class ManagerConfig:
     @property
     def worker_id(self) -> str:
         return worker_id_from_name(self.worker_name)
+
+    @property
+    def key_history_seconds(self) -> float:
+        return self.attestation_lifetime if self.key_history is None else self.key_history
 
     @property
     def refresh_seconds(self) -> float:
@@ -157,6 +174,10 @@ class NodeConfig:
     allowed_hosts: tuple[str, ...] = ()
     #: A bearer token the API requires on every POST (empty: none; set it when listening beyond localhost).
     api_token: str = ""
+    #: Hosts (HOST or HOST:PORT) an order's notifyUri may name; empty: any public address, never a private one.
+    notify_allow: tuple[str, ...] = ()
+    #: Seconds before a failed notification is sent again the first time (doubling after each failure).
+    notify_retry: float = 1.0
     #: Start with a new, empty store even though the worker's sealed keys exist (the old store is lost or empty).
     start_empty: bool = False
     #: Where the store is: empty for the SQLite file in the data directory, or a PostgreSQL connection string

@@ -16,7 +16,10 @@
     │   ├── worker-keys.sealed  the worker's keys, sealed to the key manager's build
     │   ├── counters.sealed     its monotonic counters (`adytum.enclave.counters`)
     │   ├── witnessed.sealed    other key managers' counter records it witnesses (`adytum.enclave.anchor`)
-    │   └── policy.json         the work-order enclave builds it provisions: {"wpe_mr_enclaves": [hex, ...]}
+    │   ├── succession.sealed   keys, counters and witness records handed over by the previous key-manager
+    │   │                       build, sealed to this one until they are installed in the three files above
+    │   └── policy.json         the builds it provisions: {"wpe_mr_enclaves": [hex, ...], "kme_mr_enclaves":
+    │                           [hex, ...]} (work-order enclaves; key-manager builds it hands its keys to)
     ├── workloads.toml          plug-in workloads (`adytum.workloads.registry`)
     ├── workloads/              plug-in modules
     └── enclave/                keys of an enclave from before key-manager pools (refused, never read)
@@ -108,6 +111,10 @@ class DataDir:
         return self.kme / "witnessed.sealed"
 
     @property
+    def kme_succession(self) -> Path:
+        return self.kme / "succession.sealed"
+
+    @property
     def policy(self) -> Path:
         return self.kme / "policy.json"
 
@@ -133,34 +140,49 @@ class DataDir:
 
     def allowed_builds(self) -> list[str]:
         """The work-order enclave measurements (hex) the key manager provisions; [] if there is no policy."""
+        return self._policy()[_WPE]
+
+    def allowed_key_managers(self) -> list[str]:
+        """The key-manager builds (hex) the key manager hands the worker's keys to (an upgrade); [] if none."""
+        return self._policy()[_KME]
+
+    def allow_build(self, mr_enclave: str, key_manager: bool = False) -> list[str]:
+        """Add a work-order enclave measurement (`key_manager`: a key-manager build) to the key manager's
+        policy (an operator's decision); returns that list."""
+        value = mr_enclave.lower().removeprefix("0x")
+        if not _is_measurement(value):
+            raise PolicyError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
+        policy = self._policy()
+        listed = policy[_KME if key_manager else _WPE]
+        if value not in listed:
+            listed.append(value)
+            body = {_WPE: policy[_WPE], **({_KME: policy[_KME]} if policy[_KME] else {})}
+            write_atomic(self.policy, json.dumps(body, indent=2).encode() + b"\n")
+        return listed
+
+    def _policy(self) -> dict[str, list[str]]:
         path = self.policy
         try:
             text = path.read_text()
         except FileNotFoundError:
-            return []
+            return {_WPE: [], _KME: []}
         except OSError as exc:
             raise PolicyError(f"{path}: cannot read the key manager's policy: {exc.strerror or exc}") from None
         try:
-            listed = json.loads(text)["wpe_mr_enclaves"]
-        except (ValueError, KeyError, TypeError) as exc:
+            body = json.loads(text)
+            policy = {_WPE: body[_WPE], _KME: body.get(_KME, [])}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PolicyError(
                 f"{path} is not a key-manager policy ({type(exc).__name__}: {exc}); "
                 'expected {"wpe_mr_enclaves": [hex, ...]}: fix or remove it'
             ) from None
-        if not isinstance(listed, list) or not all(isinstance(m, str) and _is_measurement(m) for m in listed):
-            raise PolicyError(f"{path}: wpe_mr_enclaves must be a list of 64-hex-digit measurements")
-        return listed
+        for name, listed in policy.items():
+            if not isinstance(listed, list) or not all(isinstance(m, str) and _is_measurement(m) for m in listed):
+                raise PolicyError(f"{path}: {name} must be a list of 64-hex-digit measurements")
+        return policy
 
-    def allow_build(self, mr_enclave: str) -> list[str]:
-        """Add a work-order enclave measurement to the key manager's policy (an operator's decision)."""
-        value = mr_enclave.lower().removeprefix("0x")
-        if not _is_measurement(value):
-            raise PolicyError(f"an mr_enclave is 64 hex digits, not {mr_enclave!r}")
-        listed = self.allowed_builds()
-        if value not in listed:
-            listed.append(value)
-            write_atomic(self.policy, json.dumps({"wpe_mr_enclaves": listed}, indent=2).encode() + b"\n")
-        return listed
+
+_WPE, _KME = "wpe_mr_enclaves", "kme_mr_enclaves"
 
 
 def _is_measurement(value: str) -> bool:

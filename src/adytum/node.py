@@ -13,6 +13,7 @@ import resource
 import secrets
 import socket
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -28,7 +29,9 @@ from .listener.receipts import Receipts
 from .listener.registry import Registry
 from .manager import Manager
 from .manager.evidence import AttestationService
+from .manager.identity import IdentityView
 from .manager.ledger import StoredHeads
+from .manager.notify import Notifier, NotifyPolicy
 from .store import ANSWERED, HEADS, SCHEDULED, GroupCommit, Store, is_server_store, open_store
 
 if TYPE_CHECKING:
@@ -66,6 +69,15 @@ class Node:
         self.manager = Manager(config.manager, self.reader, self.committer, attestation_service(data))
         operator.ensure_key(config.data_dir)
         registry = Registry(self.reader, self.committer, self.manager.keys, operator.load_public(config.data_dir))
+        self.notifier = Notifier(
+            self.reader,
+            self.committer,
+            self.manager.worker_id,
+            NotifyPolicy(config.notify_allow),
+            retry=config.notify_retry,
+        )
+        self.manager.dispatch.answer_hooks.append(self.notifier.wake)
+        self.identity = IdentityView(config.manager, self.manager.publisher, self.manager.attestation)
         receipts = Receipts(
             self.reader, self.committer, self.manager.keys, self.manager.heads, enabled=config.manager.receipts
         )
@@ -78,6 +90,8 @@ class Node:
             registry,
             receipts,
             max_pending=config.max_pending,
+            notify_refusal=self.notifier.policy.refusal,
+            about=self._about,
         )
         self.listener = Listener(
             self.api, max_body=config.max_body, allowed_hosts=config.allowed_hosts, api_token=config.api_token
@@ -101,6 +115,15 @@ class Node:
         if self._runner and self._runner.addresses:
             return int(self._runner.addresses[0][1])
         return self.config.port
+
+    def _about(self) -> dict[str, object]:
+        """The dashboard's identity and chain lines."""
+        chain = self.config.chain
+        return {
+            "identity": self.identity.identity(),
+            # the endpoint's scheme and host only: a provider's URL may carry its key in the path or query
+            "chain": None if chain is None else {"endpoint": _endpoint(chain.url), "contracts": str(chain.contracts)},
+        }
 
     def _listen(self, url: str) -> Notifications:
         """A shared store announces orders scheduled and answered by any node: this node wakes on them."""
@@ -142,6 +165,7 @@ class Node:
             self._runner, self.config.host, self.config.port, self.connections, backlog=1024, reuse_address=True
         )
         await site.start()
+        self.notifier.start()
         if self.connector is not None:
             self._chain = asyncio.create_task(self.connector.run(self._chain_stop), name="chain-connector")
         kme = self.config.manager.join or "its own key manager"
@@ -173,6 +197,7 @@ class Node:
             await asyncio.gather(self._chain, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
+            await self.notifier.stop()
         await self.manager.stop()
         await self._stop_store()
 
@@ -189,6 +214,11 @@ class Node:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _endpoint(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 def attestation_service(data: DataDir) -> AttestationService:

@@ -90,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), as_json=args.json)
 
 
-def _published_key(client: Client, worker_id: str) -> str:
+def _published_key(client: Client, worker_id: str) -> tuple[str, ...]:
+    """The worker's verification key and its earlier ones along the record's handovers (heads signed before
+    a signing-key rotation verify under the key of their time)."""
     from ..client import WorkerInfo
 
-    return WorkerInfo.from_record(worker_id, client.call("WorkerRetrieve", {"workerId": worker_id})).verifying_key
+    return WorkerInfo.from_record(worker_id, client.call("WorkerRetrieve", {"workerId": worker_id})).verifying_keys
 
 
 def _head(args: argparse.Namespace) -> int:
@@ -126,7 +128,7 @@ def _verify(args: argparse.Namespace) -> int:
     from ..protocol.receipts import ConsistencyProof
 
     old, new = _load_head(args.old), _load_head(args.new)
-    key = args.verifying_key.read_text() if args.verifying_key else None
+    key: str | tuple[str, ...] | None = args.verifying_key.read_text() if args.verifying_key else None
     if args.proof:
         proof = _load(args.proof, ConsistencyProof)
         if (proof.firstSize, proof.secondSize) != (old.treeSize, new.treeSize):

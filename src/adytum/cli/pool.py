@@ -26,6 +26,7 @@ def register(sub: Subparsers) -> None:
         "the build of the node's first start, plus those added with `allow`.",
         epilog="examples:\n  adytum pool                         # status of the node at --uri\n"
         "  adytum pool allow 9f2c...e1 --data-dir adytum-data   # let an upgraded build in\n"
+        "  adytum pool allow 4b7a...0c --key-manager --data-dir adytum-data   # a new key-manager build\n"
         "  adytum pool trust other/devroot/root.pem --data-dir adytum-data\n"
         "  adytum up --join kme-host:1948 --data-dir other     # a second node, same worker",
     )
@@ -39,6 +40,12 @@ def register(sub: Subparsers) -> None:
         "from another host's development root (simulation only)",
     )
     p.add_argument("value", nargs="?", help="allow: the mr_enclave hex (see `adytum measure`); trust: a root PEM")
+    p.add_argument(
+        "--key-manager",
+        action="store_true",
+        help="allow: the build is a new key-manager build (`adytum measure --no-plugins` of the new installation) "
+        "to which the running key manager may hand the worker's keys (`adytum up --kme-predecessor`)",
+    )
     add_uri(p)
     add_data_dir(p, "allow/trust: the node's data directory")
     add_json(p)
@@ -52,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"`adytum pool {args.action}` needs a value (see --help)", as_json=args.json)
     try:
         done = (
-            _allow(args.data_dir, args.value) if args.action == "allow" else trust_root(args.data_dir, Path(args.value))
+            _allow(args.data_dir, args.value, args.key_manager)
+            if args.action == "allow"
+            else trust_root(args.data_dir, Path(args.value))
         )
     except (OSError, ValueError, PolicyError) as exc:
         return fail(str(exc), as_json=args.json)
@@ -63,9 +72,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _allow(data_dir: Path, mr_enclave: str) -> dict[str, Any]:
-    listed = DataDir(data_dir).allow_build(mr_enclave)
+def _allow(data_dir: Path, mr_enclave: str, key_manager: bool = False) -> dict[str, Any]:
+    listed = DataDir(data_dir).allow_build(mr_enclave, key_manager=key_manager)
     path = DataDir(data_dir).policy
+    if key_manager:
+        return {
+            "policy": str(path),
+            "kme_mr_enclaves": listed,
+            "message": f"the key manager in {data_dir} now hands the worker's keys to key-manager build(s) "
+            f"{', '.join(listed)} (listed in {path}) when one starts with `adytum up --kme-predecessor`",
+        }
     return {
         "policy": str(path),
         "wpe_mr_enclaves": listed,

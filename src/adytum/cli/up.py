@@ -71,6 +71,14 @@ def register(sub: Subparsers) -> None:
         "instead of running one here; use the same --worker-name",
     )
     up.add_argument(
+        "--kme-predecessor",
+        metavar="EXECUTABLE",
+        help="an upgrade: what runs the previous key-manager build (the Python of the old installation; on SGX "
+        "its signed enclave), which hands the worker's keys, counters and witness records to this build if this "
+        "build cannot unseal them; allow this build first with `adytum pool allow MR_ENCLAVE --key-manager` (see "
+        "`adytum measure --no-plugins`)",
+    )
+    up.add_argument(
         "--kme-listen",
         metavar="HOST:PORT",
         help="let work-order enclaves of other nodes (--join) be provisioned by this node's key "
@@ -138,6 +146,15 @@ def register(sub: Subparsers) -> None:
         "(repeatable); other names are refused, which stops DNS rebinding",
     )
     up.add_argument(
+        "--notify-allow",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a host work orders' notifyUri may name (repeatable); once any is given, only these are notified, "
+        "whatever their addresses. Without it any public address is, and private, loopback and link-local "
+        "ones are refused (a requester cannot make the node reach into its own network)",
+    )
+    up.add_argument(
         "--api-token-file",
         metavar="FILE",
         help="require `Authorization: Bearer TOKEN` on every API request, TOKEN being this file's content "
@@ -159,6 +176,15 @@ def register(sub: Subparsers) -> None:
         help="how long a published attestation report counts as fresh; lookups hide the worker "
         "after it, and the node renews it every quarter of it "
         f"(default {manager.attestation_lifetime:g})",
+    )
+    up.add_argument(
+        "--key-history",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long an encryption key replaced by `adytum worker rotate-key` still decrypts orders built "
+        "from an older worker record; orders to an older key are refused with a clear error "
+        "(default: the attestation lifetime, the longest such a record stays fresh; 0: not at all)",
     )
     up.add_argument(
         "--failed-retention",
@@ -282,9 +308,11 @@ def run(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_format)
     from ..attestation.policy import ALL_STATUSES
+    from ..manager.notify import NotifyPolicy
 
     try:
         api_token = _read_token(args.api_token_file) if args.api_token_file else ""
+        NotifyPolicy(args.notify_allow)  # a malformed entry is refused here, in one line
         unknown = sorted(set(args.accept_tcb) - ALL_STATUSES)
         if unknown:
             raise ValueError(
@@ -319,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
         allowed_hosts=tuple(args.allow_host),
+        notify_allow=tuple(args.notify_allow),
         api_token=api_token,
         durable=not args.no_fsync,
         receipts=not args.no_receipts,
@@ -329,12 +358,14 @@ def run(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         memory_mb=args.memory_mb,
         attestation_lifetime=args.attestation_lifetime,
+        key_history=args.key_history,
         failed_retention=args.failed_retention,
         answered_retention=args.retention,
         store=args.store,
         lease=args.lease,
         node_id=args.node_id,
         join=args.join,
+        kme_predecessor=args.kme_predecessor,
         kme_listen=args.kme_listen,
         anchor_peers=tuple(args.anchor_peer),
         start_empty=args.start_empty or None,

@@ -25,7 +25,8 @@ def register(sub: Subparsers) -> None:
         description="Registry changes signed with the operator key (ACCESS_DENIED otherwise).",
         epilog="examples:\n  adytum worker rotate-key\n"
         "  adytum worker set-status offline --worker-id 0x1234...\n"
-        "  adytum worker rotate-key --operator-key /secure/operator-key.pem --json",
+        "  adytum worker rotate-key --operator-key /secure/operator-key.pem --json\n"
+        "  adytum worker rotate-key --signing                # a new signing key, handed over to",
     )
     w.add_argument(
         "action",
@@ -39,6 +40,12 @@ def register(sub: Subparsers) -> None:
     w.add_argument(
         "--worker-id",
         help="hex worker id (default: the worker the node hosts; for set-status, the only worker it lists)",
+    )
+    w.add_argument(
+        "--signing",
+        action="store_true",
+        help="with rotate-key: a new signing key too; the old key signs a handover to it, which the record "
+        "lists, so requesters who trusted the old key can follow (their receipts and heads still verify)",
     )
     add_data_dir(w, "where the operator key lives")
     w.add_argument(
@@ -62,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Client(args.uri) as client:
             if args.action == "rotate-key":
-                params = {"workerId": args.worker_id} if args.worker_id else {}  # default: the hosted worker
+                params: dict[str, object] = {"workerId": args.worker_id} if args.worker_id else {}  # default: hosted
+                if args.signing:
+                    params["signingKey"] = True
                 result = client.operator_call("EncryptionKeyRotate", params, key)
-                message = (
-                    f"worker {result['workerId']}: new encryption key (nonce "
-                    f"{result['encryptionKeyNonce']}) attested and published"
+                what = (
+                    "signing key (handed over to by the old one) and encryption key"
+                    if args.signing
+                    else "encryption key"
                 )
+                message = f"worker {result['workerId']}: new {what} (nonce {result['encryptionKeyNonce']}) attested and published"
             else:
                 worker_id = args.worker_id or _only_worker(client.call("WorkerLookUp", {})["ids"])
                 status = int(WorkerStatus[STATUSES[args.status]])

@@ -86,4 +86,33 @@ def _show(worker_id: str, record: dict[str, Any], trust: Trust, as_json: bool) -
     )
     console.print(f"  key encryption: {', '.join(info.suites)}", highlight=False)
     console.print(verdict.describe(), markup=False, highlight=False)
+    _show_history(record["details"]["workerTypeData"])
     return 0
+
+
+def _show_history(data: dict[str, Any]) -> None:
+    """The encryption key history: the current key, then each previous one that still decrypts orders."""
+    from datetime import UTC, datetime
+
+    from ..crypto import sha256
+
+    def when(seconds: float) -> str:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def fingerprint(pem: str) -> str:
+        return sha256(pem.encode()).hex()[:16]
+
+    handovers = data.get("signingKeyHandovers", [])
+    if handovers:
+        console.print(f"  signing key: handed over {len(handovers)} time(s), each handover signed by the key before")
+        for step in handovers:
+            console.print(f"    {fingerprint(step['previousKey'])} -> {fingerprint(step['nextKey'])}", highlight=False)
+    previous = data.get("previousEncryptionKeys", [])
+    console.print(f"  encryption keys: the current one and {len(previous)} previous (as the node states them)")
+    console.print(f"    current   {fingerprint(data['encryptionKey'])}  nonce {data['encryptionKeyNonce']}")
+    for key in previous:
+        console.print(
+            f"    previous  {fingerprint(key['encryptionKey'])}  nonce {key['encryptionKeyNonce'] or '-'}  "
+            f"retired {when(key['retiredAt'])}, decrypts until {when(key['servesUntil'])}",
+            highlight=False,
+        )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import aiohttp
 import msgspec
@@ -27,7 +28,7 @@ from ..protocol import EeaError, Status, encode, encryption_key_get_digest
 from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .receipt import VerifiedReceipt, verify_receipt_document
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
-from .workorder import PendingOrder, build, open_result, parse_suite
+from .workorder import PendingOrder, VerificationError, build, open_result, parse_suite
 
 DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
@@ -105,6 +106,8 @@ class AsyncClient:
         self._workers: dict[str, WorkerInfo] = {}
         #: Whether any call has reached the node: `run` waits out lost connections only to a node it has reached.
         self.reached = False
+        #: Whether the node offers the result stream (GET /results); None: not asked yet, False: it has none.
+        self.streams: bool | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -133,6 +136,31 @@ class AsyncClient:
         self.reached = True
         return _unwrap(body)
 
+    async def _streamed(self, work_order_id: str, timeout: float) -> bytes | None:
+        """The node's WorkOrderGetResult reply for the order once it is answered, from its result stream
+        (`listener/stream.py`); None when the node offers no stream (the caller polls), or on a timeout."""
+        if self.streams is False:
+            return None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        url = urljoin(self.uri, "/results")
+        headers = {"Accept": "text/event-stream"} | {k: v for k, v in self._headers.items() if k == "Authorization"}
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._session.get(url, params={"workOrderId": work_order_id}, headers=headers) as resp:
+                    self.reached = True
+                    if resp.status in (404, 405):  # an older node, or not adytum: poll it
+                        self.streams = False
+                        return None
+                    if resp.status != 200 or resp.content_type != "text/event-stream":
+                        return None  # the poll that follows gets the node's own refusal
+                    self.streams = True
+                    return await _first_data(resp.content)
+        except TimeoutError:
+            return None
+        except aiohttp.ClientError as exc:
+            raise NodeUnreachable(f"{self.uri}: {exc}") from exc
+
     async def worker_ids(self, **filters: Any) -> list[str]:
         """WorkerLookUp: the ids of the node's workers (filters: workerType, organizationId, ...)."""
         return list((await self.call("WorkerLookUp", filters))["ids"])
@@ -150,6 +178,19 @@ class AsyncClient:
             require_active(info)
             self._workers[worker_id] = info
         return self._workers[worker_id]
+
+    async def _open(self, order: PendingOrder, worker: WorkerInfo, result: msgspec.Raw) -> list[bytes]:
+        """`open_result`; if it does not verify, and the worker's record now names a signing key that the key
+        the order was built for handed over to (`adytum worker rotate-key --signing` meanwhile), under that."""
+        try:
+            return open_result(order, worker, result)
+        except VerificationError:
+            self.forget(worker.worker_id)
+            newer = await self.worker(worker.worker_id)
+            if newer.verifying_key == worker.verifying_key:
+                raise
+        newer.descends_from(worker.verifying_key)  # UntrustedWorker if another identity took the id
+        return open_result(order, newer, result)
 
     def forget(self, worker_id: str) -> None:
         """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""
@@ -190,10 +231,11 @@ class AsyncClient:
         return await self.call(method, operator.sign(method, params, key))
 
     async def submit(
-        self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0
+        self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0, notify_uri: str = ""
     ) -> tuple[PendingOrder, msgspec.Raw | None]:
         """Send one order once; returns it and the result if the node answered within `wait_ms` (a lost
-        connection raises NodeUnreachable: `deliver` is the way that keeps the order and retries)."""
+        connection raises NodeUnreachable: `deliver` is the way that keeps the order and retries).
+        `notify_uri`: the node POSTs a notification there once the order is answered (docs/push.md)."""
         order = build(
             worker,
             workload,
@@ -203,6 +245,7 @@ class AsyncClient:
             response_timeout_ms=wait_ms,
             suite=self.suite,
         )
+        order.params.notify_uri = notify_uri
         try:
             return order, await self.call_raw("WorkOrderSubmit", order.params)
         except EeaError as exc:
@@ -221,7 +264,7 @@ class AsyncClient:
         """Wait for the result of a submitted order (across node restarts, see `Delivery`), verify, decrypt."""
         if result is None:
             result = await self.deliver(order, timeout=timeout, submitted=True)
-        return open_result(order, worker, result)
+        return await self._open(order, worker, result)
 
     async def run(
         self,
@@ -254,7 +297,26 @@ class AsyncClient:
             sequence=sequence,
             suite=self.suite,
         )
-        return open_result(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
+        return await self._open(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
+
+
+#: The largest event a result stream may send: a result's outData in base64, and then some.
+_MAX_EVENT = 64 * 1024 * 1024
+
+
+async def _first_data(stream: aiohttp.StreamReader) -> bytes | None:
+    """The data of the stream's first event that has any (None: the stream ended first)."""
+    buffer = b""
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            data = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+            if data:
+                return b"\n".join(data)
+        if len(buffer) > _MAX_EVENT:
+            raise EeaError(Status.UNKNOWN_ERROR, "the node's result stream sent an oversized event")
+    return None
 
 
 async def _until_reached(call: Callable[[], Awaitable[T]], deadline: float) -> T:
@@ -280,7 +342,8 @@ class Delivery:
       submit again after a backoff. A lost connection: the node may or may not have it, go to POLL.
       INVALID_PARAMETER after an earlier attempt: maybe the refusal of a duplicate id (an earlier attempt
       was accepted after all), so go to POLL and let the node say; on the first attempt it is the answer.
-    * POLL: send WorkOrderGetResult. The result: done. PENDING: poll again (backoff up to 1 s). A lost
+    * POLL: wait on the node's result stream when it offers one (GET /results: the same reply as a poll, sent
+      once the order is answered), else send WorkOrderGetResult. The result: done. PENDING: poll again (backoff up to 1 s). A lost
       connection: poll again once the node answers (reconnect backoff up to 2 s). INVALID_PARAMETER ("not
       known here"): the node never stored it, go to SUBMIT, unless a resubmit was just refused, then that
       refusal is the answer.
@@ -331,6 +394,10 @@ class Delivery:
 
     async def _poll(self) -> msgspec.Raw | _Wait:
         try:
+            remaining = max(self.deadline - time.monotonic(), 0.0)
+            streamed = await self.client._streamed(self.order.work_order_id, remaining)
+            if streamed is not None:
+                return _unwrap(streamed)
             return await self._call("WorkOrderGetResult", {"workOrderId": self.order.work_order_id})
         except NodeUnreachable as exc:
             return _Wait(self.RECONNECT_BACKOFF, exc)

@@ -134,7 +134,7 @@ def verify_receipt_document(
         raise LedgerError(f"not a receipt document of format {RECEIPT_FORMAT} (it says {doc.format!r})")
     order, worker_id = canonical(doc.workOrderId), canonical(doc.treeHead.workerId)
     worker = WorkerInfo.verified(worker_id, doc.workerRecord, trust, at)
-    verify_tree_head(doc.treeHead, worker.verifying_key)
+    verify_tree_head(doc.treeHead, worker.verifying_keys)
     if not doc.events:
         raise LedgerError(f"the document holds no event of work order {order[:16]}…")
     trail = _Trail(order, worker, order_verifying_key)
@@ -187,7 +187,7 @@ class _Trail:
         named = not self.requester_key and bool(self.named_key)
         key = self.requester_key or self.named_key or None
         try:
-            signer = check_event(event, self.order, self.worker.worker_id, self.worker.verifying_key, key)
+            signer = check_event(event, self.order, self.worker.worker_id, self.worker.verifying_keys, key)
         except LedgerError as exc:
             raise LedgerError(f"leaf {leaf}: {exc}") from None
         if signer == "requester" and named:

@@ -153,10 +153,11 @@ class Client:
         return _loop_thread.run(self._async.operator_call(method, params, key))
 
     def submit(
-        self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0
+        self, worker: WorkerInfo, workload: str, inputs: list[bytes], *, wait_ms: int = 0, notify_uri: str = ""
     ) -> tuple[PendingOrder, msgspec.Raw | None]:
-        """Send one order once; returns it and the result if the node answered within `wait_ms`."""
-        return _loop_thread.run(self._async.submit(worker, workload, inputs, wait_ms=wait_ms))
+        """Send one order once; returns it and the result if the node answered within `wait_ms` (`notify_uri`:
+        see `AsyncClient.submit`)."""
+        return _loop_thread.run(self._async.submit(worker, workload, inputs, wait_ms=wait_ms, notify_uri=notify_uri))
 
     def deliver(self, order: PendingOrder, *, timeout: float = 60.0, submitted: bool = False) -> msgspec.Raw:
         """The order's raw result, across lost connections and node restarts (see `AsyncClient.deliver`)."""

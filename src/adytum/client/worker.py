@@ -20,7 +20,7 @@ from .. import crypto
 from ..attestation import AttestationError, Policy, Verdict, measurement_set, vendor_roots, verify_worker_evidence
 from ..crypto import KeySuite
 from ..errors import AdytumError
-from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest
+from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest, key_handover_digest
 
 DEFAULT_MAX_REPORT_AGE = timedelta(days=1)
 
@@ -104,8 +104,26 @@ class WorkerInfo:
     status: int = WorkerStatus.ACTIVE  # an int: a server may report a status this client does not know
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
+    #: The worker's earlier signing keys, newest first, along the record's handovers (each signature checked)
+    previous_verifying_keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
     #: HPKE suite name -> hex public key (`hpkeEncryptionKeys`), as attested with the other keys
     hpke_keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verifying_keys(self) -> tuple[str, ...]:
+        """The current verification key, then the earlier ones: what the worker's older heads, receipts and
+        results verify under."""
+        return (self.verifying_key, *self.previous_verifying_keys)
+
+    def descends_from(self, trusted_key: str) -> None:
+        """UntrustedWorker unless the current key is `trusted_key` or was handed over to from it (offline: the
+        chain is in the record, its signatures were checked by `from_record`). For a requester who trusted an
+        earlier record: the new one is the same worker, not another identity under its id."""
+        if _pem(trusted_key) not in map(_pem, self.verifying_keys):
+            raise UntrustedWorker(
+                f"worker {self.worker_id[:16]}…: its signing key does not descend from the key trusted before "
+                "(no handover chain leads from it): another identity under the same worker id"
+            )
 
     @property
     def suites(self) -> tuple[KeySuite, ...]:
@@ -137,8 +155,12 @@ class WorkerInfo:
                 record=record,
                 hpke_keys=hpke_keys,
             )
+            handovers = data.get("signingKeyHandovers") or []
         except (KeyError, TypeError, ValueError) as exc:
             raise UntrustedWorker(f"worker record lacks {exc}") from None
+        info = dataclasses.replace(
+            info, previous_verifying_keys=verify_handovers(info.worker_id, handovers, info.verifying_key)
+        )
         info.check_keys()
         return info
 
@@ -161,6 +183,35 @@ class WorkerInfo:
                 crypto.hpke_public_key(suite, bytes.fromhex(self.hpke_keys[suite.value]))
             except (crypto.CryptoError, ValueError) as exc:
                 raise UntrustedWorker(f"worker {self.worker_id[:16]}…: its {suite} key is malformed ({exc})") from None
+
+
+def verify_handovers(worker_id: str, handovers: list[Any], verifying_key: str) -> tuple[str, ...]:
+    """Check a record's `signingKeyHandovers` (offline): each step signed by its previous key over
+    `key_handover_digest`, each leading on from the one before, the last to `verifying_key`. Returns the
+    earlier keys, newest first; UntrustedWorker naming the broken step otherwise."""
+    keys: list[str] = []
+    for index, step in enumerate(handovers):
+        where = f"worker {worker_id[:16]}…: signing-key handover {index}"
+        try:
+            previous, following, signature = step["previousKey"], step["nextKey"], step["signature"]
+            if keys and _pem(previous) != _pem(keys[-1]):
+                raise UntrustedWorker(f"{where} does not start from the key the one before handed over to")
+            digest = key_handover_digest(worker_id, index, previous, following)
+            crypto.verify_digest(previous, digest, crypto.b64decode(signature))
+        except (KeyError, TypeError) as exc:
+            raise UntrustedWorker(f"{where} lacks {exc}") from None
+        except (crypto.CryptoError, ValueError) as exc:
+            raise UntrustedWorker(f"{where} is not signed by the key it hands over from ({exc})") from None
+        keys += [previous, following] if not keys else [following]
+    if keys and _pem(keys[-1]) != _pem(verifying_key):
+        raise UntrustedWorker(
+            f"worker {worker_id[:16]}…: the signing-key handovers do not lead to its verification key"
+        )
+    return tuple(reversed(keys[:-1]))
+
+
+def _pem(key: str) -> str:
+    return key.strip()
 
 
 def require_active(info: WorkerInfo) -> None:

@@ -40,6 +40,7 @@ from .recipes import (
     sha256,
     unwrap_session_key,
     verify_digest,
+    verify_under_any,
     verifying_key_pem,
     wrap_session_key,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "sha256",
     "unwrap_session_key",
     "verify_digest",
+    "verify_under_any",
     "verifying_key_pem",
     "wrap_session_key",
 ]

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
@@ -338,6 +339,18 @@ def verify_digest(verifying_key_pem_: str, digest: bytes, signature: bytes) -> N
         raise CryptoError("malformed signature") from exc
     if not ok:
         raise CryptoError("signature does not verify")
+
+
+def verify_under_any(verifying_keys: Sequence[str], digest: bytes, signature: bytes) -> str:
+    """The first of `verifying_keys` (PEM) under which `signature` verifies; CryptoError if none does
+    (a worker's keys along its signing-key handovers sign what was signed before each rotation)."""
+    for pem in verifying_keys:
+        try:
+            verify_digest(pem, digest, signature)
+        except CryptoError:
+            continue
+        return pem
+    raise CryptoError("signature does not verify")
 
 
 # --- HKDF ----------------------------------------------------------------------------------------

@@ -42,12 +42,20 @@ def main(argv: list[str] | None = None) -> int:
         default=Budget.memory_mb,
         help=f"address space of this enclave process, in MB (default {Budget.memory_mb})",
     )
+    parser.add_argument(
+        "--succeed",
+        action="store_true",
+        help="kme: if this build cannot unseal the worker's keys, take them over from the key-manager build that "
+        "sealed them, which the host runs alongside (an upgrade its policy allows), and seal them under this build",
+    )
     args = parser.parse_args(argv)
     # One line per record, "LEVEL message": the host re-logs it with its own structure.
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     budget = Budget(seconds=args.time_budget, memory_mb=args.memory_mb)
     budget.apply_memory_limit()
-    return serve(args.data_dir, args.worker_id.lower(), args.avalon_compat, budget, role=args.role)
+    return serve(
+        args.data_dir, args.worker_id.lower(), args.avalon_compat, budget, role=args.role, succeed=args.succeed
+    )
 
 
 if __name__ == "__main__":

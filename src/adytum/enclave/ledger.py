@@ -57,8 +57,8 @@ class TreeHeadSigner:
 def _check_previous(keys: WorkerKeys, req: SignHead) -> None:
     """The previous head must be one this worker signed, and its frontier must give its root."""
     digest = tree_head_digest(keys.worker_id, req.previous_size, req.previous_root, req.previous_timestamp)
-    try:
-        crypto.verify_digest(keys.verifying_key, digest, crypto.b64decode(req.previous_signature))
+    try:  # by this key or an earlier one of the worker's (heads signed before a signing-key rotation)
+        crypto.verify_under_any(keys.verifying_keys, digest, crypto.b64decode(req.previous_signature))
     except crypto.CryptoError:
         raise HeadRefused(f"the previous head (tree of {req.previous_size}) is not signed by this worker") from None
     try:

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import crypto
 from ..channel import ChannelError, StateWrite
@@ -135,8 +139,8 @@ class WorkOrderProcessor:
 
     @keys.setter
     def keys(self, keys: WorkerKeys) -> None:  # rotation replaces the encryption key; the state key stays
-        if self._keys is None or keys.signing.secret != self._keys.signing.secret:
-            self.state_keys = StateKeys(keys.signing.secret)
+        if self._keys is None or keys.root_secret != self._keys.root_secret:
+            self.state_keys = StateKeys(keys.root_secret)
         self._keys = keys
 
     def process(self, raw_params: bytes) -> bytes:
@@ -240,32 +244,34 @@ class WorkOrderProcessor:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
         if p.key_encryption_algorithm is not crypto.KeySuite.RSA_OAEP_3072:
             return _Session(self._unwrap_hpke(p, wrapped), iv, legacy=False)
-        attempts = [
-            (private, legacy)
-            for legacy in ((False, True) if self.avalon_compat else (False,))
-            for private in self.keys.decryption_keys
-        ]  # the previous key serves in-flight orders
-        for private, legacy in attempts:
-            try:
-                key = crypto.unwrap_session_key(private, wrapped, legacy_sha1=legacy)
-            except crypto.LengthError:
-                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
-            except crypto.CryptoError:
-                continue
-            return _Session(key, iv, legacy)
+        now = time.time()
+        session = self._unwrap_with(self.keys.decryption_keys(now), wrapped, iv)  # the history serves orders
+        if session is not None:  # encrypted to a key rotated out since
+            return session
+        for retired in self.keys.expired(now):
+            if self._unwrap_with((retired.encryption,), wrapped, iv) is not None:
+                raise EeaError(
+                    Status.INVALID_PARAMETER,
+                    f"encryptedSessionKey is encrypted to a previous encryption key of this worker (nonce "
+                    f"{retired.nonce or '-'}) that stopped serving {_utc(self.keys.serves_until(retired))}: fetch "
+                    "the worker record again and encrypt to its current key",
+                )
         hint = (
             ""
             if self.avalon_compat
             else " (OAEP-SHA256 expected; Avalon clients need a worker started with --avalon-compat)"
         )
         raise EeaError(
-            Status.INVALID_PARAMETER, "encryptedSessionKey does not decrypt with this worker's encryption key" + hint
+            Status.INVALID_PARAMETER,
+            f"encryptedSessionKey does not decrypt with this worker's encryption key or the "
+            f"{len(self.keys.history)} previous key(s) it keeps{hint}; if the order was built from an older "
+            "worker record, fetch the record again",
         )
 
     def _unwrap_hpke(self, p: WorkOrderParams, wrapped: bytes) -> bytes:
         """The session key from its HPKE wrapping, sealed under this order's `session_key_info`."""
-        suite = p.key_encryption_algorithm
-        keys = self.keys.hpke_decryption_keys(suite)  # the previous key serves in-flight orders
+        suite, now = p.key_encryption_algorithm, time.time()
+        keys = self.keys.hpke_decryption_keys(suite, now)  # the history serves orders encrypted to keys rotated out
         if not keys:
             offered = ", ".join([crypto.KeySuite.RSA_OAEP_3072, *self.keys.hpke_keys])
             raise EeaError(
@@ -273,18 +279,36 @@ class WorkOrderProcessor:
                 f"keyEncryptionAlgorithm {suite} is not offered by this worker (it offers {offered})",
             )
         info = session_key_info(p)
-        for key in keys:
-            try:
-                return crypto.hpke_unwrap_session_key(key, wrapped, info)
-            except crypto.LengthError:
-                raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
-            except crypto.CryptoError:
-                continue
+        session_key = _open_hpke(keys, wrapped, info)
+        if session_key is not None:
+            return session_key
+        for retired in self.keys.expired(now):
+            old = retired.suites.get(suite)
+            if old is not None and _open_hpke((old,), wrapped, info) is not None:
+                raise EeaError(
+                    Status.INVALID_PARAMETER,
+                    f"encryptedSessionKey is encrypted to a previous {suite} key of this worker (retired with "
+                    f"encryption key nonce {retired.nonce or '-'}) that stopped serving "
+                    f"{_utc(self.keys.serves_until(retired))}: fetch the worker record again and encrypt to its "
+                    "current key",
+                )
         raise EeaError(
             Status.INVALID_PARAMETER,
-            f"encryptedSessionKey does not decrypt with this worker's {suite} key under this order's ids "
-            "(wrapped for another key, worker or order, or tampered with)",
+            f"encryptedSessionKey does not decrypt with this worker's {suite} key or the previous ones it keeps, "
+            "under this order's ids (wrapped for another key, worker or order, or tampered with)",
         )
+
+    def _unwrap_with(self, keys: tuple[rsa.RSAPrivateKey, ...], wrapped: bytes, iv: bytes) -> _Session | None:
+        for legacy in (False, True) if self.avalon_compat else (False,):
+            for private in keys:
+                try:
+                    key = crypto.unwrap_session_key(private, wrapped, legacy_sha1=legacy)
+                except crypto.LengthError:
+                    raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
+                except crypto.CryptoError:
+                    continue
+                return _Session(key, iv, legacy)
+        return None
 
     @staticmethod
     def _check_request_hash(p: WorkOrderParams, s: _Session, req_hash: bytes) -> None:
@@ -446,3 +470,19 @@ def _hex_field(text: str, name: str) -> bytes:
         return crypto.hexdecode(text)
     except crypto.CryptoError:
         raise EeaError(Status.INVALID_PARAMETER, f"{name} is not hex") from None
+
+
+def _open_hpke(keys: tuple[crypto.HpkeKey, ...], wrapped: bytes, info: bytes) -> bytes | None:
+    """The session key from the first of `keys` it opens with (None: none)."""
+    for key in keys:
+        try:
+            return crypto.hpke_unwrap_session_key(key, wrapped, info)
+        except crypto.LengthError:
+            raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
+        except crypto.CryptoError:
+            continue
+    return None
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

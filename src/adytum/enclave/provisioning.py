@@ -19,6 +19,11 @@ SGX, a quote verified with Intel's collateral); the enclave checks it against it
 The KME releases keys only to an enclave with its own signer, the WPE product id and a measurement its
 policy lists (an empty policy allows nothing); a WPE takes keys only from an enclave with its own signer and the KME product id, and only
 for the worker it was started for. Refusals raise `ProvisioningError`, whose message never holds a key.
+
+The same handshake hands the whole key manager over to a new key-manager build (an upgrade): the new KME
+takes the WPE's side with `successor` set in its Response, so the old KME checks its evidence for the KME
+product and a build the policy lists as a key manager (`kme_mr_enclaves`), and delivers a `Succession`: the
+worker's keys, its counters and its witness records, which the new build seals under its own identity.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Challenge(msgspec.Struct, tag="challenge", forbid_unknown_fields=True):
 
 class Response(msgspec.Struct, tag="response", forbid_unknown_fields=True):
     session: bytes
+    successor: bool = False  # a new key-manager build asking for the whole key manager (its evidence says so)
 
 
 class Delivery(msgspec.Struct, tag="delivery", forbid_unknown_fields=True):
@@ -76,6 +82,14 @@ class Delivery(msgspec.Struct, tag="delivery", forbid_unknown_fields=True):
 _to_kme = msgspec.msgpack.Decoder(Offer | Response)
 _to_wpe_challenge = msgspec.msgpack.Decoder(Challenge)
 _to_wpe_delivery = msgspec.msgpack.Decoder(Delivery)
+
+
+class Succession(msgspec.Struct, forbid_unknown_fields=True):
+    """What a key manager hands to its successor build: the plaintexts of its three sealed files."""
+
+    keys: bytes
+    counters: bytes
+    witnessed: bytes
 
 
 class ProvisioningError(AdytumError):
@@ -128,9 +142,12 @@ def _verify_peer(role: str, proof_type: str, proof: str, policy: Policy, roots: 
 class WpeHandshake:
     """A work-order enclave's side of one handshake: offer, answer the challenge, accept the keys."""
 
-    def __init__(self, worker_id: str, me: Measurement, roots: Sequence[x509.Certificate]) -> None:
+    def __init__(
+        self, worker_id: str, me: Measurement, roots: Sequence[x509.Certificate], successor: bool = False
+    ) -> None:
+        """`successor`: this is a new key-manager build taking the whole key manager over (see the module)."""
         self.worker_id = worker_id
-        self._me, self._roots = me, roots
+        self._me, self._roots, self._successor = me, roots, successor
         self._secret = X25519PrivateKey.generate()
         self.offer = msgspec.msgpack.encode(Offer(worker_id, _public(self._secret), crypto.random_bytes(16)))
         self._t = b""
@@ -159,23 +176,41 @@ class WpeHandshake:
         )
         self._t, self._session = t, challenge.session
         self._key = _channel_key(self._secret, challenge.public_key, t)
-        return Step(msgspec.msgpack.encode(Response(challenge.session)), report_data("wpe", t))
+        response = Response(challenge.session, successor=self._successor)
+        return Step(msgspec.msgpack.encode(response), report_data("wpe", t))
 
     def accept(self, body: bytes) -> WorkerKeys:
         """Open the delivered keys; they must be for this session and this enclave's worker."""
+        return self._worker_keys(self._open(body))
+
+    def accept_succession(self, body: bytes) -> Succession:
+        """A successor's `accept`: the whole key manager, its keys for this enclave's worker."""
+        try:
+            succession = msgspec.msgpack.decode(self._open(body), type=Succession)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise ProvisioningError("the delivery is not a key manager's succession") from None
+        self._worker_keys(succession.keys)
+        return succession
+
+    def _open(self, body: bytes) -> bytes:
         if not self.answered:
             raise ProvisioningError("keys delivered before the key manager was verified")
         delivery = _decode(_to_wpe_delivery, body, "delivery")
         if delivery.session != self._session:
             raise ProvisioningError("a delivery for another handshake")
         try:
-            sealed = crypto.Encrypted(delivery.iv, delivery.sealed_keys)
-            keys = WorkerKeys.from_bytes(crypto.aead_decrypt(self._key, sealed, self._t))
-        except (crypto.CryptoError, msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            return crypto.aead_decrypt(self._key, crypto.Encrypted(delivery.iv, delivery.sealed_keys), self._t)
+        except crypto.CryptoError:
             raise ProvisioningError(
                 "the delivered keys do not open under this handshake's channel key "
                 "(altered, or sealed for another enclave)"
             ) from None
+
+    def _worker_keys(self, plain: bytes) -> WorkerKeys:
+        try:
+            keys = WorkerKeys.from_bytes(plain)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            raise ProvisioningError("the delivery opens but holds no worker key set") from None
         if keys.worker_id.lower() != self.worker_id.lower():
             raise ProvisioningError(f"keys delivered for worker {keys.worker_id}; this enclave serves {self.worker_id}")
         return keys
@@ -199,8 +234,13 @@ class KeyManagerSessions:
         roots: Sequence[x509.Certificate],
         allowed: Callable[[], frozenset[bytes]],
         clock: Callable[[], float] = time.monotonic,
+        successors: Callable[[], frozenset[bytes]] = frozenset,
+        hand_over: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """`successors`: the key-manager builds the policy lists; `hand_over(build)`: the Succession (bytes) to
+        deliver to one of them, after which this key manager serves no more (None: no upgrades)."""
         self._keys, self._me, self._allowed, self._clock = keys, me, allowed, clock
+        self._successors, self._hand_over = successors, hand_over
         self.roots = roots  # replaceable: the KME re-reads its trusted roots before each handshake
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
 
@@ -232,26 +272,34 @@ class KeyManagerSessions:
         session = self._sessions.pop(response.session, None)
         if session is None:
             raise ProvisioningError("no open handshake with this session id (replayed, expired or invented)")
+        successor = response.successor and self._hand_over is not None
         verdict = _verify_peer(
-            "work-order enclave",
+            "key-manager build" if successor else "work-order enclave",
             proof_type,
             proof,
             Policy(
                 mr_signers=frozenset({self._me.mr_signer}),
-                isv_prod_id=WPE_PRODUCT,
+                isv_prod_id=KME_PRODUCT if successor else WPE_PRODUCT,
                 report_data_prefix=report_data("wpe", session.t),
                 accepted_statuses=peer_tcb_statuses(),
             ),
             self.roots,
         )
         build = (verdict.mr_enclave or b"").hex()
-        if verdict.mr_enclave not in self._allowed():
+        if successor and verdict.mr_enclave not in self._successors():
+            raise ProvisioningError(
+                f"key-manager build {build} is not in the key manager's policy; if the operator wants it "
+                f"(an upgrade of the key manager), `adytum pool allow {build} --key-manager`"
+            )
+        if not successor and verdict.mr_enclave not in self._allowed():
             raise ProvisioningError(
                 f"work-order enclave build {build} is not in the key manager's policy; "
                 f"if the operator wants it (an upgrade), `adytum pool allow {build}`"
             )
         key = _channel_key(session.secret, session.peer, session.t)
-        sealed = crypto.aead_encrypt(key, self._keys().to_bytes(), session.t)
+        assert verdict.mr_enclave is not None  # the policy lists it
+        payload = self._hand_over(verdict.mr_enclave) if successor and self._hand_over else self._keys().to_bytes()
+        sealed = crypto.aead_encrypt(key, payload, session.t)
         return Step(msgspec.msgpack.encode(Delivery(response.session, sealed.iv, sealed.ciphertext)))
 
     @property

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import msgspec
+
 from ..attestation.measurement import Measurement
 from ..attestation.verify import report_data_for
 from ..channel import (
@@ -20,6 +22,7 @@ from ..channel import (
     Hello,
     Identity,
     Message,
+    PreviousKey,
     Process,
     Processed,
     Provision,
@@ -32,19 +35,33 @@ from ..channel import (
     read_frame,
 )
 from ..datadir import DataDir, PolicyError
+from ..files import write_atomic
 from ..protocol import EeaError, Status
 from ..workloads import load_workloads
+from .anchor import SEAL_LABEL as WITNESSED_LABEL
 from .anchor import AnchorCheck, WitnessTable, make_record, subject
 from .budget import Budget, alarm_held
+from .counters import SEAL_LABEL as COUNTERS_LABEL
 from .counters import CounterClient, CounterServer, CounterStore
+from .keys import SEAL_LABEL as KEYS_LABEL
 from .keys import WorkerKeys, load_or_create, rotate
 from .ledger import HeadRefused, TreeHeadSigner
 from .processor import Refused, RunAgain, WorkOrderProcessor
-from .provisioning import KME_PRODUCT, WPE_PRODUCT, KeyManagerSessions, ProvisioningError, Step, WpeHandshake
+from .provisioning import (
+    KME_PRODUCT,
+    WPE_PRODUCT,
+    KeyManagerSessions,
+    ProvisioningError,
+    Step,
+    Succession,
+    WpeHandshake,
+)
 from .sealing import Sealer, UnsealError
 from .tee import Tee, select_tee
 
 log = logging.getLogger("adytum.enclave")
+#: The label a received succession is sealed under until it is installed (`KeyManager._install_succession`).
+SUCCESSION_LABEL = "succession.sealed"
 
 
 class Platform:
@@ -71,6 +88,10 @@ class Platform:
             quote=quote,
             key_get_signature=keys.key_get_signature,
             seq=seq,
+            previous_keys=[
+                PreviousKey(r.encryption_key, r.nonce, r.retired_at, keys.serves_until(r)) for r in keys.history
+            ],
+            handovers=keys.handovers,
             hpke_keys=keys.hpke_keys,
         )
 
@@ -85,36 +106,132 @@ class KeyManager:
     its own measurement leaves the plug-ins out: changing them changes the work-order enclaves' build,
     not the key manager's, and its sealed keys still open."""
 
-    def __init__(self, data: DataDir, worker_id: str) -> None:
-        self.data = data
+    def __init__(self, data: DataDir, worker_id: str, succeed: bool = False) -> None:
+        """`succeed`: if this build cannot unseal the worker's keys, wait for the key-manager build that sealed
+        them to hand them over (`provisioning.Succession`; the operator allows this build in its policy)."""
+        self.data, self.worker_id = data, worker_id
         self.platform = Platform(data, KME_PRODUCT, plugins=False)
         data.kme.mkdir(exist_ok=True)
         self.sealer = Sealer(self.platform.tee.sealing_secret(), self.platform.measurement.mr_enclave)
-        try:
-            self.keys = load_or_create(data.kme_keys, self.sealer, worker_id)
-        except UnsealError as exc:
-            raise UnsealError(
-                f"{exc}. This key manager measures {self.platform.measurement.mr_enclave.hex()}; its sealed "
-                f"keys belong to another build. Run the build that sealed them, or move "
-                f"{data.kme_keys} aside to start a new worker identity."
-            ) from None
-        self.sessions = KeyManagerSessions(
-            lambda: self.keys, self.platform.measurement, self.platform.tee.peer_roots(), self.allowed
-        )
-        try:
-            self.store = CounterStore(data.kme_counters, self.sealer)
-            self.witness = WitnessTable(data.kme_witnessed, self.sealer, lambda: self.keys)
-        except UnsealError as exc:
-            raise UnsealError(f"{exc}; the key manager cannot vouch for order or state freshness without it") from None
-        self.counters = CounterServer(self.store, lambda: self.keys.signing.secret)
         self.anchor = AnchorCheck(self.platform.measurement, self.platform.tee.peer_roots)
         self.refusal = ""  # why this key manager does not serve (its counters are older than its anchor's)
+        self.handed_over = ""  # the build this key manager handed everything to: it serves nothing any more
         self._held: dict[int, bytes] = {}  # counter version -> the answer released once the anchor acknowledged it
+        self._successor: WpeHandshake | None = None  # set while waiting for the previous build's hand-over
+        try:
+            self._install_succession()
+            keys = load_or_create(data.kme_keys, self.sealer, worker_id)
+        except UnsealError as exc:
+            if not succeed:
+                raise UnsealError(
+                    f"{exc}. This key manager measures {self.platform.measurement.mr_enclave.hex()}; its sealed "
+                    f"keys belong to another build. Run the build that sealed them, let it hand them over "
+                    f"(`adytum up --kme-predecessor`, docs/deployment.md), or move {data.kme_keys} aside to "
+                    "start a new worker identity."
+                ) from None
+            roots = self.platform.tee.peer_roots()
+            self._successor = WpeHandshake(worker_id, self.platform.measurement, roots, successor=True)
+            return
+        self._serve(keys)
+
+    def _serve(self, keys: WorkerKeys) -> None:
+        self.keys = keys
+        self.sessions = KeyManagerSessions(
+            lambda: self.keys,
+            self.platform.measurement,
+            self.platform.tee.peer_roots(),
+            self.allowed,
+            successors=self.allowed_successors,
+            hand_over=self._hand_over,
+        )
+        try:
+            self.store = CounterStore(self.data.kme_counters, self.sealer)
+            self.witness = WitnessTable(self.data.kme_witnessed, self.sealer, lambda: self.anchor_keys)
+        except UnsealError as exc:
+            raise UnsealError(f"{exc}; the key manager cannot vouch for order or state freshness without it") from None
+        self.counters = CounterServer(self.store, lambda: self.keys.root_secret)
+
+    # -- handing the key manager to a new build (an upgrade) -------------------------------------------
+
+    def _sealed_files(self) -> tuple[tuple[Path, str], ...]:
+        return (
+            (self.data.kme_keys, KEYS_LABEL),
+            (self.data.kme_counters, COUNTERS_LABEL),
+            (self.data.kme_witnessed, WITNESSED_LABEL),
+        )
+
+    def _hand_over(self, build: bytes) -> bytes:
+        """The whole key manager for its successor `build`; from now on this one serves nothing (a second
+        holder of the counters would let a host fork them)."""
+        plain = [
+            self.sealer.unseal(label, path.read_bytes()) if path.exists() else b""
+            for path, label in self._sealed_files()
+        ]
+        self.handed_over = build.hex()
+        log.warning("the worker's keys are handed over to key-manager build %s; this build serves no more", build.hex())
+        return msgspec.msgpack.encode(Succession(*plain))
+
+    def _succeed(self, msg: Provision) -> Message:
+        """The new build's side of the hand-over: offer, answer the old key manager's challenge, take and seal
+        what it delivers, then serve as the key manager."""
+        assert self._successor is not None
+        if not msg.body:
+            return Provision(seq=msg.seq, body=self._successor.offer)
+        if not self._successor.answered:
+            return self.platform.reply(msg.seq, self._successor.answer(msg.body, msg.proof_type, msg.proof))
+        succession = self._successor.accept_succession(msg.body)
+        write_atomic(self.data.kme_succession, self.sealer.seal(SUCCESSION_LABEL, msgspec.msgpack.encode(succession)))
+        self._install_succession()  # the hand-over is committed once the file above is written
+        self._successor = None
+        self._serve(load_or_create(self.data.kme_keys, self.sealer, self.worker_id))
+        log.info("took the worker's keys over from the previous key-manager build, sealed under this one")
+        return self.platform.identity(self.anchor_keys, msg.seq, [], False)
+
+    def _install_succession(self) -> None:
+        """Seal a received succession into the key manager's three files, then drop it: repeated after a crash
+        until done. A succession this build cannot open was made for another build (the keys went there)."""
+        path = self.data.kme_succession
+        if not path.exists():
+            return
+        try:
+            succession = msgspec.msgpack.decode(
+                self.sealer.unseal(SUCCESSION_LABEL, path.read_bytes()), type=Succession
+            )
+        except UnsealError:
+            raise UnsealError(
+                f"{path}: the worker's keys were handed over to another key-manager build; run that build"
+            ) from None
+        for (target, label), plain in zip(
+            self._sealed_files(), (succession.keys, succession.counters, succession.witnessed), strict=True
+        ):
+            if plain:
+                write_atomic(target, self.sealer.seal(label, plain))
+            else:
+                target.unlink(missing_ok=True)
+        path.unlink()
+
+    @property
+    def keys(self) -> WorkerKeys:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: WorkerKeys) -> None:
+        self._keys = keys
+        #: The key manager's own face (identity, anchor records, witness statements): the worker's first
+        #: signing key whatever rotations since, so that its witnesses' records and pins stay valid.
+        self.anchor_keys = keys.anchor_view()
 
     def allowed(self) -> frozenset[bytes]:
         """The policy as it is now; a malformed one refuses the handshake with what is wrong with it."""
         try:
             return frozenset(bytes.fromhex(m) for m in self.data.allowed_builds())
+        except PolicyError as exc:
+            raise ProvisioningError(str(exc)) from None
+
+    def allowed_successors(self) -> frozenset[bytes]:
+        """The key-manager builds the policy lists as successors (`adytum pool allow --key-manager`)."""
+        try:
+            return frozenset(bytes.fromhex(m) for m in self.data.allowed_key_managers())
         except PolicyError as exc:
             raise ProvisioningError(str(exc)) from None
 
@@ -134,10 +251,12 @@ class KeyManager:
         self._held[version] = body
         while len(self._held) > 4096:  # answers whose acknowledgement never came: the orders run again
             del self._held[next(iter(self._held))]
-        return CounterReply(seq=msg.seq, anchor=make_record(self.keys, version, self.store.digest), version=version)
+        return CounterReply(
+            seq=msg.seq, anchor=make_record(self.anchor_keys, version, self.store.digest), version=version
+        )
 
     def _anchor(self, msg: Anchor) -> Message:
-        about = subject(self.keys.worker_id, self.keys.verifying_key)
+        about = subject(self.anchor_keys.worker_id, self.anchor_keys.verifying_key)
         if msg.step == "challenge":
             challenge = self.anchor.start(msg.peers)
             if not msg.peers and self.store.state.witnesses:
@@ -153,7 +272,7 @@ class KeyManager:
                 log.error("refusing to serve: %s", self.refusal)
                 return Anchor(seq=msg.seq, step="checked", message=self.refusal)
             self.store.anchored_to(sorted(self.anchor.pinned))
-            record = make_record(self.keys, self.store.version, self.store.digest)
+            record = make_record(self.anchor_keys, self.store.version, self.store.digest)
             return Anchor(seq=msg.seq, step="checked", ready=True, body=record, version=self.store.version)
         if msg.step == "acks":
             body = self._held.pop(msg.version, b"")
@@ -170,15 +289,27 @@ class KeyManager:
         return Processed(seq=msg.seq, code=Status.INVALID_PARAMETER, message=f"unknown anchor step {msg.step[:32]!r}")
 
     def handle(self, msg: Message, link: HostLink) -> Message | None:
+        if self._successor is not None:  # this build waits for the previous one's keys
+            if not isinstance(msg, Provision):
+                return _denied(
+                    msg, "this key-manager build waits for the previous build to hand the worker's keys over"
+                )
+            try:
+                return self._succeed(msg)
+            except ProvisioningError as exc:
+                log.warning("taking the keys over refused: %s", exc)
+                return _denied(msg, str(exc))
+        if self.handed_over and not isinstance(msg, Hello):
+            return _denied(msg, f"this key manager handed the worker's keys to key-manager build {self.handed_over}")
         if isinstance(msg, Hello):
-            return self.platform.identity(self.keys, msg.seq, [], False)
+            return self.platform.identity(self.anchor_keys, msg.seq, [], False)
         if isinstance(msg, RotateKey):
             try:
-                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys)
+                self.keys = rotate(self.data.kme_keys, self.sealer, self.keys, msg.history_seconds, msg.new_signing)
             except OSError as exc:  # keep serving with the keys it has
                 log.error("key rotation failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.UNKNOWN_ERROR, message=f"key rotation failed: {exc}")
-            return self.platform.identity(self.keys, msg.seq, [], False)
+            return self.platform.identity(self.anchor_keys, msg.seq, [], False)
         if isinstance(msg, Anchor):
             return self._anchor(msg)
         if isinstance(msg, Witness):
@@ -198,6 +329,8 @@ class KeyManager:
             except OSError as exc:  # the counters could not be sealed: nothing was promised
                 log.error("sealing the counters failed: %s", exc)
                 return Processed(seq=msg.seq, code=Status.BUSY, message=f"sealing the counters failed: {exc}")
+        if isinstance(msg, Provision) and not msg.body:  # a successor's start, and this build holds the keys
+            return self.platform.identity(self.anchor_keys, msg.seq, [], False)
         if isinstance(msg, Provision):
             if msg.proof:  # a response to check: with the roots trusted now (`adytum pool trust` needs no restart)
                 self.sessions.roots = self.platform.tee.peer_roots()
@@ -207,6 +340,10 @@ class KeyManager:
                 log.warning("provisioning refused: %s", exc)
                 return Processed(seq=msg.seq, code=Status.ACCESS_DENIED, message=str(exc))
         return None
+
+
+def _denied(msg: Message, message: str) -> Processed:
+    return Processed(seq=getattr(msg, "seq", 0), code=Status.ACCESS_DENIED, message=message)
 
 
 class WorkOrderEnclave:
@@ -263,8 +400,8 @@ class WorkOrderEnclave:
             self.processor = WorkOrderProcessor(
                 keys, self.workloads, avalon_compat=self.avalon_compat, budget=self.budget
             )
-            self.counters = CounterClient(keys.signing.secret)
-        elif keys.verifying_key != self.processor.keys.verifying_key:
+            self.counters = CounterClient(keys.root_secret)
+        elif self.processor.keys.verifying_key not in keys.verifying_keys:  # the same key, or handed over from it
             raise ProvisioningError("delivered keys are another worker identity than the ones this enclave serves")
         else:
             self.processor.keys = keys
@@ -369,6 +506,7 @@ def serve(
     budget: Budget | None = None,
     *,
     role: str = "wpe",
+    succeed: bool = False,
     inp: BinaryIO = sys.stdin.buffer,
     out: BinaryIO = sys.stdout.buffer,
 ) -> int:
@@ -377,7 +515,7 @@ def serve(
     try:
         data = DataDir(data_dir)
         enclave = (
-            KeyManager(data, worker_id)
+            KeyManager(data, worker_id, succeed)
             if role == "kme"
             else WorkOrderEnclave(data, worker_id, avalon_compat, budget or Budget())
         )

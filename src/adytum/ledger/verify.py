@@ -3,7 +3,7 @@ and the signature on one receipt event.
 
 Short pure functions in the style of CCF's `receipt.py`: each returns nothing (or what it learnt) and raises
 `LedgerError` naming what does not check out. They need no node: only the worker's verification key (from its
-attested record) and the hashes. `adytum.client.receipt` composes them over a whole receipt document.
+attested record; or its keys along the record's verified signing-key handovers) and the hashes. `adytum.client.receipt` composes them over a whole receipt document.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from . import merkle
 #: the key the order was signed with: "named" when it verifies under the key the node's receipt names (the
 #: node's word that it is the requester's), "unchecked" when no key was named or given.
 Signer = Literal["worker", "requester", "node", "named", "unchecked"]
+#: The worker's verification key (PEM), or its keys along its verified signing-key handovers (what it signed
+#: before a rotation verifies under the key it had then).
+WorkerKeys = str | Sequence[str]
 
 
 class LedgerError(AdytumError):
@@ -58,11 +61,11 @@ def hashes_from_hex(path: Sequence[str], what: str) -> list[bytes]:
     return out
 
 
-def verify_tree_head(head: TreeHead, verifying_key_pem: str) -> None:
+def verify_tree_head(head: TreeHead, verifying_key_pem: WorkerKeys) -> None:
     """The head's signature must be the worker's, over `tree_head_digest` of its (canonical) id, size, root, time."""
     digest = tree_head_digest(canonical(head.workerId), head.treeSize, head_root(head), head.timestamp)
     try:
-        crypto.verify_digest(verifying_key_pem, digest, crypto.b64decode(head.signature))
+        crypto.verify_under_any(_keys(verifying_key_pem), digest, crypto.b64decode(head.signature))
     except crypto.CryptoError as exc:
         raise LedgerError(
             f"tree head of {head.treeSize} leaves is not signed by worker {canonical(head.workerId)[:16]}…'s "
@@ -101,7 +104,7 @@ def check_event(
     event: Event,
     work_order_id: str,
     worker_id: str,
-    verifying_key_pem: str,
+    verifying_key_pem: WorkerKeys,
     order_verifying_key: str | None = None,
 ) -> Signer:
     """The event must be of this work order and worker, and its signature (if it carries one) must verify: a
@@ -131,7 +134,7 @@ def _check_create(event: ReceiptEvent, order: str, worker: str) -> Signer:
 
 
 def _check_update(
-    event: ReceiptUpdateEvent, order: str, worker: str, verifying_key_pem: str, order_verifying_key: str | None
+    event: ReceiptUpdateEvent, order: str, worker: str, verifying_key_pem: WorkerKeys, order_verifying_key: str | None
 ) -> Signer:
     u, what = event.update, f"update {event.index}"
     if canonical(u.workOrderId) != order:
@@ -152,10 +155,14 @@ def _check_update(
     return "requester"
 
 
-def _verify(key_pem: str, digest: bytes, signature_b64: str, what: str) -> None:
+def _keys(keys: WorkerKeys) -> Sequence[str]:
+    return (keys,) if isinstance(keys, str) else keys
+
+
+def _verify(key_pem: WorkerKeys, digest: bytes, signature_b64: str, what: str) -> None:
     if not signature_b64:
         raise LedgerError(f"{what} carries no signature")
     try:
-        crypto.verify_digest(key_pem, digest, crypto.b64decode(signature_b64))
+        crypto.verify_under_any(_keys(key_pem), digest, crypto.b64decode(signature_b64))
     except crypto.CryptoError as exc:
         raise LedgerError(f"{what}: the signature does not verify ({exc})") from None

@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 over HTTP on aiohttp: POST / for the EEA methods, GET /metrics, GET /openrpc.json.
+"""JSON-RPC 2.0 over HTTP on aiohttp: POST / for the EEA methods, GET /metrics, GET /openrpc.json, the result
+stream (GET /results, stream.py) and the dashboard (GET /ui, dashboard.py).
 
 Whatever a client sends, it gets a JSON-RPC error object with an EEA code and a clear message, and the log
 one line: never a traceback (code 10 is kept for real bugs), never a dropped connection it did not cause.
@@ -27,8 +28,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..protocol import EeaError, Status, decode_rpc
 from ..store import StoreUnavailable
 from .connections import Connection
+from .dashboard import Dashboard
 from .methods import Api
 from .openrpc import document
+from .stream import PATH as STREAM_PATH
+from .stream import ResultStream
 
 log = logging.getLogger("adytum.listener")
 _encode = msgspec.json.encode
@@ -167,6 +171,8 @@ class Listener:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/openrpc.json", self.openrpc)
         app.router.add_get("/", self.get_root)
+        ResultStream(self.api).add_routes(app)
+        Dashboard(self.api).add_routes(app)
         return app
 
     @web.middleware
@@ -197,7 +203,7 @@ class Listener:
             self.requests.labels("-", str(int(Status.INVALID_PARAMETER))).inc()
             error = EeaError(
                 Status.INVALID_PARAMETER,
-                f"{exc.reason}: {request.method} {request.path[:64]} (the API is POST /; GET /openrpc.json, /metrics)",
+                f"{exc.reason}: {request.method} {request.path[:64]} (the API is POST /; GET /openrpc.json, /metrics, /results, /ui)",
                 {"httpStatus": exc.status},
             )
             return _reply(None, error=error, status=exc.status)
@@ -213,7 +219,7 @@ class Listener:
                     f"Host {host[:64]!r} is not served here (adytum up --allow-host NAME allows a name)",
                 ),
             )
-        if self.api_token and request.method == "POST":
+        if self.api_token and (request.method == "POST" or request.path == STREAM_PATH):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_token):
                 raise _Refused(

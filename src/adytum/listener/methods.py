@@ -36,6 +36,11 @@ class Api:
     registry: Registry
     receipts: Receipts
     max_pending: int
+    #: Why a notifyUri may not be notified (None: it may); None: notifications are off, notifyUri is ignored.
+    notify_refusal: Callable[[str], str | None] | None = None
+    #: What the dashboard shows of the node beyond the store and the ports: the worker's identity and
+    #: attestation verdict, the chain it follows (None: nothing more).
+    about: Callable[[], dict[str, Any]] | None = None
 
     def table(self) -> dict[str, Callable[[bytes], Awaitable[Any]]]:
         return {
@@ -74,9 +79,21 @@ class Api:
         if self.dispatch.pending >= self.max_pending:
             raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
         receipt = node_receipt(p, wo_id, worker_id) if self.receipts.enabled else None
+        notify_uri = p.notify_uri.strip()
+        if "://" not in notify_uri or self.notify_refusal is None:
+            notify_uri = ""  # Avalon's clients send placeholders (" ", "notifyuri"): only a URL asks to be notified
+        elif (refusal := self.notify_refusal(notify_uri)) is not None:
+            raise EeaError(Status.INVALID_PARAMETER, refusal)
         owner = self.dispatch.reserve()  # claimed as it is stored when an enclave has room: no claim, no read back
         order = NewOrder(
-            wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt=receipt, owner=owner
+            wo_id,
+            worker_id,
+            canonical(p.requester_id),
+            p.requester_nonce.lower(),
+            raw,
+            receipt=receipt,
+            owner=owner,
+            notify_uri=notify_uri,
         )
         try:
             await self.committer.run(Store.insert_order, order)

@@ -48,8 +48,9 @@ class KeyOps(Protocol):
     def worker_id(self) -> str:
         """The worker this node hosts."""
 
-    async def rotate(self) -> None:
-        """A new encryption key, provisioned to every enclave, attested and published before this returns."""
+    async def rotate(self, signing: bool = False) -> None:
+        """A new encryption key (`signing`: and signing key, handed over to by the old one), provisioned to
+        every enclave, attested and published before this returns."""
 
     async def refresh(self) -> None:
         """Provision the enclaves again and publish a freshly attested record."""

@@ -151,7 +151,7 @@ class Registry:
         p = await self._operator(raw, RotateParams, "EncryptionKeyRotate")
         worker_id = self._hosted(p.workerId or self.keys.worker_id, "EncryptionKeyRotate")
         try:
-            await self.keys.rotate()
+            await self.keys.rotate(signing=p.signingKey)
         except Exception as exc:
             raise EeaError(RegistryStatus.UNKNOWN_ERROR, f"key rotation failed: {exc}") from None
         return _key_reply(worker_id, self._published_keys(worker_id))

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import msgspec
 
@@ -74,6 +75,8 @@ class Dispatcher:
         self._conflicts: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
         self._tasks: list[asyncio.Task[None]] = []
+        #: Called with the id of each order this node answered, once the answer is stored (the notifier's wake).
+        self.answer_hooks: list[Callable[[str], None]] = []
 
     @property
     def pending(self) -> int:
@@ -337,6 +340,8 @@ class Dispatcher:
             return
         self.completed += 1
         self._deliver(work_order_id, outcome)
+        for hook in self.answer_hooks:
+            hook(work_order_id)
 
     def _receipt_update(self, work_order_id: str, outcome: Outcome, reply: Processed | None) -> NewReceiptUpdate | None:
         """The worker's signed update from the enclave's answer; else, for a failure, the node's unsigned one."""

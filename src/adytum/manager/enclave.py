@@ -37,6 +37,12 @@ RESTART_BACKOFF = (0.1, 5.0)  # seconds: the first pause before a restart, and t
 STABLE_AFTER = 60.0  # seconds served after which a death counts as the first of a new streak
 
 
+def succeeds(ident: Identity, verifying_key: str) -> bool:
+    """Whether `ident` signs with `verifying_key` or a key that key handed over to (its chain names it;
+    the chain's signatures are the enclave's own work, checked by requesters in `client.worker`)."""
+    return verifying_key in (ident.verifying_key, *(h.previous_key for h in ident.handovers))
+
+
 @dataclass
 class Restarts:
     """When to restart an enclave: each restart in a row waits twice as long as the one before
@@ -166,7 +172,7 @@ class EnclaveProcess:
         self._starting = True
         try:
             ident = await asyncio.wait_for(self._introduce(), timeout=120)
-            if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
+            if self.identity is not None and not succeeds(ident, self.identity.verifying_key):
                 raise EnclaveStartError(f"{self.name} came back with a different signing key")
             if self.admit is not None:
                 self.admit(ident)
@@ -230,9 +236,12 @@ class EnclaveProcess:
             )
         return reply
 
-    async def rotate_keys(self) -> Identity:
-        """Key manager: make, seal and return a new worker encryption key (the previous one is kept)."""
-        reply = await self._request(lambda seq: RotateKey(seq=seq), "a key rotation")
+    async def rotate_keys(self, history_seconds: float, new_signing: bool = False) -> Identity:
+        """Key manager: make, seal and return a new worker encryption key (previous keys serve
+        `history_seconds` after their retirement); `new_signing`: a new signing key too, handed over to."""
+        reply = await self._request(
+            lambda seq: RotateKey(seq=seq, history_seconds=history_seconds, new_signing=new_signing), "a key rotation"
+        )
         if not isinstance(reply, Identity):
             raise RuntimeError(f"{self.name}: {getattr(reply, 'message', 'unexpected reply')}")
         self.identity = reply
@@ -282,6 +291,19 @@ class EnclaveProcess:
         """Return when the current process has exited (at once if there is none)."""
         if self._proc is not None:
             await self._proc.wait()
+
+    async def keep_alive(self) -> None:
+        """Restart this enclave as soon as its process dies, idle or not (not at the next request that needs
+        it): a key manager unseals the same keys, a work-order enclave is provisioned again. Runs until
+        cancelled; `ensure_running` backs off between failed starts and logs each one."""
+        while True:
+            await self.wait_exit()
+            try:
+                await self.ensure_running()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep watching; the next turn tries again after the backoff
+                log.error("enclave %s did not come back: %s; retrying", self.name, exc)
 
     def kill(self) -> None:
         if self._proc and self._proc.returncode is None:

@@ -41,9 +41,11 @@ class KeyRotation:
     def worker_id(self) -> str:
         return self.config.worker_id
 
-    async def rotate(self) -> None:
+    async def rotate(self, signing: bool = False) -> None:
         """A new worker encryption key at the key manager, provisioned to every enclave, re-attested and
-        published. Orders already encrypted to the previous key still complete; the one before that is gone."""
+        published. Orders already encrypted to a previous key still complete for `key_history_seconds` after
+        its rotation; older keys are deleted. `signing`: a new signing key too, which the old one hands over
+        to (the record carries the chain)."""
         self._refuse_without_enclaves()
         if not isinstance(self.kme, LocalKeyManager):
             raise EnclaveStartError(
@@ -51,9 +53,10 @@ class KeyRotation:
                 "rotate the key there (this node picks it up at its next refresh)"
             )
         async with self._change:
-            await self.kme.rotate()
+            await self.kme.rotate(self.config.key_history_seconds, new_signing=signing)
             ident = await self._reprovision()
-            log.info("worker encryption key rotated (nonce %s)", ident.encryption_key_nonce)
+            what = "signing and encryption keys" if signing else "encryption key"
+            log.info("worker %s rotated (nonce %s)", what, ident.encryption_key_nonce)
 
     async def refresh(self) -> None:
         """Provision every enclave again (picking up keys rotated at the key manager), re-attest and
@@ -90,7 +93,10 @@ class KeyRotation:
         """On an enclave's admission: keys newer than the published ones (rotated at the key manager, e.g.
         by the node whose key manager this one joined) get provisioned to every enclave and published."""
         published = self.publisher.identity
-        if published is None or ident.encryption_key == published.encryption_key or self._change.locked():
+        if published is None:
+            return
+        same = (ident.verifying_key, ident.encryption_key) == (published.verifying_key, published.encryption_key)
+        if same or self._change.locked():
             return
         log.info(
             "an enclave holds a newer encryption key (nonce %s); re-provisioning the pool", ident.encryption_key_nonce
@@ -114,7 +120,10 @@ class KeyRotation:
         if not serving:
             raise EnclaveDied("no enclave is running")
         identities = [await self.provision(e) for e in serving]  # the new key is held before it is published
-        if any(i.encryption_key != identities[0].encryption_key for i in identities):
+        if any(
+            (i.verifying_key, i.encryption_key) != (identities[0].verifying_key, identities[0].encryption_key)
+            for i in identities
+        ):
             raise EnclaveStartError("enclaves did not all take the key manager's current keys")
         await self.publisher.publish(identities[0])
         return identities[0]

@@ -110,14 +110,21 @@ class Manager:
             if not self.data.policy.exists():  # first start: this build is the worker's
                 self.data.allow_build(measure_work_order_build(self.data.path).mr_enclave.hex())
             self.data.allowed_builds()  # a malformed policy stops the start, naming the file
-            await self.kme.start()
-            self._tasks.append(asyncio.create_task(self.kme.keep_alive(), name="kme-watch"))
+            if self.config.kme_predecessor:
+                await self._succeed(self.kme)
+            else:
+                await self.kme.start()
+            self._tasks.append(asyncio.create_task(self.kme.process.keep_alive(), name="kme-watch"))
+        else:
+            self._tasks.append(asyncio.create_task(self.kme.watch(), name="kme-probe"))
         if self.kme_server:
             await self.kme_server.start()
         identities = await asyncio.gather(*(e.start() for e in self.enclaves))  # each provisioned and admitted
         if any(i.encryption_key != identities[0].encryption_key for i in identities):
             raise EnclaveStartError("enclaves of one worker disagree on its keys")
         await self.publisher.publish(identities[0])  # with the evidence of its admission
+        for enclave in self.enclaves:  # a dead enclave comes back at once, not when an order needs it
+            self._tasks.append(asyncio.create_task(enclave.keep_alive(), name=f"{enclave.name}-watch"))
         self._tasks.append(asyncio.create_task(self.keys.renew_forever(), name="attestation-refresh"))
 
     async def stop(self) -> None:
@@ -141,6 +148,43 @@ class Manager:
         worker's. Keys newer than the published ones (rotated at the key manager) get published."""
         self.publisher.admit(ident)
         self.keys.catch_up(ident)
+
+    async def _succeed(self, kme: LocalKeyManager) -> None:
+        """Start the key manager so that, if its build cannot unseal the worker's keys, the build that sealed
+        them (`kme_predecessor`) hands them over first; later restarts are plain ones."""
+        process = kme.process
+        plain = process.extra_args
+        process.provision, process.extra_args = self._take_over, (*plain, "--succeed")
+        try:
+            await kme.start()
+        finally:
+            process.provision, process.extra_args = None, plain
+
+    async def _take_over(self, successor: EnclaveProcess) -> Identity:
+        first = await successor.provision_step()
+        if isinstance(first, Identity):  # this build holds the keys already (an upgrade done before)
+            return first
+        assert isinstance(self.kme, LocalKeyManager)
+        log.info(
+            "this key-manager build cannot unseal the worker's keys: taking them from %s", self.config.kme_predecessor
+        )
+        predecessor = LocalKeyManager(
+            EnclaveProcess(
+                "kme-predecessor",
+                self.config.data_dir,
+                self.config.worker_id,
+                role="kme",
+                admit=self.publisher.admit_key_manager,
+                executable=self.config.kme_predecessor,
+            ),
+            self.attestation,
+            self.kme.anchor,
+        )
+        await predecessor.start()
+        try:
+            return await provision(successor, predecessor, self.attestation, offer=first)
+        finally:
+            await predecessor.stop()
 
     async def _provision(self, enclave: EnclaveProcess) -> Identity:
         return await provision(enclave, self.kme, self.attestation)

@@ -29,6 +29,8 @@ from .evidence import AttestationService
 from .relay import Relay, parse_address, read_relay, write_relay
 
 log = logging.getLogger("adytum.pool")
+#: Seconds between a joined node's probes of the key manager it joined.
+PROBE_SECONDS = 5.0
 
 
 class KeyManagerLink(Protocol):
@@ -39,11 +41,15 @@ class KeyManagerLink(Protocol):
     def status(self) -> KeyManagerStatus: ...
 
 
-async def provision(wpe: EnclaveProcess, kme: KeyManagerLink, attestation: AttestationService) -> Identity:
-    """Run one handshake between a work-order enclave and the key manager; return the WPE's identity."""
-    offer = await wpe.provision_step()
-    if not isinstance(offer, Provision):
+async def provision(
+    wpe: EnclaveProcess, kme: KeyManagerLink, attestation: AttestationService, offer: Provision | None = None
+) -> Identity:
+    """Run one handshake between a work-order enclave (or a key manager's successor build) and the key manager;
+    return the enclave's identity. `offer`: the enclave's first step, if the caller asked for it already."""
+    first = offer or await wpe.provision_step()
+    if not isinstance(first, Provision):
         raise ProvisioningRefused(f"{wpe.name} answered a new handshake with its identity, not an offer")
+    offer = first
     challenge = await kme.exchange(offer.body)
     response = await wpe.provision_step(challenge.body, challenge.proof_type, challenge.proof)
     assert isinstance(response, Provision)
@@ -136,20 +142,9 @@ class LocalKeyManager:
             peer.proof_type, peer.proof = self.attestation.proof_data_type, self._evidence[1]
         return peer
 
-    async def rotate(self) -> Identity:
+    async def rotate(self, history_seconds: float, new_signing: bool = False) -> Identity:
         await self.process.ensure_running()
-        return await self.process.rotate_keys()
-
-    async def keep_alive(self) -> None:
-        """Restart the key manager as soon as it dies: it unseals the same keys; enclaves keep serving."""
-        while True:
-            await self.process.wait_exit()
-            try:
-                await self.process.ensure_running()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep watching; ensure_running backs off between attempts
-                log.error("the key manager did not come back: %s; retrying", exc)
+        return await self.process.rotate_keys(history_seconds, new_signing)
 
     def status(self) -> KeyManagerStatus:
         p, ident = self.process, self.process.identity
@@ -168,23 +163,51 @@ class LocalKeyManager:
 
 
 class RemoteKeyManager:
-    """Another node's key manager, over TCP. Unreachable is retryable (EnclaveDied); refused is not."""
+    """Another node's key manager, over TCP. Unreachable is retryable (EnclaveDied); refused is not.
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    Whether it is reachable is what the last contact showed: a provisioning step, a counter request, or the
+    probe `watch` sends every `probe_seconds`, so that an idle node notices the key manager went away
+    (and came back) without an order needing it."""
+
+    def __init__(self, address: str, timeout: float = 30.0, probe_seconds: float = PROBE_SECONDS) -> None:
         self.host, self.port = parse_address(address)
         self.timeout = timeout
+        self.probe_seconds = probe_seconds
         self.provisioned = 0
         self.reachable: bool | None = None
+        self.last_error = ""  # why the last contact failed
+
+    async def watch(self) -> None:
+        """Probe the key manager every `probe_seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(self.probe_seconds)
+            await self.probe()
+
+    async def probe(self) -> bool:
+        """Ask the key manager's node whether its key manager serves; record and return the answer."""
+        try:
+            reply = await asyncio.wait_for(self._call(Relay(kind="status")), self.timeout)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
+            return self._contact(f"unreachable: {exc or type(exc).__name__}")
+        return self._contact(reply.error)
+
+    def _contact(self, error: str) -> bool:
+        if error and self.reachable is not False:
+            log.warning("key manager at %s:%d %s", self.host, self.port, error)
+        elif not error and self.reachable is False:
+            log.info("key manager at %s:%d is reachable again", self.host, self.port)
+        self.reachable, self.last_error = not error, error
+        return self.reachable
 
     async def exchange(self, body: bytes, proof_type: str = "", proof: str = "") -> Relay:
         try:
             reply = await asyncio.wait_for(self._call(Relay(body, proof_type, proof)), self.timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
-            self.reachable = False
+            self._contact(f"unreachable: {exc or type(exc).__name__}")
             raise EnclaveDied(
                 f"key manager at {self.host}:{self.port} unreachable: {exc or type(exc).__name__}"
             ) from None
-        self.reachable = True
+        self._contact("")
         if reply.error:
             raise ProvisioningRefused(f"key manager at {self.host}:{self.port} refused: {reply.error}")
         if not reply.proof:
@@ -195,11 +218,11 @@ class RemoteKeyManager:
         try:
             reply = await asyncio.wait_for(self._call(Relay(body, kind="counters")), self.timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, msgspec.DecodeError, ValueError) as exc:
-            self.reachable = False
+            self._contact(f"unreachable: {exc or type(exc).__name__}")
             raise EnclaveDied(
                 f"key manager at {self.host}:{self.port} unreachable: {exc or type(exc).__name__}"
             ) from None
-        self.reachable = True
+        self._contact("")
         if reply.error:
             raise EnclaveDied(f"key manager at {self.host}:{self.port} refused a counter request: {reply.error}")
         return reply.body
@@ -272,6 +295,9 @@ class KeyManagerServer:
                 if request.kind == "witness":
                     await write_relay(writer, await self._witness(request.body))
                     continue
+                if request.kind == "status":
+                    await write_relay(writer, self._status())
+                    continue
                 if request.kind:
                     await write_relay(writer, Relay(error=f"unknown request kind {request.kind[:32]!r}"))
                     continue
@@ -293,6 +319,11 @@ class KeyManagerServer:
             log.warning("provisioning connection from %s dropped: %s", peer, exc or type(exc).__name__)
         finally:
             writer.close()
+
+    def _status(self) -> Relay:
+        """A joined node's probe: answered empty while the key manager serves, else with its state."""
+        state = self.kme.status().state
+        return Relay() if state == "running" else Relay(error=f"the key manager is {state}")
 
     async def _witness(self, body: bytes) -> Relay:
         try:

@@ -20,9 +20,18 @@ from ..attestation.verify import verify_worker_evidence
 from ..channel import Identity
 from ..config import ManagerConfig
 from ..crypto import KeySuite
-from ..protocol import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
+from ..protocol import (
+    PreviousEncryptionKey,
+    SigningKeyHandover,
+    WorkerDetails,
+    WorkerRecord,
+    WorkerStatus,
+    WorkerType,
+    WorkerTypeData,
+)
 from ..store import GroupCommit, Store, WorkerRow
 from .anchor import describe as describe_anchor
+from .enclave import succeeds
 from .errors import EnclaveStartError
 from .evidence import AttestationService
 
@@ -53,7 +62,7 @@ class Publisher:
         """A work-order enclave's start or restart: its evidence must verify under this node's policy and
         its signing key be the published worker's. Raises EnclaveStartError to keep it out of service."""
         proof = self._attest(ident, registered=True)
-        if self.identity is not None and ident.verifying_key != self.identity.verifying_key:
+        if self.identity is not None and not succeeds(ident, self.identity.verifying_key):
             raise EnclaveStartError("enclave holds another worker identity than the one published")
         self._admitted[ident.quote] = proof
         while len(self._admitted) > _ADMITTED_KEPT:
@@ -90,6 +99,13 @@ class Publisher:
                     proof_data=proof,
                     encryption_key_get_signature=ident.key_get_signature,
                     rollback_protection=describe_anchor(self.config),
+                    previous_encryption_keys=[
+                        PreviousEncryptionKey(p.encryption_key, p.nonce, p.retired_at, p.until)
+                        for p in ident.previous_keys
+                    ],
+                    signing_key_handovers=[
+                        SigningKeyHandover(h.previous_key, h.next_key, h.signature) for h in ident.handovers
+                    ],
                     hpke_encryption_keys=ident.hpke_keys,
                 ),
             ),

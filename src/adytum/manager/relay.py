@@ -18,7 +18,8 @@ _LEN = struct.Struct(">I")
 class Relay(msgspec.Struct, forbid_unknown_fields=True):
     """One message between hosts: the body, the sender's evidence, or why it was refused. `kind` "": a
     provisioning step; "counters": a work-order enclave's sealed counter request (`enclave/counters.py`);
-    "witness": another key manager's record to hold, or its question what is held (`enclave/anchor.py`)."""
+    "witness": another key manager's record to hold, or its question what is held (`enclave/anchor.py`);
+    "status": a joined node's probe whether the key manager serves (answered empty, or with why not)."""
 
     body: bytes = b""
     proof_type: str = ""

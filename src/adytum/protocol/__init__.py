@@ -6,6 +6,7 @@ from .hashing import (
     encryption_key_digest,
     encryption_key_get_digest,
     items_hash,
+    key_handover_digest,
     request_hash,
     response_hash,
     session_key_info,
@@ -43,12 +44,22 @@ from .registry import (
     UpdateParams,
     WorkerIdParams,
 )
-from .worker import WorkerDetails, WorkerRecord, WorkerStatus, WorkerType, WorkerTypeData
+from .worker import (
+    PreviousEncryptionKey,
+    SigningKeyHandover,
+    WorkerDetails,
+    WorkerRecord,
+    WorkerStatus,
+    WorkerType,
+    WorkerTypeData,
+)
 
 __all__ = [
     "EnclaveStatus",
     "KeyManagerStatus",
     "PoolStatus",
+    "PreviousEncryptionKey",
+    "SigningKeyHandover",
     "WorkerDetails",
     "WorkerRecord",
     "WorkerStatus",
@@ -84,6 +95,7 @@ __all__ = [
     "encryption_key_digest",
     "encryption_key_get_digest",
     "items_hash",
+    "key_handover_digest",
     "reason",
     "request_hash",
     "session_key_info",

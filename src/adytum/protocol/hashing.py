@@ -61,3 +61,17 @@ def encryption_key_get_digest(worker_id: str, encryption_key_pem: str, nonce: st
     """What an EncryptionKeyGet answer's `signature` signs (EEA v1.1: worker id, key, nonce and tag).
     Avalon returned this bare hash as the "signature"; adytum signs it with the worker's key."""
     return sha256(worker_id.encode() + encryption_key_pem.encode() + nonce.encode() + tag.encode())
+
+
+def key_handover_digest(worker_id: str, index: int, previous_key_pem: str, next_key_pem: str) -> bytes:
+    """What the worker's previous signing key signs to hand over to the next (adytum extension): the
+    worker id, the handover's place in the chain (0: from the worker's first key) and both keys' PEM."""
+    return sha256(
+        b"adytum-signing-key-handover/1\0"
+        + worker_id.lower().encode()
+        + b"\0"
+        + index.to_bytes(8, "big")
+        + previous_key_pem.strip().encode()
+        + b"\0"
+        + next_key_pem.strip().encode()
+    )

@@ -93,6 +93,13 @@ class RotateParams(msgspec.Struct, forbid_unknown_fields=True):
     operatorNonce: OperatorNonce
     operatorSignature: OperatorSignature
     workerId: Annotated[HexId | None, Meta(description="default: the worker this node hosts")] = None
+    signingKey: Annotated[
+        bool,
+        Meta(
+            description="adytum extension: rotate the signing key too; the old key signs a handover to the "
+            "new one, listed in the record's signingKeyHandovers"
+        ),
+    ] = False
 
 
 class KeyGetParams(msgspec.Struct, forbid_unknown_fields=True):

@@ -27,6 +27,26 @@ class WorkerType(IntEnum):
     ZK = 3
 
 
+class PreviousEncryptionKey(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    """adytum extension: a previous encryption key the worker still decrypts orders with, as the node states
+    it (attested in the earlier record that published it, not in this one). Times: seconds since the epoch."""
+
+    encryption_key: str
+    encryption_key_nonce: str
+    retired_at: float
+    serves_until: float
+
+
+class SigningKeyHandover(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    """adytum extension: the worker's signing key `previous_key` handing over to `next_key`, signed (base64
+    DER) by the previous key over `protocol.key_handover_digest`. A record lists the whole chain, from the
+    worker's first key to its current `verificationKey`, so that whoever trusted any key on it can follow."""
+
+    previous_key: str
+    next_key: str
+    signature: str
+
+
 class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
     """The worker's public keys and the attestation evidence that binds them."""
 
@@ -42,6 +62,10 @@ class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False
     #: adytum extension, as the node states it: where the key manager's counters are anchored off the host, or
     #: that a rollback of the whole host cannot be detected (docs/freshness.md)
     rollback_protection: str = ""
+    #: adytum extension: the encryption keys rotated out that still serve, newest first
+    previous_encryption_keys: list[PreviousEncryptionKey] = []
+    #: adytum extension: how the signing key came to be the current one (empty: it is the worker's first)
+    signing_key_handovers: list[SigningKeyHandover] = []
     #: adytum extension: the worker's HPKE public keys, suite name (`crypto.KeySuite`) -> hex; bound into the
     #: attestation's report data with the other keys (`attestation.report_data_for`)
     hpke_encryption_keys: dict[str, str] = {}

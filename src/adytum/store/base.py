@@ -32,6 +32,7 @@ from ..protocol.receipts import (
     decode_event,
     encode_event,
 )
+from . import outbox
 from .records import (
     Duplicate,
     ItemWrite,
@@ -218,6 +219,8 @@ class Store:
             )
         if o.receipt is not None:
             self._put_receipt(o.receipt, now)
+        if o.notify_uri:
+            outbox.add(self, o.work_order_id, o.notify_uri, now)
 
     # -- claims: which node runs which order -----------------------------------------------------------
 
@@ -481,6 +484,7 @@ class Store:
         ).fetchall()
         for work_order_id, has_receipt in rows:
             self.db.execute("DELETE FROM responses WHERE work_order_id = ?", (work_order_id,))
+            self.db.execute("DELETE FROM notifications WHERE work_order_id = ?", (work_order_id,))
             if has_receipt:
                 self.db.execute("UPDATE work_orders SET params = ? WHERE work_order_id = ?", (b"", work_order_id))
             else:

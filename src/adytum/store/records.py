@@ -97,6 +97,7 @@ class NewOrder:
     params: bytes
     receipt: NewReceipt | None = None  # the node's receipt: stored, with its leaf, in the same transition
     owner: str | None = None  # the node that claims it as it is stored (it had room, and nothing older waited)
+    notify_uri: str = ""  # where to POST a notification once answered: its outbox row goes in with the order
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,18 @@ CREATE TABLE IF NOT EXISTS nodes (
 CREATE INDEX IF NOT EXISTS responses_completed ON responses (completed_at);
 """
 
+_NOTIFICATIONS = """
+CREATE TABLE IF NOT EXISTS notifications (
+    work_order_id  TEXT PRIMARY KEY,
+    uri            TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('waiting', 'delivered', 'refused', 'abandoned')),
+    attempts       INTEGER NOT NULL,
+    next_at        {real} NOT NULL,
+    last_error     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_at);
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -135,5 +147,6 @@ class Migration:
 MIGRATIONS = (
     Migration(1, "workers, orders, schedule, responses, state, receipts and their ledger", _SCHEMA),
     Migration(2, "claims: many nodes on one store, each order claimed by one node under a lease", _CLAIMS),
+    Migration(3, "notifications: the outbox of result notifications to requesters' notifyUri", _NOTIFICATIONS),
 )
 LATEST = MIGRATIONS[-1].version
