@@ -22,7 +22,7 @@ import msgspec
 from .. import crypto, operator
 from ..config import DEFAULT_PORT
 from ..errors import AdytumError
-from ..protocol import EeaError, Status, encode, encryption_key_get_digest
+from ..protocol import EeaError, Status, WorkerStatus, encode, encryption_key_get_digest
 from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .receipt import VerifiedReceipt, verify_receipt_document
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
@@ -133,18 +133,33 @@ class AsyncClient:
         return list((await self.call("WorkerLookUp", filters))["ids"])
 
     async def worker(self, worker_id: str | None = None) -> WorkerInfo:
-        """The worker (the first one looked up if no id is given), its keys and attestation verified."""
+        """The worker (if no id is given, the one the node hosts: `hosted_worker_id`), its keys and attestation
+        verified."""
         if worker_id is None:
-            ids = await self.worker_ids()
-            if not ids:
-                raise EeaError(Status.INVALID_PARAMETER, f"no worker is registered at {self.uri}")
-            worker_id = ids[0]
+            worker_id = await self.hosted_worker_id()
         if worker_id not in self._workers:
             record = await self.call("WorkerRetrieve", {"workerId": worker_id})
             info = WorkerInfo.verified(worker_id, record, self.trust)
             require_active(info)
             self._workers[worker_id] = info
         return self._workers[worker_id]
+
+    async def hosted_worker_id(self) -> str:
+        """The worker this node runs orders for, as its PoolStatus says. A registry also lists workers hosted
+        elsewhere or decommissioned; from a node without PoolStatus (Avalon), the first listed worker that is
+        active and whose record carries signed keys."""
+        try:
+            return str((await self.call("PoolStatus", {}))["workerId"])
+        except EeaError:
+            pass
+        for worker_id in await self.worker_ids():
+            try:
+                info = WorkerInfo.from_record(worker_id, await self.call("WorkerRetrieve", {"workerId": worker_id}))
+            except (UntrustedWorker, EeaError):
+                continue
+            if info.status == WorkerStatus.ACTIVE:
+                return info.worker_id
+        raise EeaError(Status.INVALID_PARAMETER, f"no active worker with published keys is registered at {self.uri}")
 
     def forget(self, worker_id: str) -> None:
         """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""
