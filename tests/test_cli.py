@@ -1,6 +1,7 @@
 """The `adytum` command as a user runs it: real subprocesses against a real node."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -285,3 +286,21 @@ def test_store_migrate_and_status_on_both_backends(tmp_path, pg_url):
         assert again["applied"] == []
         status = json.loads(adytum("store", "status", *where, "--json").stdout)
         assert (status["schema_version"], status["scheduled"], status["done"]) == (LATEST, 0, 0)
+
+
+def test_tables_and_lines_are_not_cut_at_80_columns_when_piped():
+    code = (
+        "from rich.table import Table\n"
+        "from adytum.cli.output import console, fail\n"
+        "table = Table(title='workers')\n"
+        "table.add_column('worker id')\n"
+        "table.add_row('ab' * 64)\n"
+        "console.print(table)\n"
+        "fail('a message ' * 20, as_json=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # pytest hands its children COLUMNS=80
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert "ab" * 64 in out.stdout
+    assert out.stderr.count("\n") == 1 and "a message " * 19 in out.stderr
+    narrow = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "COLUMNS": "40"})
+    assert "ab" * 64 not in narrow.stdout  # an explicit COLUMNS is still obeyed

@@ -22,7 +22,7 @@ import msgspec
 from .. import crypto, operator
 from ..config import DEFAULT_PORT
 from ..errors import AdytumError
-from ..protocol import EeaError, Status, WorkerStatus, encode, encryption_key_get_digest
+from ..protocol import EeaError, Status, encode, encryption_key_get_digest
 from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .receipt import VerifiedReceipt, verify_receipt_document
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
@@ -145,21 +145,15 @@ class AsyncClient:
         return self._workers[worker_id]
 
     async def hosted_worker_id(self) -> str:
-        """The worker this node runs orders for, as its PoolStatus says. A registry also lists workers hosted
-        elsewhere or decommissioned; from a node without PoolStatus (Avalon), the first listed worker that is
-        active and whose record carries signed keys."""
+        """The worker this node runs orders for, as its PoolStatus says: a registry may also list workers that
+        are hosted elsewhere or decommissioned, so the first id WorkerLookUp returns is no answer."""
         try:
             return str((await self.call("PoolStatus", {}))["workerId"])
-        except EeaError:
-            pass
-        for worker_id in await self.worker_ids():
-            try:
-                info = WorkerInfo.from_record(worker_id, await self.call("WorkerRetrieve", {"workerId": worker_id}))
-            except (UntrustedWorker, EeaError):
-                continue
-            if info.status == WorkerStatus.ACTIVE:
-                return info.worker_id
-        raise EeaError(Status.INVALID_PARAMETER, f"no active worker with published keys is registered at {self.uri}")
+        except (EeaError, KeyError, TypeError) as exc:
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"cannot tell which worker {self.uri} hosts (PoolStatus: {exc}); give the worker id",
+            ) from None
 
     def forget(self, worker_id: str) -> None:
         """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""
