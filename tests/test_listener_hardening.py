@@ -236,7 +236,8 @@ LOOKUP = rpc_body("WorkerLookUp", {})
 def test_every_malformed_request_gets_a_json_rpc_error(node, listener_log, data, status, code, words):
     got_status, reply = exchange(node.url, data)
     assert got_status == status and reply["jsonrpc"] == "2.0"
-    assert reply["error"]["code"] == code and words.lower() in reply["error"]["message"].lower()
+    eea_code = reply["error"]["data"]["eeaCode"] if reply["error"]["code"] < 0 else reply["error"]["code"]
+    assert eea_code == code and words.lower() in reply["error"]["message"].lower()  # a JSON-RPC code maps to EEA's
     assert lookup_works(node.url)
     no_tracebacks(listener_log)
     assert listener_log.records, "a refusal gets one log line"

@@ -12,7 +12,7 @@ import pytest
 
 from adytum import operator
 from adytum.listener.openrpc import METHODS, SCHEMAS, document
-from adytum.protocol import EncryptionKey, LookUpPage, PoolStatus, WorkerRecord, WorkerStatus
+from adytum.protocol import EncryptionKey, LookUpPage, PoolStatus, RpcCode, WorkerRecord, WorkerStatus
 from adytum.protocol.receipts import ReceiptLookUpPage, TreeHead
 
 OPERATOR_FIELDS = {"operatorNonce", "operatorSignature"}
@@ -163,3 +163,24 @@ def test_strict_ordering_is_documented_as_an_extension_of_work_order_submit():
         and "adytum-strict-order/1" in (param["schema"]["description"])
     )
     assert "requesterSequence" in submit["summary"]
+
+
+def test_the_envelope_errors_are_described_as_the_listener_answers_them(node, doc):
+    errors = doc["components"]["errors"]
+    assert {e["code"] for e in errors.values()} == {int(code) for code in RpcCode}
+    for body, name in (
+        ({"jsonrpc": "2.0", "id": 1, "method": "NoSuchMethod"}, "MethodNotFound"),
+        ({"jsonrpc": "2.0", "id": 1}, "InvalidRequest"),
+    ):
+        reply = rpc_body(node.url, json.dumps(body).encode())
+        assert reply["error"]["code"] == errors[name]["code"] and reply["error"]["data"] == errors[name]["data"]
+    assert rpc_body(node.url, b"{")["error"]["code"] == errors["ParseError"]["code"]
+
+
+def rpc_body(url: str, body: bytes) -> dict[str, Any]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/", body, {"Content-Type": "application/json"})
+    reply = json.loads(conn.getresponse().read())
+    conn.close()
+    return reply

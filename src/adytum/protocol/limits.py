@@ -29,3 +29,5 @@ MAX_DATA_BYTES = MAX_DATA // 4 * 3 - 16
 MAX_RESULT_BYTES = 2 * MAX_DATA_BYTES
 #: inData and outData items per work order.
 MAX_ITEMS = 256
+#: Requests in one JSON-RPC batch (the body limit bounds the batch's bytes, as it bounds a single request).
+MAX_BATCH = 100
