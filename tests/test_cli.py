@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def adytum(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -175,6 +176,16 @@ def test_demo_runs_every_builtin_workload(tmp_path):
     assert outputs["simple-wallet"] == ["WALLET RESULT: bob::30"]  # state kept between orders
     assert json.loads(outputs["hospital-records"][0])["score"] == 30
     assert outputs["heart-disease-eval"][0].startswith("You have a 91% risk")
+    vision = json.loads(out.stdout)["results"][9]  # the test extra has OpenCV and scikit-image
+    assert vision["workload"] == "redact-image" and json.loads(vision["outputs"][1])["counts"] == {"faces": 1}
+    assert Path(vision["outputs"][0]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_demo_shows_each_input_item_on_its_own(tmp_path):
+    out = adytum("demo", "--data-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "simple-wallet(['deposit alice 100', 'transfer alice bob 30'])" in text and " | " not in text
 
 
 def test_attestation_verify_through_the_main_command(sgx_vectors):
@@ -225,7 +236,7 @@ def test_measure_matches_what_the_running_enclave_attests(node):
 
 
 def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path):
-    key = tmp_path / "me.pem"
+    key = tmp_path / "keys" / "me.pem"  # the directory is made too, private (as for ~/.adytum/me.pem)
     common = (
         "submit",
         "--uri",
@@ -240,7 +251,7 @@ def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path
     )
     first = adytum(*common, "--in-data", "deposit cli 7")
     assert first.returncode == 0, first.stderr
-    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and oct(key.parent.stat().st_mode & 0o777) == "0o700"
     second = json.loads(adytum(*common, "--in-data", "balance cli").stdout)
     assert second["outputs"] == ["WALLET RESULT: cli::7"]
     other = adytum(*common[:-3], "--sign", "--json", "--in-data", "balance cli")

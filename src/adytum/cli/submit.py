@@ -24,9 +24,9 @@ def register(sub: Subparsers) -> None:
         epilog="examples:\n  adytum submit --workload hello --in-data world\n"
         "  adytum submit --workload fib --in-data 100 --json\n"
         "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
-        "--requester-key me.pem\n"
+        "--requester-key ~/.adytum/me.pem\n"
         "  adytum submit --workload simple-wallet --in-data 'withdraw alice 3' "
-        "--requester-key me.pem --strict\n"
+        "--requester-key ~/.adytum/me.pem --strict\n"
         "  adytum submit --workload redact-image --in-file photo.jpg --out-file redacted.jpg",
     )
     add_uri(submit)
@@ -213,15 +213,16 @@ def _signer(args: argparse.Namespace) -> SigningKey | None:
     from ..files import write_atomic
 
     if args.requester_key is not None:
-        path = Path(args.requester_key)
+        path = Path(args.requester_key).expanduser()
         if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_atomic(path, SigningKey().private_pem().encode(), exclusive=True, mode=0o600)
         return SigningKey.from_pem(path.read_text())
     return SigningKey() if args.sign else None
 
 
 def _sequence_file(args: argparse.Namespace) -> Path:
-    return Path(args.requester_key + ".sequence")
+    return Path(args.requester_key + ".sequence").expanduser()
 
 
 def _next_sequence(args: argparse.Namespace) -> int:
