@@ -153,6 +153,7 @@ def test_bad_input_is_refused_by_item_and_rule(worker):
         ([b"\xff\xd8\xff\xe0\x00\x10JFIF"], "item 0 is a JPEG without a readable frame header"),
         (["plates", _png_header(100_000, 100_000) + b"\0" * 100], f"item 1 has more than {MAX_PIXELS:,} pixels"),
         ([_png_header(0, 10)], f"item 0 has more than {MAX_PIXELS:,} pixels"),
+        ([_png_header(6000, 6000)] * 3, "more than 100,000,000 pixels together"),
     ]
     for inputs, words in cases:
         assert words in worker.refused(inputs), inputs[:1]
