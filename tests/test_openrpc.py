@@ -14,6 +14,7 @@ from adytum import operator
 from adytum.listener.openrpc import METHODS, SCHEMAS, document
 from adytum.protocol import EncryptionKey, LookUpPage, PoolStatus, RpcCode, WorkerRecord, WorkerStatus
 from adytum.protocol.receipts import ReceiptLookUpPage, TreeHead
+from test_listener import post
 
 OPERATOR_FIELDS = {"operatorNonce", "operatorSignature"}
 
@@ -172,15 +173,6 @@ def test_the_envelope_errors_are_described_as_the_listener_answers_them(node, do
         ({"jsonrpc": "2.0", "id": 1, "method": "NoSuchMethod"}, "MethodNotFound"),
         ({"jsonrpc": "2.0", "id": 1}, "InvalidRequest"),
     ):
-        reply = rpc_body(node.url, json.dumps(body).encode())
+        _, reply = post(node.url, json.dumps(body).encode())
         assert reply["error"]["code"] == errors[name]["code"] and reply["error"]["data"] == errors[name]["data"]
-    assert rpc_body(node.url, b"{")["error"]["code"] == errors["ParseError"]["code"]
-
-
-def rpc_body(url: str, body: bytes) -> dict[str, Any]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    conn.request("POST", "/", body, {"Content-Type": "application/json"})
-    reply = json.loads(conn.getresponse().read())
-    conn.close()
-    return reply
+    assert post(node.url, b"{")[1]["error"]["code"] == errors["ParseError"]["code"]
