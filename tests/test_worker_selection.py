@@ -54,3 +54,16 @@ def test_submit_and_bench_pick_it_and_take_worker_id(crowded):
     assert incomplete.returncode == 1 and "lacks" in incomplete.stdout and "Traceback" not in incomplete.stderr
     hosted = adytum(*bench, "--worker-id", crowded.node.manager.worker_id)
     assert hosted.returncode == 0, hosted.stderr
+
+
+def test_workers_show_and_worker_set_status_default_to_it(crowded):
+    root = ("--uri", crowded.url, "--trust-root", str(crowded.root_pem))
+    shown = adytum("workers", "show", *root, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["workerId"] == crowded.node.manager.worker_id
+    operator_key = ("--uri", crowded.url, "--data-dir", str(crowded.node.config.data_dir))
+    for status, code in (("offline", WorkerStatus.OFF_LINE), ("active", WorkerStatus.ACTIVE)):
+        done = adytum("worker", "set-status", status, *operator_key, "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"ok": True, "workerId": crowded.node.manager.worker_id, "status": code}
+    assert rpc(crowded, "WorkerRetrieve", {"workerId": "00"})["result"]["status"] == WorkerStatus.ACTIVE
