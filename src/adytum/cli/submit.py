@@ -155,7 +155,7 @@ def _print(args: argparse.Namespace, outputs: list[bytes], simulated: bool, sequ
             write_atomic(Path(path), data)
     except OSError as exc:
         return fail(f"--out-file: {exc.filename}: {exc.strerror}", as_json=args.json)
-    texts = [o.decode(errors="replace") for o in outputs[len(files) :]]
+    texts = [_text(o) for o in outputs[len(files) :]]
     if args.json:
         extra = {"sequence": sequence} if sequence else {}
         written = {"written": files} if files else {}
@@ -172,7 +172,7 @@ def _print(args: argparse.Namespace, outputs: list[bytes], simulated: bool, sequ
         )
     else:
         for text in texts:
-            console.print(text, markup=False, highlight=False)
+            console.print(text, markup=False, highlight=False, soft_wrap=True)  # outputs are data: never wrapped
     return 0
 
 
@@ -200,6 +200,13 @@ def _run_on_chain(args: argparse.Namespace, trust: Trust, signer: SigningKey | N
     except Exception as exc:  # web3's errors (an RPC node down or erring): one line, never a traceback
         return fail(f"cannot submit through {args.chain}: {exc}", as_json=args.json)
     return _print(args, outputs, _simulated(worker))
+
+
+def _text(output: bytes) -> str:
+    try:
+        return output.decode()
+    except UnicodeDecodeError:
+        return f"<{len(output):,} bytes that are not text: write them to a file with --out-file>"
 
 
 def _simulated(worker: WorkerInfo) -> bool:
