@@ -8,7 +8,6 @@ import json
 import cv2
 import numpy
 import pytest
-import skimage.data
 
 from adytum.client import Client
 from adytum.config import NodeConfig
@@ -21,7 +20,7 @@ from workloads.test_redact_image import photo as sample
 @pytest.fixture(scope="module")
 def big_photo() -> bytes:
     """The astronaut at 3600 x 3600 with sensor-like noise: a 4.6 MB JPEG, 6.2 MB once in base64."""
-    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    astronaut = decode(sample("astronaut.png"))
     big = cv2.resize(astronaut, (3600, 3600), interpolation=cv2.INTER_CUBIC)
     noise = numpy.random.default_rng(7).normal(0, 6, big.shape)
     return jpeg(numpy.clip(big + noise, 0, 255).astype(numpy.uint8))

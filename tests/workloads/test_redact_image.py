@@ -82,7 +82,7 @@ def test_the_astronauts_face_is_found_and_blurred_and_nothing_else_changes(worke
 
 
 def test_a_jpeg_comes_back_as_a_jpeg_without_its_metadata(worker):
-    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    astronaut = decode(photo("astronaut.png"))
     plain = jpeg(astronaut)
     payload = b"Exif\0\0GPS 59.3293N 18.0686E"
     exif = b"\xff\xe1" + struct.pack(">H", 2 + len(payload)) + payload
@@ -124,7 +124,7 @@ def test_several_images_one_report_in_their_order(worker):
 
 def test_a_photograph_of_several_megabytes_is_searched_at_a_bounded_size(worker):
     """3600 x 3600 (a 13-megapixel JPEG of about 4.6 MB): the face is found where it is in the original."""
-    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    astronaut = decode(photo("astronaut.png"))
     big = cv2.resize(astronaut, (3600, 3600), interpolation=cv2.INTER_CUBIC)
     noise = numpy.random.default_rng(7).normal(0, 6, big.shape)
     data = jpeg(numpy.clip(big + noise, 0, 255).astype(numpy.uint8))
