@@ -160,6 +160,9 @@ def test_bench_reports_throughput_and_ratio(node):
     assert report["orders"] == 60 and report["failed"] == 0
     assert report["per_second"] > 0 and report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
     assert 0 < report["ratio_to_bound"]
+    assert report["attestation"] == "simulated"
+    # where the CPU went, per order: the node's own process, its enclaves (from its /metrics), the requesters
+    assert all(report[f"cpu_us_{part}"] > 0 for part in ("node", "enclaves", "requesters"))
 
 
 def test_demo_runs_every_builtin_workload(tmp_path):
@@ -265,6 +268,9 @@ def test_bench_compares_pool_sizes_in_one_run():
     assert [r["enclaves"] for r in report["runs"]] == [1, 2]
     assert all(r["orders"] == 40 and r["failed"] == 0 for r in report["runs"])
     assert report["scaling"] == round(report["runs"][1]["per_second"] / report["runs"][0]["per_second"], 2)
+    stage = report["enclave_stage"]  # the enclaves alone, fed through their channel
+    assert set(stage) == {"1", "2"} and all(rate > 0 for rate in stage.values())
+    assert report["enclave_stage_scaling"] == round(stage["2"] / stage["1"], 2)
     bad = adytum("bench", "--enclaves", "0,x", "--json")
     assert bad.returncode == 1 and "--enclaves" in json.loads(bad.stdout)["error"]
 

@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -173,6 +174,16 @@ def test_get_metrics_and_openrpc(node, client):
     text = conn.getresponse().read().decode()
     assert 'adytum_rpc_requests_total{code="0",method="WorkOrderSubmit"}' in text
     assert "adytum_work_orders_completed_total" in text and 'adytum_enclave_up{enclave="enclave-0"} 1.0' in text
+    # CPU and memory of each process, read from /proc: what `adytum bench` splits per order, and the soak watches
+    usage = {
+        (name, process): float(value)
+        for name, process, value in re.findall(
+            r'^(adytum_cpu_seconds_total|adytum_memory_rss_bytes)\{process="([^"]+)"\} (\S+)$', text, re.M
+        )
+    }
+    for process in ("node", "enclave-0", "kme"):
+        assert usage[("adytum_cpu_seconds_total", process)] > 0
+        assert 10 * 2**20 < usage[("adytum_memory_rss_bytes", process)] < 2**32
     conn.request("GET", "/openrpc.json")
     doc = json.loads(conn.getresponse().read())
     assert doc["openrpc"].startswith("1.") and "WorkOrderSubmit" in {m["name"] for m in doc["methods"]}

@@ -110,6 +110,61 @@ def test_a_dead_nodes_claims_pass_on_and_its_late_answer_is_dropped(any_store, m
     assert store.response(order(1).work_order_id) == Outcome(0, b"on time")
 
 
+def test_an_order_stored_claimed_is_its_owners_alone_and_goes_back_if_it_crashes(any_store, tmp_path):
+    """An order the listener stores already claimed (`NewOrder.owner`: an enclave had room) is never claimed
+    by another node, is answered only by its owner, and is scheduled again when its owner restarts."""
+    store = any_store
+    direct = NewOrder(order(1).work_order_id, WORKER, "bb" * 32, "01", b'{"p":1}', owner="node-a")
+    with store.transaction():
+        store.insert_order(direct)
+        store.insert_order(order(2))
+    assert store.state(direct.work_order_id) == "processing"
+    assert store.backlog(WORKER) == 1
+    with store.transaction():
+        assert store.claim(WORKER, "node-b", 10) == ([order(2).work_order_id], 0)
+        assert store.claimed_by(WORKER, "node-a") == [direct.work_order_id]
+    with store.transaction():
+        assert not store.insert_response(direct.work_order_id, 0, b"not mine", owner="node-b")
+    with store.transaction():
+        assert store.release("node-a") == 1  # node-a starts again after a crash: the order runs again
+    assert store.state(direct.work_order_id) == "scheduled"
+    with store.transaction():
+        assert store.claim(WORKER, "node-b", 10) == ([direct.work_order_id], 0)
+
+
+def test_a_batch_of_claims_alone_commits_without_waiting_for_the_disk(tmp_path):
+    """Claims and heartbeats are volatile (lost in a crash, they cost a re-run); any other transition in the
+    batch makes the whole commit durable again, and the connection goes back to syncing every commit."""
+    seen: list[bool] = []
+
+    class Watched(SqliteStore):
+        def _transaction(self, durable: bool):
+            seen.append(durable)
+            return super()._transaction(durable)
+
+    store = Watched(tmp_path / "s.db")
+    store.migrate()
+    seen.clear()
+
+    async def main() -> None:
+        commit = GroupCommit(store)
+        commit.start()
+        await commit.run(Store.insert_order, order(1))
+        await commit.run(Store.claim, WORKER, "node-a", 5)
+        await commit.run(Store.heartbeat, "node-a", 15.0)
+        await asyncio.gather(
+            commit.submit(Store.claim, WORKER, "node-a", 5), commit.submit(Store.insert_order, order(2))
+        )
+        await commit.stop()
+
+    asyncio.run(main())
+    assert Store.claim.volatile and Store.heartbeat.volatile and not hasattr(Store.insert_order, "volatile")
+    assert seen[:3] == [True, False, False] and seen[-1] is True  # the mixed batch (or its last part) syncs
+    assert store.sqlite.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after a relaxed commit
+    assert store.state(order(1).work_order_id) == "processing"
+    store.close()
+
+
 def test_two_connections_never_claim_one_order_twice(any_store, tmp_path):
     """Two nodes claiming at the same moment: every order is claimed by exactly one of them."""
     store = any_store

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ DEFAULT_PORT = 1947
 DEFAULT_WORKER_NAME = "adytum-worker-1"
 
 
+@functools.lru_cache(maxsize=64)
 def worker_id_from_name(name: str) -> str:
     """Avalon's convention: the worker id is SHA-256 of its configured name."""
     return hashlib.sha256(name.encode()).hexdigest()

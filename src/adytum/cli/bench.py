@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -106,6 +109,13 @@ class Report:
     cores: int
     bound_per_second: float
     ratio_to_bound: float
+    #: CPU time per verified order, in µs, as the node's /metrics and this process count it: the node's own
+    #: process, its enclave processes, and the requesters here (None: the node does not report it).
+    cpu_us_node: float | None = None
+    cpu_us_enclaves: float | None = None
+    cpu_us_requesters: float | None = None
+    #: What the worker's attestation is: "simulated" (no hardware protection), or the hardware's format.
+    attestation: str = ""
 
 
 def crypto_bound(samples: int, workload: str, data: bytes) -> float:
@@ -192,6 +202,8 @@ def measure_node(
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    attestation = evidence_kind(uris[0], trust, args.worker_id)
+    cpu_before, requesters_before = [node_cpu(uri) for uri in uris], own_cpu()
     if args.json:
         latencies, failed, elapsed = asyncio.run(
             drive(uris, trust, args.workload, data, args.n, args.c, None, args.worker_id)
@@ -207,6 +219,8 @@ def measure_node(
             latencies, failed, elapsed = asyncio.run(
                 drive(uris, trust, args.workload, data, args.n, args.c, progress, args.worker_id)
             )
+    requesters_cpu = own_cpu() - requesters_before
+    spent = cpu_spent(cpu_before, [node_cpu(uri) for uri in uris])
     latencies.sort()
     ok = len(latencies)
     cores = os.cpu_count() or 1
@@ -230,9 +244,15 @@ def measure_node(
         cores,
         round(bound, 1),
         round(rate / bound, 3),
+        cpu_us_node=per_order(spent[0], ok),
+        cpu_us_enclaves=per_order(spent[1], ok),
+        cpu_us_requesters=per_order(requesters_cpu, ok),
+        attestation=attestation,
     )
     if not args.json:
-        pool = f" ({enclaves} work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        kind = f"{attestation} " if attestation else ""
+        pool = f" ({enclaves} {kind}work-order enclave{'s' if enclaves != 1 else ''})" if enclaves else ""
+        pool = pool or (f" ({attestation} worker)" if attestation else "")
         if nodes:
             pool = f" ({nodes} node{'s' if nodes != 1 else ''} on one PostgreSQL database, {enclaves} enclave(s) each)"
         pool += {None: "", True: ", receipts on", False: ", receipts OFF (measurement only)"}[receipts]
@@ -250,7 +270,80 @@ def measure_node(
             f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
             f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]"
         )
+        if report.cpu_us_node is not None and report.cpu_us_enclaves is not None and report.cpu_us_requesters:
+            total = report.cpu_us_node + report.cpu_us_enclaves + report.cpu_us_requesters
+            console.print(
+                f"  CPU per order node {report.cpu_us_node:.0f} µs + enclaves {report.cpu_us_enclaves:.0f} µs + "
+                f"requesters {report.cpu_us_requesters:.0f} µs = {total:,.0f} µs → at most "
+                f"{cores * 1e6 / total:,.0f}/s on {cores} cores if nothing else ran"
+            )
     return report
+
+
+def evidence_kind(uri: str, trust: Trust, worker_id: str | None = None) -> str:
+    """The kind of the worker's attestation ("simulated", ...), as the requesters will verify it."""
+    from ..client import Client
+
+    with Client(uri, trust=trust) as client:
+        verdict = client.worker(worker_id).verdict
+    return verdict.kind if verdict else ""
+
+
+def per_order(seconds: float | None, orders: int) -> float | None:
+    return round(seconds / orders * 1e6, 1) if orders and seconds is not None else None
+
+
+def measure_stage(args: argparse.Namespace, enclaves: int, data: bytes) -> float:
+    """The enclave stage alone with `enclaves` enclaves (`adytum.cli.stage`), on min(N, 3000) orders."""
+    from .stage import stage_throughput
+
+    if not args.json:
+        console.print(f"measuring the enclave stage alone with {enclaves} enclave(s)…")
+    return asyncio.run(stage_throughput(enclaves, min(args.n, 3000), args.workload, data))
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the requesters): user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def node_cpu(uri: str) -> dict[str, float]:
+    """The node's CPU seconds by process ({} if it does not say)."""
+    return process_metric(uri, "adytum_cpu_seconds_total")
+
+
+def process_metric(uri: str, metric: str) -> dict[str, float]:
+    """A per-process metric of the node's /metrics (`adytum_cpu_seconds_total`, `adytum_memory_rss_bytes`), by
+    process: node, enclave-0, ..., kme ({} if the node does not report it)."""
+    try:
+        with urllib.request.urlopen(urllib.parse.urljoin(uri, "/metrics"), timeout=10) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    prefix = metric + '{process="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            name, _, value = line.removeprefix(prefix).partition('"} ')
+            found[name] = float(value)
+    return found
+
+
+def cpu_spent(before: list[dict[str, float]], after: list[dict[str, float]]) -> tuple[float | None, float | None]:
+    """CPU seconds the nodes' processes and their work-order enclaves spent between two readings (a process
+    that restarted meanwhile counts from its start); None where a node did not report it."""
+    if not all(after):
+        return None, None
+    node = enclaves = 0.0
+    for was, now in zip(before, after, strict=True):
+        for name, seconds in now.items():
+            spent = seconds - was.get(name, 0.0) if seconds >= was.get(name, 0.0) else seconds
+            if name == "node":
+                node += spent
+            elif name != "kme":
+                enclaves += spent
+    return node, enclaves
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,6 +400,7 @@ def run(args: argparse.Namespace) -> int:
                 with local_node(node_dir, free_port(), *options, timeout=120) as uri:
                     trust = Trust.from_files([DataDir(node_dir).platform_root])
                     reports.append(measure_node(args, [uri], trust, n, data, bound_us, receipts))
+        stages = {n: measure_stage(args, n, data) for n in counts} if len(counts) > 1 and not args.receipts_cost else {}
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
     with_receipts = [r for r in reports if r.receipts is not False]
@@ -318,6 +412,9 @@ def run(args: argparse.Namespace) -> int:
     costs = _receipt_costs(reports) if args.receipts_cost else {}
     if args.json:
         summary: dict[str, object] = {"runs": [asdict(r) for r in reports], "scaling": scaling}
+        if len(stages) > 1:
+            summary["enclave_stage"] = {str(n): round(rate, 1) for n, rate in stages.items()}
+            summary["enclave_stage_scaling"] = round(stages[counts[-1]] / stages[counts[0]], 2)
         if costs:
             summary["receipts_ratio"] = costs
         emit_json(asdict(reports[0]) if not counts and not node_counts else summary)
@@ -337,6 +434,13 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]scaling[/]: {counts[-1]} enclaves serve {scaling:.2f}× the work orders/s of "
             f"{counts[0]} on {os.cpu_count()} cores (the listener, store and requesters share them)"
         )
+        if len(stages) > 1:
+            console.print(
+                f"[bold]enclave stage[/] alone: {counts[-1]} enclaves process {stages[counts[-1]] / stages[counts[0]]:.2f}× "
+                f"the orders/s of {counts[0]} ("
+                + ", ".join(f"{n}: {rate:,.0f}/s" for n, rate in stages.items())
+                + "; orders built beforehand, fed through the enclaves' channel, no HTTP or store)"
+            )
     return 0 if all(r.failed == 0 for r in reports) else 1
 
 

@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 
 from ..config import DEFAULT_PORT, DEFAULT_WORKER_NAME, DEFAULTS, ChainConfig, NodeConfig
 from .options import Subparsers, add_data_dir
+
+#: Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005).
+SWITCH_INTERVAL = 0.0005
 
 
 def register(sub: Subparsers) -> None:
@@ -344,6 +348,10 @@ def run(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:
         pass
+    # The store's writer thread holds the GIL in bursts; each time the event loop gives the GIL up for a
+    # system call (a socket send, a store read) it waited up to the default 5 ms to get it back. Measured:
+    # docs/performance.md.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         return asyncio.run(_serve(config))
     except ImportError as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +43,7 @@ from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
 from .counters import Commit, Decision
 from .keys import WorkerKeys
+from .replay import ReplayGuard
 from .state import ReadItem, StateKeys, StateRollback, StateSession
 
 #: Sends one commit to the key manager (through the host) and returns its decision.
@@ -52,35 +52,6 @@ CommitCounters = Callable[[Commit], Decision]
 log = logging.getLogger("adytum.enclave")
 SESSION_KEY_ITEM = ("", "null")
 PLAINTEXT_ITEM = "-"
-
-
-class ReplayGuard:
-    """Refuses a work-order id or a (requester, nonce) pair seen before.
-
-    Bounded to the most recent `capacity` entries of each kind, in enclave memory: a host that restarts the
-    enclave resets it. What survives a restart is the key manager's: strictly ordered requesters' sequence
-    numbers and state versions (`counters.py`).
-    """
-
-    def __init__(self, capacity: int = 500_000) -> None:
-        self._capacity = capacity
-        self._orders: OrderedDict[str, None] = OrderedDict()
-        self._nonces: OrderedDict[tuple[str, str], None] = OrderedDict()
-
-    def check(self, p: WorkOrderParams) -> None:
-        if p.work_order_id.lower() in self._orders:
-            raise EeaError(Status.INVALID_PARAMETER, "replayed work order: this workOrderId was already processed")
-        if (p.requester_id.lower(), p.requester_nonce.lower()) in self._nonces:
-            raise EeaError(
-                Status.INVALID_PARAMETER, "replayed requester nonce: each work order needs a fresh requesterNonce"
-            )
-
-    def record(self, p: WorkOrderParams) -> None:
-        self._orders[p.work_order_id.lower()] = None
-        self._nonces[(p.requester_id.lower(), p.requester_nonce.lower())] = None
-        for table in (self._orders, self._nonces):
-            if len(table) > self._capacity:
-                table.popitem(last=False)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,14 @@ is configured, be `application/json` when it is a POST, and arrive in full withi
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,6 +38,8 @@ _encode = msgspec.json.encode
 LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 #: Error answers that are part of normal work (a pending order, a full queue): not worth a log line each.
 _UNREMARKABLE = frozenset({Status.PENDING, Status.SCHEDULED, Status.PROCESSING, Status.BUSY})
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _answer(rpc_id: Any, *, result: Any = None, error: EeaError | None = None) -> dict[str, Any]:
@@ -72,12 +77,23 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
     except ValueError:
         return False
     return True
+
+
+def _usage(pid: int) -> tuple[float, int] | None:
+    """A process's CPU seconds and resident bytes, from /proc (None where there is none, or it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime and rss are fields 14, 15 and 24 of proc_pid_stat(5); the split starts at field 3
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, int(fields[21]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class _NodeCollector:
@@ -116,6 +132,20 @@ class _NodeCollector:
         up.add_metric(["kme"], 1 if kme.state in ("running", "reachable") else 0)
         restarts.add_metric(["kme"], kme.restarts)
         yield from (up, served, restarts)
+        cpu = CounterMetricFamily(
+            "adytum_cpu_seconds",
+            "CPU time (user and system) of the node's process, and of each enclave process since it started",
+            labels=["process"],
+        )
+        rss = GaugeMetricFamily(
+            "adytum_memory_rss_bytes", "Resident memory of the node's process and of each enclave", labels=["process"]
+        )
+        for name, pid in [("node", os.getpid())] + [(e.name, e.pid) for e in pool.enclaves] + [("kme", kme.pid)]:
+            usage = _usage(pid) if pid else None
+            if usage is not None:
+                cpu.add_metric([name], usage[0])
+                rss.add_metric([name], usage[1])
+        yield from (cpu, rss)
         yield CounterMetricFamily(
             "adytum_keys_provisioned",
             "Work-order enclaves this node's key manager provisioned (or, joined, was provisioned by)",

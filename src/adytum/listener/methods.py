@@ -74,14 +74,26 @@ class Api:
         if self.dispatch.pending >= self.max_pending:
             raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
         receipt = node_receipt(p, wo_id, worker_id) if self.receipts.enabled else None
-        order = NewOrder(wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt=receipt)
+        owner = self.dispatch.reserve()  # claimed as it is stored when an enclave has room: no claim, no read back
+        order = NewOrder(
+            wo_id, worker_id, canonical(p.requester_id), p.requester_nonce.lower(), raw, receipt=receipt, owner=owner
+        )
         try:
             await self.committer.run(Store.insert_order, order)
         except Duplicate as dup:
+            if owner is not None:
+                self.dispatch.unreserve(maybe_stored=False)
             raise EeaError(
                 Status.INVALID_PARAMETER, f"{dup.field} was already used by an accepted work order"
             ) from None
-        self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
+        except BaseException:
+            if owner is not None:
+                self.dispatch.unreserve(maybe_stored=True)
+            raise
+        if owner is None:
+            self.dispatch.wake()  # the order is in the store: the dispatcher takes it from there
+        else:
+            self.dispatch.take(wo_id, raw)
         return wo_id, p
 
     async def work_order_get_result(self, raw: bytes) -> Any:

@@ -26,6 +26,16 @@ class Dispatch(Protocol):
     def wake(self) -> None:
         """A work order was committed to the store: take it from there (the order itself is not passed)."""
 
+    def reserve(self) -> str | None:
+        """Room to run one more order at once, with none older waiting: the owner to store it claimed by (then
+        `take` it, or `unreserve` if the commit failed). None: store it scheduled, then `wake()`."""
+
+    def take(self, work_order_id: str, params: bytes) -> None:
+        """The order is stored claimed under `reserve()`'s owner: run it (its request is passed, not read back)."""
+
+    def unreserve(self, maybe_stored: bool) -> None:
+        """The order `reserve()` made room for was not stored (`maybe_stored`: its commit's outcome is unknown)."""
+
     async def wait(self, work_order_id: str, timeout: float) -> Outcome | None:
         """The outcome, waiting up to `timeout` seconds; None if still pending. The waiter is registered
         before the first await, so an outcome produced after `wake()` returns is never missed."""

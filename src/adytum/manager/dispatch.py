@@ -1,10 +1,12 @@
 """Dispatch (`listener.ports.Dispatch`): work orders from the store to the enclaves, answers back to the store.
 
-The store is the only hand-over: whoever commits an order calls `wake()` (or, on a shared store, the other
-nodes hear of it through the store's notifications), and the dispatcher claims the worker's oldest scheduled
-orders, as many as its enclaves have room for (`Store.claim`; many wakes between two claims are one claim;
-nothing polls). What it cannot take stays scheduled for the next claim, here or on another node. The queue
-holds ids only: an order's body is read from the store just before it goes to an enclave. Consumers (a few per
+The store is the only hand-over. When an enclave slot is free and no order waits unclaimed, the listener
+stores a new order already claimed by this node and hands it straight over (`reserve`, `take`): no claim, no
+read back. Otherwise whoever commits an order calls `wake()` (or, on a shared store, the other nodes hear of
+it through the store's notifications), and the dispatcher claims the worker's oldest scheduled orders, as
+many as its enclaves have room for (`Store.claim`; many wakes between two claims are one claim; nothing
+polls). What it cannot take stays scheduled for the next claim, here or on another node. The queue holds ids:
+a claimed order's body is read from the store just before it goes to an enclave. Consumers (a few per
 enclave, so each enclave always has the next order waiting) take an order, run it in their enclave and commit
 the response. An order whose enclave dies goes back to the queue; one that has killed its enclave
 `max_attempts` times gets an error. One whose state changed under it runs again on the new state, up to
@@ -64,11 +66,13 @@ class Dispatcher:
         self._backlog = 0  # scheduled in the store and not claimed, as last counted (plus wakes since)
         self._backlog_at = 0.0
         self._inflight = 0
+        self._reserved = 0  # slots promised to orders being stored claimed by this node (`reserve`)
+        self._bodies: dict[str, bytes] = {}  # requests of orders taken at once (`take`), until they are sent
         self._held: set[str] = set()  # claimed by this node, not yet answered: queued or in an enclave
         self._unsure = False  # a claim failed: it may have committed all the same
         self._attempts: dict[str, int] = defaultdict(int)
         self._conflicts: dict[str, int] = defaultdict(int)
-        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = defaultdict(list)
+        self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -86,6 +90,28 @@ class Dispatcher:
         """An order was committed to the store: claim it (and any others since) at the next turn."""
         self._backlog += 1
         self._woken.set()
+
+    def reserve(self) -> str | None:
+        """This node's id if an enclave slot is free and no order waits unclaimed: the next order is stored
+        claimed by it, and `take`n straight to the queue (a claim and a read of the store fewer)."""
+        if self._backlog or self._unsure or self._room() <= 0:
+            return None
+        self._reserved += 1
+        return self.node_id
+
+    def take(self, work_order_id: str, params: bytes) -> None:
+        self._reserved -= 1
+        self._bodies[work_order_id] = params
+        self._hold(work_order_id)
+
+    def unreserve(self, maybe_stored: bool) -> None:
+        self._reserved -= 1
+        if maybe_stored:  # stored claimed by us, perhaps: the next claim looks for it
+            self._unsure = True
+            self._woken.set()
+
+    def _room(self) -> int:
+        return self.capacity - self._queue.qsize() - self._inflight - self._reserved
 
     def answered(self, work_order_ids: list[str]) -> None:
         """Orders were answered, maybe by another node (the store's notification): their waiters here read
@@ -120,13 +146,14 @@ class Dispatcher:
 
         The waiter is registered before the first await: an outcome produced after the caller's `wake()`
         is never missed (one produced before is in the store)."""
-        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Outcome | None] = loop.create_future()
         self._waiters[work_order_id].append(fut)
+        timer = loop.call_later(timeout, _settle, fut)
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            return None
+            return await fut
         finally:
+            timer.cancel()
             waiters = self._waiters.get(work_order_id)
             if waiters is not None:
                 if fut in waiters:
@@ -190,7 +217,7 @@ class Dispatcher:
             for work_order_id in await self.committer.run(Store.claimed_by, self.config.worker_id, self.node_id):
                 self._hold(work_order_id)
             self._unsure = False
-        while (room := self.capacity - self._queue.qsize() - self._inflight) > 0:
+        while (room := self._room()) > 0:
             ids, self._backlog = await self.committer.run(Store.claim, self.config.worker_id, self.node_id, room)
             for work_order_id in ids:
                 self._hold(work_order_id)
@@ -224,12 +251,12 @@ class Dispatcher:
                 log.exception("dispatch of %s failed", work_order_id)
             finally:
                 self._inflight -= 1
-            if self._queue.qsize() * 2 <= self.capacity:
-                self._woken.set()  # room for more: claim before the enclaves run dry
+            if self._backlog and self._queue.qsize() * 2 <= self.capacity:
+                self._woken.set()  # room for more, and orders wait in the store: claim before the enclaves run dry
 
     async def _dispatch(self, enclave: EnclaveProcess, work_order_id: str) -> None:
         try:
-            params = self.reader.order_params(work_order_id)  # read now, not held while the order waited
+            params = self._bodies.pop(work_order_id, None) or self.reader.order_params(work_order_id)
         except Exception as exc:  # the store cannot read just now: the order waits its turn again
             log.warning("reading work order %s failed (%s); it goes back to the queue", work_order_id, exc)
             await asyncio.sleep(1.0)
@@ -331,3 +358,9 @@ class Dispatcher:
         )
         body = msgspec.json.encode(params).decode()
         return NewReceiptUpdate(work_order_id, worker_id, int(update_type), "worker" if signature else "node", body)
+
+
+def _settle(fut: asyncio.Future[Outcome | None]) -> None:
+    """A waiter's time is up: it hears None (still pending)."""
+    if not fut.done():
+        fut.set_result(None)

@@ -94,11 +94,13 @@ class EnclaveLink:
     async def request(self, make: Callable[[int], Message], what: str) -> Reply:
         """Send one request and wait for its reply; a timeout kills the process (it may be stuck in a workload)."""
         seq = next(self._seq)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Reply] = loop.create_future()
         self._pending[seq] = fut
+        timer = loop.call_later(self.timeout, _expire, fut)  # one timer, no task: this is every order's path
         try:
             self._send(make(seq))
-            return await asyncio.wait_for(asyncio.shield(fut), timeout=self.timeout)
+            return await fut
         except TimeoutError:
             log.error("enclave %s exceeded %.0f s on %s; killing it", self.name, self.timeout, what)
             self._kill()
@@ -106,6 +108,7 @@ class EnclaveLink:
         except (ConnectionError, RuntimeError) as exc:
             raise EnclaveDied(f"{self.name}: {exc}") from None
         finally:
+            timer.cancel()
             self._pending.pop(seq, None)
 
     def _kill(self) -> None:
@@ -175,3 +178,8 @@ class EnclaveLink:
         if stored is None:
             return StateValue(seq=msg.seq, item_id=msg.item_id)
         return StateValue(seq=msg.seq, item_id=msg.item_id, version=stored[0], value=stored[1])
+
+
+def _expire(fut: asyncio.Future[Reply]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -47,6 +47,8 @@ from .records import (
 )
 from .schema import MIGRATIONS
 
+T = TypeVar("T")
+
 #: What `receipts()` may filter on: the caller names columns, never SQL.
 RECEIPT_FILTERS = frozenset({"worker_id", "worker_service_id", "requester_id", "status"})
 #: Channels a store announces on (PostgreSQL's NOTIFY): orders scheduled for workers (payload: the worker ids,
@@ -57,6 +59,14 @@ _NO_LIMIT = 2**62
 
 class Recheck(AdytumError):
     """An expectation a batch deferred did not hold: run the batch again, each transition checked as it goes."""
+
+
+def volatile(transition: T) -> T:
+    """Mark a transition that need not be durable when it returns: lost in a crash, it costs a re-run and
+    nothing else (a claim: the order is scheduled again; a heartbeat: the lease is renewed at the next). A
+    commit of only such transitions skips the wait for the disk (`Store.transaction(durable=False)`)."""
+    transition.volatile = True  # type: ignore[attr-defined]
+    return transition
 
 
 class Store:
@@ -85,11 +95,13 @@ class Store:
     # -- transactions ---------------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, *, deferred: bool = False) -> Iterator[None]:
+    def transaction(self, *, deferred: bool = False, durable: bool = True) -> Iterator[None]:
+        """`durable=False`: the commit need not reach the disk before it returns (only `volatile`
+        transitions in it); a later durable commit makes it durable too."""
         self._next_leaf = None
         self._deferred = [] if deferred and self.defers_reads else None
         try:
-            with self._transaction():
+            with self._transaction(durable):
                 yield
                 if self._deferred and not all(holds() for holds in self._deferred):
                     raise Recheck()
@@ -115,7 +127,7 @@ class Store:
 
     # -- what a backend supplies ---------------------------------------------------------------------
 
-    def _transaction(self) -> AbstractContextManager[None]:
+    def _transaction(self, durable: bool) -> AbstractContextManager[None]:
         raise NotImplementedError
 
     def _savepoint(self, name: str) -> AbstractContextManager[None]:
@@ -182,7 +194,8 @@ class Store:
     # -- work-order transitions (each called inside a transaction) ---------------------------------
 
     def insert_order(self, o: NewOrder) -> None:
-        """Accepted: the request and its schedule entry, together; the nodes serving its worker are told."""
+        """Accepted: the request and its schedule entry, together; the nodes serving its worker are told, unless
+        the order is claimed at once (`o.owner`)."""
         now = time.time()
         if not self._insert_unique(
             "INSERT INTO work_orders (work_order_id, worker_id, requester_id, "
@@ -191,16 +204,24 @@ class Store:
         ):
             known = self.db.execute("SELECT 1 FROM work_orders WHERE work_order_id = ?", (o.work_order_id,)).fetchone()
             raise Duplicate("workOrderId" if known else "requesterNonce")
-        self.db.execute(
-            "INSERT INTO schedule (work_order_id, worker_id, state) VALUES (?, ?, 'scheduled')",
-            (o.work_order_id, o.worker_id),
-        )
+        if o.owner is None:
+            self.db.execute(
+                "INSERT INTO schedule (work_order_id, worker_id, state) VALUES (?, ?, 'scheduled')",
+                (o.work_order_id, o.worker_id),
+            )
+            self._notify(SCHEDULED, o.worker_id)
+        else:  # claimed as it is stored: no other node need hear of it
+            self.db.execute(
+                "INSERT INTO schedule (work_order_id, worker_id, state, owner, claimed_at) "
+                "VALUES (?, ?, 'processing', ?, ?)",
+                (o.work_order_id, o.worker_id, o.owner, now),
+            )
         if o.receipt is not None:
             self._put_receipt(o.receipt, now)
-        self._notify(SCHEDULED, o.worker_id)
 
     # -- claims: which node runs which order -----------------------------------------------------------
 
+    @volatile
     def claim(self, worker_id: str, node_id: str, limit: int) -> tuple[list[str], int]:
         """Up to `limit` of the worker's scheduled orders, oldest first, now processing under `node_id`, and
         how many are still scheduled after them (counted up to 100,000; 0 when fewer than `limit` were left, as
@@ -230,6 +251,7 @@ class Store:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
+    @volatile
     def heartbeat(self, node_id: str, lease: float) -> int:
         """`node_id` is alive for `lease` more seconds. Nodes whose lease ran out lose their claims: those
         orders are scheduled again (and the nodes told). How many were taken back."""

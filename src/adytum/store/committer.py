@@ -1,7 +1,8 @@
 """Group commit: store transitions run on one writer thread; those that arrive together share one
 durable commit, each inside its own savepoint so one failure never undoes another.
 
-The event loop never waits on an fsync, and under load one fsync covers many work orders.
+The event loop never waits on an fsync, and under load one fsync covers many work orders. A batch of only
+`volatile` transitions (claims, heartbeats: lost in a crash, they cost a re-run) does not wait for the disk.
 
 A transition fails in one of two ways. Its own logic refuses it (Duplicate, StateConflict, ...): the caller
 hears of it at once. Or the store cannot write (disk full, read-only file, I/O error, a lost connection to
@@ -140,8 +141,9 @@ class GroupCommit:
         """(outcomes, the store's fault if it had one, whether to run the batch again isolated)."""
         outcomes: list[tuple[bool, Any]] = []
         fault: BaseException | None = None
+        durable = not all(getattr(fn, "volatile", False) for fn, _, _ in batch)
         try:
-            with self.store.transaction(deferred=not isolated):
+            with self.store.transaction(deferred=not isolated, durable=durable):
                 for i, (fn, args, _) in enumerate(batch):
                     if not isolated:
                         outcomes.append((True, fn(self.store, *args)))  # a refusal rolls the whole batch back

@@ -170,11 +170,15 @@ class PostgresStore(Store):
         return isinstance(exc, (OSError, psycopg.OperationalError, psycopg.InterfaceError))
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, durable: bool) -> Iterator[None]:
+        """`durable=False`: the commit returns before the server has flushed it (a crash of the server may
+        lose it; its later durable commits flush it too)."""
         self.pg.ensure()  # a fault here is raised as it is: GroupCommit judges it
         conn = self.pg.conn
         with conn.pipeline() as pipeline:
             conn.execute("BEGIN")
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
             self.pg.pipeline = pipeline
             self._notes.clear()
             try:

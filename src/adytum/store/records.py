@@ -96,6 +96,7 @@ class NewOrder:
     requester_nonce: str
     params: bytes
     receipt: NewReceipt | None = None  # the node's receipt: stored, with its leaf, in the same transition
+    owner: str | None = None  # the node that claims it as it is stored (it had room, and nothing older waited)
 
 
 @dataclass(frozen=True)

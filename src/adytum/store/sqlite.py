@@ -30,6 +30,7 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise self._unusable(exc) from None
         self.db = self.sqlite
+        self.durable = durable
         for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; older files may be wider
             _narrow(self.path.with_name(self.path.name + suffix))
 
@@ -88,18 +89,23 @@ class SqliteStore(Store):
         the store turns the expected ones into Duplicate)."""
         return isinstance(exc, (OSError, sqlite3.OperationalError)) or type(exc) is sqlite3.DatabaseError
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.sqlite)
+    def _transaction(self, durable: bool) -> _Transaction:
+        return _Transaction(self.sqlite, relaxed=self.durable and not durable)
 
     def _savepoint(self, name: str) -> _Savepoint:
         return _Savepoint(self.sqlite, name)
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    """`relaxed`: this commit is not synced (WAL, synchronous=NORMAL); the next synced one covers it, since the
+    WAL is synced as a whole."""
+
+    def __init__(self, db: sqlite3.Connection, *, relaxed: bool) -> None:
+        self.db, self.relaxed = db, relaxed
 
     def __enter__(self) -> None:
+        if self.relaxed:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("BEGIN IMMEDIATE")  # the write lock now: the schema lock and the ledger's order
 
     def __exit__(self, exc_type: object, *_: object) -> None:
@@ -110,6 +116,9 @@ class _Transaction:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
+        finally:
+            if self.relaxed:
+                self.db.execute("PRAGMA synchronous=FULL")
 
 
 class _Savepoint:
