@@ -113,6 +113,22 @@ def test_a_synthetic_image_is_returned_unchanged(worker):
     assert (decode(redacted) == image).all()
 
 
+def test_a_drawn_licence_plate_is_found_and_blurred(worker):
+    """No package here ships a photograph of a car, so the plate is drawn: a white plate, black digits."""
+    image = numpy.full((480, 640, 3), 90, numpy.uint8)
+    plate = [234, 300, 173, 37]
+    x, y, w, h = plate
+    cv2.rectangle(image, (x, y), (x + w, y + h), (255, 255, 255), -1)
+    cv2.rectangle(image, (x, y), (x + w, y + h), (0, 0, 0), 2)
+    cv2.putText(image, "A123BC", (x + 8, y + 29), cv2.FONT_HERSHEY_SIMPLEX, h / 40, (0, 0, 0), 2)
+    cv2.putText(image, "77", (x + 138, y + 22), cv2.FONT_HERSHEY_SIMPLEX, h / 80, (0, 0, 0), 2)
+    ok, png = cv2.imencode(".png", image)
+    redacted, report = worker.run(["plates", png.tobytes()])
+    (found,) = json.loads(report)["images"][0]["plates"]
+    assert overlap(found, plate) > 0.4
+    assert json.loads(worker.run(["plates", redacted])[-1])["counts"] == {"plates": 0}
+
+
 def test_several_images_one_report_in_their_order(worker):
     outputs = worker.run([photo("coffee.png"), photo("astronaut.png")])
     assert len(outputs) == 3
