@@ -187,3 +187,13 @@ def test_a_cascade_other_than_the_pinned_one_is_refused(worker, monkeypatch, tmp
     monkeypatch.setattr(cv2.data, "haarcascades", f"{tmp_path}/")
     monkeypatch.setattr(redact_image, "_loaded", {})
     assert f"{file} is not the pinned one" in worker.refused([photo("astronaut.png")])
+
+
+def test_an_opencv_that_does_not_load_is_named(worker, monkeypatch, tmp_path):
+    broken = tmp_path / "cv2"
+    broken.mkdir()
+    (broken / "__init__.py").write_text('raise ImportError("libopencv_core.so: cannot map segment")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cv2")  # restored after the test
+    message = worker.refused([photo("astronaut.png")])
+    assert "OpenCV does not load (libopencv_core.so: cannot map segment)" in message

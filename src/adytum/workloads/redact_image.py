@@ -82,10 +82,12 @@ def image_size(data: bytes, item: int) -> tuple[str, int, int]:
 def _opencv() -> Any:
     try:
         import cv2
-    except ImportError:
+    except ModuleNotFoundError:
         raise WorkloadError(
             f"{NAME} needs OpenCV, which this worker does not have (the node needs pip install 'adytum[vision]')"
         ) from None
+    except ImportError as exc:  # installed, but it does not load here (a broken wheel, the memory budget)
+        raise WorkloadError(f"{NAME}: this worker's OpenCV does not load ({str(exc)[:200]})") from None
     cv2.setNumThreads(1)  # the enclave's time budget is per order; its cores are the host's to share
     return cv2
 
