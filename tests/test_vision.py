@@ -86,6 +86,9 @@ def test_submit_reads_a_photo_and_writes_the_redacted_one(node, tmp_path):
     assert printed.returncode == 0 and "bytes that are not text: write them to a file with --out-file" in printed.stdout
     assert json.loads(printed.stdout.splitlines()[-1])["counts"] == {"faces": 1}
 
+    nothing = adytum("submit", "--uri", node.url, "--workload", "redact-image", "--json")
+    assert nothing.returncode == 1 and "at least one input item" in json.loads(nothing.stdout)["error"]
+
     missing = adytum("submit", "--uri", node.url, "--workload", "redact-image", "--in-file", str(tmp_path / "nope"))
     said = " ".join(missing.stderr.split())
     assert missing.returncode == 1 and "--in-file" in said and "No such file" in said and "Traceback" not in said

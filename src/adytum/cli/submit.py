@@ -31,7 +31,9 @@ def register(sub: Subparsers) -> None:
     )
     add_uri(submit)
     submit.add_argument("--workload", required=True, help="workload name, e.g. hello, echo-result, fib")
-    submit.add_argument("--in-data", action=_Input, dest="inputs", help="an input item, as text (repeat for several)")
+    submit.add_argument(
+        "--in-data", action=_Input, dest="inputs", metavar="TEXT", help="an input item, as text (repeat for several)"
+    )
     submit.add_argument(
         "--in-file",
         action=_Input,
