@@ -50,20 +50,8 @@ def test_a_request_above_the_body_limit_gets_a_clear_eea_error(node):
 def test_submit_reads_a_photo_and_writes_the_redacted_one(node, tmp_path):
     photo, out = tmp_path / "photo.png", tmp_path / "redacted.png"
     photo.write_bytes(sample("astronaut.png"))
-    done = adytum(
-        "submit",
-        "--uri",
-        node.url,
-        "--trust-root",
-        str(node.root_pem),
-        "--workload",
-        "redact-image",
-        "--in-file",
-        str(photo),
-        "--out-file",
-        str(out),
-        "--json",
-    )
+    redact = ("submit", "--uri", node.url, "--trust-root", str(node.root_pem), "--workload", "redact-image")
+    done = adytum(*redact, "--in-file", str(photo), "--out-file", str(out), "--json")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["ok"] and answer["verified"] and answer["simulated"] is True
@@ -72,23 +60,13 @@ def test_submit_reads_a_photo_and_writes_the_redacted_one(node, tmp_path):
     assert json.loads(report)["images"][0]["faces"] == [ASTRONAUT_FACE]
     assert faces_in(out.read_bytes()) == []
 
-    printed = adytum(
-        "submit",
-        "--uri",
-        node.url,
-        "--trust-root",
-        str(node.root_pem),
-        "--workload",
-        "redact-image",
-        "--in-file",
-        str(photo),
-    )
+    printed = adytum(*redact, "--in-file", str(photo))
     assert printed.returncode == 0 and "bytes that are not text: write them to a file with --out-file" in printed.stdout
     assert json.loads(printed.stdout.splitlines()[-1])["counts"] == {"faces": 1}
 
-    nothing = adytum("submit", "--uri", node.url, "--workload", "redact-image", "--json")
+    nothing = adytum(*redact, "--json")
     assert nothing.returncode == 1 and "at least one input item" in json.loads(nothing.stdout)["error"]
 
-    missing = adytum("submit", "--uri", node.url, "--workload", "redact-image", "--in-file", str(tmp_path / "nope"))
+    missing = adytum(*redact, "--in-file", str(tmp_path / "nope"))
     said = " ".join(missing.stderr.split())
     assert missing.returncode == 1 and "--in-file" in said and "No such file" in said and "Traceback" not in said
