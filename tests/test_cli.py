@@ -1,8 +1,10 @@
 """The `adytum` command as a user runs it: real subprocesses against a real node."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def adytum(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -94,7 +96,13 @@ def test_submit_prints_the_verified_output(node):
         str(node.root_pem),
     )
     assert out.returncode == 0
-    assert json.loads(out.stdout) == {"ok": True, "verified": True, "workload": "fib", "outputs": ["55", "6765"]}
+    assert json.loads(out.stdout) == {
+        "ok": True,
+        "verified": True,
+        "simulated": True,  # the development node's attestation: no hardware vouches for it
+        "workload": "fib",
+        "outputs": ["55", "6765"],
+    }
 
 
 def test_submit_strict_keeps_the_sequence_next_to_the_key_and_a_refusal_names_the_next(node, tmp_path):
@@ -173,6 +181,16 @@ def test_demo_runs_every_builtin_workload(tmp_path):
     assert outputs["simple-wallet"] == ["WALLET RESULT: bob::30"]  # state kept between orders
     assert json.loads(outputs["hospital-records"][0])["score"] == 30
     assert outputs["heart-disease-eval"][0].startswith("You have a 91% risk")
+    vision = json.loads(out.stdout)["results"][9]  # the test extra has OpenCV and scikit-image
+    assert vision["workload"] == "redact-image" and json.loads(vision["outputs"][1])["counts"] == {"faces": 1}
+    assert Path(vision["outputs"][0]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_demo_shows_each_input_item_on_its_own(tmp_path):
+    out = adytum("demo", "--data-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "simple-wallet(['deposit alice 100', 'transfer alice bob 30'])" in text and " | " not in text
 
 
 def test_attestation_verify_through_the_main_command(sgx_vectors):
@@ -223,7 +241,7 @@ def test_measure_matches_what_the_running_enclave_attests(node):
 
 
 def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path):
-    key = tmp_path / "me.pem"
+    key = tmp_path / "keys" / "me.pem"  # the directory is made too, private (as for ~/.adytum/me.pem)
     common = (
         "submit",
         "--uri",
@@ -238,7 +256,7 @@ def test_a_requester_key_keeps_per_requester_state_across_submits(node, tmp_path
     )
     first = adytum(*common, "--in-data", "deposit cli 7")
     assert first.returncode == 0, first.stderr
-    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and oct(key.parent.stat().st_mode & 0o777) == "0o700"
     second = json.loads(adytum(*common, "--in-data", "balance cli").stdout)
     assert second["outputs"] == ["WALLET RESULT: cli::7"]
     other = adytum(*common[:-3], "--sign", "--json", "--in-data", "balance cli")
@@ -287,3 +305,21 @@ def test_store_migrate_and_status_on_both_backends(tmp_path, pg_url):
         assert again["applied"] == []
         status = json.loads(adytum("store", "status", *where, "--json").stdout)
         assert (status["schema_version"], status["scheduled"], status["done"]) == (LATEST, 0, 0)
+
+
+def test_tables_and_lines_are_not_cut_at_80_columns_when_piped():
+    code = (
+        "from rich.table import Table\n"
+        "from adytum.cli.output import console, fail\n"
+        "table = Table(title='workers')\n"
+        "table.add_column('worker id')\n"
+        "table.add_row('ab' * 64)\n"
+        "console.print(table)\n"
+        "fail('a message ' * 20, as_json=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # pytest hands its children COLUMNS=80
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert "ab" * 64 in out.stdout
+    assert out.stderr.count("\n") == 1 and "a message " * 19 in out.stderr
+    narrow = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "COLUMNS": "40"})
+    assert "ab" * 64 not in narrow.stdout  # an explicit COLUMNS is still obeyed

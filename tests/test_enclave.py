@@ -12,6 +12,7 @@ from adytum.client.workorder import VerificationError
 from adytum.enclave.keys import WorkerKeys
 from adytum.enclave.processor import WorkOrderProcessor
 from adytum.protocol import EeaError, Status, encode, to_builtins
+from adytum.protocol.limits import MAX_DATA_BYTES, MAX_ITEMS, MAX_RESULT_BYTES
 from adytum.workloads import Workload, load_workloads
 from adytum.workloads.fib import fibonacci
 
@@ -23,6 +24,16 @@ class Boom(Workload):
         raise RuntimeError("private detail that must not leak")
 
 
+class Sized(Workload):
+    """Returns what it is told: `<count> <size>` → count items of size bytes."""
+
+    name = "sized"
+
+    def execute(self, ctx, inputs):
+        count, size = map(int, inputs[0].split())
+        return [b"\0" * size] * count
+
+
 @pytest.fixture(scope="module")
 def keys():
     return WorkerKeys.generate(crypto.sha256(b"test-worker").hex())
@@ -30,7 +41,7 @@ def keys():
 
 @pytest.fixture
 def proc(keys):
-    return WorkOrderProcessor(keys, {**load_workloads(), "boom": Boom()})
+    return WorkOrderProcessor(keys, {**load_workloads(), "boom": Boom(), "sized": Sized()})
 
 
 @pytest.fixture
@@ -169,6 +180,14 @@ def test_workload_crash_is_contained(proc, worker):
     err = _refused(proc, _params(build(worker, "boom", [b"x"])))
     assert err.code == Status.FAILED and "private detail" not in err.message
     assert open_result(*_run(proc, worker, "hello", [b"still alive"])) == [b"Hello still alive"]
+
+
+def test_a_result_larger_than_a_result_holds_is_refused_and_the_largest_item_passes(proc, worker):
+    (largest,) = open_result(*_run(proc, worker, "sized", [f"1 {MAX_DATA_BYTES}".encode()]))
+    assert len(largest) == MAX_DATA_BYTES  # its base64 ciphertext is exactly MAX_DATA long: the SDK takes it
+    for count, size in ((1, MAX_DATA_BYTES + 1), (MAX_ITEMS + 1, 1), (3, MAX_RESULT_BYTES // 3 + 1)):
+        err = _refused(proc, _params(build(worker, "sized", [f"{count} {size}".encode()])))
+        assert err.code == Status.FAILED and "more than a result holds" in err.message
 
 
 def _run(proc, worker, workload, inputs):

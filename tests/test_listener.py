@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from adytum import crypto
 from adytum.client import Client, build, open_result
-from adytum.protocol import Status, to_builtins
+from adytum.protocol import RpcCode, Status, to_builtins
 from support import running_node
 
 
@@ -118,24 +118,31 @@ def test_tampered_and_unknown(node, worker):
 
 
 @pytest.mark.parametrize(
-    "body,expect",
+    "body,code,expect",
     [
-        (b"{not json", "not valid JSON"),
-        (b"[]", "envelope"),
-        (b'{"jsonrpc":"1.0","id":1,"method":"WorkerLookUp","params":{}}', "envelope"),
-        (b'{"jsonrpc":"2.0","id":1,"params":{}}', "envelope"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{},"extra":1}', "envelope"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"NoSuchMethod","params":{}}', "not supported"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"xyz"}}', "params"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":12}}', "params"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"workerType":"one"}}', "params"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderSubmit","params":{}}', "params"),
-        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"{not json", RpcCode.PARSE_ERROR, "not valid JSON"),
+        (b"[]", RpcCode.INVALID_REQUEST, "empty batch"),
+        (b'{"jsonrpc":"1.0","id":1,"method":"WorkerLookUp","params":{}}', RpcCode.INVALID_REQUEST, "envelope"),
+        (b'{"jsonrpc":"2.0","id":1,"params":{}}', RpcCode.INVALID_REQUEST, "envelope"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{},"extra":1}',
+            RpcCode.INVALID_REQUEST,
+            "envelope",
+        ),
+        (b'{"jsonrpc":"2.0","id":1,"method":"NoSuchMethod","params":{}}', RpcCode.METHOD_NOT_FOUND, "not supported"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":"xyz"}}', 2, "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderGetResult","params":{"workOrderId":12}}', 2, "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkerLookUp","params":{"workerType":"one"}}', 2, "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"WorkOrderSubmit","params":{}}', 2, "params"),
+        (b"\xff\xfe\x00", RpcCode.PARSE_ERROR, "not valid JSON"),
     ],
 )
-def test_malformed_requests_get_code_2(node, body, expect):
+def test_malformed_requests_get_the_json_rpc_or_the_eea_code(node, body, code, expect):
+    """The envelope's errors carry JSON-RPC 2.0's codes (and EEA's 2 in data.eeaCode); a method's, EEA's."""
     status, reply = post(node.url, body)
-    assert status == 200 and reply["error"]["code"] == 2 and expect in reply["error"]["message"]
+    assert status == 200 and reply["error"]["code"] == code and expect in reply["error"]["message"]
+    if code < 0:
+        assert reply["error"]["data"] == {"eeaCode": 2} and reply["id"] in (1, None)
 
 
 def test_oversized_request_refused(tmp_path):
@@ -227,11 +234,22 @@ body_strategy = st.one_of(
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body_strategy)
-def test_fuzz_listener_always_answers_with_an_eea_code(node, body):
-    status, reply = post(node.url, body)
-    assert status == 200 and reply["jsonrpc"] == "2.0"
-    if "error" in reply:
-        assert reply["error"]["code"] in (2, 5) and reply["error"]["message"]
+def test_fuzz_listener_always_answers_with_an_eea_or_json_rpc_code(node, body):
+    parts = urlsplit(node.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status == 204:  # a batch of notifications only
+        assert data == b"" and body.lstrip()[:1] == b"["
+        return
+    reply = json.loads(data)
+    assert resp.status == 200
+    for answer in reply if isinstance(reply, list) else [reply]:
+        assert answer["jsonrpc"] == "2.0"
+        if "error" in answer:
+            assert answer["error"]["code"] in (2, 5, *RpcCode) and answer["error"]["message"]
 
 
 def test_an_order_reaches_the_enclave_from_the_store_once_dispatch_is_woken(node, worker):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from adytum.client import Client, build
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
-from adytum.protocol.limits import MAX_KEY, MAX_URI
+from adytum.protocol.limits import MAX_DATA, MAX_KEY, MAX_URI
 from support import running_node
 
 
@@ -109,7 +109,7 @@ def test_oversized_order_fields_are_refused_and_not_stored(node, worker, field, 
 @pytest.mark.parametrize("field", ["data", "dataHash", "encryptedDataEncryptionKey", "iv"])
 def test_oversized_item_fields_are_refused(node, worker, field):
     params = to_builtins(build(worker, "hello", [b"x"]).params)
-    params["inData"][0][field] = "A" * (5 * 1024 * 1024 if field == "data" else 10_000)
+    params["inData"][0][field] = "A" * (MAX_DATA + 1 if field == "data" else 10_000)
     status, reply = exchange(node.url, request(rpc_body("WorkOrderSubmit", params)))
     assert reply["error"]["code"] == Status.INVALID_PARAMETER  # by the body limit or the field's own
 
@@ -230,13 +230,14 @@ LOOKUP = rpc_body("WorkerLookUp", {})
             2,
             "malformed HTTP",
         ),
-        (request(b"x" * (5 * 1024 * 1024)), 413, 2, "limit"),
+        (request(b"x" * (MAX_DATA + 1024)), 413, 2, "limit"),
     ],
 )
 def test_every_malformed_request_gets_a_json_rpc_error(node, listener_log, data, status, code, words):
     got_status, reply = exchange(node.url, data)
     assert got_status == status and reply["jsonrpc"] == "2.0"
-    assert reply["error"]["code"] == code and words.lower() in reply["error"]["message"].lower()
+    eea_code = reply["error"]["data"]["eeaCode"] if reply["error"]["code"] < 0 else reply["error"]["code"]
+    assert eea_code == code and words.lower() in reply["error"]["message"].lower()  # a JSON-RPC code maps to EEA's
     assert lookup_works(node.url)
     no_tracebacks(listener_log)
     assert listener_log.records, "a refusal gets one log line"

@@ -12,8 +12,9 @@ import pytest
 
 from adytum import operator
 from adytum.listener.openrpc import METHODS, SCHEMAS, document
-from adytum.protocol import EncryptionKey, LookUpPage, PoolStatus, WorkerRecord, WorkerStatus
+from adytum.protocol import EncryptionKey, LookUpPage, PoolStatus, RpcCode, WorkerRecord, WorkerStatus
 from adytum.protocol.receipts import ReceiptLookUpPage, TreeHead
+from test_listener import post
 
 OPERATOR_FIELDS = {"operatorNonce", "operatorSignature"}
 
@@ -163,3 +164,15 @@ def test_strict_ordering_is_documented_as_an_extension_of_work_order_submit():
         and "adytum-strict-order/1" in (param["schema"]["description"])
     )
     assert "requesterSequence" in submit["summary"]
+
+
+def test_the_envelope_errors_are_described_as_the_listener_answers_them(node, doc):
+    errors = doc["components"]["errors"]
+    assert {e["code"] for e in errors.values()} == {int(code) for code in RpcCode}
+    for body, name in (
+        ({"jsonrpc": "2.0", "id": 1, "method": "NoSuchMethod"}, "MethodNotFound"),
+        ({"jsonrpc": "2.0", "id": 1}, "InvalidRequest"),
+    ):
+        _, reply = post(node.url, json.dumps(body).encode())
+        assert reply["error"]["code"] == errors[name]["code"] and reply["error"]["data"] == errors[name]["data"]
+    assert post(node.url, b"{")[1]["error"]["code"] == errors["ParseError"]["code"]

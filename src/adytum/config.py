@@ -159,7 +159,7 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     #: The largest request body accepted, in bytes.
-    max_body: int = 4 * 1024 * 1024
+    max_body: int = 16 * 1024 * 1024
     #: Accepted but unanswered work orders before new ones get BUSY.
     max_pending: int = 10_000
     #: fsync every commit (off: faster, the last commits can be lost on power failure).

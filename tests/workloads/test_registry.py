@@ -58,8 +58,9 @@ def test_builtins_are_registered():
         "simple-wallet",
         "hospital-records",
         "heart-disease-eval",
+        "redact-image",
     ]
-    assert len(BUILTIN) == 7
+    assert len(BUILTIN) == 8
 
 
 def test_no_data_dir_or_no_toml_gives_the_builtins(tmp_path):
@@ -71,7 +72,7 @@ def test_a_plugin_in_the_data_dir_is_loaded_and_runs(tmp_path):
     module = plugin(tmp_path)
     assert configured_modules(tmp_path) == [module]
     workloads = load_workloads(tmp_path)
-    assert list(workloads)[-1] == "reverse" and len(workloads) == 8
+    assert list(workloads)[-1] == "reverse" and len(workloads) == 9
     assert Worker(workloads["reverse"]).texts(["abc"]) == ["cba"]
     assert sys.path[-1] == str((tmp_path / "workloads").resolve())
 

@@ -45,6 +45,7 @@ def test_lists_builtins_with_ids_hashes_and_the_measurement(tmp_path):
         "simple-wallet",
         "hospital-records",
         "heart-disease-eval",
+        "redact-image",
     ]
     assert rows["hello"]["workload_id"] == "68656c6c6f" and rows["hello"]["origin"] == "built-in"
     measured = measure()

@@ -137,12 +137,10 @@ class ChainClient:
         }
 
     def worker(self, worker_id: str | None = None) -> WorkerInfo:
-        """The worker (the first registered if no id), its record, evidence and keys verified."""
+        """The worker, its record, evidence and keys verified. With no id, the first registered one that is active
+        and passes all of that: the registry also holds other operators' workers and decommissioned ones."""
         if worker_id is None:
-            ids = self.worker_ids()
-            if not ids:
-                raise EeaError(Status.INVALID_PARAMETER, "no worker is registered on chain")
-            worker_id = ids[0]
+            return self._first_usable_worker()
         entry = self.worker_entry(worker_id)
         try:
             record = msgspec.json.decode(entry["details"])
@@ -156,6 +154,17 @@ class ChainClient:
             raise UntrustedWorker(f"worker {worker_id}: the chain's signer is not the record's verification key")
         require_active(dataclasses.replace(info, status=entry["status"]))  # the registry's status, not the record's
         return info
+
+    def _first_usable_worker(self) -> WorkerInfo:
+        refused = []
+        for worker_id in self.worker_ids():
+            try:
+                return self.worker(worker_id)
+            except (UntrustedWorker, EeaError) as exc:
+                refused.append(f"{worker_id[:16]}…: {exc}")
+        if not refused:
+            raise EeaError(Status.INVALID_PARAMETER, "no worker is registered on chain")
+        raise UntrustedWorker(f"none of the {len(refused)} workers on chain is usable: " + "; ".join(refused[:3]))
 
     def _evidence(self, worker_id: str, evidence_hash: str, block: int) -> str:
         """The evidence logged at the worker's evidenceBlock whose SHA-256 is the hash the registry keeps."""

@@ -56,6 +56,7 @@ def register(sub: Subparsers) -> None:
     bench.add_argument("-c", type=int, default=32, help="concurrent requesters (default 32)")
     bench.add_argument("--workload", default="hello", help="workload (default hello)")
     bench.add_argument("--in-data", default="world", help="the input of every order")
+    bench.add_argument("--worker-id", help="with --uri: hex worker id (default: the worker the node hosts)")
     bench.add_argument(
         "--suite",
         default="rsa",
@@ -164,6 +165,7 @@ async def drive(
     n: int,
     concurrency: int,
     progress: Progress | None,
+    worker_id: str | None = None,
     suite: str = "rsa",
 ) -> tuple[list[float], int, float]:
     """Requester i sends to node i mod len(uris), each order built, submitted, waited for, verified, decrypted."""
@@ -177,7 +179,7 @@ async def drive(
     task = progress.add_task("work orders", total=n) if progress else None
     clients = [AsyncClient(uri, trust=trust, suite=suite) for uri in uris]
     try:
-        worker = await clients[0].worker()
+        worker = await clients[0].worker(worker_id)
         choose_suite(worker, suite)  # a suite the worker does not offer: say so once, not once per order
 
         async def requester(i: int) -> None:
@@ -217,10 +219,12 @@ def measure_node(
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    attestation = evidence_kind(uris[0], trust)
+    attestation = evidence_kind(uris[0], trust, args.worker_id)
     cpu_before, requesters_before = [node_cpu(uri) for uri in uris], own_cpu()
     if args.json:
-        latencies, failed, elapsed = asyncio.run(drive(uris, trust, args.workload, data, args.n, args.c, None, suite))
+        latencies, failed, elapsed = asyncio.run(
+            drive(uris, trust, args.workload, data, args.n, args.c, None, args.worker_id, suite)
+        )
     else:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -230,7 +234,7 @@ def measure_node(
             console=console,
         ) as progress:
             latencies, failed, elapsed = asyncio.run(
-                drive(uris, trust, args.workload, data, args.n, args.c, progress, suite)
+                drive(uris, trust, args.workload, data, args.n, args.c, progress, args.worker_id, suite)
             )
     requesters_cpu = own_cpu() - requesters_before
     spent = cpu_spent(cpu_before, [node_cpu(uri) for uri in uris])
@@ -294,12 +298,12 @@ def measure_node(
     return report
 
 
-def evidence_kind(uri: str, trust: Trust) -> str:
+def evidence_kind(uri: str, trust: Trust, worker_id: str | None = None) -> str:
     """The kind of the worker's attestation ("simulated", ...), as the requesters will verify it."""
     from ..client import Client
 
     with Client(uri, trust=trust) as client:
-        verdict = client.worker().verdict
+        verdict = client.worker(worker_id).verdict
     return verdict.kind if verdict else ""
 
 
@@ -388,6 +392,11 @@ def run(args: argparse.Namespace) -> int:
     assert counts is not None and node_counts is not None
     if args.receipts_cost and not counts:
         return fail("--receipts-cost starts its own nodes: give --enclaves too (e.g. --enclaves 2)", as_json=args.json)
+    if args.worker_id and (counts or node_counts):
+        return fail(
+            "--worker-id goes with --uri: the nodes --enclaves and --nodes start host workers of their own",
+            as_json=args.json,
+        )
     if node_counts and not args.store:
         return fail("--nodes runs the nodes on one PostgreSQL database: give --store URL too", as_json=args.json)
     if not args.json:

@@ -10,7 +10,7 @@ from .options import Subparsers, add_json, add_suite, add_trust, add_uri, trust_
 from .output import console, emit_json, fail
 
 if TYPE_CHECKING:
-    from ..client import Trust
+    from ..client import Trust, WorkerInfo
     from ..crypto import SigningKey
 
 
@@ -25,14 +25,31 @@ def register(sub: Subparsers) -> None:
         "  adytum submit --workload fib --in-data 100 --json\n"
         "  adytum submit --workload hello --in-data world --suite mlkem-x25519   # post-quantum key exchange\n"
         "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
-        "--requester-key me.pem\n"
+        "--requester-key ~/.adytum/me.pem\n"
         "  adytum submit --workload simple-wallet --in-data 'withdraw alice 3' "
-        "--requester-key me.pem --strict",
+        "--requester-key ~/.adytum/me.pem --strict\n"
+        "  adytum submit --workload redact-image --in-file photo.jpg --out-file redacted.jpg",
     )
     add_uri(submit)
     submit.add_argument("--workload", required=True, help="workload name, e.g. hello, echo-result, fib")
-    submit.add_argument("--in-data", action="append", required=True, help="an input item (repeat for several)")
-    submit.add_argument("--worker-id", help="hex worker id (default: the first worker the node lists)")
+    submit.add_argument(
+        "--in-data", action=_Input, dest="inputs", metavar="TEXT", help="an input item, as text (repeat for several)"
+    )
+    submit.add_argument(
+        "--in-file",
+        action=_Input,
+        dest="inputs",
+        metavar="FILE",
+        help="an input item, the bytes of FILE (e.g. a photograph); items keep the order given",
+    )
+    submit.add_argument(
+        "--out-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="write output item 0 to the first FILE, item 1 to the second, ...; the rest are printed",
+    )
+    submit.add_argument("--worker-id", help="hex worker id (default: an active worker this node serves)")
     add_trust(submit)
     add_suite(submit)
     submit.add_argument("--sign", action="store_true", help="sign the request with a fresh requester key")
@@ -72,10 +89,29 @@ def register(sub: Subparsers) -> None:
     submit.set_defaults(run=run)
 
 
+class _Input(argparse.Action):
+    """--in-data and --in-file append to one list, so that items keep the order they were given in."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: object, *_: object
+    ) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), (self.option_strings[0], value)])
+
+
+def _read_inputs(args: argparse.Namespace) -> list[bytes]:
+    return [Path(v).read_bytes() if option == "--in-file" else v.encode() for option, v in args.inputs]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..client import Client, UntrustedWorker, VerificationError
     from ..protocol import EeaError
 
+    if not args.inputs:
+        return fail("give at least one input item: --in-data TEXT or --in-file FILE", as_json=args.json)
+    try:
+        args.items = _read_inputs(args)
+    except OSError as exc:
+        return fail(f"--in-file: {exc.filename}: {exc.strerror}", as_json=args.json)
     if (args.strict or args.sequence is not None) and args.requester_key is None:
         return fail("--strict needs --requester-key: the sequence belongs to the key that signs", as_json=args.json)
     if args.sequence is not None and args.sequence < 1:
@@ -93,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_chain(args, trust, signer)
     try:
         with Client(args.uri, trust=trust, signer=signer, suite=args.suite) as client:
+            worker = client.worker(args.worker_id)
             outputs = client.run(
                 args.workload,
-                [d.encode() for d in args.in_data],
-                worker_id=args.worker_id,
+                args.items,
+                worker_id=worker.worker_id,
                 timeout=args.timeout,
                 sequence=sequence,
             )
@@ -110,17 +147,36 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
     if sequence:
         _used_sequence(args, sequence)
-    return _print(args, outputs, sequence)
+    return _print(args, outputs, _simulated(worker), sequence)
 
 
-def _print(args: argparse.Namespace, outputs: list[bytes], sequence: int | None = None) -> int:
-    texts = [o.decode(errors="replace") for o in outputs]
+def _print(args: argparse.Namespace, outputs: list[bytes], simulated: bool, sequence: int | None = None) -> int:
+    from ..files import write_atomic
+
+    files = args.out_file[: len(outputs)]
+    try:
+        for path, data in zip(files, outputs, strict=False):
+            write_atomic(Path(path), data)
+    except OSError as exc:
+        return fail(f"--out-file: {exc.filename}: {exc.strerror}", as_json=args.json)
+    texts = [_text(o) for o in outputs[len(files) :]]
     if args.json:
         extra = {"sequence": sequence} if sequence else {}
-        emit_json({"ok": True, "verified": True, "workload": args.workload, "outputs": texts, **extra})
+        written = {"written": files} if files else {}
+        emit_json(
+            {
+                "ok": True,
+                "verified": True,
+                "simulated": simulated,
+                "workload": args.workload,
+                "outputs": texts,
+                **written,
+                **extra,
+            }
+        )
     else:
         for text in texts:
-            console.print(text, markup=False, highlight=False)
+            console.print(text, markup=False, highlight=False, soft_wrap=True)  # outputs are data: never wrapped
     return 0
 
 
@@ -137,9 +193,8 @@ def _run_on_chain(args: argparse.Namespace, trust: Trust, signer: SigningKey | N
     try:
         key = Path(args.chain_key).read_text().strip() if args.chain_key else None
         client = ChainClient(args.chain, args.contracts, trust=trust, signer=signer, key=key, suite=args.suite)
-        outputs = client.run(
-            args.workload, [d.encode() for d in args.in_data], worker_id=args.worker_id, timeout=args.timeout
-        )
+        worker = client.worker(args.worker_id)
+        outputs = client.run(args.workload, args.items, worker_id=worker.worker_id, timeout=args.timeout)
     except EeaError as exc:
         return fail(exc.message, as_json=args.json, code=exc.code)
     except (UntrustedWorker, VerificationError) as exc:
@@ -148,7 +203,19 @@ def _run_on_chain(args: argparse.Namespace, trust: Trust, signer: SigningKey | N
         return fail(str(exc), as_json=args.json)
     except Exception as exc:  # web3's errors (an RPC node down or erring): one line, never a traceback
         return fail(f"cannot submit through {args.chain}: {exc}", as_json=args.json)
-    return _print(args, outputs)
+    return _print(args, outputs, _simulated(worker))
+
+
+def _text(output: bytes) -> str:
+    try:
+        return output.decode()
+    except UnicodeDecodeError:
+        return f"<{len(output):,} bytes that are not text: write them to a file with --out-file>"
+
+
+def _simulated(worker: WorkerInfo) -> bool:
+    """Whether the worker's attestation is the simulated format: no hardware vouches for it."""
+    return worker.verdict is not None and worker.verdict.kind == "simulated"
 
 
 def _signer(args: argparse.Namespace) -> SigningKey | None:
@@ -157,15 +224,16 @@ def _signer(args: argparse.Namespace) -> SigningKey | None:
     from ..files import write_atomic
 
     if args.requester_key is not None:
-        path = Path(args.requester_key)
+        path = Path(args.requester_key).expanduser()
         if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_atomic(path, SigningKey().private_pem().encode(), exclusive=True, mode=0o600)
         return SigningKey.from_pem(path.read_text())
     return SigningKey() if args.sign else None
 
 
 def _sequence_file(args: argparse.Namespace) -> Path:
-    return Path(args.requester_key + ".sequence")
+    return Path(args.requester_key + ".sequence").expanduser()
 
 
 def _next_sequence(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ def register(sub: Subparsers) -> None:
     add_uri(w)
     w.add_argument(
         "--worker-id",
-        help="hex worker id (default: the worker the node hosts; for set-status, the only worker it lists)",
+        help="hex worker id (default: the worker the node hosts)",
     )
     w.add_argument(
         "--signing",
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 )
                 message = f"worker {result['workerId']}: new {what} (nonce {result['encryptionKeyNonce']}) attested and published"
             else:
-                worker_id = args.worker_id or _only_worker(client.call("WorkerLookUp", {})["ids"])
+                worker_id = args.worker_id or client.hosted_worker_id()
                 status = int(WorkerStatus[STATUSES[args.status]])
                 client.operator_call("WorkerSetStatus", {"workerId": worker_id, "status": status}, key)
                 result = {"workerId": worker_id, "status": status}
@@ -89,16 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(exc.message, as_json=args.json, code=exc.code)
     except OSError as exc:
         return fail(f"cannot reach {args.uri}: {exc}", as_json=args.json)
-    except ValueError as exc:
-        return fail(str(exc), as_json=args.json)
     if args.json:
         emit_json({"ok": True, **result})
     else:
         console.print(message, highlight=False)
     return 0
-
-
-def _only_worker(ids: list[str]) -> str:
-    if len(ids) != 1:
-        raise ValueError(f"the node lists {len(ids)} workers: say which with --worker-id")
-    return ids[0]

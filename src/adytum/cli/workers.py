@@ -20,7 +20,7 @@ def register(sub: Subparsers) -> None:
     )
     add_uri(workers)
     workers.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    workers.add_argument("worker_id", nargs="?", help="with `show`: the worker id")
+    workers.add_argument("worker_id", nargs="?", help="with `show`: the worker id (default: the one the node hosts)")
     add_trust(workers)
     add_json(workers)
     workers.set_defaults(run=run)
@@ -37,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Client(args.uri, trust=trust) as client:
             if args.action == "show":
-                worker_id = args.worker_id or (client.call("WorkerLookUp", {})["ids"] or [None])[0]
-                if worker_id is None:
-                    return fail("no worker is registered", as_json=args.json)
+                worker_id = args.worker_id or client.hosted_worker_id()
                 record = client.call("WorkerRetrieve", {"workerId": worker_id})
                 return _show(worker_id, record, trust, args.json)
             found = client.call("WorkerLookUp", {})

@@ -166,12 +166,10 @@ class AsyncClient:
         return list((await self.call("WorkerLookUp", filters))["ids"])
 
     async def worker(self, worker_id: str | None = None) -> WorkerInfo:
-        """The worker (the first one looked up if no id is given), its keys and attestation verified."""
+        """The worker (if no id is given, the one the node hosts: `hosted_worker_id`), its keys and attestation
+        verified."""
         if worker_id is None:
-            ids = await self.worker_ids()
-            if not ids:
-                raise EeaError(Status.INVALID_PARAMETER, f"no worker is registered at {self.uri}")
-            worker_id = ids[0]
+            worker_id = await self.hosted_worker_id()
         if worker_id not in self._workers:
             record = await self.call("WorkerRetrieve", {"workerId": worker_id})
             info = WorkerInfo.verified(worker_id, record, self.trust)
@@ -191,6 +189,15 @@ class AsyncClient:
                 raise
         newer.descends_from(worker.verifying_key)  # UntrustedWorker if another identity took the id
         return open_result(order, newer, result)
+
+    async def hosted_worker_id(self) -> str:
+        """The worker this node runs orders for, as its PoolStatus says: a registry may also list workers that
+        are hosted elsewhere or decommissioned, so the first id WorkerLookUp returns is no answer."""
+        status = await self.call("PoolStatus", {})  # a node without it (Avalon's) needs the worker id given
+        worker_id = status.get("workerId") if isinstance(status, dict) else None
+        if not isinstance(worker_id, str):
+            raise EeaError(Status.UNKNOWN_ERROR, f"PoolStatus: the node's answer is malformed ({str(status)[:100]})")
+        return worker_id
 
     def forget(self, worker_id: str) -> None:
         """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""

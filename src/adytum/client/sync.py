@@ -121,8 +121,12 @@ class Client:
         return _loop_thread.run(self._async.worker_ids(**filters))
 
     def worker(self, worker_id: str | None = None) -> WorkerInfo:
-        """The worker (the first one looked up if no id is given), its keys and attestation verified."""
+        """The worker (if no id is given, the one the node hosts), its keys and attestation verified."""
         return _loop_thread.run(self._async.worker(worker_id))
+
+    def hosted_worker_id(self) -> str:
+        """The worker this node runs orders for (see `AsyncClient.hosted_worker_id`)."""
+        return _loop_thread.run(self._async.hosted_worker_id())
 
     def forget(self, worker_id: str) -> None:
         """Drop a cached worker record (e.g. after its key was rotated), so the next use re-verifies it."""

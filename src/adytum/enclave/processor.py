@@ -42,6 +42,7 @@ from ..protocol import (
     strict_order_digest,
     workload_name,
 )
+from ..protocol.limits import MAX_DATA_BYTES, MAX_ITEMS, MAX_RESULT_BYTES
 from ..protocol.receipts import ReceiptStatus, receipt_update_digest
 from ..workloads import Context, Workload, WorkloadError
 from .budget import Budget, OverBudget
@@ -395,6 +396,16 @@ class WorkOrderProcessor:
             raise EeaError(Status.FAILED, f"workload {workload.name} failed ({type(exc).__name__})") from None
         if not isinstance(outputs, list) or not all(isinstance(o, bytes) for o in outputs) or not outputs:
             raise EeaError(Status.FAILED, f"workload {workload.name} returned no list of bytes")
+        if (
+            len(outputs) > MAX_ITEMS
+            or max(map(len, outputs)) > MAX_DATA_BYTES
+            or sum(map(len, outputs)) > MAX_RESULT_BYTES
+        ):
+            raise EeaError(
+                Status.FAILED,
+                f"workload {workload.name} returned more than a result holds ({MAX_ITEMS} items, "
+                f"{MAX_DATA_BYTES:,} bytes each, {MAX_RESULT_BYTES:,} in all)",
+            )
         return outputs
 
     @staticmethod

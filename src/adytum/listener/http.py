@@ -1,8 +1,10 @@
 """JSON-RPC 2.0 over HTTP on aiohttp: POST / for the EEA methods, GET /metrics, GET /openrpc.json, the result
 stream (GET /results, stream.py) and the dashboard (GET /ui, dashboard.py).
 
-Whatever a client sends, it gets a JSON-RPC error object with an EEA code and a clear message, and the log
-one line: never a traceback (code 10 is kept for real bugs), never a dropped connection it did not cause.
+Whatever a client sends, it gets a JSON-RPC error object with a clear message (an EEA code, or JSON-RPC 2.0's
+for the envelope: docs/api.md has the table), and the log one line: never a traceback (code 10 is kept for real
+bugs), never a dropped connection it did not cause. Batches are served entry by entry; notifications run
+unanswered.
 Before any method runs, a request must name an allowed Host (no DNS rebinding), carry the API token when one
 is configured, be `application/json` when it is a POST, and arrive in full within the read timeout.
 """
@@ -25,7 +27,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..protocol import EeaError, Status, decode_rpc
+from ..protocol import EeaError, RpcCode, Status, decode_batch, decode_rpc, envelope_error, is_batch
 from ..store import StoreUnavailable
 from .connections import Connection
 from .dashboard import Dashboard
@@ -44,12 +46,23 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None, status: int = 200) -> web.Response:
+def _answer(rpc_id: Any, *, result: Any = None, error: EeaError | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"jsonrpc": "2.0", "id": rpc_id}
     if error is not None:
         body["error"] = error.to_json()
     else:
         body["result"] = result
+    return body
+
+
+def _reply(rpc_id: Any, *, result: Any = None, error: EeaError | None = None, status: int = 200) -> web.Response:
+    return _json(_answer(rpc_id, result=result, error=error), status)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    """A JSON-RPC answer (one object, or a batch's list); nothing to answer (only notifications): 204."""
+    if body is None or body == []:
+        return web.Response(status=204)
     return web.Response(body=_encode(body), content_type="application/json", status=status)
 
 
@@ -234,35 +247,44 @@ class Listener:
             )
 
     async def handle(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        method, rpc_id = "-", None
+        """One request, or a batch (JSON-RPC 2.0 §6): its entries run concurrently, each answered on its own."""
+        body = await request.read()  # read in full by _guard
+        if not is_batch(body):
+            return _json(await self._call(request, body))
         try:
-            body = await request.read()  # read in full by _guard
-            rpc = decode_rpc(body)
-            method, rpc_id = rpc.method, rpc.id
+            entries = decode_batch(body)
+        except EeaError as exc:
+            self.requests.labels("-", str(exc.code)).inc()
+            log.info("refused a batch from %s: %s", request.remote, exc.message)
+            return _reply(None, error=exc)
+        answers = await asyncio.gather(*(self._call(request, entry) for entry in entries))
+        return _json([answer for answer in answers if answer is not None])
+
+    async def _call(self, request: web.Request, raw: bytes) -> dict[str, Any] | None:
+        """The answer to one JSON-RPC request, whatever it holds (None for a notification)."""
+        started = time.perf_counter()
+        method, rpc_id, notification = "-", None, False
+        try:
+            rpc = decode_rpc(raw)
+            method, rpc_id, notification = rpc.method, (None if rpc.notification else rpc.id), rpc.notification
             handler = self.methods.get(rpc.method)
             if handler is None:
                 method = "unknown"
-                raise EeaError(
-                    Status.INVALID_PARAMETER, f"method {rpc.method[:64]!r} is not supported", {"jsonrpcCode": -32601}
-                )
-            response = _reply(rpc_id, result=await handler(bytes(rpc.params)))
-            code = 0
+                raise envelope_error(RpcCode.METHOD_NOT_FOUND, f"method {rpc.method[:64]!r} is not supported")
+            answer, code = _answer(rpc_id, result=await handler(bytes(rpc.params))), 0
         except EeaError as exc:
-            response, code = _reply(rpc_id, error=exc), exc.code
+            answer, code = _answer(rpc_id, error=exc), exc.code
             if code not in _UNREMARKABLE:
                 log.info("refused %s from %s: %s", method, request.remote, exc.message[:300])
         except StoreUnavailable as exc:  # logged by the store, once per interval: not per request
-            response, code = _reply(rpc_id, error=EeaError(Status.BUSY, str(exc))), Status.BUSY
+            answer, code = _answer(rpc_id, error=EeaError(Status.BUSY, str(exc))), Status.BUSY
         except Exception:
             log.exception("internal error in %s", method)
-            response, code = (
-                _reply(rpc_id, error=EeaError(Status.UNKNOWN_ERROR, "internal error; it has been logged")),
-                1,
-            )
+            error = EeaError(Status.UNKNOWN_ERROR, "internal error; it has been logged")
+            answer, code = _answer(rpc_id, error=error), 1
         self.requests.labels(method, str(code)).inc()
         self.latency.labels(method).observe(time.perf_counter() - started)
-        return response
+        return None if notification else answer
 
     async def _read(self, request: web.Request) -> None:
         """The whole body (decompressed), by the connection's deadline; then the connection's clock stops."""

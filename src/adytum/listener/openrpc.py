@@ -28,6 +28,7 @@ from ..protocol import (
     PoolStatus,
     RegisterParams,
     RotateParams,
+    RpcCode,
     SetStatusParams,
     UpdateParams,
     WorkerIdParams,
@@ -36,6 +37,7 @@ from ..protocol import (
     WorkOrderParams,
     WorkOrderResult,
 )
+from ..protocol.limits import MAX_BATCH
 from ..protocol.receipts import (
     ConsistencyProof,
     InclusionProof,
@@ -65,6 +67,19 @@ ERRORS = [
     {"code": 9, "message": "INVALID_WORKLOAD"},
     {"code": 10, "message": "UNKNOWN_ERROR"},
 ]
+
+#: Errors of the envelope, before any method runs (docs/api.md has the table): JSON-RPC 2.0's own codes.
+ENVELOPE_ERRORS = {
+    code.name.title().replace("_", ""): {"code": int(code), "message": message, "data": {"eeaCode": 2}}
+    for code, message in (
+        (RpcCode.PARSE_ERROR, "the body (or a batch) is not valid JSON"),
+        (
+            RpcCode.INVALID_REQUEST,
+            f"not a JSON-RPC 2.0 request object; an empty batch, or one of over {MAX_BATCH} entries",
+        ),
+        (RpcCode.METHOD_NOT_FOUND, "the method is not served here"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -237,7 +252,7 @@ def _document(served: tuple[str, ...]) -> dict[str, Any]:
         "info": {"title": "adytum EEA Off-Chain Trusted Compute API", "version": __version__},
         "servers": [{"name": "listener", "url": f"http://localhost:{DEFAULT_PORT}/"}],
         "methods": methods,
-        "components": {"schemas": _referenced(methods, components)},
+        "components": {"schemas": _referenced(methods, components), "errors": ENVELOPE_ERRORS},
     }
 
 

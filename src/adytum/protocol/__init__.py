@@ -1,7 +1,7 @@
 """EEA v1.1 protocol: typed messages, registry params and results, status codes, ids and the request/response
 hashes."""
 
-from .errors import EeaError, RegistryStatus, Status
+from .errors import EeaError, RegistryStatus, RpcCode, Status, envelope_error
 from .hashing import (
     encryption_key_digest,
     encryption_key_get_digest,
@@ -21,10 +21,12 @@ from .messages import (
     WorkOrderParams,
     WorkOrderResult,
     decode,
+    decode_batch,
     decode_params,
     decode_result,
     decode_rpc,
     encode,
+    is_batch,
     reason,
     to_builtins,
     workload_hex,
@@ -83,6 +85,7 @@ __all__ = [
     "GetResultParams",
     "NoParams",
     "RegistryStatus",
+    "RpcCode",
     "RpcRequest",
     "Status",
     "WorkOrderParams",
@@ -90,8 +93,11 @@ __all__ = [
     "decode",
     "decode_params",
     "decode_result",
+    "decode_batch",
     "decode_rpc",
     "encode",
+    "envelope_error",
+    "is_batch",
     "encryption_key_digest",
     "encryption_key_get_digest",
     "items_hash",

@@ -24,6 +24,20 @@ class Status(IntEnum):
     UNKNOWN_ERROR = 10
 
 
+class RpcCode(IntEnum):
+    """JSON-RPC 2.0 §5.1 codes, for a request that never reached a method: EEA keeps -32768 to -32000 for them,
+    so a JSON-RPC client sees what it expects; `data.eeaCode` gives the EEA code (2) for clients of EEA's alone."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+
+
+def envelope_error(code: RpcCode, message: str) -> EeaError:
+    """A refusal of the JSON-RPC envelope itself (not JSON, not a request, no such method)."""
+    return EeaError(code, message, {"eeaCode": int(Status.INVALID_PARAMETER)})
+
+
 class RegistryStatus(IntEnum):
     """Registry method codes: same numbers up to 4, then lookup/mode specifics."""
 

@@ -21,6 +21,13 @@ MAX_IV = 256
 #: Free text the spec leaves open (receipt updateData, a registry's extra fields).
 MAX_TEXT = 64 * 1024
 #: One item's base64 data: the default body limit (the body limit bounds it again, whatever it is set to).
-MAX_DATA = 4 * 1024 * 1024
+#: 16 MiB carries a photograph of about 12 MB (the `redact-image` workload).
+MAX_DATA = 16 * 1024 * 1024
+#: The largest plaintext one outData item can carry: its AES-GCM ciphertext (16-byte tag) in base64 fits MAX_DATA.
+MAX_DATA_BYTES = MAX_DATA // 4 * 3 - 16
+#: All outData items of one result together, in plaintext: the enclave's answer frame (64 MiB) holds it twice over.
+MAX_RESULT_BYTES = 2 * MAX_DATA_BYTES
 #: inData and outData items per work order.
 MAX_ITEMS = 256
+#: Requests in one JSON-RPC batch (the body limit bounds the batch's bytes, as it bounds a single request).
+MAX_BATCH = 100

@@ -13,9 +13,9 @@ import msgspec
 from msgspec import Meta
 
 from ..crypto import KeySuite
-from .errors import EeaError, Status
+from .errors import EeaError, RpcCode, Status, envelope_error
 from .hexid import HexId, LongHex, OptHex, canonical
-from .limits import MAX_DATA, MAX_ITEMS, MAX_IV, MAX_KEY, MAX_NAME, MAX_SIGNATURE, MAX_URI
+from .limits import MAX_BATCH, MAX_DATA, MAX_ITEMS, MAX_IV, MAX_KEY, MAX_NAME, MAX_SIGNATURE, MAX_URI
 
 T = TypeVar("T")
 Index = Annotated[int, Meta(ge=0, le=2**31 - 1)]
@@ -115,17 +115,23 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RpcRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """A JSON-RPC 2.0 request; `params` stays raw so the enclave sees the requester's exact bytes."""
+    """A JSON-RPC 2.0 request; `params` stays raw so the enclave sees the requester's exact bytes. Without an
+    `id` it is a notification: it runs, and is not answered (JSON-RPC 2.0 §4.1)."""
 
     jsonrpc: Literal["2.0"]
     method: Annotated[str, Meta(max_length=64)]
-    id: int | str | None = None
+    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
     params: msgspec.Raw = msgspec.Raw(b"{}")
+
+    @property
+    def notification(self) -> bool:
+        return self.id is msgspec.UNSET
 
 
 _params_decoder = msgspec.json.Decoder(WorkOrderParams)
 _result_decoder = msgspec.json.Decoder(WorkOrderResult)
 _rpc_decoder = msgspec.json.Decoder(RpcRequest)
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 encode = msgspec.json.encode
 
 
@@ -151,11 +157,27 @@ def decode_rpc(body: bytes) -> RpcRequest:
     try:
         return _rpc_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise _explain(exc, "JSON-RPC envelope") from None
+        raise envelope_error(RpcCode.INVALID_REQUEST, f"invalid JSON-RPC envelope: {reason(exc)}") from None
     except MALFORMED as exc:
-        raise EeaError(
-            Status.INVALID_PARAMETER, f"request is not valid JSON: {reason(exc)}", {"jsonrpcCode": -32700}
-        ) from None
+        raise envelope_error(RpcCode.PARSE_ERROR, f"request is not valid JSON: {reason(exc)}") from None
+
+
+def is_batch(body: bytes) -> bool:
+    """Whether a body is a JSON-RPC batch: a JSON array (JSON-RPC 2.0 §6)."""
+    return body.lstrip(b" \t\r\n")[:1] == b"["
+
+
+def decode_batch(body: bytes) -> list[bytes]:
+    """The entries of a batch, each still raw: one bad entry is refused on its own, not with the others."""
+    try:
+        entries = _batch_decoder.decode(body)
+    except (msgspec.ValidationError, *MALFORMED) as exc:
+        raise envelope_error(RpcCode.PARSE_ERROR, f"request is not valid JSON: {reason(exc)}") from None
+    if not entries:
+        raise envelope_error(RpcCode.INVALID_REQUEST, "an empty batch: send at least one request")
+    if len(entries) > MAX_BATCH:
+        raise envelope_error(RpcCode.INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests, not {len(entries)}")
+    return [bytes(entry) for entry in entries]
 
 
 def decode_params(raw: bytes) -> WorkOrderParams:

@@ -103,12 +103,14 @@ class RotateParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class KeyGetParams(msgspec.Struct, forbid_unknown_fields=True):
+    """The optional fields may be null: Avalon's SDK (`encryption_key_get`) sends null for each one not given."""
+
     workerId: HexId
-    lastUsedKeyNonce: Short = ""
-    tag: Annotated[Short, Meta(description="must be empty: a worker here has one encryption key")] = ""
-    requesterId: Short = ""
-    signatureNonce: Short = ""
-    signature: Signed = ""
+    lastUsedKeyNonce: Short | None = None
+    tag: Annotated[Short | None, Meta(description="must be empty: a worker here has one encryption key")] = None
+    requesterId: Short | None = None
+    signatureNonce: Short | None = None
+    signature: Signed | None = None
 
 
 class KeySetParams(msgspec.Struct, forbid_unknown_fields=True):

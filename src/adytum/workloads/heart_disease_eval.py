@@ -5,10 +5,11 @@ and nobody in between learns either. ILLUSTRATIVE ONLY: the model below is a han
 formula with made-up coefficients, not fitted to or validated on any data. It is not medical
 advice and must not be used for any decision about anyone's health.
 
-Each input item is 14 numbers separated by spaces, optionally after Avalon's ``Data:`` prefix, in
-the column order of the UCI Cleveland heart-disease data set::
+Each input item is 14 numbers separated by white space, optionally after a label ending in a colon (Avalon's
+clients send ``Data:`` and ``Heart disease evaluation data:``), in the column order of the UCI Cleveland
+heart-disease data set::
 
-    [Data:] age sex cp trestbps chol fbs restecg thalach exang oldpeak slope ca thal num
+    [label:] age sex cp trestbps chol fbs restecg thalach exang oldpeak slope ca thal num
 
 =========  ================================================  ========================
 age        years                                             1-120
@@ -31,7 +32,9 @@ num        the diagnosis column of the data set              0-4
 =========  ================================================  ========================
 
 ``num`` is checked but not used: it is what the data set's models predict, so using it would be
-circular (Avalon's demo did weigh it). Every value but ``oldpeak`` is a whole number.
+circular (Avalon's demo did weigh it). Every value but ``oldpeak`` is a whole number. A value outside
+its range (Avalon's own samples have ``sex 10`` and ``fbs 125``) is taken as the nearest allowed value, and
+the answer names every attribute so taken; what is not a number, or not whole where it must be, is refused.
 
 The model: ``risk = 1 / (1 + exp(-z))``, each measurement taken relative to a reference patient
 (55 years, 130 mm Hg, 245 mg/dl, 150 beats/min, oldpeak 1: the Cleveland averages, rounded)::
@@ -43,13 +46,16 @@ The model: ``risk = 1 / (1 + exp(-z))``, each measurement taken relative to a re
     THAL = {3: 0.0, 6: 0.6, 7: 1.3}
 
 Each item's answer is ``"You have a <p>% risk of heart disease (illustrative model, not medical
-advice)."`` with ``p`` the risk in percent, rounded half up to a whole number. Unlike Avalon, every
-item is answered on its own (Avalon also averaged all items it had seen since start-up, in memory).
+advice)."`` with ``p`` the risk in percent, rounded half up to a whole number; with values out of range
+the parenthesis goes on: ``...; out of range, taken as the nearest allowed value: sex, fbs)."``. Unlike
+Avalon, every item is answered on its own (Avalon also averaged all items it had seen since start-up, in
+memory).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal, InvalidOperation
 
 from .base import Context, Workload, WorkloadError
@@ -89,6 +95,8 @@ LINEAR = {
 CHEST_PAIN = {1: 0.0, 2: -0.2, 3: -0.2, 4: 1.3}
 THALLIUM = {3: 0.0, 6: 0.6, 7: 1.3}
 DISCLAIMER = "illustrative model, not medical advice"
+#: A label before the numbers: words, then a colon.
+LABEL = re.compile(r"[A-Za-z][A-Za-z _-]{0,63}:")
 
 
 def risk(values: dict[str, float]) -> float:
@@ -98,19 +106,19 @@ def risk(values: dict[str, float]) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def parse(data: bytes, item: int = 0) -> dict[str, float]:
-    """The 14 attributes of one input item, checked; WorkloadError names the attribute, never its value."""
+def parse(data: bytes, item: int = 0) -> tuple[dict[str, float], list[str]]:
+    """The 14 attributes of one input item, and the names of those outside their range (taken as the nearest
+    allowed value); WorkloadError names the attribute, never its value."""
     where = f"heart-disease-eval: item {item}"
     try:
         text = data.decode("ascii").strip()
     except UnicodeDecodeError:
         raise WorkloadError(f"{where} is not ASCII text") from None
-    if text[:5].lower() == "data:":
-        text = text[5:]
-    words = text.split()
+    label = LABEL.match(text)
+    words = text[label.end() if label else 0 :].split()
     if len(words) != len(ATTRIBUTES):
         raise WorkloadError(f"{where} must be {len(ATTRIBUTES)} numbers: " + " ".join(name for name, *_ in ATTRIBUTES))
-    values = {}
+    values, clamped = {}, []
     for word, (name, low, high, allowed, whole) in zip(words, ATTRIBUTES, strict=True):
         try:
             number = Decimal(word) if len(word) <= 12 else None
@@ -120,11 +128,14 @@ def parse(data: bytes, item: int = 0) -> dict[str, float]:
             raise WorkloadError(f"{where}: {name} is not a number")
         if whole and number != number.to_integral_value():
             raise WorkloadError(f"{where}: {name} must be a whole number")
-        if not low <= number <= high or (allowed is not None and int(number) not in allowed):
-            rule = ", ".join(map(str, sorted(allowed))) if allowed else f"{low} to {high}"
-            raise WorkloadError(f"{where}: {name} must be {rule}")
-        values[name] = float(number)
-    return values
+        given = float(number)
+        value = min(max(given, low), high)
+        if allowed is not None:
+            value = min(sorted(allowed), key=lambda a: abs(a - given))
+        if value != given:
+            clamped.append(name)
+        values[name] = float(value)
+    return values, clamped
 
 
 class HeartDiseaseEval(Workload):
@@ -138,6 +149,8 @@ class HeartDiseaseEval(Workload):
             raise WorkloadError("heart-disease-eval: send at least one item of 14 numbers")
         outputs = []
         for item, data in enumerate(inputs):
-            percent = math.floor(risk(parse(data, item)) * 100 + 0.5)
-            outputs.append(f"You have a {percent}% risk of heart disease ({DISCLAIMER}).".encode())
+            values, clamped = parse(data, item)
+            percent = math.floor(risk(values) * 100 + 0.5)
+            note = f"; out of range, taken as the nearest allowed value: {', '.join(clamped)}" if clamped else ""
+            outputs.append(f"You have a {percent}% risk of heart disease ({DISCLAIMER}{note}).".encode())
         return outputs

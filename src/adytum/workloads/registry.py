@@ -34,6 +34,7 @@ from .fib import Fibonacci
 from .heart_disease_eval import HeartDiseaseEval
 from .hello import Hello
 from .hospital_records import HospitalRecords
+from .redact_image import RedactImage
 from .secure_transaction import SecureTransaction
 from .simple_wallet import SimpleWallet
 
@@ -45,6 +46,7 @@ BUILTIN: tuple[type[Workload], ...] = (
     SimpleWallet,
     HospitalRecords,
     HeartDiseaseEval,
+    RedactImage,
 )
 ENTRY_POINT_GROUP = "adytum.workloads"
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<cls>[A-Za-z_]\w*)")
