@@ -136,6 +136,7 @@ def test_workers(node):
     assert listed["totalCount"] == 1
     shown = adytum("workers", "show", listed["ids"][0], "--uri", node.url, "--trust-root", str(node.root_pem))
     assert shown.returncode == 0 and "simulated" in shown.stdout and "trusted" in shown.stdout
+    assert "key encryption: RSA-OAEP-3072, HPKE-Base-X25519-SHA256-AES256GCM" in shown.stdout
     untrusted = adytum("workers", "show", "--uri", node.url)
     assert untrusted.returncode == 1 and "NOT TRUSTED" in untrusted.stdout and "--trust-root" in untrusted.stdout
 
@@ -158,6 +159,7 @@ def test_bench_reports_throughput_and_ratio(node):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["orders"] == 60 and report["failed"] == 0
+    assert report["suite"] == "rsa"  # bench's default is the EEA's suite, so its figures compare across versions
     assert report["per_second"] > 0 and report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
     assert 0 < report["ratio_to_bound"]
     assert report["attestation"] == "simulated"

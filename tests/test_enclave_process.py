@@ -6,6 +6,7 @@ import signal
 
 import pytest
 
+from adytum import crypto
 from adytum.client import WorkerInfo, build, open_result
 from adytum.crypto import sha256
 from adytum.manager import EnclaveDied, EnclaveStartError
@@ -77,7 +78,9 @@ def test_enclave_quote_binds_its_keys_measurement_and_role(tmp_path):
 
     kme, ident = run(main())
     quote = parse_quote(ident.quote)
-    assert quote.report_data == report_data_for(ident.verifying_key, ident.encryption_key, WORKER_ID)
+    assert set(ident.hpke_keys) == {suite.value for suite in crypto.hpke_suites()}  # one key per HPKE suite
+    assert quote.report_data == report_data_for(ident.verifying_key, ident.encryption_key, WORKER_ID, ident.hpke_keys)
+    assert quote.report_data != report_data_for(ident.verifying_key, ident.encryption_key, WORKER_ID)
     assert quote.mr_enclave.hex() == ident.mr_enclave == measure().mr_enclave.hex()
     assert not quote.debug and quote.isv_prod_id == WPE_PRODUCT
     assert parse_quote(kme.quote).isv_prod_id == KME_PRODUCT

@@ -112,7 +112,7 @@ def test_key_manager_quotes_seals_and_measures_through_dev_attestation_and_the_h
     assert ident.mr_enclave == body.mr_enclave.hex() and ident.mr_signer == body.mr_signer.hex()  # from the quote
     assert ident.simulated  # the test double is not hardware, and says so
     written = (gramine_env / "user_report_data").read_bytes()
-    assert written == report_data_for(ident.verifying_key, ident.encryption_key, WORKER_ID)
+    assert written == report_data_for(ident.verifying_key, ident.encryption_key, WORKER_ID, ident.hpke_keys)
     # the keys were sealed under the key from keys/_sgx_mrenclave, and no simulated platform was made
     sealer = Sealer((gramine_env / "keys" / "_sgx_mrenclave").read_bytes(), body.mr_enclave)
     keys = WorkerKeys.unseal(sealer, DataDir(data_dir).kme_keys.read_bytes())

@@ -68,6 +68,23 @@ class NodeProc:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def kill_holding_claims(self, store: str, timeout: float = 60) -> None:
+        """SIGKILL this node's process group at a moment it holds claimed orders: stopped (SIGSTOP) while the
+        store is asked, let go on (SIGCONT) while it holds none. Fast orders may all be answered between a
+        look and a kill; a stopped node's claims cannot be."""
+        assert self.proc is not None
+        node_id = (self.data_dir / "node-id").read_text().strip()
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(store, autocommit=True) as db:
+            while True:
+                os.killpg(self.proc.pid, signal.SIGSTOP)
+                if db.execute("SELECT 1 FROM schedule WHERE owner = %s LIMIT 1", (node_id,)).fetchone():
+                    break
+                os.killpg(self.proc.pid, signal.SIGCONT)
+                assert time.monotonic() < deadline, f"{self.name} never held a claim"
+                time.sleep(0.005)
+        self.kill()
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -255,8 +272,7 @@ def test_sigkill_of_a_whole_node_under_load_loses_nothing(tmp_path, pg_url):
             worker = client.worker()
         with Load([c.a.url, c.b.url], c.trust, worker, b"30000", requesters=4) as load:
             load.until(60)
-            c.b.holding_claims(pg_url)
-            c.b.kill()
+            c.b.kill_holding_claims(pg_url)
             with Load([c.a.url], c.trust, worker, b"30000", requesters=1) as after:
                 after.until(20)
         check_answered_once(pg_url, c.a.url, c.trust, worker, load.acknowledged + after.acknowledged, 30000)

@@ -100,7 +100,7 @@ def test_client_has_every_method_of_async_client_with_the_same_signature():
     del async_init["session"]  # an aiohttp session belongs to one event loop: the sync client keeps its own
     assert list(sync_init.values()) == list(async_init.values())
     attributes = {name for name, member in vars(Client).items() if isinstance(member, property)}
-    assert attributes == {"uri", "trust", "signer", "requester_id"}
+    assert attributes == {"uri", "trust", "signer", "requester_id", "suite"}
 
 
 def test_client_works_inside_a_running_event_loop(node: RunningNode):

@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from adytum import crypto, operator
-from adytum.client import Client, UntrustedWorker, WorkerInfo, build, open_result
+from adytum.client import SUITES, Client, UntrustedWorker, WorkerInfo, build, open_result
+from adytum.crypto import KeySuite
 from adytum.issuer.quoter import SimulatedQuoter, load_quoting_key
 from adytum.manager.errors import EnclaveStartError
 from adytum.protocol import EeaError, RegistryStatus, Status, to_builtins
@@ -116,6 +117,12 @@ def test_update_and_status(reg):
         ),
     )
     assert swap["error"]["code"] == RegistryStatus.ACCESS_DENIED
+    for field in ("keyEncryptionAlgorithm", "keyEncryptionAlgorithms"):  # what the enclaves offer, not the host
+        claim = {"workerId": hosted, "details": {field: ["RSA-OAEP-3072"]}}
+        assert (
+            rpc(reg, "WorkerUpdate", signed(reg, "WorkerUpdate", claim))["error"]["code"]
+            == RegistryStatus.ACCESS_DENIED
+        )
 
 
 def test_a_worker_served_elsewhere_takes_no_orders_here(reg):
@@ -256,7 +263,8 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
     with Client(reg.url, trust=reg.trust) as c:
         old_worker = c.worker(wid)
         old_key_set = {k: v for k, v in rpc(reg, "EncryptionKeyGet", {"workerId": wid})["result"].items()}
-        in_flight = build(old_worker, "hello", [b"in flight"])  # encrypted to the key about to be replaced
+        # encrypted to the keys about to be replaced, in every suite
+        in_flight = {suite: build(old_worker, "hello", [b"in flight"], suite=suite) for suite in SUITES}
 
         rotated = subprocess.run(
             [
@@ -281,12 +289,15 @@ def test_rotate_key_keeps_in_flight_orders_working(reg):
         assert new_key != old_worker.encryption_key
         assert all(e.identity.encryption_key == new_key for e in reg.node.manager.enclaves)
 
-        reply = c.call("WorkOrderSubmit", {**to_builtins(in_flight.params), "responseTimeoutMSecs": 30000})
-        assert open_result(in_flight, old_worker, reply) == [b"Hello in flight"]
+        for order in in_flight.values():
+            reply = c.call("WorkOrderSubmit", {**to_builtins(order.params), "responseTimeoutMSecs": 30000})
+            assert open_result(order, old_worker, reply) == [b"Hello in flight"]
 
         c.forget(wid)
         new_worker = c.worker(wid)  # attestation re-verified: the new report binds the new key
         assert new_worker.encryption_key == new_key and c.encryption_key(new_worker)[0] == new_key
+        assert set(new_worker.hpke_keys) == set(old_worker.hpke_keys)  # every HPKE key rotated with the RSA key
+        assert not set(new_worker.hpke_keys.values()) & set(old_worker.hpke_keys.values())
         assert c.run("hello", [b"new key"], worker_id=wid) == [b"Hello new key"]
 
         # The worker's signature on the old key is genuine, but its enclaves no longer hold it as current.
@@ -342,8 +353,8 @@ def test_keys_older_than_the_history_are_refused_clearly(tmp_path):
         n.call(n.node.manager.keys.rotate)
         deadline = time.monotonic() + 60
 
-        def refusal(worker) -> str:
-            order = build(worker, "hello", [b"late"])
+        def refusal(worker, suite: str = "rsa") -> str:
+            order = build(worker, "hello", [b"late"], suite=suite)
             try:
                 c.call("WorkOrderSubmit", {**to_builtins(order.params), "responseTimeoutMSecs": 30000})
             except EeaError as exc:
@@ -355,9 +366,12 @@ def test_keys_older_than_the_history_are_refused_clearly(tmp_path):
             assert time.monotonic() < deadline, "the previous key kept serving past its history"
             time.sleep(0.2)
         assert "previous encryption key of this worker" in message and "stopped serving" in message
+        hpke = refusal(old, "hpke")  # the HPKE keys retired with the RSA key stopped serving with it
+        assert f"previous {KeySuite.HPKE_X25519} key of this worker" in hpke and "stopped serving" in hpke
         n.call(n.node.manager.keys.rotate)  # deleted now
         message = refusal(old)
         assert "does not decrypt with this worker's encryption key or the 1 previous key(s)" in message
+        assert "does not decrypt with this worker's HPKE" in refusal(old, "mlkem-x25519")
         c.forget(wid)
         assert c.run("hello", [b"current"], worker_id=wid) == [b"Hello current"]
 
@@ -400,7 +414,10 @@ def test_the_manager_refuses_a_debug_enclave_and_a_swapped_key(reg):
     from adytum.attestation.verify import report_data_for
 
     debug = msgspec.structs.replace(
-        ident, quote=quoter.quote(report_data_for(ident.verifying_key, ident.encryption_key, ident.worker_id))
+        ident,
+        quote=quoter.quote(
+            report_data_for(ident.verifying_key, ident.encryption_key, ident.worker_id, ident.hpke_keys)
+        ),
     )
     with pytest.raises(EnclaveStartError, match="(?i)debug"):
         manager.admit(debug)

@@ -78,6 +78,7 @@ class Identity(msgspec.Struct, tag="identity"):
     seq: int = 0
     previous_keys: list[PreviousKey] = []  # the history, newest first
     handovers: list[Handover] = []  # the signing key's chain, from the worker's first key to `verifying_key`
+    hpke_keys: dict[str, str] = {}  # HPKE suite name -> hex public key, bound into the quote with the others
 
 
 class StateWrite(msgspec.Struct):
@@ -180,6 +181,7 @@ class AnchorPeer(msgspec.Struct):
     proof_type: str = ""
     proof: str = ""
     error: str = ""
+    hpke_keys: dict[str, str] = {}
 
 
 class Anchor(msgspec.Struct, tag="anchor"):

@@ -15,6 +15,7 @@ from web3 import Web3
 from adytum.chain import ChainClient, codec, deploy
 from adytum.chain.devchain import DevChainServer
 from adytum.config import ChainConfig
+from adytum.crypto import KeySuite
 from adytum.protocol import EeaError, Status
 from support import running_node
 
@@ -74,6 +75,9 @@ def test_orders_through_the_contract_come_back_verified_and_the_ledger_is_anchor
         order, _ = client.submit(worker, "fib", [b"20"])
         assert client.result(order, worker, timeout=60) == [b"6765"]
         assert len(completions(client, order.work_order_id)) == 1
+        assert order.params.key_encryption_algorithm is KeySuite.HPKE_X25519  # the worker offers HPKE
+        pq = ChainClient(rpc.url, contracts, trust=node.trust, sender=client.sender, poll=0.05, suite="mlkem-x25519")
+        assert pq.run("hello", [b"pq"], timeout=60) == [b"Hello pq"]  # the 1168-byte wrapped key fits on chain
         receipts = client.contract("WorkOrderReceiptRegistry")
         wid = codec.id_bytes(worker.worker_id)
         size = until(lambda: receipts.functions.ledgerHead(wid).call()[0], "a tree head is anchored")

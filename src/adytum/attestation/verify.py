@@ -5,7 +5,7 @@ keys the caller is about to use and the verification time ``at``, and either ret
 :class:`Verdict` the policy accepts or raises :class:`AttestationError` naming the first failed
 rule. The caller need not know which kind of evidence it is; every kind ends with the same binding
 check: the report data must be :func:`report_data_for` (verification key, encryption key, worker
-id), so a key the host swapped after attestation is refused. Nothing here reads the clock: ``at``
+id, and the HPKE keys if the worker has any), so a key the host swapped after attestation is refused. Nothing here reads the clock: ``at``
 is always the caller's, so old evidence can be judged at its own time.
 
 proofDataType / proofData:
@@ -46,7 +46,7 @@ import hashlib
 import hmac
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,20 +91,26 @@ def _frame(*items: bytes) -> bytes:
     return b"".join(struct.pack(">I", len(item)) + item for item in items)
 
 
-def report_data_for(verifying_key_pem: str, encryption_key_pem: str, worker_id: str) -> bytes:
+def report_data_for(
+    verifying_key_pem: str, encryption_key_pem: str, worker_id: str, hpke_keys: Mapping[str, str] | None = None
+) -> bytes:
     """The 64 report-data bytes that bind a worker's keys: SHA-256(framed keys and id) ‖ 32 zero bytes.
 
     Each item is length-prefixed (u32 big-endian) after a domain label, so no two different key
     sets frame to the same bytes. Keys are the exact PEM strings the worker record publishes; the
-    worker id is compared in lower case (the SDK and the enclave both lower-case it). The enclave
-    quotes over these bytes, whatever its kind of evidence.
+    worker id is compared in lower case (the SDK and the enclave both lower-case it). The HPKE keys
+    (`hpkeEncryptionKeys`: suite name -> hex public key) follow as name, key pairs in name order; a
+    worker without them frames as before they existed. The enclave quotes over these bytes, whatever
+    its kind of evidence.
     """
+    suites = sorted((hpke_keys or {}).items())
     digest = hashlib.sha256(
         _frame(
             _REPORT_DATA_DOMAIN,
             verifying_key_pem.encode("utf-8"),
             encryption_key_pem.encode("utf-8"),
             worker_id.lower().encode("utf-8"),
+            *(item.encode("utf-8") for pair in suites for item in pair),
         )
     ).digest()
     return digest + bytes(32)
@@ -124,6 +130,7 @@ def verify_worker_evidence(
     dcap_anchors: Sequence[x509.Certificate] | None = None,
     collateral: Collateral | None = None,
     vendor_roots: Sequence[x509.Certificate] | None = None,
+    hpke_keys: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Verify ``proof_data`` at time ``at`` and its binding of the worker's keys; return the accepted verdict.
 
@@ -142,7 +149,9 @@ def verify_worker_evidence(
         collateral=collateral,
         vendor_roots=vendor_roots,
     )
-    check_key_binding(verdict, verifying_key=verifying_key, encryption_key=encryption_key, worker_id=worker_id)
+    check_key_binding(
+        verdict, verifying_key=verifying_key, encryption_key=encryption_key, worker_id=worker_id, hpke_keys=hpke_keys
+    )
     return verdict
 
 
@@ -180,14 +189,21 @@ def verify_evidence(
     return verdict
 
 
-def check_key_binding(verdict: Verdict, *, verifying_key: str, encryption_key: str, worker_id: str) -> None:
+def check_key_binding(
+    verdict: Verdict,
+    *,
+    verifying_key: str,
+    encryption_key: str,
+    worker_id: str,
+    hpke_keys: Mapping[str, str] | None = None,
+) -> None:
     """Raise ``REPORT_DATA`` unless the verdict's report data binds exactly these keys and worker id."""
-    expected = report_data_for(verifying_key, encryption_key, worker_id)
+    expected = report_data_for(verifying_key, encryption_key, worker_id, hpke_keys)
     if not hmac.compare_digest(verdict.report_data, expected):
         raise AttestationError(
             Reason.REPORT_DATA,
-            "the attested report data does not bind this verification key, encryption key and worker id "
-            "(a key was replaced after attestation, or the enclave bound something else)",
+            "the attested report data does not bind this verification key, encryption key, HPKE keys and worker "
+            "id (a key was replaced, added or removed after attestation, or the enclave bound something else)",
             verdict,
         )
 

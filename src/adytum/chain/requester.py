@@ -22,6 +22,7 @@ import msgspec
 from .. import crypto
 from ..client import PendingOrder, Trust, UntrustedWorker, WorkerInfo, build, open_result
 from ..client.worker import require_active
+from ..client.workorder import parse_suite
 from ..protocol import EeaError, Status, encode
 from . import codec
 from .deployment import Deployment, check_code
@@ -44,7 +45,10 @@ class ChainClient:
         sender: str | None = None,
         key: str | None = None,
         poll: float = 0.1,
+        suite: str | None = None,
     ) -> None:
+        """`suite`: how orders wrap their session key, as `Client(suite=...)` takes it (default: HPKE when the
+        worker offers it)."""
         from web3 import Web3
 
         self.w3: Any = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30}))
@@ -53,6 +57,7 @@ class ChainClient:
         self.trust = trust or Trust()
         self.signer = signer
         self.requester_id = requester_id or crypto.random_bytes(32).hex()
+        self.suite = None if suite is None else parse_suite(suite)
         self.poll = poll
         self._account: Any = None
         if key is not None:
@@ -176,7 +181,7 @@ class ChainClient:
 
     def submit(self, worker: WorkerInfo, workload: str, inputs: list[bytes]) -> tuple[PendingOrder, int]:
         """Build the order for the worker and submit it on chain: the order and the block it went into."""
-        order = build(worker, workload, inputs, requester_id=self.requester_id, signer=self.signer)
+        order = build(worker, workload, inputs, requester_id=self.requester_id, signer=self.signer, suite=self.suite)
         p = order.params
         fn = self.contract("WorkOrderRegistry").functions.workOrderSubmit(
             codec.id_bytes(p.work_order_id),

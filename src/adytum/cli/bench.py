@@ -1,9 +1,10 @@
 """`adytum bench`: throughput and latency of verified work orders, against a running node or against
 fresh local nodes with 1, 2, ... work-order enclaves (`--enclaves 1,2`) to show how the pool scales.
 
-The yardstick is measured in the same run: the enclave's own processing of a work order (RSA-OAEP
-unwrap, ECDSA verify and sign, AES-GCM, hashing), in-process with no I/O, times the cores. Nothing
-that serves work orders can beat it on this machine, so `ratio` says how much the node adds.
+The yardstick is measured in the same run: the enclave's own processing of a work order (the session-key
+unwrap of the suite in use, RSA-OAEP or HPKE, then ECDSA verify and sign, AES-GCM, hashing), in-process with
+no I/O, times the cores. Nothing that serves work orders can beat it on this machine, so `ratio` says how
+much the node adds. `--suite rsa,hpke` measures each suite in turn, each against its own bound.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..datadir import DataDir
-from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
+from .options import SUITE_NAMES, Subparsers, add_json, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def register(sub: Subparsers) -> None:
         "  adytum bench --uri http://localhost:1947 -n 10000 -c 32 --workload hello\n"
         "  adytum bench --enclaves 1,2 -n 5000        # fresh local nodes: 1, then 2 enclaves\n"
         "  adytum bench --enclaves 2 --receipts-cost   # the same node with and without receipts\n"
+        "  adytum bench --enclaves 2 --suite rsa,hpke,mlkem-x25519   # each key-encryption suite in turn\n"
         "  adytum bench --store postgresql://postgres@127.0.0.1:5432/test --nodes 1,2   # nodes on one database",
     )
     add_uri(bench)
@@ -55,6 +57,14 @@ def register(sub: Subparsers) -> None:
     bench.add_argument("--workload", default="hello", help="workload (default hello)")
     bench.add_argument("--in-data", default="world", help="the input of every order")
     bench.add_argument("--worker-id", help="with --uri: hex worker id (default: the worker the node hosts)")
+    bench.add_argument(
+        "--suite",
+        default="rsa",
+        metavar="NAME[,NAME...]",
+        help=f"how orders wrap their session key: {', '.join(SUITE_NAMES)} (default rsa, the EEA's); several, "
+        "comma-separated, are measured one after the other on the same node, each with its own crypto bound, "
+        "and compared with the first",
+    )
     bench.add_argument(
         "--bound-samples",
         type=int,
@@ -116,10 +126,11 @@ class Report:
     cpu_us_requesters: float | None = None
     #: What the worker's attestation is: "simulated" (no hardware protection), or the hardware's format.
     attestation: str = ""
+    suite: str = "rsa"  # the key-encryption suite (an `adytum.client.SUITES` name) of every order and of the bound
 
 
-def crypto_bound(samples: int, workload: str, data: bytes) -> float:
-    """Microseconds the enclave spends on one work order, measured in-process."""
+def crypto_bound(samples: int, workload: str, data: bytes, suite: str = "rsa") -> float:
+    """Microseconds the enclave spends on one work order wrapped in `suite`, measured in-process."""
     from ..client import WorkerInfo, build
     from ..crypto import sha256
     from ..enclave.keys import WorkerKeys
@@ -129,8 +140,10 @@ def crypto_bound(samples: int, workload: str, data: bytes) -> float:
 
     keys = WorkerKeys.generate(sha256(b"bench").hex())
     proc = WorkOrderProcessor(keys, load_workloads())
-    info = WorkerInfo(keys.worker_id, keys.verifying_key, keys.encryption_key, keys.encryption_key_signature)
-    orders = [encode(build(info, workload, [data]).params) for _ in range(samples)]
+    info = WorkerInfo(
+        keys.worker_id, keys.verifying_key, keys.encryption_key, keys.encryption_key_signature, hpke_keys=keys.hpke_keys
+    )
+    orders = [encode(build(info, workload, [data], suite=suite).params) for _ in range(samples)]
     started = time.perf_counter()
     for raw in orders:
         proc.process(raw)
@@ -153,18 +166,21 @@ async def drive(
     concurrency: int,
     progress: Progress | None,
     worker_id: str | None = None,
+    suite: str = "rsa",
 ) -> tuple[list[float], int, float]:
     """Requester i sends to node i mod len(uris), each order built, submitted, waited for, verified, decrypted."""
     from ..client import AsyncClient
+    from ..client.workorder import choose_suite
     from ..protocol import EeaError
 
     latencies: list[float] = []
     failed = 0
     issued = 0
     task = progress.add_task("work orders", total=n) if progress else None
-    clients = [AsyncClient(uri, trust=trust) for uri in uris]
+    clients = [AsyncClient(uri, trust=trust, suite=suite) for uri in uris]
     try:
         worker = await clients[0].worker(worker_id)
+        choose_suite(worker, suite)  # a suite the worker does not offer: say so once, not once per order
 
         async def requester(i: int) -> None:
             nonlocal issued, failed
@@ -199,6 +215,7 @@ def measure_node(
     bound_us: float,
     receipts: bool | None = None,
     nodes: int | None = None,
+    suite: str = "rsa",
 ) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -206,7 +223,7 @@ def measure_node(
     cpu_before, requesters_before = [node_cpu(uri) for uri in uris], own_cpu()
     if args.json:
         latencies, failed, elapsed = asyncio.run(
-            drive(uris, trust, args.workload, data, args.n, args.c, None, args.worker_id)
+            drive(uris, trust, args.workload, data, args.n, args.c, None, args.worker_id, suite)
         )
     else:
         with Progress(
@@ -217,7 +234,7 @@ def measure_node(
             console=console,
         ) as progress:
             latencies, failed, elapsed = asyncio.run(
-                drive(uris, trust, args.workload, data, args.n, args.c, progress, args.worker_id)
+                drive(uris, trust, args.workload, data, args.n, args.c, progress, args.worker_id, suite)
             )
     requesters_cpu = own_cpu() - requesters_before
     spent = cpu_spent(cpu_before, [node_cpu(uri) for uri in uris])
@@ -248,6 +265,7 @@ def measure_node(
         cpu_us_enclaves=per_order(spent[1], ok),
         cpu_us_requesters=per_order(requesters_cpu, ok),
         attestation=attestation,
+        suite=suite,
     )
     if not args.json:
         kind = f"{attestation} " if attestation else ""
@@ -257,7 +275,7 @@ def measure_node(
             pool = f" ({nodes} node{'s' if nodes != 1 else ''} on one PostgreSQL database, {enclaves} enclave(s) each)"
         pool += {None: "", True: ", receipts on", False: ", receipts OFF (measurement only)"}[receipts]
         console.print(
-            f"[bold]{ok}[/] verified {args.workload} work orders in {elapsed:.2f} s with {args.c} "
+            f"[bold]{ok}[/] verified {args.workload} work orders ({suite} suite) in {elapsed:.2f} s with {args.c} "
             f"requesters{pool} ({failed} failed)"
         )
         console.print(f"  throughput  [bold]{rate:,.0f}[/] work orders/s")
@@ -267,7 +285,7 @@ def measure_node(
                 f"   (mean {statistics.fmean(latencies) * 1e3:.2f} ms)"
             )
         console.print(
-            f"  crypto bound {bound_us:.0f} µs per order in the enclave × {cores} cores = "
+            f"  crypto bound {bound_us:.0f} µs per {suite} order in the enclave × {cores} cores = "
             f"{bound:,.0f}/s → ratio [bold]{rate / bound:.2f}[/]"
         )
         if report.cpu_us_node is not None and report.cpu_us_enclaves is not None and report.cpu_us_requesters:
@@ -293,13 +311,13 @@ def per_order(seconds: float | None, orders: int) -> float | None:
     return round(seconds / orders * 1e6, 1) if orders and seconds is not None else None
 
 
-def measure_stage(args: argparse.Namespace, enclaves: int, data: bytes) -> float:
-    """The enclave stage alone with `enclaves` enclaves (`adytum.cli.stage`), on min(N, 3000) orders."""
+def measure_stage(args: argparse.Namespace, enclaves: int, data: bytes, suite: str = "rsa") -> float:
+    """The enclave stage alone with `enclaves` enclaves (`adytum.cli.stage`), on min(N, 3000) orders in `suite`."""
     from .stage import stage_throughput
 
     if not args.json:
-        console.print(f"measuring the enclave stage alone with {enclaves} enclave(s)…")
-    return asyncio.run(stage_throughput(enclaves, min(args.n, 3000), args.workload, data))
+        console.print(f"measuring the enclave stage alone with {enclaves} enclave(s) ({suite} suite)…")
+    return asyncio.run(stage_throughput(enclaves, min(args.n, 3000), args.workload, data, suite))
 
 
 def own_cpu() -> float:
@@ -347,7 +365,8 @@ def cpu_spent(before: list[dict[str, float]], after: list[dict[str, float]]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import Trust, UntrustedWorker
+    from ..client import SUITES, Trust, UntrustedWorker
+    from ..crypto import KeySuite, hpke_suites
     from ..protocol import EeaError
     from .local_node import free_port, local_node
 
@@ -358,6 +377,14 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     data = args.in_data.encode()
+    suites = [name.strip() for name in args.suite.split(",")]
+    if not all(name in SUITE_NAMES for name in suites) or len(set(suites)) != len(suites):
+        return fail(
+            f"--suite takes names among {', '.join(SUITE_NAMES)}, each once (got {args.suite!r})", as_json=args.json
+        )
+    unserved = [name for name in suites if SUITES[name] not in (KeySuite.RSA_OAEP_3072, *hpke_suites())]
+    if unserved:
+        return fail(f"this machine's OpenSSL cannot serve --suite {', '.join(unserved)} (no ML-KEM)", as_json=args.json)
     counts, node_counts = _counts(args.enclaves), _counts(args.nodes)
     for option, given, parsed in (("--enclaves", args.enclaves, counts), ("--nodes", args.nodes, node_counts)):
         if parsed is None:
@@ -373,8 +400,8 @@ def run(args: argparse.Namespace) -> int:
     if node_counts and not args.store:
         return fail("--nodes runs the nodes on one PostgreSQL database: give --store URL too", as_json=args.json)
     if not args.json:
-        console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process)…")
-    bound_us = crypto_bound(args.bound_samples, args.workload, data)
+        console.print(f"measuring the enclave's crypto bound ({args.bound_samples} orders in-process per suite)…")
+    bounds = {suite: crypto_bound(args.bound_samples, args.workload, data, suite) for suite in suites}
     reports: list[Report] = []
     try:
         if node_counts:
@@ -385,10 +412,15 @@ def run(args: argparse.Namespace) -> int:
                         f"[bold]starting {k} local node(s) on one PostgreSQL database, {per_node} enclave(s) each[/]"
                     )
                 with local_cluster(args.store, k, per_node) as (uris, trust):
-                    reports.append(measure_node(args, uris, trust, per_node, data, bound_us, nodes=k))
+                    for suite in suites:
+                        reports.append(
+                            measure_node(args, uris, trust, per_node, data, bounds[suite], nodes=k, suite=suite)
+                        )
             counts = []
         elif not counts:
-            reports.append(measure_node(args, [args.uri], trust_from_args(args), None, data, bound_us))
+            trust = trust_from_args(args)
+            for suite in suites:
+                reports.append(measure_node(args, [args.uri], trust, None, data, bounds[suite], suite=suite))
         for n in counts:
             # on, off, off, on: a drift of the machine's speed during the runs falls on both sides alike
             for receipts in (True, False, False, True) if args.receipts_cost else (True,):
@@ -399,17 +431,24 @@ def run(args: argparse.Namespace) -> int:
                 options = ("--enclaves", str(n)) if receipts else ("--enclaves", str(n), "--no-receipts")
                 with local_node(node_dir, free_port(), *options, timeout=120) as uri:
                     trust = Trust.from_files([DataDir(node_dir).platform_root])
-                    reports.append(measure_node(args, [uri], trust, n, data, bound_us, receipts))
-        stages = {n: measure_stage(args, n, data) for n in counts} if len(counts) > 1 and not args.receipts_cost else {}
+                    for suite in suites:
+                        reports.append(measure_node(args, [uri], trust, n, data, bounds[suite], receipts, suite=suite))
+        stages = (
+            {n: measure_stage(args, n, data, suites[0]) for n in counts}
+            if len(counts) > 1 and not args.receipts_cost
+            else {}
+        )
     except (OSError, ValueError, RuntimeError, EeaError, UntrustedWorker) as exc:
         return fail(f"cannot drive the node: {exc}", as_json=args.json)
-    with_receipts = [r for r in reports if r.receipts is not False]
+    by_suite = _suite_ratios(reports, suites)
+    reports_first = [r for r in reports if r.suite == suites[0]]  # scaling and receipt costs: one suite's runs
+    with_receipts = [r for r in reports_first if r.receipts is not False]
     scaling = (
         round(with_receipts[-1].per_second / with_receipts[0].per_second, 2)
         if len(with_receipts) > 1 and with_receipts[0].per_second
         else None
     )
-    costs = _receipt_costs(reports) if args.receipts_cost else {}
+    costs = _receipt_costs(reports_first) if args.receipts_cost else {}
     if args.json:
         summary: dict[str, object] = {"runs": [asdict(r) for r in reports], "scaling": scaling}
         if len(stages) > 1:
@@ -417,7 +456,14 @@ def run(args: argparse.Namespace) -> int:
             summary["enclave_stage_scaling"] = round(stages[counts[-1]] / stages[counts[0]], 2)
         if costs:
             summary["receipts_ratio"] = costs
-        emit_json(asdict(reports[0]) if not counts and not node_counts else summary)
+        if by_suite:
+            summary["suite_ratio"] = by_suite
+        emit_json(asdict(reports[0]) if not counts and not node_counts and len(suites) == 1 else summary)
+    for suite, ratio in by_suite.items():
+        if not args.json:
+            console.print(
+                f"[bold]suites[/]: {suite} serves {ratio:.2f}× the work orders/s of {suites[0]} on the same node"
+            )
     for size, ratio in costs.items():
         if not args.json:
             console.print(
@@ -495,6 +541,18 @@ def local_cluster(server: str, nodes: int, enclaves: int) -> Iterator[tuple[list
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _suite_ratios(reports: list[Report], suites: list[str]) -> dict[str, float]:
+    """Suite -> its throughput / the first suite's on the same node (the mean over the nodes measured): each
+    node's reports are one per suite, in `suites` order."""
+    runs = [reports[i : i + len(suites)] for i in range(0, len(reports), len(suites))]
+    ratios = {}
+    for k, suite in enumerate(suites[1:], start=1):
+        each = [run[k].per_second / run[0].per_second for run in runs if len(run) == len(suites) and run[0].per_second]
+        if each:
+            ratios[suite] = round(statistics.fmean(each), 3)
+    return ratios
 
 
 def _receipt_costs(reports: list[Report]) -> dict[str, float]:

@@ -50,6 +50,20 @@ def add_trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-debug", action="store_true", help="accept debug enclaves (never in production)")
 
 
+#: `adytum.client.SUITES`' names (not imported: the parser stays light; a test checks the two agree).
+SUITE_NAMES = ("rsa", "hpke", "mlkem-x25519")
+
+
+def add_suite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--suite",
+        choices=SUITE_NAMES,
+        help="how the session key is wrapped to the worker: rsa (RSA-OAEP-3072, what Avalon clients use), "
+        "hpke (HPKE, X25519, HKDF-SHA256, AES-256-GCM) or mlkem-x25519 (HPKE with the post-quantum hybrid "
+        "ML-KEM-768 + X25519). Default: hpke when the worker offers it, else rsa",
+    )
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 

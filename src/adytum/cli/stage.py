@@ -22,9 +22,9 @@ from ..protocol import encode
 from ..workloads.registry import measure_work_order_build
 
 
-async def stage_throughput(enclaves: int, orders: int, workload: str, data: bytes) -> float:
+async def stage_throughput(enclaves: int, orders: int, workload: str, data: bytes, suite: str = "rsa") -> float:
     """Verified-by-the-enclave orders per second through `enclaves` work-order enclaves, each kept
-    `pipeline_depth` orders deep as the node's dispatcher keeps it."""
+    `pipeline_depth` orders deep as the node's dispatcher keeps it; session keys wrapped in `suite`."""
     directory = Path(tempfile.mkdtemp(prefix="adytum-stage-"))
     worker_id = sha256(b"adytum-bench-stage").hex()
     DataDir(directory).allow_build(measure_work_order_build(directory).mr_enclave.hex())
@@ -39,8 +39,14 @@ async def stage_throughput(enclaves: int, orders: int, workload: str, data: byte
     try:
         for enclave in pool:
             await enclave.start()
-        info = WorkerInfo(worker_id, identity.verifying_key, identity.encryption_key, identity.encryption_key_signature)
-        bodies = iter([encode(build(info, workload, [data]).params) for _ in range(orders)])
+        info = WorkerInfo(
+            worker_id,
+            identity.verifying_key,
+            identity.encryption_key,
+            identity.encryption_key_signature,
+            hpke_keys=identity.hpke_keys,
+        )
+        bodies = iter([encode(build(info, workload, [data], suite=suite).params) for _ in range(orders)])
         failed = 0
 
         async def feed(enclave: EnclaveProcess) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .options import Subparsers, add_json, add_trust, add_uri, trust_from_args
+from .options import Subparsers, add_json, add_suite, add_trust, add_uri, trust_from_args
 from .output import console, emit_json, fail
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def register(sub: Subparsers) -> None:
         "signature and decrypt. Nothing is printed unless the signature verifies.",
         epilog="examples:\n  adytum submit --workload hello --in-data world\n"
         "  adytum submit --workload fib --in-data 100 --json\n"
+        "  adytum submit --workload hello --in-data world --suite mlkem-x25519   # post-quantum key exchange\n"
         "  adytum submit --workload simple-wallet --in-data 'deposit alice 10' "
         "--requester-key ~/.adytum/me.pem\n"
         "  adytum submit --workload simple-wallet --in-data 'withdraw alice 3' "
@@ -50,6 +51,7 @@ def register(sub: Subparsers) -> None:
     )
     submit.add_argument("--worker-id", help="hex worker id (default: an active worker this node serves)")
     add_trust(submit)
+    add_suite(submit)
     submit.add_argument("--sign", action="store_true", help="sign the request with a fresh requester key")
     submit.add_argument(
         "--requester-key",
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.chain or args.contracts:
         return _run_on_chain(args, trust, signer)
     try:
-        with Client(args.uri, trust=trust, signer=signer) as client:
+        with Client(args.uri, trust=trust, signer=signer, suite=args.suite) as client:
             worker = client.worker(args.worker_id)
             outputs = client.run(
                 args.workload,
@@ -190,7 +192,7 @@ def _run_on_chain(args: argparse.Namespace, trust: Trust, signer: SigningKey | N
         return fail("--chain needs the `chain` extra: pip install 'adytum[chain]'", as_json=args.json)
     try:
         key = Path(args.chain_key).read_text().strip() if args.chain_key else None
-        client = ChainClient(args.chain, args.contracts, trust=trust, signer=signer, key=key)
+        client = ChainClient(args.chain, args.contracts, trust=trust, signer=signer, key=key, suite=args.suite)
         worker = client.worker(args.worker_id)
         outputs = client.run(args.workload, args.items, worker_id=worker.worker_id, timeout=args.timeout)
     except EeaError as exc:

@@ -80,8 +80,9 @@ def _show(worker_id: str, record: dict[str, Any], trust: Trust, as_json: bool) -
         return 1
     console.print(
         "  [green]trusted[/]: encryption key signed by the verification key; attestation verified and "
-        "binding both keys and the worker id"
+        "binding its keys and the worker id"
     )
+    console.print(f"  key encryption: {', '.join(info.suites)}", highlight=False)
     console.print(verdict.describe(), markup=False, highlight=False)
     _show_history(record["details"]["workerTypeData"])
     return 0

@@ -4,13 +4,14 @@ from .client import AsyncClient, NodeUnreachable
 from .receipt import Statement, VerifiedReceipt, verify_receipt_document
 from .sync import Client
 from .worker import Trust, UntrustedWorker, WorkerInfo
-from .workorder import PendingOrder, VerificationError, build, open_result
+from .workorder import SUITES, PendingOrder, VerificationError, build, open_result
 
 __all__ = [
     "AsyncClient",
     "Client",
     "NodeUnreachable",
     "PendingOrder",
+    "SUITES",
     "Statement",
     "Trust",
     "UntrustedWorker",

@@ -22,12 +22,13 @@ import msgspec
 
 from .. import crypto, operator
 from ..config import DEFAULT_PORT
+from ..crypto import KeySuite
 from ..errors import AdytumError
 from ..protocol import EeaError, Status, encode, encryption_key_get_digest
 from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .receipt import VerifiedReceipt, verify_receipt_document
 from .worker import Trust, UntrustedWorker, WorkerInfo, require_active
-from .workorder import PendingOrder, VerificationError, build, open_result
+from .workorder import PendingOrder, VerificationError, build, open_result, parse_suite
 
 DEFAULT_URI = f"http://localhost:{DEFAULT_PORT}/"
 
@@ -89,13 +90,17 @@ class AsyncClient:
         requester_id: str | None = None,
         session: aiohttp.ClientSession | None = None,
         token: str | None = None,
+        suite: KeySuite | str | None = None,
     ) -> None:
+        """`suite`: how work orders wrap their session key, "rsa", "hpke" or "mlkem-x25519" (`SUITES`);
+        default: HPKE when the worker offers it, else RSA."""
         self.uri = uri
         #: The node's API token (`adytum up --api-token-file`), sent as `Authorization: Bearer`.
         self._headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
         self.trust = trust or Trust()
         self.signer = signer
         self.requester_id = requester_id or crypto.random_bytes(32).hex()
+        self.suite = None if suite is None else parse_suite(suite)
         self._session = session
         self._own_session = session is None
         self._workers: dict[str, WorkerInfo] = {}
@@ -239,7 +244,13 @@ class AsyncClient:
         connection raises NodeUnreachable: `deliver` is the way that keeps the order and retries).
         `notify_uri`: the node POSTs a notification there once the order is answered (docs/push.md)."""
         order = build(
-            worker, workload, inputs, requester_id=self.requester_id, signer=self.signer, response_timeout_ms=wait_ms
+            worker,
+            workload,
+            inputs,
+            requester_id=self.requester_id,
+            signer=self.signer,
+            response_timeout_ms=wait_ms,
+            suite=self.suite,
         )
         order.params.notify_uri = notify_uri
         try:
@@ -291,6 +302,7 @@ class AsyncClient:
             signer=self.signer,
             response_timeout_ms=int(timeout * 1000),
             sequence=sequence,
+            suite=self.suite,
         )
         return await self._open(order, worker, await self.deliver(order, timeout=deadline - time.monotonic()))
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from .. import crypto
+from ..crypto import KeySuite
 from ..protocol.receipts import ConsistencyProof, ReceiptDocument, TreeHead
 from .client import DEFAULT_URI, AsyncClient
 from .receipt import VerifiedReceipt
@@ -73,8 +74,10 @@ class Client:
         signer: crypto.SigningKey | None = None,
         requester_id: str | None = None,
         token: str | None = None,
+        suite: KeySuite | str | None = None,
     ) -> None:
-        self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id, token=token)
+        """`suite`: "rsa", "hpke" or "mlkem-x25519" (default: HPKE when the worker offers it, see `AsyncClient`)."""
+        self._async = AsyncClient(uri, trust=trust, signer=signer, requester_id=requester_id, token=token, suite=suite)
 
     @property
     def uri(self) -> str:
@@ -91,6 +94,10 @@ class Client:
     @property
     def requester_id(self) -> str:
         return self._async.requester_id
+
+    @property
+    def suite(self) -> KeySuite | None:
+        return self._async.suite
 
     def __enter__(self) -> Client:
         return self

@@ -1,8 +1,8 @@
 """A worker as a requester sees it: ids and public keys, checked before anything is encrypted to it.
 
 A worker is used only if its encryption key is signed by its verification key and its attestation
-evidence verifies against the roots and measurements the requester trusts, binding both keys and the
-worker id (so a host cannot swap a key after attestation).
+evidence verifies against the roots and measurements the requester trusts, binding its keys (HPKE keys
+included) and the worker id (so a host can neither swap, add nor remove a key after attestation).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cryptography import x509
 
 from .. import crypto
 from ..attestation import AttestationError, Policy, Verdict, measurement_set, vendor_roots, verify_worker_evidence
+from ..crypto import KeySuite
 from ..errors import AdytumError
 from ..protocol import EeaError, Status, WorkerStatus, encryption_key_digest, key_handover_digest
 
@@ -78,6 +79,7 @@ class Trust:
                 at=at or datetime.now(UTC),
                 trusted_roots=self.roots,
                 vendor_roots=self.vendor_roots,
+                hpke_keys=info.hpke_keys,
             )
         except AttestationError as exc:
             hint = (
@@ -104,6 +106,8 @@ class WorkerInfo:
     verdict: Verdict | None = field(default=None, compare=False, repr=False)
     #: The worker's earlier signing keys, newest first, along the record's handovers (each signature checked)
     previous_verifying_keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    #: HPKE suite name -> hex public key (`hpkeEncryptionKeys`), as attested with the other keys
+    hpke_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def verifying_keys(self) -> tuple[str, ...]:
@@ -121,6 +125,12 @@ class WorkerInfo:
                 "(no handover chain leads from it): another identity under the same worker id"
             )
 
+    @property
+    def suites(self) -> tuple[KeySuite, ...]:
+        """The key-encryption suites this client can use with the worker: RSA, then its HPKE suites."""
+        known = {suite.value: suite for suite in KeySuite}
+        return (KeySuite.RSA_OAEP_3072, *(known[name] for name in self.hpke_keys if name in known))
+
     @classmethod
     def verified(cls, worker_id: str, record: dict[str, Any], trust: Trust, at: datetime | None = None) -> WorkerInfo:
         """Parse a `WorkerRetrieve` result and check keys and attestation (as of `at`, default now);
@@ -133,6 +143,9 @@ class WorkerInfo:
         """Parse a `WorkerRetrieve` result and check the key signature only (no attestation)."""
         try:
             data = record["details"]["workerTypeData"]
+            hpke_keys = data.get("hpkeEncryptionKeys") or {}
+            if not (isinstance(hpke_keys, dict) and all(isinstance(v, str) for v in hpke_keys.values())):
+                raise ValueError("hpkeEncryptionKeys (an object of hex keys)")
             info = cls(
                 worker_id=worker_id.lower(),
                 verifying_key=data["verificationKey"],
@@ -140,6 +153,7 @@ class WorkerInfo:
                 encryption_key_signature=data["encryptionKeySignature"],
                 status=int(record.get("status", WorkerStatus.ACTIVE)),
                 record=record,
+                hpke_keys=hpke_keys,
             )
             handovers = data.get("signingKeyHandovers") or []
         except (KeyError, TypeError, ValueError) as exc:
@@ -151,7 +165,8 @@ class WorkerInfo:
         return info
 
     def check_keys(self) -> None:
-        """The encryption key must be signed by the verification key (Avalon §4.8)."""
+        """The encryption key must be signed by the verification key (Avalon §4.8); the HPKE keys (bound by
+        the attestation, not signed) must be keys of their suites."""
         try:
             crypto.verify_digest(
                 self.verifying_key,
@@ -163,6 +178,11 @@ class WorkerInfo:
             raise UntrustedWorker(
                 f"worker {self.worker_id[:16]}…: encryption key is not signed by its verification key ({exc})"
             ) from None
+        for suite in self.suites[1:]:
+            try:
+                crypto.hpke_public_key(suite, bytes.fromhex(self.hpke_keys[suite.value]))
+            except (crypto.CryptoError, ValueError) as exc:
+                raise UntrustedWorker(f"worker {self.worker_id[:16]}…: its {suite} key is malformed ({exc})") from None
 
 
 def verify_handovers(worker_id: str, handovers: list[Any], verifying_key: str) -> tuple[str, ...]:

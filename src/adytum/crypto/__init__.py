@@ -1,7 +1,8 @@
 """adytum's cryptography, in two layers (as pyca's `cryptography` has recipes above its hazmat).
 
 The names here are the recipe layer, and all that other packages call: AEAD that draws its own fresh
-IV (`aead_encrypt` returns it with the ciphertext as `Encrypted`), session-key wrapping, ECDSA,
+IV (`aead_encrypt` returns it with the ciphertext as `Encrypted`), session-key wrapping (RSA-OAEP or
+HPKE, one `KeySuite` each), ECDSA,
 SHA-256, HKDF and encodings, each checking its key and IV sizes. Below it, `adytum.crypto.primitives`
 takes caller-supplied IVs; only these recipes and the Avalon-compatibility answer call it.
 """
@@ -14,6 +15,8 @@ from .recipes import (
     RSA_BITS,
     SECP256K1_N,
     Encrypted,
+    HpkeKey,
+    KeySuite,
     SigningKey,
     aead_decrypt,
     aead_encrypt,
@@ -23,6 +26,10 @@ from .recipes import (
     generate_aead_key,
     hexdecode,
     hkdf,
+    hpke_public_key,
+    hpke_suites,
+    hpke_unwrap_session_key,
+    hpke_wrap_session_key,
     random_bytes,
     rsa_generate,
     rsa_private_from_der,
@@ -45,6 +52,8 @@ __all__ = [
     "SECP256K1_N",
     "CryptoError",
     "Encrypted",
+    "HpkeKey",
+    "KeySuite",
     "LengthError",
     "SigningKey",
     "aead_decrypt",
@@ -55,6 +64,10 @@ __all__ = [
     "generate_aead_key",
     "hexdecode",
     "hkdf",
+    "hpke_public_key",
+    "hpke_suites",
+    "hpke_unwrap_session_key",
+    "hpke_wrap_session_key",
     "random_bytes",
     "rsa_generate",
     "rsa_private_from_der",

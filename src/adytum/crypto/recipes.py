@@ -1,9 +1,11 @@
 """The recipe layer: what every other package calls. Each recipe has one safe way to call it.
 
 AEAD is AES-256-GCM (ciphertext || 16-byte tag) under a fresh 12-byte IV the recipe draws itself and
-returns with the ciphertext; keys and IVs are size-checked. Session keys are wrapped with RSA-OAEP-3072
-(SHA-256; SHA-1 only for Avalon compatibility). Signatures are ECDSA secp256k1 over a 32-byte SHA-256
-digest (DER, low-S). Private keys are parsed once and kept as objects: parsing an RSA key costs ~110 ms.
+returns with the ciphertext; keys and IVs are size-checked. Session keys are wrapped in one of the
+`KeySuite`s: RSA-OAEP-3072 (SHA-256; SHA-1 only for Avalon compatibility), or HPKE (RFC 9180, base mode,
+pyca's implementation) with X25519 or the ML-KEM-768 + X25519 hybrid. Signatures are ECDSA secp256k1 over
+a 32-byte SHA-256 digest (DER, low-S). Private keys are parsed once and kept as objects: parsing an RSA key
+costs ~110 ms.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import binascii
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 
 import coincurve
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, hpke, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, mlkem, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -141,6 +144,119 @@ def unwrap_session_key(private_key: rsa.RSAPrivateKey, wrapped: bytes, *, legacy
 def _check_session_key(session_key: bytes) -> None:
     if len(session_key) != KEY_LEN:
         raise LengthError(f"session key must be {KEY_LEN} bytes, got {len(session_key)}")
+
+
+# --- HPKE session keys (RFC 9180, base mode, single shot) ----------------------------------------
+
+
+class KeySuite(StrEnum):
+    """How a work order's session key is wrapped to the worker: the worker record's `keyEncryptionAlgorithm`
+    names. HPKE suites are KEM-HKDF-SHA256-AES-256-GCM in base mode; the wrapped key is enc || ciphertext."""
+
+    RSA_OAEP_3072 = "RSA-OAEP-3072"
+    HPKE_X25519 = "HPKE-Base-X25519-SHA256-AES256GCM"  # DHKEM(X25519, HKDF-SHA256), KEM id 0x0020
+    HPKE_MLKEM768_X25519 = "HPKE-Base-MLKEM768X25519-SHA256-AES256GCM"  # ML-KEM-768 + X25519, KEM id 0x647A
+
+
+_HPKE_KEMS = {KeySuite.HPKE_X25519: hpke.KEM.X25519, KeySuite.HPKE_MLKEM768_X25519: hpke.KEM.MLKEM768_X25519}
+_X25519_LEN = 32
+_MLKEM768_PUBLIC_LEN = 1184
+_MLKEM_SEED_LEN = 64
+_HpkePrivate = x25519.X25519PrivateKey | hpke.MLKEM768X25519PrivateKey
+_HpkePublic = x25519.X25519PublicKey | hpke.MLKEM768X25519PublicKey
+
+
+@lru_cache(maxsize=4)
+def _hpke(suite: KeySuite) -> hpke.Suite:
+    return hpke.Suite(_HPKE_KEMS[suite], hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+
+
+@dataclass(frozen=True)
+class HpkeKey:
+    """A worker's recipient key for one HPKE suite. `secret` is what is sealed (X25519: its 32 bytes; the
+    hybrid: the ML-KEM-768 seed, 64 bytes, then the X25519 key); `public` is the published key (the hybrid:
+    the ML-KEM-768 key, 1184 bytes, then the X25519 key, as draft-ietf-hpke-pq serializes MLKEM768-X25519)."""
+
+    suite: KeySuite
+    secret: bytes = field(repr=False)  # never in a log line
+    public: bytes = field(init=False)
+    _private: _HpkePrivate = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.suite is KeySuite.HPKE_X25519:
+            if len(self.secret) != _X25519_LEN:
+                raise LengthError(f"an X25519 key is {_X25519_LEN} bytes, got {len(self.secret)}")
+            dh = x25519.X25519PrivateKey.from_private_bytes(self.secret)
+            private: _HpkePrivate = dh
+            public = dh.public_key().public_bytes_raw()
+        elif self.suite is KeySuite.HPKE_MLKEM768_X25519:
+            if len(self.secret) != _MLKEM_SEED_LEN + _X25519_LEN:
+                raise LengthError(f"an ML-KEM-768 + X25519 key is {_MLKEM_SEED_LEN + _X25519_LEN} bytes")
+            kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(self.secret[:_MLKEM_SEED_LEN])
+            dh = x25519.X25519PrivateKey.from_private_bytes(self.secret[_MLKEM_SEED_LEN:])
+            private = hpke.MLKEM768X25519PrivateKey(kem, dh)
+            public = kem.public_key().public_bytes_raw() + dh.public_key().public_bytes_raw()
+        else:
+            raise CryptoError(f"{self.suite} is not an HPKE suite")
+        object.__setattr__(self, "public", public)
+        object.__setattr__(self, "_private", private)
+
+    @classmethod
+    def generate(cls, suite: KeySuite) -> HpkeKey:
+        """A fresh key; UnsupportedAlgorithm if this OpenSSL has no ML-KEM (see `hpke_suites`)."""
+        if suite is KeySuite.HPKE_MLKEM768_X25519:
+            seed = mlkem.MLKEM768PrivateKey.generate().private_bytes_raw()
+            return cls(suite, seed + x25519.X25519PrivateKey.generate().private_bytes_raw())
+        return cls(suite, x25519.X25519PrivateKey.generate().private_bytes_raw())
+
+
+@lru_cache(maxsize=1)
+def hpke_suites() -> tuple[KeySuite, ...]:
+    """The HPKE suites this machine's `cryptography` can serve (the hybrid needs an OpenSSL with ML-KEM)."""
+    try:
+        mlkem.MLKEM768PrivateKey.generate()
+    except UnsupportedAlgorithm:
+        return (KeySuite.HPKE_X25519,)
+    return (KeySuite.HPKE_X25519, KeySuite.HPKE_MLKEM768_X25519)
+
+
+@lru_cache(maxsize=256)
+def hpke_public_key(suite: KeySuite, public: bytes) -> _HpkePublic:
+    """A worker's published HPKE key; LengthError if it is the wrong size, CryptoError if it is no key."""
+    size = {KeySuite.HPKE_X25519: _X25519_LEN, KeySuite.HPKE_MLKEM768_X25519: _MLKEM768_PUBLIC_LEN + _X25519_LEN}
+    if suite not in size:
+        raise CryptoError(f"{suite} is not an HPKE suite")
+    if len(public) != size[suite]:
+        raise LengthError(f"a {suite} public key is {size[suite]} bytes, got {len(public)}")
+    try:
+        if suite is KeySuite.HPKE_X25519:
+            return x25519.X25519PublicKey.from_public_bytes(public)
+        return hpke.MLKEM768X25519PublicKey(
+            mlkem.MLKEM768PublicKey.from_public_bytes(public[:_MLKEM768_PUBLIC_LEN]),
+            x25519.X25519PublicKey.from_public_bytes(public[_MLKEM768_PUBLIC_LEN:]),
+        )
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CryptoError(f"not a {suite} public key: {exc}") from exc
+
+
+def hpke_wrap_session_key(suite: KeySuite, public: bytes, session_key: bytes, info: bytes) -> bytes:
+    """The session key sealed to the worker's `public` key of `suite` under `info` (enc || ciphertext || tag):
+    only the holder of the private key opens it, and only under the same `info`."""
+    _check_session_key(session_key)
+    return _hpke(suite).encrypt(session_key, hpke_public_key(suite, public), info=info)
+
+
+def hpke_unwrap_session_key(key: HpkeKey, wrapped: bytes, info: bytes) -> bytes:
+    """The session key; CryptoError if it does not open with `key` under `info`, LengthError if it is no
+    AES-256 key."""
+    try:
+        session_key = _hpke(key.suite).decrypt(wrapped, key._private, info=info)
+    except (InvalidTag, ValueError) as exc:
+        raise CryptoError(
+            "HPKE decryption failed (wrong key, wrapped for another order, or tampered session key)"
+        ) from exc
+    _check_session_key(session_key)
+    return session_key
 
 
 # --- ECDSA secp256k1 -----------------------------------------------------------------------------

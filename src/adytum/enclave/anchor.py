@@ -226,7 +226,7 @@ class AnchorCheck:
         policy = Policy(
             mr_signers=frozenset({self._me.mr_signer}),
             isv_prod_id=KME_PRODUCT,
-            report_data_prefix=report_data_for(w.verifying_key, w.encryption_key, w.worker_id),
+            report_data_prefix=report_data_for(w.verifying_key, w.encryption_key, w.worker_id, w.hpke_keys),
             accepted_statuses=peer_tcb_statuses(),
         )
         try:

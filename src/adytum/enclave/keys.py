@@ -1,7 +1,8 @@
 """The worker's keys: made inside the key-manager enclave once, sealed, and reused across restarts.
 
-Rotation replaces the encryption key and keeps the ones it replaced for a while (the history), so that work
-orders already encrypted to a previous key still complete: each previous key serves for `history_seconds`
+Rotation replaces the encryption keys (the RSA key and the HPKE key of each suite, `suites.py`) and keeps the
+ones it replaced for a while (the history), so that work orders already encrypted to a previous key still
+complete: each previous key serves for `history_seconds`
 after the rotation that retired it (the host sets it at each rotation; by default one attestation lifetime,
 the longest a record that published the key stays fresh), and at most MAX_HISTORY of them are kept. The
 worker id never changes. The signing key changes only when the operator asks (`rotated(new_signing=True)`): the
@@ -15,6 +16,7 @@ Rotating the signing key therefore neither re-keys the workload state nor starts
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from ..channel import Handover
 from ..files import write_atomic
 from ..protocol import encryption_key_digest, encryption_key_get_digest, key_handover_digest
 from .sealing import Sealer
+from .suites import SuiteKeys
 
 #: The label sealed keys are bound to (associated data): fixed forever, whatever the file is called.
 SEAL_LABEL = "worker-keys.sealed"
@@ -38,6 +41,7 @@ class _SealedRetired(msgspec.Struct):
     rsa_der: bytes
     nonce: str
     retired_at: float
+    suites: bytes = b""  # SuiteKeys.to_bytes: the HPKE keys retired with this RSA key
 
 
 class _SealedKeys(msgspec.Struct):
@@ -50,15 +54,18 @@ class _SealedKeys(msgspec.Struct):
     history_seconds: float = 0.0
     root_secret: bytes = b""  # empty: the signing secret (never rotated)
     handovers: list[Handover] = []
+    suites: bytes = b""  # SuiteKeys.to_bytes
 
 
 @dataclass(frozen=True)
 class RetiredKey:
-    """One previous encryption key (its private key and nonce), with when a rotation replaced it."""
+    """One previous encryption key (its private key and nonce) and the HPKE keys retired with it, with when a
+    rotation replaced them."""
 
     encryption: rsa.RSAPrivateKey
     nonce: str
     retired_at: float  # seconds since the epoch, the key manager's clock
+    suites: SuiteKeys = field(default_factory=SuiteKeys)
 
     @property
     def encryption_key(self) -> str:
@@ -79,8 +86,11 @@ class WorkerKeys:
     encryption_key: str = ""
     encryption_key_signature: str = ""  # hex, over SHA-256 of the PEM (the worker record's field)
     key_get_signature: str = ""  # base64, over the EncryptionKeyGet digest with an empty tag
+    suites: SuiteKeys = field(default_factory=SuiteKeys)  # one HPKE key per suite offered
+    hpke_keys: dict[str, str] = field(default_factory=dict)  # suite -> hex public key (the record's)
 
     def __post_init__(self) -> None:
+        self.hpke_keys = self.suites.public()
         self.root_secret = self.root_secret or self.signing.secret
         self.verifying_key = self.signing.public_pem()
         self.encryption_key = crypto.rsa_public_pem(self.encryption)
@@ -103,7 +113,13 @@ class WorkerKeys:
             return self
         root = crypto.SigningKey(self.root_secret)
         return WorkerKeys(
-            self.worker_id, root, self.encryption, self.encryption_key_nonce, self.history, self.history_seconds
+            self.worker_id,
+            root,
+            self.encryption,
+            self.encryption_key_nonce,
+            self.history,
+            self.history_seconds,
+            suites=self.suites,
         )
 
     def serves_until(self, retired: RetiredKey) -> float:
@@ -113,20 +129,32 @@ class WorkerKeys:
         """The current encryption key first, then the previous ones still serving at `now`, newest first."""
         return (self.encryption, *(r.encryption for r in self.history if now < self.serves_until(r)))
 
+    def hpke_decryption_keys(self, suite: crypto.KeySuite, now: float) -> tuple[crypto.HpkeKey, ...]:
+        """The current key of `suite` first, then the previous ones still serving at `now` (none: the worker
+        does not offer the suite)."""
+        keys = (self.suites.get(suite), *(r.suites.get(suite) for r in self.history if now < self.serves_until(r)))
+        return tuple(key for key in keys if key is not None)
+
     def expired(self, now: float) -> list[RetiredKey]:
         """Previous keys still held whose time is over (deleted at the next rotation): to name them in refusals."""
         return [r for r in self.history if now >= self.serves_until(r)]
 
     @classmethod
     def generate(cls, worker_id: str) -> WorkerKeys:
-        return cls(worker_id, crypto.SigningKey(), crypto.rsa_generate(), crypto.random_bytes(16).hex())
+        return cls(
+            worker_id,
+            crypto.SigningKey(),
+            crypto.rsa_generate(),
+            crypto.random_bytes(16).hex(),
+            suites=SuiteKeys.generate(),
+        )
 
     def rotated(self, history_seconds: float, now: float | None = None, new_signing: bool = False) -> WorkerKeys:
-        """The same worker with a fresh encryption key; this one's key joins the history, which keeps the
-        previous keys retired less than `history_seconds` ago (at most MAX_HISTORY). `new_signing`: a fresh
+        """The same worker with fresh encryption keys (RSA and HPKE); this one's join the history, which keeps
+        the previous keys retired less than `history_seconds` ago (at most MAX_HISTORY). `new_signing`: a fresh
         signing key too, which the current one hands over to."""
         now = time.time() if now is None else now
-        retired = RetiredKey(self.encryption, self.encryption_key_nonce, now)
+        retired = RetiredKey(self.encryption, self.encryption_key_nonce, now, self.suites)
         kept = [r for r in self.history if now < r.retired_at + history_seconds]
         signing, handovers = self.signing, self.handovers
         if new_signing:
@@ -144,7 +172,13 @@ class WorkerKeys:
             history_seconds=history_seconds,
             root_secret=self.root_secret,
             handovers=handovers,
+            suites=SuiteKeys.generate(),
         )
+
+    def with_all_suites(self) -> WorkerKeys:
+        """These keys with an HPKE key for every suite this machine serves (itself if none was missing)."""
+        suites = self.suites.completed()
+        return self if suites is self.suites else dataclasses.replace(self, suites=suites)
 
     def to_bytes(self) -> bytes:
         """Every secret of the worker, serialized: what is sealed, and what a key manager provisions."""
@@ -155,18 +189,23 @@ class WorkerKeys:
                 crypto.rsa_private_to_der(self.encryption),
                 self.encryption_key_nonce,
                 history=[
-                    _SealedRetired(crypto.rsa_private_to_der(r.encryption), r.nonce, r.retired_at) for r in self.history
+                    _SealedRetired(crypto.rsa_private_to_der(r.encryption), r.nonce, r.retired_at, r.suites.to_bytes())
+                    for r in self.history
                 ],
                 history_seconds=self.history_seconds,
                 root_secret=b"" if self.root_secret == self.signing.secret else self.root_secret,
                 handovers=self.handovers,
+                suites=self.suites.to_bytes(),
             )
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WorkerKeys:
         body = msgspec.msgpack.decode(data, type=_SealedKeys)
-        history = [RetiredKey(crypto.rsa_private_from_der(r.rsa_der), r.nonce, r.retired_at) for r in body.history]
+        history = [
+            RetiredKey(crypto.rsa_private_from_der(r.rsa_der), r.nonce, r.retired_at, SuiteKeys.from_bytes(r.suites))
+            for r in body.history
+        ]
         history_seconds = body.history_seconds
         if body.previous_rsa_der and not history:  # sealed before the history: its one previous key, for one day
             history, history_seconds = (
@@ -182,6 +221,7 @@ class WorkerKeys:
             history_seconds,
             body.root_secret,
             body.handovers,
+            suites=SuiteKeys.from_bytes(body.suites),
         )
 
     def seal(self, sealer: Sealer) -> bytes:
@@ -199,7 +239,10 @@ def load_or_create(path: Path, sealer: Sealer, worker_id: str) -> WorkerKeys:
     keys = WorkerKeys.unseal(sealer, path.read_bytes())
     if keys.worker_id != worker_id:
         raise ValueError(f"sealed keys belong to worker {keys.worker_id}, not {worker_id}")
-    return keys
+    complete = keys.with_all_suites()  # sealed before an HPKE suite was offered: add its key, once
+    if complete is not keys:
+        write_atomic(path, complete.seal(sealer))
+    return complete
 
 
 def rotate(

@@ -1,6 +1,6 @@
 """Work-order execution inside the enclave.
 
-Order of checks (cheap and signature checks first, so a forged request never costs an RSA decrypt):
+Order of checks (cheap and signature checks first, so a forged request never costs a session-key unwrap):
 shape -> worker -> replay -> workload -> requester signature -> session-key unwrap -> request hash
 -> input decryption -> workload -> output encryption -> response hash and signature.
 
@@ -38,6 +38,7 @@ from ..protocol import (
     encode,
     request_hash,
     response_hash,
+    session_key_info,
     strict_order_digest,
     workload_name,
 )
@@ -238,10 +239,12 @@ class WorkOrderProcessor:
             raise EeaError(Status.INVALID_SIGNATURE, f"requester signature rejected: {exc}") from None
 
     def _unwrap(self, p: WorkOrderParams) -> _Session:
-        wrapped = crypto.hexdecode(p.encrypted_session_key)
+        wrapped = _hex_field(p.encrypted_session_key, "encryptedSessionKey")
         iv = _hex_field(p.session_key_iv, "sessionKeyIv")
         if len(iv) != crypto.IV_LEN:
             raise EeaError(Status.INVALID_PARAMETER, "sessionKeyIv must be 12 bytes of hex")
+        if p.key_encryption_algorithm is not crypto.KeySuite.RSA_OAEP_3072:
+            return _Session(self._unwrap_hpke(p, wrapped), iv, legacy=False)
         now = time.time()
         session = self._unwrap_with(self.keys.decryption_keys(now), wrapped, iv)  # the history serves orders
         if session is not None:  # encrypted to a key rotated out since
@@ -264,6 +267,36 @@ class WorkOrderProcessor:
             f"encryptedSessionKey does not decrypt with this worker's encryption key or the "
             f"{len(self.keys.history)} previous key(s) it keeps{hint}; if the order was built from an older "
             "worker record, fetch the record again",
+        )
+
+    def _unwrap_hpke(self, p: WorkOrderParams, wrapped: bytes) -> bytes:
+        """The session key from its HPKE wrapping, sealed under this order's `session_key_info`."""
+        suite, now = p.key_encryption_algorithm, time.time()
+        keys = self.keys.hpke_decryption_keys(suite, now)  # the history serves orders encrypted to keys rotated out
+        if not keys:
+            offered = ", ".join([crypto.KeySuite.RSA_OAEP_3072, *self.keys.hpke_keys])
+            raise EeaError(
+                Status.INVALID_PARAMETER,
+                f"keyEncryptionAlgorithm {suite} is not offered by this worker (it offers {offered})",
+            )
+        info = session_key_info(p)
+        session_key = _open_hpke(keys, wrapped, info)
+        if session_key is not None:
+            return session_key
+        for retired in self.keys.expired(now):
+            old = retired.suites.get(suite)
+            if old is not None and _open_hpke((old,), wrapped, info) is not None:
+                raise EeaError(
+                    Status.INVALID_PARAMETER,
+                    f"encryptedSessionKey is encrypted to a previous {suite} key of this worker (retired with "
+                    f"encryption key nonce {retired.nonce or '-'}) that stopped serving "
+                    f"{_utc(self.keys.serves_until(retired))}: fetch the worker record again and encrypt to its "
+                    "current key",
+                )
+        raise EeaError(
+            Status.INVALID_PARAMETER,
+            f"encryptedSessionKey does not decrypt with this worker's {suite} key or the previous ones it keeps, "
+            "under this order's ids (wrapped for another key, worker or order, or tampered with)",
         )
 
     def _unwrap_with(self, keys: tuple[rsa.RSAPrivateKey, ...], wrapped: bytes, iv: bytes) -> _Session | None:
@@ -448,6 +481,18 @@ def _hex_field(text: str, name: str) -> bytes:
         return crypto.hexdecode(text)
     except crypto.CryptoError:
         raise EeaError(Status.INVALID_PARAMETER, f"{name} is not hex") from None
+
+
+def _open_hpke(keys: tuple[crypto.HpkeKey, ...], wrapped: bytes, info: bytes) -> bytes | None:
+    """The session key from the first of `keys` it opens with (None: none)."""
+    for key in keys:
+        try:
+            return crypto.hpke_unwrap_session_key(key, wrapped, info)
+        except crypto.LengthError:
+            raise EeaError(Status.INVALID_PARAMETER, "session key must be 32 bytes") from None
+        except crypto.CryptoError:
+            continue
+    return None
 
 
 def _utc(seconds: float) -> str:

@@ -73,7 +73,7 @@ class Platform:
 
     def identity(self, keys: WorkerKeys, seq: int, workloads: list[str], avalon_compat: bool) -> Identity:
         """Public keys and evidence; the quote binds the keys as they are now (report data)."""
-        quote = self.tee.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id))
+        quote = self.tee.quote(report_data_for(keys.verifying_key, keys.encryption_key, keys.worker_id, keys.hpke_keys))
         return Identity(
             worker_id=keys.worker_id,
             verifying_key=keys.verifying_key,
@@ -92,6 +92,7 @@ class Platform:
                 PreviousKey(r.encryption_key, r.nonce, r.retired_at, keys.serves_until(r)) for r in keys.history
             ],
             handovers=keys.handovers,
+            hpke_keys=keys.hpke_keys,
         )
 
     def reply(self, seq: int, step: Step) -> Provision:

@@ -40,6 +40,9 @@ from ..protocol import (
 from ..store import Duplicate, GroupCommit, Store, WorkerRow
 from .ports import KeyOps
 
+#: What a hosted worker's enclaves state in its record's details, never an operator's WorkerUpdate.
+_ENCLAVE_FIELDS = {"workerTypeData", "keyEncryptionAlgorithm", "keyEncryptionAlgorithms"}
+
 
 @dataclass
 class Registry:
@@ -127,10 +130,10 @@ class Registry:
     async def update(self, raw: bytes) -> Any:
         p = await self._operator(raw, UpdateParams, "WorkerUpdate")
         row = self._row(p.workerId)
-        if row.worker_id == self.keys.worker_id and "workerTypeData" in p.details:
+        if row.worker_id == self.keys.worker_id and _ENCLAVE_FIELDS & p.details.keys():
             raise EeaError(
                 RegistryStatus.ACCESS_DENIED,
-                "the keys and evidence of a worker hosted here come from "
+                "the keys, key-encryption algorithms and evidence of a worker hosted here come from "
                 "its enclaves; rotate keys with EncryptionKeyRotate",
             )
         record = json.loads(row.record)

@@ -34,7 +34,7 @@ class IdentityView:
         out["verifyingKey"] = sha256(ident.verifying_key.encode()).hex()[:32]
         out["measurement"], out["signer"] = ident.mr_enclave, ident.mr_signer
         if self._checked is None or self._checked[0] != proof:
-            self._checked = (proof, self._verify(ident.verifying_key, ident.encryption_key, proof))
+            self._checked = (proof, self._verify(ident.verifying_key, ident.encryption_key, ident.hpke_keys, proof))
         verdict = self._checked[1]
         if isinstance(verdict, str):
             return out | {"verdict": f"refused: {verdict}"}
@@ -48,7 +48,7 @@ class IdentityView:
             "ageSeconds": round((datetime.now(UTC) - issued).total_seconds(), 1),
         }
 
-    def _verify(self, verifying_key: str, encryption_key: str, proof: str) -> Verdict | str:
+    def _verify(self, verifying_key: str, encryption_key: str, hpke_keys: dict[str, str], proof: str) -> Verdict | str:
         policy = Policy(
             allow_debug=self.config.allow_debug, accepted_statuses=frozenset(self.config.accepted_tcb_statuses)
         )
@@ -62,6 +62,7 @@ class IdentityView:
                 policy=policy,
                 at=datetime.now(UTC),
                 trusted_roots=self.attestation.trusted_roots,
+                hpke_keys=hpke_keys,
             )
         except AttestationError as exc:
             return str(exc)

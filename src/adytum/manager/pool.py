@@ -133,7 +133,9 @@ class LocalKeyManager:
         statement = await self.process.witness_step(body)
         ident = self.process.identity
         assert ident is not None
-        peer = AnchorPeer("", statement, ident.verifying_key, ident.encryption_key, ident.worker_id)
+        peer = AnchorPeer(
+            "", statement, ident.verifying_key, ident.encryption_key, ident.worker_id, hpke_keys=ident.hpke_keys
+        )
         if not msgspec.msgpack.decode(body, type=WitnessRequest).record:
             if self._evidence[0] != ident.quote:
                 self._evidence = (ident.quote, self.attestation.attest(ident.quote))

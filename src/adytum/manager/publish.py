@@ -19,6 +19,7 @@ from ..attestation.policy import Policy, measurement_set
 from ..attestation.verify import verify_worker_evidence
 from ..channel import Identity
 from ..config import ManagerConfig
+from ..crypto import KeySuite
 from ..protocol import (
     PreviousEncryptionKey,
     SigningKeyHandover,
@@ -79,7 +80,7 @@ class Publisher:
         await self.committer.persist(Store.put_worker, self._row(ident, proof))
 
     def record(self, ident: Identity, proof: str) -> WorkerRecord:
-        """The EEA worker record (Avalon's shape, keys as PEM)."""
+        """The EEA worker record (Avalon's shape, keys as PEM; the HPKE keys beside them, hex)."""
         return WorkerRecord(
             worker_type=WorkerType.TEE_SGX,
             organization_id=self.config.organization_id,
@@ -87,6 +88,7 @@ class Publisher:
             status=WorkerStatus.ACTIVE,
             details=WorkerDetails(
                 workloads=ident.workloads,
+                key_encryption_algorithms=[KeySuite.RSA_OAEP_3072.value, *ident.hpke_keys],
                 worker_type_data=WorkerTypeData(
                     verification_key=ident.verifying_key,
                     encryption_key=ident.encryption_key,
@@ -104,6 +106,7 @@ class Publisher:
                     signing_key_handovers=[
                         SigningKeyHandover(h.previous_key, h.next_key, h.signature) for h in ident.handovers
                     ],
+                    hpke_encryption_keys=ident.hpke_keys,
                 ),
             ),
         )
@@ -139,6 +142,7 @@ class Publisher:
                 policy=policy,
                 at=self.clock(),
                 trusted_roots=self.attestation.trusted_roots,
+                hpke_keys=ident.hpke_keys,
             )
         except AttestationError as exc:
             raise EnclaveStartError(f"enclave evidence refused by this node: {exc}") from None

@@ -9,6 +9,7 @@ from .hashing import (
     key_handover_digest,
     request_hash,
     response_hash,
+    session_key_info,
     strict_order_digest,
 )
 from .hexid import HexId, canonical
@@ -103,6 +104,7 @@ __all__ = [
     "key_handover_digest",
     "reason",
     "request_hash",
+    "session_key_info",
     "strict_order_digest",
     "response_hash",
     "to_builtins",

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..crypto import sha256
+from .hexid import canonical
 from .messages import DataItem, WorkOrderParams, WorkOrderResult
+
+_SESSION_KEY_INFO = b"adytum-session-key/1"
 
 
 def items_hash(items: Iterable[DataItem]) -> bytes:
@@ -26,6 +29,16 @@ def request_hash(p: WorkOrderParams) -> bytes:
     if p.out_data:
         parts += items_hash(p.out_data)
     return sha256(parts)
+
+
+def session_key_info(p: WorkOrderParams) -> bytes:
+    """The HPKE `info` an HPKE-wrapped session key is sealed under: the worker, the workload, the order and its
+    requester and nonce (canonical hex, each length-prefixed), so the host cannot move a wrapped key to
+    another order or worker; HPKE itself binds the suite (KEM, KDF and AEAD ids) into its key schedule."""
+    fields = (p.worker_id, p.work_order_id, p.workload_id, p.requester_id, p.requester_nonce)
+    return _SESSION_KEY_INFO + b"".join(
+        len(value).to_bytes(4, "big") + value for value in (canonical(f).encode() for f in fields)
+    )
 
 
 def strict_order_digest(request_hash: bytes, sequence: int) -> bytes:

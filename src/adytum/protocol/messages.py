@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
+from ..crypto import KeySuite
 from .errors import EeaError, RpcCode, Status, envelope_error
 from .hexid import HexId, LongHex, OptHex, canonical
 from .limits import MAX_BATCH, MAX_DATA, MAX_ITEMS, MAX_IV, MAX_KEY, MAX_NAME, MAX_SIGNATURE, MAX_URI
@@ -37,7 +38,8 @@ class DataItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_
 
 
 class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey` and adytum's `requesterSequence`).
+    """`WorkOrderSubmit` params (EEA v1.1 §6.1.1, plus Avalon's `verifyingKey` and adytum's `requesterSequence`
+    and `keyEncryptionAlgorithm`).
 
     `requesterSequence` (an EEA extension, 0 or absent: none) asks for strict ordering: the enclave runs the
     order only if it is exactly one more than the last sequence number of the key that signed it, and the
@@ -74,6 +76,18 @@ class WorkOrderParams(msgspec.Struct, rename="camel", forbid_unknown_fields=True
             "instead of the request hash. 0 or absent: the EEA's default mode (nonces in any order).",
         ),
     ] = 0
+    key_encryption_algorithm: Annotated[
+        KeySuite,
+        Meta(
+            description="adytum extension (EEA: a work order does not say; the name is the worker record's field): "
+            "how encryptedSessionKey wraps the session key. Absent: RSA-OAEP-3072, as from every Avalon client. "
+            "An HPKE suite wraps it to the worker's key of that suite (workerTypeData.hpkeEncryptionKeys), "
+            "encryptedSessionKey being hex of enc || ciphertext, with the HPKE info binding the order "
+            "('adytum-session-key/1' then workerId, workOrderId, workloadId, requesterId and requesterNonce, "
+            "each lower-case hex without 0x, preceded by its length as 4 bytes big-endian). A suite the worker "
+            "does not offer is refused with code 2.",
+        ),
+    ] = KeySuite.RSA_OAEP_3072
 
 
 class WorkOrderResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):

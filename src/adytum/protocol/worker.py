@@ -1,6 +1,8 @@
 """The worker record (what `WorkerRetrieve` returns) and worker status, as typed structs.
 
-Field names on the wire are the EEA spec's camelCase (Avalon's record shape); keys are PEM.
+Field names on the wire are the EEA spec's camelCase (Avalon's record shape); the RSA and verification keys
+are PEM, the HPKE keys hex (`hpkeEncryptionKeys`, an adytum extension: `encryptionKey` stays the RSA key
+Avalon clients use).
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class WorkerTypeData(msgspec.Struct, rename="camel", forbid_unknown_fields=False
     previous_encryption_keys: list[PreviousEncryptionKey] = []
     #: adytum extension: how the signing key came to be the current one (empty: it is the worker's first)
     signing_key_handovers: list[SigningKeyHandover] = []
+    #: adytum extension: the worker's HPKE public keys, suite name (`crypto.KeySuite`) -> hex; bound into the
+    #: attestation's report data with the other keys (`attestation.report_data_for`)
+    hpke_encryption_keys: dict[str, str] = {}
 
 
 class WorkerDetails(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
@@ -78,7 +83,9 @@ class WorkerDetails(msgspec.Struct, rename="camel", forbid_unknown_fields=False)
     from_address: str = ""
     hashing_algorithm: str = "SHA-256"
     signing_algorithm: str = "SECP256K1"
-    key_encryption_algorithm: str = "RSA-OAEP-3072"
+    key_encryption_algorithm: str = "RSA-OAEP-3072"  # Avalon's one algorithm: what `encryptionKey` takes
+    #: adytum extension: every algorithm a work order's `keyEncryptionAlgorithm` may name, RSA first
+    key_encryption_algorithms: list[str] = []
     data_encryption_algorithm: str = "AES-GCM-256"
     work_order_payload_formats: str = "JSON-RPC"
     workloads: list[str] = []
