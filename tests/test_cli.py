@@ -181,9 +181,9 @@ def test_demo_runs_every_builtin_workload(tmp_path):
     assert outputs["simple-wallet"] == ["WALLET RESULT: bob::30"]  # state kept between orders
     assert json.loads(outputs["hospital-records"][0])["score"] == 30
     assert outputs["heart-disease-eval"][0].startswith("You have a 91% risk")
-    vision = json.loads(out.stdout)["results"][9]  # the test extra has OpenCV and scikit-image
+    vision = json.loads(out.stdout)["results"][9]  # the test extra has OpenCV; the photo ships with the demo
     assert vision["workload"] == "redact-image" and json.loads(vision["outputs"][1])["counts"] == {"faces": 1}
-    assert Path(vision["outputs"][0]).read_bytes().startswith(b"\x89PNG")
+    assert Path(vision["outputs"][0]).read_bytes().startswith(b"\xff\xd8")  # a JPEG back for a JPEG sent
 
 
 def test_the_demo_shows_each_input_item_on_its_own(tmp_path):
