@@ -26,6 +26,8 @@ from .records import StoreUnavailable, describe_fault
 
 log = logging.getLogger("adytum.store")
 Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+#: What the event loop hands the writer at once: every transition submitted in one turn of the loop.
+Ops = list[Op]
 
 
 class GroupCommit:
@@ -42,7 +44,8 @@ class GroupCommit:
         self.max_batch = max_batch
         self.fault_log_interval = fault_log_interval
         self.retry_initial, self.retry_max = retry_initial, retry_max
-        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Ops | None] = queue.SimpleQueue()
+        self._gathering: Ops = []  # submitted in this turn of the loop, handed over at its end (`_hand_over`)
         self._thread = threading.Thread(target=self._run, name="adytum-store-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -67,16 +70,25 @@ class GroupCommit:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._hand_over()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Queue `fn(store, *args)`; the future resolves once its transaction is durable, or fails with the
-        transition's own exception or with `StoreUnavailable`."""
+        transition's own exception or with `StoreUnavailable`. Everything submitted in one turn of the event
+        loop reaches the writer together: one wake-up of its thread, not one per transition."""
         assert self._loop is not None, "GroupCommit.start() first"
         fut = self._loop.create_future()
-        self._queue.put((fn, args, fut))
+        if not self._gathering:
+            self._loop.call_soon(self._hand_over)
+        self._gathering.append((fn, args, fut))
         return fut
+
+    def _hand_over(self) -> None:
+        if self._gathering:
+            self._queue.put(self._gathering)
+            self._gathering = []
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.submit(fn, *args)
@@ -105,21 +117,21 @@ class GroupCommit:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch = self._queue.get()
+            if batch is None:
                 return
-            batch = [first]
             stop = False
             while len(batch) < self.max_batch:
                 try:
-                    op = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if op is None:
+                if more is None:
                     stop = True
                     break
-                batch.append(op)
-            self._commit(batch)
+                batch.extend(more)
+            for start in range(0, len(batch), self.max_batch):
+                self._commit(batch[start : start + self.max_batch])
             if stop:
                 return
 
