@@ -46,6 +46,9 @@ class GroupCommit:
         self.retry_initial, self.retry_max = retry_initial, retry_max
         self._queue: queue.SimpleQueue[Ops | None] = queue.SimpleQueue()
         self._gathering: Ops = []  # submitted in this turn of the loop, handed over at its end (`_hand_over`)
+        #: Outcomes of commits the loop has not resolved yet: one wake of the loop covers all of them.
+        self._outcomes: list[tuple[list[asyncio.Future[Any]], list[tuple[bool, Any]]]] = []
+        self._outcomes_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="adytum-store-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -146,8 +149,18 @@ class GroupCommit:
         self._note(fault, any(ok for ok, _ in outcomes))
         self.commits += 1
         self.transitions += len(batch)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve, [op[2] for op in batch], outcomes)
+        with self._outcomes_lock:
+            wake = not self._outcomes  # else the loop is woken already, and resolves these with the others
+            self._outcomes.append(([op[2] for op in batch], outcomes))
+        if wake:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        with self._outcomes_lock:
+            done, self._outcomes = self._outcomes, []
+        for futures, outcomes in done:
+            _resolve(futures, outcomes)
 
     def _attempt(self, batch: list[Op], *, isolated: bool) -> tuple[list[tuple[bool, Any]], BaseException | None, bool]:
         """(outcomes, the store's fault if it had one, whether to run the batch again isolated)."""
