@@ -164,6 +164,8 @@ class Listener:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
         self.registry.register(_NodeCollector(api))
+        #: The two metrics' children by (method, code): labels() takes a lock and builds a key every call.
+        self._counted: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body, middlewares=[self._guard])
