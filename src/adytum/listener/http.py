@@ -279,8 +279,11 @@ class Listener:
                         f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
                     ),
                 )
-            async with asyncio.timeout_at(deadline):
-                await request.read()
+            if request.content.is_eof():
+                await request.read()  # all of it is here already (the usual case): no deadline to keep
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await request.read()
         except TimeoutError:
             raise _Refused(408, EeaError(Status.INVALID_PARAMETER, "the request did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:
