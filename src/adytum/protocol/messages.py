@@ -109,7 +109,12 @@ class RpcRequest(msgspec.Struct, forbid_unknown_fields=True):
     params: msgspec.Raw = msgspec.Raw(b"{}")
 
 
+class _NotifyUri(msgspec.Struct, rename="camel"):
+    notify_uri: str = ""
+
+
 _params_decoder = msgspec.json.Decoder(WorkOrderParams)
+_notify_decoder = msgspec.json.Decoder(_NotifyUri)
 _result_decoder = msgspec.json.Decoder(WorkOrderResult)
 _rpc_decoder = msgspec.json.Decoder(RpcRequest)
 encode = msgspec.json.encode
@@ -142,6 +147,20 @@ def decode_rpc(body: bytes) -> RpcRequest:
         raise EeaError(
             Status.INVALID_PARAMETER, f"request is not valid JSON: {reason(exc)}", {"jsonrpcCode": -32700}
         ) from None
+
+
+def asks_notification(notify_uri: str) -> bool:
+    """Only a URL asks to be notified: Avalon's clients send placeholders (" ", "notifyuri")."""
+    return "://" in notify_uri.strip()
+
+
+def may_ask_notification(params: bytes) -> bool:
+    """Whether accepted WorkOrderSubmit params may have asked to be notified (only their notifyUri is read;
+    True when in doubt)."""
+    try:
+        return asks_notification(_notify_decoder.decode(params).notify_uri)
+    except (msgspec.ValidationError, *MALFORMED):
+        return True
 
 
 def decode_params(raw: bytes) -> WorkOrderParams:
