@@ -17,6 +17,7 @@ from adytum.protocol import (
     WorkOrderParams,
     canonical,
     decode,
+    may_ask_notification,
     workload_name,
 )
 from adytum.protocol.hexid import HEX, HexId
@@ -102,3 +103,19 @@ def test_the_store_reads_worker_status_as_the_enum(tmp_path):
     row = store.worker("ab")
     assert row is not None and row.status is WorkerStatus.COMPROMISED
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "asks"),
+    [
+        (b'{"notifyUri": "https://example.org/hook", "workerId": "ab"}', True),
+        (b'{"notifyUri": "https:\\/\\/example.org\\/hook"}', True),  # escaped slashes are the same URL
+        (b'{"workerId": "ab", "inData": [{"index": 0, "data": "x"}]}', False),
+        (b'{"notifyUri": " "}', False),  # Avalon's placeholders ask for nothing
+        (b'{"notifyUri": "notifyuri"}', False),
+        (b'{"notifyUri": 5}', True),  # not what the listener accepts: in doubt, the notifier looks
+        (b"not json", True),
+    ],
+)
+def test_an_answer_wakes_the_notifier_only_if_its_request_may_ask_for_a_notification(params, asks):
+    assert may_ask_notification(params) is asks

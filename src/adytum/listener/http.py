@@ -177,6 +177,8 @@ class Listener:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
         self.registry.register(_NodeCollector(api))
+        #: The two metrics' children by (method, code): labels() takes a lock and builds a key every call.
+        self._counted: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body, middlewares=[self._guard])
@@ -299,8 +301,11 @@ class Listener:
                         f"request of {request.content_length} bytes exceeds the {self.max_body}-byte limit",
                     ),
                 )
-            async with asyncio.timeout_at(deadline):
-                await request.read()
+            if request.content.is_eof():
+                await request.read()  # all of it is here already (the usual case): no deadline to keep
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await request.read()
         except TimeoutError:
             raise _Refused(408, EeaError(Status.INVALID_PARAMETER, "the request did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:

@@ -15,6 +15,7 @@ from ..protocol import (
     Status,
     WorkerStatus,
     WorkOrderParams,
+    asks_notification,
     canonical,
     decode,
     decode_params,
@@ -80,8 +81,8 @@ class Api:
             raise EeaError(Status.BUSY, f"the worker has {self.dispatch.pending} work orders queued; retry later")
         receipt = node_receipt(p, wo_id, worker_id) if self.receipts.enabled else None
         notify_uri = p.notify_uri.strip()
-        if "://" not in notify_uri or self.notify_refusal is None:
-            notify_uri = ""  # Avalon's clients send placeholders (" ", "notifyuri"): only a URL asks to be notified
+        if not asks_notification(notify_uri) or self.notify_refusal is None:
+            notify_uri = ""
         elif (refusal := self.notify_refusal(notify_uri)) is not None:
             raise EeaError(Status.INVALID_PARAMETER, refusal)
         owner = self.dispatch.reserve()  # claimed as it is stored when an enclave has room: no claim, no read back

@@ -33,7 +33,7 @@ import msgspec
 from ..channel import Processed
 from ..config import ManagerConfig
 from ..crypto import b64encode, sha256
-from ..protocol import Status, canonical
+from ..protocol import Status, canonical, may_ask_notification
 from ..protocol.receipts import ReceiptStatus, ReceiptUpdateParams
 from ..store import GroupCommit, ItemWrite, NewReceiptUpdate, Outcome, StateConflict, Store, StoreUnavailable
 from .enclave import EnclaveProcess
@@ -70,12 +70,14 @@ class Dispatcher:
         self._reserved = 0  # slots promised to orders being stored claimed by this node (`reserve`)
         self._bodies: dict[str, bytes] = {}  # requests of orders taken at once (`take`), until they are sent
         self._held: set[str] = set()  # claimed by this node, not yet answered: queued or in an enclave
+        self._quiet: set[str] = set()  # read, not yet answered, and asked for no notification
         self._unsure = False  # a claim failed: it may have committed all the same
         self._attempts: dict[str, int] = defaultdict(int)
         self._conflicts: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
         self._tasks: list[asyncio.Task[None]] = []
-        #: Called with the id of each order this node answered, once the answer is stored (the notifier's wake).
+        #: Called with the id of each order this node answered, once the answer is stored (the notifier's wake),
+        #: except those whose request asked for no notification (the notifier would look for none in vain).
         self.answer_hooks: list[Callable[[str], None]] = []
 
     @property
@@ -269,6 +271,8 @@ class Dispatcher:
             log.warning("work order %s is no longer in the store; skipped", work_order_id)
             self._held.discard(work_order_id)
             return
+        if not may_ask_notification(params):
+            self._quiet.add(work_order_id)
         try:
             await enclave.ensure_running()
             reply = await enclave.process(params)
@@ -330,6 +334,8 @@ class Dispatcher:
         self._attempts.pop(work_order_id, None)
         self._conflicts.pop(work_order_id, None)
         self._held.discard(work_order_id)
+        quiet = work_order_id in self._quiet
+        self._quiet.discard(work_order_id)
         if not stored:
             log.warning(
                 "work order %s was answered already (by another node that took over its claim, or by a commit of "
@@ -340,8 +346,9 @@ class Dispatcher:
             return
         self.completed += 1
         self._deliver(work_order_id, outcome)
-        for hook in self.answer_hooks:
-            hook(work_order_id)
+        if not quiet:
+            for hook in self.answer_hooks:
+                hook(work_order_id)
 
     def _receipt_update(self, work_order_id: str, outcome: Outcome, reply: Processed | None) -> NewReceiptUpdate | None:
         """The worker's signed update from the enclave's answer; else, for a failure, the node's unsigned one."""

@@ -128,7 +128,12 @@ class RpcRequest(msgspec.Struct, forbid_unknown_fields=True):
         return self.id is msgspec.UNSET
 
 
+class _NotifyUri(msgspec.Struct, rename="camel"):
+    notify_uri: str = ""
+
+
 _params_decoder = msgspec.json.Decoder(WorkOrderParams)
+_notify_decoder = msgspec.json.Decoder(_NotifyUri)
 _result_decoder = msgspec.json.Decoder(WorkOrderResult)
 _rpc_decoder = msgspec.json.Decoder(RpcRequest)
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -178,6 +183,20 @@ def decode_batch(body: bytes) -> list[bytes]:
     if len(entries) > MAX_BATCH:
         raise envelope_error(RpcCode.INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests, not {len(entries)}")
     return [bytes(entry) for entry in entries]
+
+
+def asks_notification(notify_uri: str) -> bool:
+    """Only a URL asks to be notified: Avalon's clients send placeholders (" ", "notifyuri")."""
+    return "://" in notify_uri.strip()
+
+
+def may_ask_notification(params: bytes) -> bool:
+    """Whether accepted WorkOrderSubmit params may have asked to be notified (only their notifyUri is read;
+    True when in doubt)."""
+    try:
+        return asks_notification(_notify_decoder.decode(params).notify_uri)
+    except (msgspec.ValidationError, *MALFORMED):
+        return True
 
 
 def decode_params(raw: bytes) -> WorkOrderParams:

@@ -26,6 +26,8 @@ from .records import StoreUnavailable, describe_fault
 
 log = logging.getLogger("adytum.store")
 Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+#: What the event loop hands the writer at once: every transition submitted in one turn of the loop.
+Ops = list[Op]
 
 
 class GroupCommit:
@@ -42,7 +44,11 @@ class GroupCommit:
         self.max_batch = max_batch
         self.fault_log_interval = fault_log_interval
         self.retry_initial, self.retry_max = retry_initial, retry_max
-        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Ops | None] = queue.SimpleQueue()
+        self._gathering: Ops = []  # submitted in this turn of the loop, handed over at its end (`_hand_over`)
+        #: Outcomes of commits the loop has not resolved yet: one wake of the loop covers all of them.
+        self._outcomes: list[tuple[list[asyncio.Future[Any]], list[tuple[bool, Any]]]] = []
+        self._outcomes_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="adytum-store-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -67,16 +73,25 @@ class GroupCommit:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._hand_over()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Queue `fn(store, *args)`; the future resolves once its transaction is durable, or fails with the
-        transition's own exception or with `StoreUnavailable`."""
+        transition's own exception or with `StoreUnavailable`. Everything submitted in one turn of the event
+        loop reaches the writer together: one wake-up of its thread, not one per transition."""
         assert self._loop is not None, "GroupCommit.start() first"
         fut = self._loop.create_future()
-        self._queue.put((fn, args, fut))
+        if not self._gathering:
+            self._loop.call_soon(self._hand_over)
+        self._gathering.append((fn, args, fut))
         return fut
+
+    def _hand_over(self) -> None:
+        if self._gathering:
+            self._queue.put(self._gathering)
+            self._gathering = []
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.submit(fn, *args)
@@ -105,21 +120,21 @@ class GroupCommit:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch = self._queue.get()
+            if batch is None:
                 return
-            batch = [first]
             stop = False
             while len(batch) < self.max_batch:
                 try:
-                    op = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if op is None:
+                if more is None:
                     stop = True
                     break
-                batch.append(op)
-            self._commit(batch)
+                batch.extend(more)
+            for start in range(0, len(batch), self.max_batch):
+                self._commit(batch[start : start + self.max_batch])
             if stop:
                 return
 
@@ -134,8 +149,18 @@ class GroupCommit:
         self._note(fault, any(ok for ok, _ in outcomes))
         self.commits += 1
         self.transitions += len(batch)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve, [op[2] for op in batch], outcomes)
+        with self._outcomes_lock:
+            wake = not self._outcomes  # else the loop is woken already, and resolves these with the others
+            self._outcomes.append(([op[2] for op in batch], outcomes))
+        if wake:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        with self._outcomes_lock:
+            done, self._outcomes = self._outcomes, []
+        for futures, outcomes in done:
+            _resolve(futures, outcomes)
 
     def _attempt(self, batch: list[Op], *, isolated: bool) -> tuple[list[tuple[bool, Any]], BaseException | None, bool]:
         """(outcomes, the store's fault if it had one, whether to run the batch again isolated)."""
