@@ -2,14 +2,23 @@
 free and nothing older waits unclaimed, so a direct hand-over never overtakes an order in the store. (The
 dispatcher's other paths run through real nodes in test_crash.py, test_multinode.py and test_store_faults.py.)"""
 
+from types import SimpleNamespace
+
 from adytum.config import ManagerConfig
 from adytum.manager.dispatch import Dispatcher
 
 
-def dispatcher(tmp_path, enclaves: int = 1) -> Dispatcher:
-    # Only the number of enclaves matters before start(): no process, store or commit is touched here.
+def dispatcher(tmp_path, enclaves: int = 1, shared: bool = True) -> Dispatcher:
+    # Only the number of enclaves and whether the store is shared matter before start(): no process, store or
+    # commit is touched here.
     config = ManagerConfig(data_dir=tmp_path, enclaves=enclaves, pipeline_depth=2, node_id="node-a")
-    return Dispatcher(config, reader=None, committer=None, enclaves=[object()] * enclaves)  # type: ignore[arg-type]
+    store = SimpleNamespace(shared=shared)
+    return Dispatcher(config, reader=store, committer=None, enclaves=[object()] * enclaves)  # type: ignore[arg-type]
+
+
+def test_a_node_on_a_store_of_its_own_holds_more_claimed_than_one_that_shares_it(tmp_path):
+    assert dispatcher(tmp_path, enclaves=2, shared=True).capacity == 2 * 2 * 2  # others may take the rest
+    assert dispatcher(tmp_path, enclaves=2, shared=False).capacity == 2 * 2 * 8  # handed over at once instead
 
 
 def test_slots_are_reserved_up_to_capacity_and_handed_over(tmp_path):

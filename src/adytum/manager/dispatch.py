@@ -60,8 +60,9 @@ class Dispatcher:
         self.enclaves = enclaves
         self.completed = 0
         self.node_id = config.node_id
-        #: Orders claimed ahead of the enclaves: enough that none waits for a claim, few enough to share.
-        self.capacity = len(enclaves) * config.pipeline_depth * 2
+        #: Orders claimed ahead of the enclaves: enough that none waits for a claim, few enough to share on a
+        #: shared store; on a store of its own, enough that most orders are handed over at once (`reserve`).
+        self.capacity = len(enclaves) * config.pipeline_depth * (2 if reader.shared else 8)
         self._queue: asyncio.Queue[str] = asyncio.Queue()  # work order ids, claimed by this node
         self._woken = asyncio.Event()
         self._backlog = 0  # scheduled in the store and not claimed, as last counted (plus wakes since)

@@ -87,6 +87,9 @@ class Store:
     skip_locked = ""
     #: Whether deferring reads pays (a server); SQLite reads in-process and never defers.
     defers_reads = False
+    #: Whether other nodes may serve the same worker from it: then each node claims few orders ahead, so that
+    #: a node with room finds work; a store of one node's own may hold more claimed, in memory.
+    shared = False
 
     #: The next ledger index, known while this transaction holds the ledger's numbering (None: ask the table).
     _next_leaf: int | None = None

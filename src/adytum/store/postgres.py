@@ -133,6 +133,7 @@ class PostgresStore(Store):
     dialect = "postgres"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     defers_reads = True
+    shared = True
 
     def __init__(self, url: str) -> None:
         """Connect; StoreError (one line, no password) if the server cannot be reached or refuses us."""
