@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from adytum.store import Duplicate, GroupCommit, NewOrder, Outcome, SqliteStore, Store, open_store
+from adytum.store import Duplicate, GroupCommit, NewOrder, Outcome, SqliteStore, Store, StoreUnavailable, open_store
 from adytum.store.schema import LATEST
 
 WORKER = "aa" * 32
@@ -162,6 +162,36 @@ def test_a_batch_of_claims_alone_commits_without_waiting_for_the_disk(tmp_path):
     assert seen[:3] == [True, False, False] and seen[-1] is True  # the mixed batch (or its last part) syncs
     assert store.sqlite.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after a relaxed commit
     assert store.state(order(1).work_order_id) == "processing"
+    store.close()
+
+
+def test_only_a_durable_commit_says_the_store_writes_again(tmp_path):
+    """While the store cannot write, a batch that only reads or claims (volatile) may still commit: that is no
+    sign the disk has room again, so the fault stands (and is not logged again) until a durable write goes in."""
+    import sqlite3
+
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+
+    def full_disk(_store: Store) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def main() -> list[str | None]:
+        commit = GroupCommit(store)
+        commit.start()
+        seen = []
+        with pytest.raises(StoreUnavailable):
+            await commit.run(full_disk)
+        seen.append(commit.fault)
+        await commit.run(Store.claimed_by, WORKER, "node-a")  # reads: commits, proves nothing
+        seen.append(commit.fault)
+        await commit.run(Store.insert_order, order(1))  # a durable write: the store writes again
+        seen.append(commit.fault)
+        await commit.stop()
+        return seen
+
+    faults = asyncio.run(main())
+    assert faults[0] and "full" in faults[0] and faults[1] == faults[0] and faults[2] is None
     store.close()
 
 

@@ -64,8 +64,9 @@ class Recheck(AdytumError):
 
 def volatile(transition: T) -> T:
     """Mark a transition that need not be durable when it returns: lost in a crash, it costs a re-run and
-    nothing else (a claim: the order is scheduled again; a heartbeat: the lease is renewed at the next). A
-    commit of only such transitions skips the wait for the disk (`Store.transaction(durable=False)`)."""
+    nothing else (a claim: the order is scheduled again; a heartbeat: the lease is renewed at the next), or it
+    writes nothing. A commit of only such transitions skips the wait for the disk
+    (`Store.transaction(durable=False)`), and does not count as proof that the store writes again."""
     transition.volatile = True  # type: ignore[attr-defined]
     return transition
 
@@ -247,6 +248,7 @@ class Store:
             )
         return ids, self.backlog(worker_id) if len(ids) == limit else 0
 
+    @volatile  # it only reads
     def claimed_by(self, worker_id: str, node_id: str) -> list[str]:
         """The worker's orders `node_id` holds claims on, oldest first: what it must run (after a claim whose
         commit it could not confirm, for one)."""

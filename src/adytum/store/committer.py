@@ -143,10 +143,12 @@ class GroupCommit:
         transition, and on a server each is a message) and with its reads deferred (`Store.transaction`). If
         one transition refuses, or a deferred read did not hold, everything is rolled back and the batch runs
         again with each transition in its own savepoint, reading as it goes, so a refusal is its own."""
-        outcomes, fault, again = self._attempt(batch, isolated=False)
+        durable = not all(getattr(fn, "volatile", False) for fn, _, _ in batch)
+        outcomes, fault, again = self._attempt(batch, isolated=False, durable=durable)
         if again:
-            outcomes, fault, _ = self._attempt(batch, isolated=True)
-        self._note(fault, any(ok for ok, _ in outcomes))
+            outcomes, fault, _ = self._attempt(batch, isolated=True, durable=durable)
+        # Only a durable commit says the store writes again: a volatile batch may have read, or written nothing.
+        self._note(fault, durable and any(ok for ok, _ in outcomes))
         self.commits += 1
         self.transitions += len(batch)
         with self._outcomes_lock:
@@ -162,11 +164,12 @@ class GroupCommit:
         for futures, outcomes in done:
             _resolve(futures, outcomes)
 
-    def _attempt(self, batch: list[Op], *, isolated: bool) -> tuple[list[tuple[bool, Any]], BaseException | None, bool]:
+    def _attempt(
+        self, batch: list[Op], *, isolated: bool, durable: bool
+    ) -> tuple[list[tuple[bool, Any]], BaseException | None, bool]:
         """(outcomes, the store's fault if it had one, whether to run the batch again isolated)."""
         outcomes: list[tuple[bool, Any]] = []
         fault: BaseException | None = None
-        durable = not all(getattr(fn, "volatile", False) for fn, _, _ in batch)
         try:
             with self.store.transaction(deferred=not isolated, durable=durable):
                 for i, (fn, args, _) in enumerate(batch):
