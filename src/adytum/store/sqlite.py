@@ -106,7 +106,12 @@ class _Transaction:
     def __enter__(self) -> None:
         if self.relaxed:
             self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("BEGIN IMMEDIATE")  # the write lock now: the schema lock and the ledger's order
+        try:
+            self.db.execute("BEGIN IMMEDIATE")  # the write lock now: the schema lock and the ledger's order
+        except BaseException:
+            if self.relaxed:  # no __exit__ follows a failed __enter__: every later commit must sync again
+                self.db.execute("PRAGMA synchronous=FULL")
+            raise
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         """A failed COMMIT (disk full, I/O error) is rolled back, so the next transaction can begin."""
