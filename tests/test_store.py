@@ -165,6 +165,22 @@ def test_a_batch_of_claims_alone_commits_without_waiting_for_the_disk(tmp_path):
     store.close()
 
 
+def test_a_relaxed_commit_that_cannot_begin_leaves_the_connection_syncing(tmp_path):
+    import sqlite3
+
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+    store.sqlite.execute("PRAGMA busy_timeout=0")
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock: BEGIN fails at once
+    with pytest.raises(sqlite3.OperationalError), store.transaction(durable=False):
+        pass
+    other.execute("ROLLBACK")
+    assert store.sqlite.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: later commits still sync
+    other.close()
+    store.close()
+
+
 def test_only_a_durable_commit_says_the_store_writes_again(tmp_path):
     """While the store cannot write, a batch that only reads or claims (volatile) may still commit: that is no
     sign the disk has room again, so the fault stands (and is not logged again) until a durable write goes in."""
