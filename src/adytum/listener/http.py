@@ -284,9 +284,20 @@ class Listener:
             log.exception("internal error in %s", method)
             error = EeaError(Status.UNKNOWN_ERROR, "internal error; it has been logged")
             answer, code = _answer(rpc_id, error=error), 1
-        self.requests.labels(method, str(code)).inc()
-        self.latency.labels(method).observe(time.perf_counter() - started)
+        self._count(method, code, time.perf_counter() - started)
         return None if notification else answer
+
+    def _count(self, method: str, code: int, seconds: float) -> None:
+        """One answer into the two metrics, through children looked up once per (method, code): both come from
+        fixed sets (the method table, "unknown", "-"; the status codes)."""
+        children = self._counted.get((method, code))
+        if children is None:
+            children = self._counted[(method, code)] = (
+                self.requests.labels(method, str(code)),
+                self.latency.labels(method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def _read(self, request: web.Request) -> None:
         """The whole body (decompressed), by the connection's deadline; then the connection's clock stops."""
